@@ -1,0 +1,2 @@
+//! tinypoet-core: placeholder, being written (issue 2).
+#![no_std]

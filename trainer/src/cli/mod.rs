@@ -1,0 +1,43 @@
+//! Command-line interface: one module per subcommand, each with its clap `Args` and `run`.
+//!
+//! Exit codes: 0 success, 1 runtime error (one line on stderr), 2 usage error (clap).
+
+use clap::{Parser, Subcommand};
+
+pub mod bench;
+pub mod eval;
+pub mod export;
+pub mod generate;
+pub mod import;
+pub mod inspect;
+pub mod prepare;
+pub mod train;
+
+/// tinypoet: a tiny character-level GPT that writes Tang poems, trained on a desktop and run on a
+/// microcontroller.
+#[derive(Parser, Debug)]
+#[command(name = "tinypoet", version, about, long_about = None)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Build the prepared dataset from the chinese-poetry package, a JSON poem list or plain text.
+    Prepare(prepare::PrepareArgs),
+    /// Pretrain the model on a prepared dataset.
+    Train(train::TrainArgs),
+    /// Compute the deterministic eval loss of a checkpoint or of a blob.
+    Eval(eval::EvalArgs),
+    /// Export a checkpoint to a weight blob.
+    Export(export::ExportArgs),
+    /// Import weights from a PyTorch safetensors file.
+    Import(import::ImportArgs),
+    /// Print a blob's config, sizes, manifest and checksum status.
+    Inspect(inspect::InspectArgs),
+    /// Write a poem with a model blob (the bundled model by default).
+    Generate(generate::GenerateArgs),
+    /// Benchmarks: training throughput and decoding speed.
+    Bench(bench::BenchArgs),
+}

@@ -1,0 +1,1 @@
+//! Corpus stage: placeholder, being written (issue 3).

@@ -1,0 +1,6 @@
+//! tinypoet-trainer: corpus preparation, pretraining with hand-written forward and backward
+//! passes, checkpoints, export to the core's blob format, and host generation through
+//! `tinypoet-core`.
+
+pub mod cli;
+pub mod corpus;

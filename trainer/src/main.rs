@@ -1,0 +1,28 @@
+//! `tinypoet`: the command-line front end. Each subcommand lives in `cli/<name>.rs`.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tinypoet_trainer::cli::{Cli, Command};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Prepare(args) => tinypoet_trainer::cli::prepare::run(args),
+        Command::Train(args) => tinypoet_trainer::cli::train::run(args),
+        Command::Eval(args) => tinypoet_trainer::cli::eval::run(args),
+        Command::Export(args) => tinypoet_trainer::cli::export::run(args),
+        Command::Import(args) => tinypoet_trainer::cli::import::run(args),
+        Command::Inspect(args) => tinypoet_trainer::cli::inspect::run(args),
+        Command::Generate(args) => tinypoet_trainer::cli::generate::run(args),
+        Command::Bench(args) => tinypoet_trainer::cli::bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            // One clear line for the user; causes joined with ": ".
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}
