@@ -4,3 +4,4 @@
 
 pub mod cli;
 pub mod corpus;
+pub mod mt19937;
