@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Real-board builds: each ELF must build with the model and carry its boot header.
+#   Teensy 4.1 (i.MX RT1062, thumbv7em-none-eabihf): FlexSPI configuration block
+#     "FCFB" (8 MiB) at 0x60000000, IVT at 0x60001000 whose entry is Reset, boot
+#     data covering the weights.
+#   Raspberry Pi Pico 2 (RP2350, thumbv8m.main-none-eabihf): IMAGE_DEF block
+#     within the first 4 KiB of flash, vector table at 0x10000000.
+#   QEMU mps2-an386: vector table at 0.
+# The checks read the ELF's load image with elf.py (no binutils needed). They
+# prove the images are laid out as the boot ROMs require; they were not run on
+# hardware here.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+
+fw_setup thumbv7em-none-eabihf thumbv8m.main-none-eabihf
+TINYPOET_BLOB=$(fw_blob)
+export TINYPOET_BLOB
+fw_log "blob: $TINYPOET_BLOB"
+
+check() { # board target check
+    local board=$1 target=$2 what=$3
+    fw_log "building $board ($target)"
+    fw_cargo build --release --no-default-features --features "board-$board" --target "$target" >&2
+    local out=$CARGO_TARGET_DIR/boards/$board.elf
+    mkdir -p "$(dirname "$out")"
+    cp "$CARGO_TARGET_DIR/$target/release/tinypoet-firmware" "$out"
+    python3 "$FW_DIR/elf.py" size "$out"
+    python3 "$FW_DIR/elf.py" "check-$what" "$out"
+}
+
+check teensy41 thumbv7em-none-eabihf teensy41
+check pico2 thumbv8m.main-none-eabihf pico2
+check mps2-an386 thumbv7em-none-eabihf mps2
+echo "check-boards: 3 passed, 0 failed"

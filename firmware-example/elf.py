@@ -1,0 +1,192 @@
+#!/usr/bin/env python3
+"""Reads the firmware ELF without any binutils: memory report and boot-header checks.
+
+  elf.py size ELF            flash (weights / code / data image) and static RAM, from section headers
+  elf.py check-teensy41 ELF  FlexSPI configuration block + IVT + boot data at 0x60000000
+  elf.py check-pico2 ELF     RP2350 IMAGE_DEF block within the first 4 KiB of flash
+  elf.py check-mps2 ELF      vector table at 0x0 (initial SP in SRAM, Thumb reset vector)
+
+Exit status 0 when the check passes; 1 with a message otherwise.
+"""
+import struct
+import sys
+
+SHF_ALLOC = 0x2
+SHT_NOBITS = 8
+
+
+class Elf:
+    def __init__(self, path):
+        with open(path, "rb") as f:
+            self.data = f.read()
+        d = self.data
+        if d[:4] != b"\x7fELF" or d[4] != 1 or d[5] != 1:
+            raise SystemExit(f"{path}: not a 32-bit little-endian ELF")
+        (self.e_shoff,) = struct.unpack_from("<I", d, 0x20)
+        self.e_shentsize, self.e_shnum, self.e_shstrndx = struct.unpack_from("<HHH", d, 0x2E)
+        raw = []
+        for i in range(self.e_shnum):
+            off = self.e_shoff + i * self.e_shentsize
+            raw.append(struct.unpack_from("<IIIIIIIIII", d, off))
+        strtab = raw[self.e_shstrndx]
+        self.sections = []
+        for (name, typ, flags, addr, off, size, _l, _i, _a, _e) in raw:
+            end = d.index(b"\0", strtab[4] + name)
+            nm = d[strtab[4] + name:end].decode()
+            self.sections.append(dict(name=nm, type=typ, flags=flags, addr=addr, off=off, size=size))
+        # Program headers give load addresses (LMA) for .data's flash image.
+        (self.e_phoff,) = struct.unpack_from("<I", d, 0x1C)
+        self.e_phentsize, self.e_phnum = struct.unpack_from("<HH", d, 0x2A)
+        self.segments = []
+        for i in range(self.e_phnum):
+            p = struct.unpack_from("<IIIIIIII", d, self.e_phoff + i * self.e_phentsize)
+            self.segments.append(dict(type=p[0], off=p[1], vaddr=p[2], paddr=p[3], filesz=p[4], memsz=p[5]))
+
+    def section(self, name):
+        for s in self.sections:
+            if s["name"] == name:
+                return s
+        return None
+
+    def read(self, addr, n):
+        """Bytes at a load (physical) address, as a flasher would write them."""
+        for p in self.segments:
+            if p["type"] == 1 and p["paddr"] <= addr and addr + n <= p["paddr"] + p["filesz"]:
+                o = p["off"] + addr - p["paddr"]
+                return self.data[o:o + n]
+        raise SystemExit(f"address {addr:#010x} (+{n}) is not in any loaded segment")
+
+    def window(self, addr, n):
+        """Flash image bytes in [addr, addr+n), gaps between segments read as 0xFF (erased)."""
+        out = bytearray(b"\xff" * n)
+        for p in self.segments:
+            if p["type"] != 1 or p["filesz"] == 0:
+                continue
+            lo, hi = max(addr, p["paddr"]), min(addr + n, p["paddr"] + p["filesz"])
+            if lo < hi:
+                o = p["off"] + lo - p["paddr"]
+                out[lo - addr:hi - addr] = self.data[o:o + hi - lo]
+        return bytes(out)
+
+    def u32(self, addr):
+        return struct.unpack("<I", self.read(addr, 4))[0]
+
+
+def alloc(elf):
+    return [s for s in elf.sections if s["flags"] & SHF_ALLOC and s["size"] > 0]
+
+
+def size_report(elf, path):
+    weights = code = data_image = ram = 0
+    for s in alloc(elf):
+        if s["name"] == ".tinypoet_blob":
+            weights += s["size"]
+        elif s["type"] == SHT_NOBITS:
+            ram += s["size"]
+        elif s["name"] == ".data":
+            data_image += s["size"]
+            ram += s["size"]
+        else:
+            code += s["size"]  # vector table, boot headers, .text, .rodata
+    flash = weights + code + data_image
+    print(f"{path}")
+    print(f"  flash total   {flash:>9} B ({flash / 1024:.1f} KiB)")
+    print(f"    weights     {weights:>9} B (.tinypoet_blob)")
+    print(f"    code+const  {code + data_image:>9} B (vector table, boot headers, .text, .rodata, .data image)")
+    print(f"  static RAM    {ram:>9} B ({ram / 1024:.1f} KiB: .data + .bss + .uninit), plus the stack")
+    for s in alloc(elf):
+        print(f"    {s['name']:<16} {s['size']:>9} B at {s['addr']:#010x}")
+    return ram
+
+
+def fail(msg):
+    print(f"FAIL: {msg}")
+    sys.exit(1)
+
+
+def check_mps2(elf):
+    sp, reset = elf.u32(0x0), elf.u32(0x4)
+    if not (0x20000000 <= sp <= 0x20400000):
+        fail(f"initial SP {sp:#x} not in SRAM")
+    if reset & 1 == 0:
+        fail(f"reset vector {reset:#x} is not a Thumb address")
+    print(f"ok: vector table at 0x0 (SP {sp:#010x}, Reset {reset:#010x})")
+
+
+def check_teensy41(elf):
+    base = 0x60000000
+    if elf.read(base, 4) != b"FCFB":
+        fail(f"no FlexSPI configuration block magic 'FCFB' at {base:#x}")
+    version = elf.u32(base + 4)
+    flash_a1 = elf.u32(base + 0x50)
+    if flash_a1 != 8 * 1024 * 1024:
+        fail(f"FCB flash size A1 = {flash_a1:#x}, expected 8 MiB for the Teensy 4.1")
+    ivt = base + 0x1000
+    header = elf.u32(ivt)
+    if header & 0xFF != 0xD1 or (header >> 8) & 0xFFFF != 0x2000:
+        fail(f"IVT header {header:#010x}: expected tag 0xD1, length 0x0020")
+    entry, _r, dcd, boot_data, self_ptr = (elf.u32(ivt + 4 * i) for i in range(1, 6))
+    if self_ptr != ivt:
+        fail(f"IVT self pointer {self_ptr:#x} != {ivt:#x}")
+    vt = elf.section(".vector_table")["addr"]
+    reset = elf.u32(vt + 4)
+    if entry != reset:
+        fail(f"IVT entry {entry:#x} != vector table reset {reset:#x}")
+    start, length, plugin = elf.u32(boot_data), elf.u32(boot_data + 4), elf.u32(boot_data + 8)
+    blob = elf.section(".tinypoet_blob")
+    if start != base or plugin != 0:
+        fail(f"boot data start {start:#x} plugin {plugin}")
+    if start + length < blob["addr"] + blob["size"]:
+        fail(f"boot data length {length} does not cover the weights")
+    print(
+        f"ok: FCB 'FCFB' v{version:#010x} flash {flash_a1 >> 20} MiB; IVT {header:#010x} entry "
+        f"{entry:#010x} (= Reset), DCD {dcd:#x}; boot data {start:#x}+{length} B; vector table {vt:#x}"
+    )
+
+
+def check_pico2(elf):
+    base = 0x10000000
+    window = elf.window(base, 4096)
+    start = window.find(struct.pack("<I", 0xFFFFDED3))
+    if start < 0 or start % 4:
+        fail("no PICOBIN_BLOCK_MARKER_START in the first 4 KiB of flash")
+    words = struct.unpack_from("<5I", window, start)
+    if words[1] & 0xFF != 0x42 or (words[1] >> 8) & 0xFF != 1:
+        fail(f"first item {words[1]:#010x} is not a 1-word IMAGE_DEF (0x42)")
+    flags = words[1] >> 16
+    if flags & 0x000F != 1 or flags & 0x7000 != 0x1000:
+        fail(f"IMAGE_DEF flags {flags:#06x}: expected an executable for RP2350")
+    if words[2] & 0xFF != 0xFF or words[4] != 0xAB123579:
+        fail(f"block not closed by LAST item + PICOBIN_BLOCK_MARKER_END: {[hex(w) for w in words]}")
+    sp, reset = elf.u32(base), elf.u32(base + 4)
+    if not (0x20000000 <= sp <= 0x20082000) or reset & 1 == 0:
+        fail(f"vector table at flash start looks wrong: SP {sp:#x} reset {reset:#x}")
+    print(
+        f"ok: IMAGE_DEF block at {base + start:#x} (flags {flags:#06x}: Arm Secure EXE, RP2350); "
+        f"vector table at {base:#x} (SP {sp:#010x}, Reset {reset:#010x})"
+    )
+
+
+def main():
+    if len(sys.argv) != 3:
+        print(__doc__)
+        sys.exit(2)
+    cmd, path = sys.argv[1], sys.argv[2]
+    elf = Elf(path)
+    if cmd == "size":
+        size_report(elf, path)
+    elif cmd == "ram":
+        print(sum(s["size"] for s in alloc(elf) if s["type"] == SHT_NOBITS or s["name"] == ".data"))
+    elif cmd == "check-teensy41":
+        check_teensy41(elf)
+    elif cmd == "check-pico2":
+        check_pico2(elf)
+    elif cmd == "check-mps2":
+        check_mps2(elf)
+    else:
+        print(__doc__)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

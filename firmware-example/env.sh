@@ -1,0 +1,90 @@
+# Sourced by the firmware scripts (run-qemu.sh, check-boards.sh, test-qemu.sh,
+# figures.sh): installs what is missing and defines `fw_cargo`.
+#
+# Toolchain routes (../../shared/spec/embedded.md §4):
+#  1. rustup: `rustup target add <target>` (fast path; rust-lld is bundled).
+#  2. Debian 12: rustc-web + cargo-web + lld from apt, rust-web-src extracted to /
+#     (dpkg-deb -x: 3 s instead of 2.5 min of dpkg), then build-std=core with
+#     RUSTC_BOOTSTRAP=1 and ld.lld as the linker.
+# Override with TINYPOET_FW_ROUTE=rustup|debian.
+
+FW_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+REPO_DIR=$(cd "$FW_DIR/.." && pwd)
+export CARGO_TARGET_DIR=${TINYPOET_FW_TARGET_DIR:-$FW_DIR/target}
+
+fw_log() { printf '[firmware] %s\n' "$*" >&2; }
+
+_fw_sudo() { if [ "$(id -u)" -ne 0 ]; then sudo "$@"; else "$@"; fi; }
+
+_fw_apt_updated=""
+fw_apt_install() {
+    local missing=() pkg
+    for pkg in "$@"; do dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg"); done
+    [ ${#missing[@]} -eq 0 ] && return 0
+    command -v apt-get >/dev/null 2>&1 || { fw_log "need ${missing[*]}: install them by hand"; return 1; }
+    if [ -z "$_fw_apt_updated" ]; then _fw_sudo apt-get update -qq; _fw_apt_updated=1; fi
+    fw_log "apt-get install ${missing[*]}"
+    DEBIAN_FRONTEND=noninteractive _fw_sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+}
+
+fw_need_qemu() {
+    command -v qemu-system-arm >/dev/null 2>&1 || fw_apt_install qemu-system-arm
+}
+
+# fw_setup TARGET...: make the targets buildable; sets FW_ROUTE and FW_BUILD_STD.
+FW_BUILD_STD=()
+fw_setup() {
+    local route=${TINYPOET_FW_ROUTE:-}
+    if [ -z "$route" ]; then
+        route=debian
+        if command -v rustup >/dev/null 2>&1; then
+            local ok=1 t
+            for t in "$@"; do
+                rustup target list --installed 2>/dev/null | grep -qx "$t" && continue
+                fw_log "rustup target add $t"
+                rustup target add "$t" >&2 || { ok=0; break; }
+            done
+            [ $ok = 1 ] && route=rustup
+        fi
+    fi
+    if [ "$route" = debian ]; then
+        fw_log "toolchain: Debian rustc-web + lld + rust-web-src, build-std=core"
+        fw_apt_install rustc-web cargo-web lld
+        if [ ! -f /usr/lib/rustlib/src/rust/library/Cargo.lock ]; then
+            local tmp
+            tmp=$(mktemp -d)
+            (cd "$tmp" && apt-get download rust-web-src >&2 && _fw_sudo dpkg-deb -x rust-web-src_*.deb /)
+            rm -rf "$tmp"
+        fi
+        export PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
+        export CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER=ld.lld
+        export CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_LINKER=ld.lld
+        FW_BUILD_STD=(-Zbuild-std=core)
+    else
+        fw_log "toolchain: rustup ($(rustc --version))"
+        FW_BUILD_STD=()
+    fi
+    FW_ROUTE=$route
+}
+
+# fw_cargo ARGS...: cargo in the firmware directory with the route's extra flags.
+fw_cargo() {
+    (cd "$FW_DIR" && cargo "$@" "${FW_BUILD_STD[@]}")
+}
+
+# The QEMU command line (the same as .cargo/config.toml's runner).
+FW_QEMU=(qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic
+    -semihosting-config enable=on,target=native -icount shift=0,align=off,sleep=off -kernel)
+
+# fw_blob: print the path of the blob to embed.
+#   TINYPOET_BLOB if set; else the committed default model; else a blob from a
+#   short seeded training run on the real corpus, cached in target/ (made once).
+fw_blob() {
+    if [ -n "${TINYPOET_BLOB:-}" ]; then
+        echo "$TINYPOET_BLOB"
+    elif [ -f "$REPO_DIR/models/tinypoet-tang.tpb" ]; then
+        echo "$REPO_DIR/models/tinypoet-tang.tpb"
+    else
+        bash "$FW_DIR/make-test-blob.sh"
+    fi
+}

@@ -1,0 +1,85 @@
+//! Teensy 4.1 (i.MX RT1062): the FlexSPI configuration block (FCB).
+//!
+//! The boot ROM reads this 512-byte block at the start of flash (0x60000000)
+//! to learn how to talk to the QSPI NOR chip before it can execute from it.
+//! It is built with imxrt-boot-gen exactly like the `teensy4-fcb` crate's,
+//! except for the flash size: `teensy4-fcb` declares the Teensy 4.0's 2 MiB,
+//! and the ROM maps only that much, while the 4.1 has 8 MiB (W25Q64JV) and
+//! our weights alone are 2.7 MB. PJRC's own bootdata.c uses 0x00800000 for
+//! the 4.1. The IVT and boot data that follow at 0x1000 are in boards/teensy41.x.
+
+use imxrt_boot_gen::flexspi::{self, opcodes::sdr::*, *};
+use imxrt_boot_gen::serial_flash::*;
+
+/// Winbond W25Q64JV command set.
+mod winbond {
+    pub const FAST_READ_QUAD_IO: u8 = 0xEB;
+    pub const READ_STATUS_REGISTER_1: u8 = 0x05;
+    pub const WRITE_ENABLE: u8 = 0x06;
+    pub const SECTOR_ERASE: u8 = 0x20;
+    pub const PAGE_PROGRAM: u8 = 0x02;
+    pub const CHIP_ERASE: u8 = 0x60;
+}
+use winbond::*;
+
+/// Flash size the ROM maps: all 8 MiB of the Teensy 4.1's QSPI flash.
+pub const FLASH_SIZE: u32 = 8 * 1024 * 1024;
+
+const SEQ_READ: Sequence = SequenceBuilder::new()
+    .instr(Instr::new(CMD, Pads::One, FAST_READ_QUAD_IO))
+    .instr(Instr::new(RADDR, Pads::Four, 0x18))
+    .instr(Instr::new(DUMMY, Pads::Four, 0x06))
+    .instr(Instr::new(READ, Pads::Four, 0x04))
+    .build();
+const SEQ_READ_STATUS: Sequence = SequenceBuilder::new()
+    .instr(Instr::new(CMD, Pads::One, READ_STATUS_REGISTER_1))
+    .instr(Instr::new(READ, Pads::One, 0x04))
+    .build();
+const SEQ_WRITE_ENABLE: Sequence = SequenceBuilder::new()
+    .instr(Instr::new(CMD, Pads::One, WRITE_ENABLE))
+    .build();
+const SEQ_ERASE_SECTOR: Sequence = SequenceBuilder::new()
+    .instr(Instr::new(CMD, Pads::One, SECTOR_ERASE))
+    .instr(Instr::new(RADDR, Pads::One, 0x18))
+    .build();
+const SEQ_PAGE_PROGRAM: Sequence = SequenceBuilder::new()
+    .instr(Instr::new(CMD, Pads::One, PAGE_PROGRAM))
+    .instr(Instr::new(RADDR, Pads::One, 0x18))
+    .instr(Instr::new(WRITE, Pads::One, 0x04))
+    .build();
+const SEQ_CHIP_ERASE: Sequence = SequenceBuilder::new()
+    .instr(Instr::new(CMD, Pads::One, CHIP_ERASE))
+    .build();
+
+const LUT: LookupTable = LookupTable::new()
+    .command(Command::Read, SEQ_READ)
+    .command(Command::ReadStatus, SEQ_READ_STATUS)
+    .command(Command::WriteEnable, SEQ_WRITE_ENABLE)
+    .command(Command::EraseSector, SEQ_ERASE_SECTOR)
+    .command(Command::PageProgram, SEQ_PAGE_PROGRAM)
+    .command(Command::ChipErase, SEQ_CHIP_ERASE);
+
+const CHIP: imxrt_boot_gen::Imxrt = imxrt_boot_gen::Imxrt::Imxrt1060;
+
+const COMMON: flexspi::ConfigurationBlock = flexspi::ConfigurationBlock::new(LUT)
+    .read_sample_clk_src(ReadSampleClockSource::LoopbackFromDQSPad)
+    .cs_hold_time(0x01)
+    .cs_setup_time(0x02)
+    .column_address_width(ColumnAddressWidth::OtherDevices)
+    .device_mode_configuration(DeviceModeConfiguration::Disabled)
+    .wait_time_cfg_commands(WaitTimeConfigurationCommands::disable())
+    .flash_size(SerialFlashRegion::A1, FLASH_SIZE)
+    .serial_clk_freq(CHIP.serial_clock_frequency(SerialClockOption::MHz60))
+    .serial_flash_pad_type(FlashPadType::Quad);
+
+/// The FCB, placed at 0x60000000 by boards/teensy41.x.
+#[link_section = ".fcb"]
+#[used]
+#[no_mangle]
+pub static FLEXSPI_CONFIGURATION_BLOCK: nor::ConfigurationBlock =
+    nor::ConfigurationBlock::new(CHIP, COMMON)
+        .page_size(256)
+        .sector_size(4096)
+        .ip_cmd_serial_clk_freq(Some(
+            CHIP.ip_serial_clock_frequency(SerialClockOption::MHz30),
+        ));
