@@ -5,3 +5,8 @@
 pub mod cli;
 pub mod corpus;
 pub mod mt19937;
+pub mod adamw;
+pub mod init;
+pub mod model;
+pub mod ops;
+pub mod params;

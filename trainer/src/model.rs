@@ -1,0 +1,511 @@
+//! The whole model's forward and backward over preallocated activations (llm.c's
+//! `gpt2_forward` / `gpt2_backward`): backward is forward read upwards.
+//!
+//! Everything a step touches is allocated once in [`Model::new`] for up to `max_batch ×
+//! max_seq` positions; [`Model::forward_backward`] and [`Model::forward_loss`] allocate nothing.
+//! Kernels run on the current rayon pool (the caller fixes its thread count); results do not
+//! depend on the thread count or schedule (see [`crate::ops`]).
+
+use crate::ops::attention::{attention_backward, attention_forward, AttnDims};
+use crate::ops::embedding::{embedding_backward, embedding_forward};
+use crate::ops::head_ce::{head_ce_forward, head_ce_forward_backward, head_logits, HeadScratch};
+use crate::ops::layernorm::{self, layernorm_backward, layernorm_forward};
+use crate::ops::linear::{linear_backward, linear_forward};
+use crate::ops::relu::{relu_backward, relu_forward};
+use crate::ops::residual::{residual_backward, residual_forward};
+use crate::ops::Float;
+use crate::params::{Config, ParamsT};
+
+/// Saved activations of one transformer block (all `[N, ·]` with N = batch·time).
+#[derive(Clone, Debug)]
+struct BlockActs<F> {
+    /// LN1 output [N, C], its per-row mean and 1/std [N].
+    ln1: Vec<F>,
+    ln1_mean: Vec<F>,
+    ln1_rstd: Vec<F>,
+    /// Fused Q|K|V projections [N, 3C].
+    qkv: Vec<F>,
+    /// Attention probabilities [B, H, T, T].
+    att: Vec<F>,
+    /// Attention output before the output projection [N, C].
+    atty: Vec<F>,
+    /// Residual stream after the attention branch [N, C].
+    resid_mid: Vec<F>,
+    /// LN2 output [N, C], mean and 1/std [N].
+    ln2: Vec<F>,
+    ln2_mean: Vec<F>,
+    ln2_rstd: Vec<F>,
+    /// ReLU(fc1) [N, F] (also tells the ReLU backward where the input was positive).
+    act: Vec<F>,
+}
+
+/// The model's forward/backward state for up to `max_batch × max_seq` positions.
+#[derive(Clone, Debug)]
+pub struct Model<F> {
+    cfg: Config,
+    max_batch: usize,
+    max_seq: usize,
+    /// Residual stream entering block l, l = 0..=L (entry L feeds the final LN) [N, C].
+    resid: Vec<Vec<F>>,
+    blocks: Vec<BlockActs<F>>,
+    /// Final LN output [N, C], mean and 1/std [N].
+    lnf: Vec<F>,
+    lnf_mean: Vec<F>,
+    lnf_rstd: Vec<F>,
+    /// Per-position losses [N].
+    losses: Vec<F>,
+    head: HeadScratch<F>,
+    // Backward scratch, reused by every block.
+    /// Gradient of the residual stream [N, C].
+    d_res: Vec<F>,
+    /// Gradient of a LayerNorm output / branch output [N, C].
+    d_c: Vec<F>,
+    /// Gradient of a LayerNorm input, before it is added to `d_res` [N, C].
+    d_c2: Vec<F>,
+    /// fc1 pre-activation (forward) / its gradient (backward) [N, F].
+    d_f: Vec<F>,
+    /// Gradient of the FFN hidden activation [N, F].
+    d_f2: Vec<F>,
+    /// Gradient of qkv [N, 3C].
+    d_qkv: Vec<F>,
+    /// Attention backward scratch [B, T, T].
+    d_att: Vec<F>,
+    /// Branch outputs in the forward (projection / fc2) [N, C].
+    branch: Vec<F>,
+    /// LayerNorm gain/shift gradient partials.
+    ln_scratch: Vec<F>,
+}
+
+/// The training model (f32).
+pub type TrainModel = Model<f32>;
+
+impl<F: Float> Model<F> {
+    /// Allocate every buffer for batches of up to `max_batch` sequences of up to `max_seq`
+    /// (≤ `cfg.context`) tokens.
+    pub fn new(cfg: &Config, max_batch: usize, max_seq: usize) -> Self {
+        assert!(
+            max_seq <= cfg.context,
+            "max_seq {max_seq} exceeds context {}",
+            cfg.context
+        );
+        assert!(
+            cfg.dim.is_multiple_of(cfg.n_heads),
+            "dim must be a multiple of n_heads"
+        );
+        let (c, f, h, v) = (cfg.dim, cfg.ffn_dim, cfg.n_heads, cfg.vocab_size);
+        let n = max_batch * max_seq;
+        let z = |len: usize| vec![F::ZERO; len];
+        let blocks = (0..cfg.n_layers)
+            .map(|_| BlockActs {
+                ln1: z(n * c),
+                ln1_mean: z(n),
+                ln1_rstd: z(n),
+                qkv: z(n * 3 * c),
+                att: z(max_batch * h * max_seq * max_seq),
+                atty: z(n * c),
+                resid_mid: z(n * c),
+                ln2: z(n * c),
+                ln2_mean: z(n),
+                ln2_rstd: z(n),
+                act: z(n * f),
+            })
+            .collect();
+        Model {
+            cfg: *cfg,
+            max_batch,
+            max_seq,
+            resid: (0..=cfg.n_layers).map(|_| z(n * c)).collect(),
+            blocks,
+            lnf: z(n * c),
+            lnf_mean: z(n),
+            lnf_rstd: z(n),
+            losses: z(n),
+            head: HeadScratch::new(n, v, c),
+            d_res: z(n * c),
+            d_c: z(n * c),
+            d_c2: z(n * c),
+            d_f: z(n * f),
+            d_f2: z(n * f),
+            d_qkv: z(n * 3 * c),
+            d_att: z(max_batch * max_seq * max_seq),
+            branch: z(n * c),
+            ln_scratch: z(layernorm::backward_scratch_len(n, c)),
+        }
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.cfg
+    }
+
+    fn check_batch(
+        &self,
+        p: &ParamsT<F>,
+        inputs: &[u16],
+        targets: Option<&[u16]>,
+        b: usize,
+        t: usize,
+    ) {
+        assert_eq!(
+            p.config(),
+            &self.cfg,
+            "parameters were made for another config"
+        );
+        assert!(
+            b >= 1 && b <= self.max_batch,
+            "batch {b} outside 1..={}",
+            self.max_batch
+        );
+        assert!(
+            t >= 1 && t <= self.max_seq,
+            "sequence length {t} outside 1..={}",
+            self.max_seq
+        );
+        assert_eq!(inputs.len(), b * t, "inputs must hold b*t token ids");
+        let v = self.cfg.vocab_size;
+        let bad = |ids: &[u16]| ids.iter().find(|&&id| id as usize >= v).copied();
+        if let Some(id) = bad(inputs) {
+            panic!("input token id {id} is outside the vocabulary (size {v})");
+        }
+        if let Some(targets) = targets {
+            assert_eq!(targets.len(), b * t, "targets must hold b*t token ids");
+            if let Some(id) = bad(targets) {
+                panic!("target token id {id} is outside the vocabulary (size {v})");
+            }
+        }
+    }
+
+    /// Forward through the blocks and the final LayerNorm, leaving `lnf` [N, C] ready for the
+    /// head.
+    fn forward_trunk(&mut self, p: &ParamsT<F>, inputs: &[u16], b: usize, t: usize) {
+        let cfg = self.cfg;
+        let (c, f) = (cfg.dim, cfg.ffn_dim);
+        let n = b * t;
+        let (nc, nf) = (n * c, n * f);
+        let eps = F::from_f64(cfg.ln_eps as f64);
+        let scale = F::from_f64(cfg.attn_scale as f64);
+        let r = p.layout.ranges();
+        let w = &p.data;
+        let dims = AttnDims {
+            b,
+            t,
+            c,
+            h: cfg.n_heads,
+        };
+        embedding_forward(
+            &mut self.resid[0][..nc],
+            inputs,
+            &w[r.tok_emb.clone()],
+            &w[r.pos_emb.clone()],
+            t,
+            c,
+        );
+        for l in 0..cfg.n_layers {
+            let br = &r.blocks[l];
+            let (done, rest) = self.resid.split_at_mut(l + 1);
+            let (x, x_next) = (&done[l][..nc], &mut rest[0][..nc]);
+            let a = &mut self.blocks[l];
+            // Attention branch: resid_mid = x + proj(attn(LN1(x))).
+            layernorm_forward(
+                &mut a.ln1[..nc],
+                &mut a.ln1_mean[..n],
+                &mut a.ln1_rstd[..n],
+                x,
+                &w[br.ln1_w.clone()],
+                &w[br.ln1_b.clone()],
+                c,
+                eps,
+            );
+            linear_forward(
+                &mut a.qkv[..3 * nc],
+                &a.ln1[..nc],
+                &w[br.wqkv.clone()],
+                None,
+                c,
+                3 * c,
+            );
+            attention_forward(
+                &mut a.atty[..nc],
+                &mut a.att[..b * cfg.n_heads * t * t],
+                &a.qkv[..3 * nc],
+                dims,
+                scale,
+            );
+            linear_forward(
+                &mut self.branch[..nc],
+                &a.atty[..nc],
+                &w[br.proj_w.clone()],
+                Some(&w[br.proj_b.clone()]),
+                c,
+                c,
+            );
+            residual_forward(&mut a.resid_mid[..nc], x, &self.branch[..nc]);
+            // FFN branch: x_next = resid_mid + fc2(ReLU(fc1(LN2(resid_mid)))).
+            layernorm_forward(
+                &mut a.ln2[..nc],
+                &mut a.ln2_mean[..n],
+                &mut a.ln2_rstd[..n],
+                &a.resid_mid[..nc],
+                &w[br.ln2_w.clone()],
+                &w[br.ln2_b.clone()],
+                c,
+                eps,
+            );
+            linear_forward(
+                &mut self.d_f[..nf],
+                &a.ln2[..nc],
+                &w[br.fc1_w.clone()],
+                Some(&w[br.fc1_b.clone()]),
+                c,
+                f,
+            );
+            relu_forward(&mut a.act[..nf], &self.d_f[..nf]);
+            linear_forward(
+                &mut self.branch[..nc],
+                &a.act[..nf],
+                &w[br.fc2_w.clone()],
+                Some(&w[br.fc2_b.clone()]),
+                f,
+                c,
+            );
+            residual_forward(x_next, &a.resid_mid[..nc], &self.branch[..nc]);
+        }
+        let x = &self.resid[cfg.n_layers][..nc];
+        layernorm_forward(
+            &mut self.lnf[..nc],
+            &mut self.lnf_mean[..n],
+            &mut self.lnf_rstd[..n],
+            x,
+            &w[r.lnf_w.clone()],
+            &w[r.lnf_b.clone()],
+            c,
+            eps,
+        );
+    }
+
+    /// Mean cross-entropy over the `b·t` positions, and its gradient with respect to every
+    /// parameter written into `g` (overwritten, not accumulated). `inputs`/`targets`: [b·t].
+    pub fn forward_backward(
+        &mut self,
+        p: &ParamsT<F>,
+        g: &mut ParamsT<F>,
+        inputs: &[u16],
+        targets: &[u16],
+        b: usize,
+        t: usize,
+    ) -> F {
+        self.check_batch(p, inputs, Some(targets), b, t);
+        assert_eq!(
+            g.config(),
+            &self.cfg,
+            "gradient buffer was made for another config"
+        );
+        self.forward_trunk(p, inputs, b, t);
+        let cfg = self.cfg;
+        let (c, f) = (cfg.dim, cfg.ffn_dim);
+        let n = b * t;
+        let (nc, nf) = (n * c, n * f);
+        let scale = F::from_f64(cfg.attn_scale as f64);
+        let r = p.layout.ranges().clone();
+        let w = &p.data;
+        let gd = &mut g.data[..];
+        let dims = AttnDims {
+            b,
+            t,
+            c,
+            h: cfg.n_heads,
+        };
+
+        // Head + cross-entropy: d(lnf) into d_c, head grads written directly.
+        let (g_lo, g_hi) = gd.split_at_mut(r.head_w.start);
+        let (g_hw, g_hb) = g_hi.split_at_mut(r.head_w.len());
+        let loss = head_ce_forward_backward(
+            &mut self.d_c[..nc],
+            g_hw,
+            &mut g_hb[..r.head_b.len()],
+            &mut self.losses[..n],
+            &mut self.head,
+            &self.lnf[..nc],
+            &w[r.head_w.clone()],
+            &w[r.head_b.clone()],
+            targets,
+        );
+        // Final LayerNorm: d_res = dLN_f(d_c).
+        {
+            let (gw, gb) = split2(g_lo, r.lnf_w.clone(), r.lnf_b.clone());
+            layernorm_backward(
+                &mut self.d_res[..nc],
+                gw,
+                gb,
+                &mut self.ln_scratch,
+                &self.d_c[..nc],
+                &self.resid[cfg.n_layers][..nc],
+                &self.lnf_mean[..n],
+                &self.lnf_rstd[..n],
+                &w[r.lnf_w.clone()],
+                c,
+            );
+        }
+        for l in (0..cfg.n_layers).rev() {
+            let br = &r.blocks[l];
+            let a = &self.blocks[l];
+            // x_next = resid_mid + fc2(act): d(fc2 out) = d_res, which also flows to resid_mid.
+            {
+                let (gw, gb) = split2(gd, br.fc2_w.clone(), br.fc2_b.clone());
+                linear_backward(
+                    &mut self.d_f2[..nf],
+                    gw,
+                    Some(gb),
+                    &self.d_res[..nc],
+                    &a.act[..nf],
+                    &w[br.fc2_w.clone()],
+                    f,
+                    c,
+                );
+            }
+            relu_backward(&mut self.d_f[..nf], &a.act[..nf], &self.d_f2[..nf]);
+            {
+                let (gw, gb) = split2(gd, br.fc1_w.clone(), br.fc1_b.clone());
+                linear_backward(
+                    &mut self.d_c[..nc],
+                    gw,
+                    Some(gb),
+                    &self.d_f[..nf],
+                    &a.ln2[..nc],
+                    &w[br.fc1_w.clone()],
+                    c,
+                    f,
+                );
+            }
+            {
+                let (gw, gb) = split2(gd, br.ln2_w.clone(), br.ln2_b.clone());
+                layernorm_backward(
+                    &mut self.d_c2[..nc],
+                    gw,
+                    gb,
+                    &mut self.ln_scratch,
+                    &self.d_c[..nc],
+                    &a.resid_mid[..nc],
+                    &a.ln2_mean[..n],
+                    &a.ln2_rstd[..n],
+                    &w[br.ln2_w.clone()],
+                    c,
+                );
+            }
+            residual_backward(&mut self.d_res[..nc], &self.d_c2[..nc]);
+            // resid_mid = x + proj(atty): d(proj out) = d_res, which also flows to x.
+            {
+                let (gw, gb) = split2(gd, br.proj_w.clone(), br.proj_b.clone());
+                linear_backward(
+                    &mut self.d_c[..nc],
+                    gw,
+                    Some(gb),
+                    &self.d_res[..nc],
+                    &a.atty[..nc],
+                    &w[br.proj_w.clone()],
+                    c,
+                    c,
+                );
+            }
+            attention_backward(
+                &mut self.d_qkv[..3 * nc],
+                &mut self.d_att,
+                &self.d_c[..nc],
+                &a.qkv[..3 * nc],
+                &a.att[..b * cfg.n_heads * t * t],
+                dims,
+                scale,
+            );
+            linear_backward(
+                &mut self.d_c[..nc],
+                &mut gd[br.wqkv.clone()],
+                None,
+                &self.d_qkv[..3 * nc],
+                &a.ln1[..nc],
+                &w[br.wqkv.clone()],
+                c,
+                3 * c,
+            );
+            {
+                let (gw, gb) = split2(gd, br.ln1_w.clone(), br.ln1_b.clone());
+                layernorm_backward(
+                    &mut self.d_c2[..nc],
+                    gw,
+                    gb,
+                    &mut self.ln_scratch,
+                    &self.d_c[..nc],
+                    &self.resid[l][..nc],
+                    &a.ln1_mean[..n],
+                    &a.ln1_rstd[..n],
+                    &w[br.ln1_w.clone()],
+                    c,
+                );
+            }
+            residual_backward(&mut self.d_res[..nc], &self.d_c2[..nc]);
+        }
+        let (gt, gp) = split2(gd, r.tok_emb.clone(), r.pos_emb.clone());
+        embedding_backward(gt, gp, &self.d_res[..nc], inputs, t, c);
+        F::from_f64(loss)
+    }
+
+    /// Mean cross-entropy over the `b·t` positions, forward only (evaluation).
+    pub fn forward_loss(
+        &mut self,
+        p: &ParamsT<F>,
+        inputs: &[u16],
+        targets: &[u16],
+        b: usize,
+        t: usize,
+    ) -> F {
+        self.check_batch(p, inputs, Some(targets), b, t);
+        self.forward_trunk(p, inputs, b, t);
+        let n = b * t;
+        let r = p.layout.ranges();
+        let nc = n * self.cfg.dim;
+        let loss = head_ce_forward(
+            &mut self.losses[..n],
+            &mut self.head,
+            &self.lnf[..nc],
+            &p.data[r.head_w.clone()],
+            &p.data[r.head_b.clone()],
+            targets,
+        );
+        F::from_f64(loss)
+    }
+
+    /// Per-position losses [b·t] of the last [`Self::forward_loss`] / [`Self::forward_backward`].
+    pub fn last_losses(&self, n: usize) -> &[F] {
+        &self.losses[..n]
+    }
+
+    /// Logits [b·t, V] (allocates its output; for tests and tools, not the training loop).
+    pub fn forward_logits(&mut self, p: &ParamsT<F>, inputs: &[u16], b: usize, t: usize) -> Vec<F> {
+        self.check_batch(p, inputs, None, b, t);
+        self.forward_trunk(p, inputs, b, t);
+        let (n, c, v) = (b * t, self.cfg.dim, self.cfg.vocab_size);
+        let r = p.layout.ranges();
+        let mut out = vec![F::ZERO; n * v];
+        head_logits(
+            &mut out,
+            &self.lnf[..n * c],
+            &p.data[r.head_w.clone()],
+            &p.data[r.head_b.clone()],
+            c,
+            v,
+        );
+        out
+    }
+}
+
+/// Two disjoint mutable sub-slices of one buffer (`a` must lie before `b`).
+fn split2<F>(
+    d: &mut [F],
+    a: std::ops::Range<usize>,
+    b: std::ops::Range<usize>,
+) -> (&mut [F], &mut [F]) {
+    assert!(
+        a.end <= b.start,
+        "split2 ranges must be ordered and disjoint"
+    );
+    let (lo, hi) = d.split_at_mut(b.start);
+    (&mut lo[a], &mut hi[..b.len()])
+}

@@ -1,0 +1,290 @@
+//! Training kernels: one module per operation, each with its forward and backward side by side
+//! (llm.c style). Kernels take plain slices plus their dimensions and nothing else.
+//!
+//! Every kernel is generic over [`Float`] so that the very same code runs in `f32` (training) and
+//! in `f64` (the finite-difference tests). Dimension letters used throughout:
+//! `N` = rows = batch·time, `B` batch, `T` time, `C` model dim, `H` heads, `D` = C/H head size,
+//! `F` FFN hidden dim, `V` vocabulary.
+//!
+//! Determinism: every parallel loop splits its work with a partition that depends only on the
+//! problem's dimensions (never on the number of threads), and every reduction across partitions is
+//! combined in a fixed order. Results are therefore bit-identical for any rayon schedule.
+
+pub mod attention;
+pub mod embedding;
+pub mod gemm;
+pub mod head_ce;
+pub mod layernorm;
+pub mod linear;
+pub mod relu;
+pub mod residual;
+
+use std::fmt::Debug;
+use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
+
+/// The float types the kernels run in: `f32` for training, `f64` for gradient checks.
+pub trait Float:
+    Copy
+    + Send
+    + Sync
+    + Debug
+    + Default
+    + PartialOrd
+    + Add<Output = Self>
+    + Sub<Output = Self>
+    + Mul<Output = Self>
+    + Div<Output = Self>
+    + Neg<Output = Self>
+    + AddAssign
+    + SubAssign
+    + MulAssign
+    + 'static
+{
+    const ZERO: Self;
+    const ONE: Self;
+    const NEG_INFINITY: Self;
+    fn from_f64(x: f64) -> Self;
+    fn from_usize(x: usize) -> Self;
+    fn to_f64(self) -> f64;
+    fn sqrt(self) -> Self;
+    fn ln(self) -> Self;
+    /// `exp` as used by the softmaxes. For `f32` this is a vectorisable polynomial accurate to
+    /// about 2 ulp (see [`exp_f32`]); for `f64` it is the libm `exp`.
+    fn exp(self) -> Self;
+    fn max(self, other: Self) -> Self;
+    /// `C[m×n] = alpha·A[m×k]·B[k×n] + beta·C` with arbitrary row/column strides (in elements),
+    /// single-threaded: callers parallelise over independent blocks of `C`.
+    #[allow(clippy::too_many_arguments)]
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        rsa: isize,
+        csa: isize,
+        b: &[Self],
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: &mut [Self],
+        rsc: isize,
+        csc: isize,
+    );
+}
+
+impl Float for f32 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const NEG_INFINITY: Self = f32::NEG_INFINITY;
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x as f32
+    }
+    #[inline(always)]
+    fn from_usize(x: usize) -> Self {
+        x as f32
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self as f64
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f32::sqrt(self)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        f32::ln(self)
+    }
+    #[inline(always)]
+    fn exp(self) -> Self {
+        exp_f32(self)
+    }
+    #[inline(always)]
+    fn max(self, other: Self) -> Self {
+        if self > other {
+            self
+        } else {
+            other
+        }
+    }
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        rsa: isize,
+        csa: isize,
+        b: &[Self],
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: &mut [Self],
+        rsc: isize,
+        csc: isize,
+    ) {
+        gemm::check_extent(m, k, a.len(), rsa, csa, "A");
+        gemm::check_extent(k, n, b.len(), rsb, csb, "B");
+        gemm::check_extent(m, n, c.len(), rsc, csc, "C");
+        // SAFETY: the three extent checks above prove every index the kernel touches
+        // (max over i<m, j<n of i·rs + j·cs) lies inside the corresponding slice, and
+        // strides are non-negative, so no out-of-bounds access is possible.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                k,
+                n,
+                alpha,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                beta,
+                c.as_mut_ptr(),
+                rsc,
+                csc,
+            )
+        }
+    }
+}
+
+impl Float for f64 {
+    const ZERO: Self = 0.0;
+    const ONE: Self = 1.0;
+    const NEG_INFINITY: Self = f64::NEG_INFINITY;
+    #[inline(always)]
+    fn from_f64(x: f64) -> Self {
+        x
+    }
+    #[inline(always)]
+    fn from_usize(x: usize) -> Self {
+        x as f64
+    }
+    #[inline(always)]
+    fn to_f64(self) -> f64 {
+        self
+    }
+    #[inline(always)]
+    fn sqrt(self) -> Self {
+        f64::sqrt(self)
+    }
+    #[inline(always)]
+    fn ln(self) -> Self {
+        f64::ln(self)
+    }
+    #[inline(always)]
+    fn exp(self) -> Self {
+        f64::exp(self)
+    }
+    #[inline(always)]
+    fn max(self, other: Self) -> Self {
+        if self > other {
+            self
+        } else {
+            other
+        }
+    }
+    fn gemm(
+        m: usize,
+        k: usize,
+        n: usize,
+        alpha: Self,
+        a: &[Self],
+        rsa: isize,
+        csa: isize,
+        b: &[Self],
+        rsb: isize,
+        csb: isize,
+        beta: Self,
+        c: &mut [Self],
+        rsc: isize,
+        csc: isize,
+    ) {
+        gemm::check_extent(m, k, a.len(), rsa, csa, "A");
+        gemm::check_extent(k, n, b.len(), rsb, csb, "B");
+        gemm::check_extent(m, n, c.len(), rsc, csc, "C");
+        // SAFETY: as for f32 above.
+        unsafe {
+            matrixmultiply::dgemm(
+                m,
+                k,
+                n,
+                alpha,
+                a.as_ptr(),
+                rsa,
+                csa,
+                b.as_ptr(),
+                rsb,
+                csb,
+                beta,
+                c.as_mut_ptr(),
+                rsc,
+                csc,
+            )
+        }
+    }
+}
+
+/// `e^x` in f32 without a libm call, so that loops over a row of logits vectorise.
+///
+/// Cody–Waite range reduction `x = n·ln2 + r`, |r| ≤ ln2/2, then a degree-6 Taylor/minimax
+/// polynomial for `e^r` and `2^n` built in the exponent bits. Max relative error ≈ 2e-7 over the
+/// range that matters here (inputs ≤ 0 after max-subtraction); underflows to 0 below −87.
+#[inline(always)]
+pub fn exp_f32(x: f32) -> f32 {
+    const LOG2E: f32 = std::f32::consts::LOG2_E;
+    // ln2 split in a high part exact in few bits and a low correction.
+    const LN2_HI: f32 = 0.693_359_4;
+    const LN2_LO: f32 = -2.121_944_4e-4;
+    // Adding 1.5·2²³ rounds to the nearest integer in plain float arithmetic (no `round` call,
+    // which would not vectorise), and leaves that integer in the low mantissa bits.
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let t = x * LOG2E + MAGIC;
+    let n = t - MAGIC;
+    let r = (x - n * LN2_HI) - n * LN2_LO;
+    // e^r ≈ 1 + r + r²/2! + … + r⁶/6!, Horner form; |r| ≤ ln2/2 so the error is ≈ 1e-7.
+    let p = 1.0 / 720.0;
+    let p = p * r + 1.0 / 120.0;
+    let p = p * r + 1.0 / 24.0;
+    let p = p * r + 1.0 / 6.0;
+    let p = p * r + 0.5;
+    let p = p * r + 1.0;
+    let p = p * r + 1.0;
+    // 2^n from the integer in t's mantissa: n ∈ [-126, 127] after the clamp.
+    let ni = t.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
+    let pow2n = f32::from_bits(((ni + 127) as u32) << 23);
+    p * pow2n
+}
+
+/// Split `0..n` into fixed-size chunks of `chunk` items: the partition depends only on the
+/// problem size, so parallel results never depend on the thread count.
+#[inline]
+pub fn num_chunks(n: usize, chunk: usize) -> usize {
+    n.div_ceil(chunk.max(1))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_f32_matches_std_to_a_few_ulp() {
+        let mut worst = 0.0f64;
+        let mut x = -87.0f32;
+        while x < 88.0 {
+            let got = exp_f32(x) as f64;
+            let want = (x as f64).exp();
+            let rel = ((got - want) / want).abs();
+            worst = worst.max(rel);
+            x += 0.001_37;
+        }
+        assert!(worst < 5e-7, "worst relative error {worst}");
+        assert!(exp_f32(-1000.0) < 1e-37);
+        assert_eq!(exp_f32(0.0), 1.0);
+    }
+}
