@@ -1,2 +1,176 @@
-//! tinypoet-core: placeholder, being written (issue 2).
+//! # tinypoet-core
+//!
+//! The `#![no_std]`, allocation-free inference engine of tinypoet: it parses and writes the
+//! weight blob, runs the TutorialLLM character-level GPT (pre-LayerNorm, learned positions,
+//! ReLU FFN, untied LM head) with a KV cache in a caller-provided buffer, and tokenizes,
+//! samples and streams text. The same code runs on the host (the trainer's evaluation and
+//! `tinypoet generate`) and on a Cortex-M4 (the firmware example).
+//!
+//! ## Usage
+//!
+//! ```
+//! use core::ops::ControlFlow;
+//! use tinypoet_core::blob::{self, BlobInput, Manifest, WeightDtype};
+//! use tinypoet_core::{state_words, tensor_specs, Config, Decoder, GenerateSettings, KvPrecision, Model};
+//!
+//! # fn main() -> Result<(), tinypoet_core::Error> {
+//! // A tiny model with deterministic weights (the trainer passes its real parameters).
+//! let cfg = Config { vocab_size: 4, dim: 8, n_heads: 2, n_layers: 1, context: 16,
+//!                    ffn_dim: 16, ln_eps: 1e-5, attn_scale: 0.35 };
+//! let vocab = ['\0', '\n', '春', '𠀀'];          // sorted by code point, '\0' first
+//! let data: Vec<Vec<f32>> = tensor_specs(&cfg)    // canonical order, PyTorch shapes
+//!     .map(|s| (0..s.shape.numel()).map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0).collect())
+//!     .collect();
+//! let tensors: Vec<&[f32]> = data.iter().map(|t| t.as_slice()).collect();
+//! let input = BlobInput { config: cfg, vocab: &vocab, manifest: Manifest::EMPTY,
+//!                         dtype: WeightDtype::F16, tensors: &tensors };
+//! let mut bytes = vec![0u8; blob::encoded_len(&input)?];
+//! blob::write(&input, &mut bytes)?;
+//!
+//! // Load (borrows `bytes`, copies no weights) and run with a fixed-size state buffer.
+//! let model = Model::load(&bytes)?;
+//! let mut state = vec![0f32; state_words(model.config(), KvPrecision::F16)];
+//! let mut dec = Decoder::new(&model, &mut state, KvPrecision::F16)?;
+//! let logits = dec.feed(2)?;                     // token id of '春'
+//! assert_eq!(logits.len(), 4);
+//!
+//! let mut text = String::new();
+//! let summary = dec.generate("春", &GenerateSettings::default(), |c| {
+//!     text.push(c);                              // each character as it appears
+//!     ControlFlow::Continue(())
+//! })?;
+//! assert_eq!(summary.emitted_chars, text.chars().count());
+//! # Ok(()) }
+//! ```
+//!
+//! On a device the blob is a `&'static [u8]` in flash (`include_bytes!` wrapped in an aligned
+//! struct) and the state a `static mut [f32; state_words(&Config::TANG, KvPrecision::F16)]`.
+//!
+//! ## Model and tensors
+//!
+//! [`Config`] holds the hyper-parameters ([`Config::TANG`]: V 8548, C 64, 4 heads of 16,
+//! 4 layers, T 256, F 256, eps 1e-5, attention scale 0.125). [`tensor_specs`] lists the
+//! canonical tensors (names, PyTorch shapes, order of docs/ARCHITECTURE.md); there are
+//! `2 + 13 L + 4` of them and [`Config::param_count`] is 1,318,372 for the Tang model.
+//!
+//! ## Blob format v1
+//!
+//! All integers little-endian. Offsets are from the start of the blob.
+//!
+//! | bytes | content |
+//! |---|---|
+//! | 0..8 | magic `TINYPOET` |
+//! | 8..12 | format version, u32 = 1 |
+//! | 12..16 | `header_len`, u32 |
+//! | 16..24 | `total_len`, u64: the whole blob including the checksum (must equal the slice length) |
+//! | 24..32 | `data_offset`, u64, multiple of 64, >= 32 + `header_len` |
+//! | 32..32+header_len | header: postcard values (below) |
+//! | ..data_offset | zero padding |
+//! | data_offset..total_len-4 | tensor data, each tensor at `data_offset + entry.offset` (offset multiple of 64), zero padding between |
+//! | total_len-4..total_len | CRC-32 (zlib/`binascii.crc32`: reflected poly 0xEDB88320, init and final xor 0xFFFFFFFF) of bytes `0..total_len-4` |
+//!
+//! The header is the postcard encoding of `HeaderHead { config: Config, vocab: &[u8],
+//! manifest: Manifest, n_tensors: u32 }` followed by exactly `n_tensors` postcard
+//! [`blob::TensorEntry`] values `{ name: &str, dtype: Dtype, layout: Layout, shape: Shape,
+//! offset: u64, nbytes: u64 }` and nothing else. `Config` is 6 varint `usize` then `ln_eps`
+//! and `attn_scale` as f32. `vocab` is a byte string of `4 V` bytes: the code points as u32 LE,
+//! strictly increasing, entry 0 = U+0000 (id = index). [`blob::Manifest`] is `steps: u64`,
+//! `eval_loss: f32` (f32 checkpoint; NaN = not measured), `eval_loss_blob: f32` (this blob as
+//! the core runs it; NaN = not measured), `corpus_sha256: [u8; 32]` (zeros = unknown) and
+//! `recipe: &str`. Losses must be NaN or finite and >= 0.
+//!
+//! Tensors follow the canonical order. [`blob::Dtype`]: `F32` (reserved), `F16` (what v1 of
+//! this core writes and runs) and `Q8 { group_size, scale }` (reserved for int8: `numel` i8
+//! values, then from the next multiple of 4 bytes `numel / group_size` scales in f16 or f32;
+//! parsed and size-checked today, run by a later version without changing v1).
+//!
+//! **Physical layout** ([`blob::Layout`]): embeddings and vectors are stored as their logical
+//! shape (`tok_emb` `[V, C]`, `pos_emb` `[T, C]` row-major). Every Linear weight, including the
+//! LM head, is stored **transposed**, `[in, out]` row-major (`Layout::Transposed`), so that each
+//! output of a mat-vec is a sequential sum over `k = 0..in` and SIMD runs across outputs. The
+//! writer takes `[out, in]` tensors and transposes; nobody else needs to know.
+//!
+//! The parser ([`blob::parse`], [`Model::load`]) borrows from any `&'a [u8]`, never copies
+//! weights, never panics, and returns a typed [`Error`] for every malformed blob: truncated,
+//! trailing bytes, bad magic, unknown version, checksum mismatch, bad layout, undecodable
+//! header, invalid config or manifest, vocabulary of the wrong size / not a scalar value /
+//! not strictly sorted / no `'\0'`, wrong tensor count / name / shape / size / layout,
+//! misaligned, overlapping or out-of-bounds tensors, and non-finite f16/f32 values.
+//!
+//! ## Memory
+//!
+//! [`Decoder`] keeps all run state in one caller buffer of exactly [`state_words`] f32 words
+//! (a wrong length is [`Error::BufferSize`]): activations (`6 C + F + T`), logits (`V`, reused
+//! as probabilities by the sampler), the KV cache (`2 L T C` values, f16 by default or f32),
+//! the token history (`T` u16) and the sampler index scratch (`V` u16). For the Tang model with
+//! an f16 cache that is [`TANG_STATE_BYTES`] = 317,528 bytes (310.1 KiB); a compile-time
+//! assertion keeps it <= 320 KiB. Nothing else is allocated; stack use is small (< 2 KiB plus
+//! the generator's 128-byte stop buffer).
+//!
+//! ## Decoding and the context
+//!
+//! [`Decoder::feed`] runs one position and returns the logits of the next token;
+//! [`Decoder::prefill`] feeds many and runs the LM head only for the last; [`Decoder::reset`]
+//! starts over. When the context (T positions) is full, the next feed **slides**: the last
+//! [`Decoder::slide_keep`] tokens (default T/2) are re-prefilled at positions `0..keep` and the
+//! new token follows, so generation can run for any length.
+//!
+//! ## Determinism
+//!
+//! Guaranteed: for the same (blob, prompt, settings, seed) every backend and target produces
+//! bit-identical logits and therefore identical text. How:
+//! * every mat-vec (Linear layers, LM head, attention scores over positions, attention
+//!   output over positions) uses one order: `y[o] = init; for k in 0..n { y[o] = y[o] + w*x }`
+//!   with a separate multiply and add (no FMA; see [`kernels`]); SIMD lanes are outputs;
+//! * LayerNorm, softmax and residual adds are scalar loops in index order;
+//!   `libm::expf`/`libm::sqrtf` only (no `std` float functions);
+//! * f16 <-> f32 conversions are exact / round-to-nearest-even on every path;
+//! * the sampler draws from the documented [`Rng`] (PCG32) in a documented way.
+//!
+//! Not guaranteed: equality with PyTorch (different summation order; within ~1e-5 in f32);
+//! identical results on a non-IEEE or flush-to-zero FPU configuration (the Cortex-M4 default
+//! FPSCR is IEEE; the firmware must not enable flush-to-zero).
+//!
+//! ## Sampling and generation
+//!
+//! [`sampler`] documents the pipeline (greedy, temperature, top-k, top-p, repetition
+//! penalty) and the PRNG. [`Decoder::generate`] prefills the prompt, then samples, streaming
+//! every character to a callback as soon as it cannot be part of a stop sequence. It stops on
+//! a stop sequence (default `"\n\n"`, not emitted), on id 0 (end-of-text, not emitted), at
+//! `max_new_chars`, or when the callback breaks.
+//!
+//! ## Features and kernels
+//!
+//! Default: `no_std`, scalar kernels unless the target enables `avx512f,avx512bw,avx512vl` or
+//! `avx2,f16c` at compile time. `std`: runtime CPU detection of those on x86-64, and
+//! `std::error::Error` for [`Error`]. On `thumbv7em`/`thumbv8m` (`target_os = "none"`) the
+//! [`kernels::Backend::CortexM`] hook is used.
 #![no_std]
+#![deny(missing_docs)]
+#![cfg_attr(not(target_arch = "x86_64"), forbid(unsafe_code))]
+
+#[cfg(feature = "std")]
+extern crate std;
+
+#[cfg(target_endian = "big")]
+compile_error!("tinypoet-core assumes a little-endian target");
+
+pub mod blob;
+pub mod config;
+pub mod crc32;
+mod decoder;
+mod error;
+pub mod generate;
+pub mod kernels;
+mod model;
+pub mod sampler;
+mod tokenizer;
+
+pub use blob::Manifest;
+pub use config::{tensor_spec, tensor_specs, Config, Shape, TensorKind, TensorSpec, Token};
+pub use decoder::{state_bytes, state_words, Decoder, KvPrecision, TANG_STATE_BYTES};
+pub use error::Error;
+pub use generate::{GenerateSettings, Generation, StopReason};
+pub use model::{Layer, Model};
+pub use sampler::{Rng, SamplerSettings};
+pub use tokenizer::{Tokenizer, Unknown};

@@ -1,0 +1,274 @@
+//! The blob parser: borrows from `&'a [u8]`, never copies weights, never panics.
+
+use super::{
+    check_vocab_bytes, layout_of, Dtype, HeaderHead, Layout, Manifest, TensorEntry, ALIGN, CRC_LEN,
+    MAGIC, PREFIX_LEN, VERSION,
+};
+use crate::config::{tensor_spec, Config};
+use crate::crc32::crc32;
+use crate::Error;
+
+/// A parsed, fully validated blob. Cheap to copy: it only holds borrowed slices.
+#[derive(Debug, Clone, Copy)]
+pub struct Blob<'a> {
+    /// Model hyper-parameters.
+    pub config: Config,
+    /// Training manifest.
+    pub manifest: Manifest<'a>,
+    /// Vocabulary: `vocab_size` code points as u32 LE (validated).
+    pub(crate) vocab: &'a [u8],
+    /// Directory bytes (postcard entries) and count.
+    directory: &'a [u8],
+    n_tensors: usize,
+    /// The data region `[data_offset, total_len - 4)`.
+    data: &'a [u8],
+    /// Whole blob.
+    bytes: &'a [u8],
+}
+
+/// One tensor: its directory entry and its bytes in the blob.
+#[derive(Debug, Clone, Copy)]
+pub struct TensorView<'a> {
+    /// Directory entry.
+    pub entry: TensorEntry<'a>,
+    /// Raw bytes (`entry.nbytes` long), borrowed from the blob.
+    pub bytes: &'a [u8],
+}
+
+fn rd_u32(b: &[u8], at: usize) -> Result<u32, Error> {
+    let s = b.get(at..at + 4).ok_or(Error::Truncated {
+        needed: (at + 4) as u64,
+        got: b.len() as u64,
+    })?;
+    Ok(u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+}
+
+fn rd_u64(b: &[u8], at: usize) -> Result<u64, Error> {
+    let lo = rd_u32(b, at)? as u64;
+    let hi = rd_u32(b, at + 4)? as u64;
+    Ok(lo | hi << 32)
+}
+
+/// Parse and validate a blob. Checks, in order: prefix length, magic, version, declared length
+/// (truncated / trailing bytes), CRC-32, layout of header and data region, header decoding,
+/// config, manifest, vocabulary, and every directory entry (name, shape, dtype size, layout,
+/// alignment, order, bounds) and that every f16/f32 value is finite.
+pub fn parse(bytes: &[u8]) -> Result<Blob<'_>, Error> {
+    let got = bytes.len() as u64;
+    if bytes.len() < PREFIX_LEN {
+        // Report a bad magic first when the bytes we have already disagree with it.
+        let n = bytes.len().min(MAGIC.len());
+        if bytes[..n] != MAGIC[..n] {
+            return Err(Error::BadMagic);
+        }
+        return Err(Error::Truncated {
+            needed: PREFIX_LEN as u64,
+            got,
+        });
+    }
+    if bytes[..8] != MAGIC {
+        return Err(Error::BadMagic);
+    }
+    let version = rd_u32(bytes, 8)?;
+    if version != VERSION {
+        return Err(Error::UnsupportedVersion(version));
+    }
+    let header_len = rd_u32(bytes, 12)? as u64;
+    let total_len = rd_u64(bytes, 16)?;
+    let data_offset = rd_u64(bytes, 24)?;
+    if total_len > got {
+        return Err(Error::Truncated {
+            needed: total_len,
+            got,
+        });
+    }
+    if total_len < got {
+        return Err(Error::TrailingBytes {
+            declared: total_len,
+            got,
+        });
+    }
+    // From here total_len == bytes.len(), so it fits in usize.
+    let total = bytes.len();
+    if total < PREFIX_LEN + CRC_LEN {
+        return Err(Error::BadLayout("blob shorter than prefix and checksum"));
+    }
+    let body = &bytes[..total - CRC_LEN];
+    let stored = rd_u32(bytes, total - CRC_LEN)?;
+    let computed = crc32(body);
+    if stored != computed {
+        return Err(Error::ChecksumMismatch { stored, computed });
+    }
+    let header_end = (PREFIX_LEN as u64)
+        .checked_add(header_len)
+        .ok_or(Error::BadLayout("header length"))?;
+    if !data_offset.is_multiple_of(ALIGN as u64) {
+        return Err(Error::BadLayout("data offset not aligned"));
+    }
+    if header_end > data_offset || data_offset > body.len() as u64 {
+        return Err(Error::BadLayout(
+            "header/data offsets out of order or out of bounds",
+        ));
+    }
+    let header = &bytes[PREFIX_LEN..header_end as usize];
+    let data = &body[data_offset as usize..];
+
+    let (head, mut rest): (HeaderHead, &[u8]) =
+        postcard::take_from_bytes(header).map_err(|_| Error::MalformedHeader)?;
+    let cfg = head.config;
+    cfg.validate()?;
+    head.manifest.validate()?;
+    check_vocab_bytes(&cfg, head.vocab)?;
+    let n_tensors = head.n_tensors as usize;
+    if n_tensors != cfg.n_tensors() {
+        return Err(Error::TensorCount {
+            expected: cfg.n_tensors(),
+            got: n_tensors,
+        });
+    }
+    let directory = rest;
+    let mut end_prev = 0u64;
+    for index in 0..n_tensors {
+        let (e, r): (TensorEntry, &[u8]) =
+            postcard::take_from_bytes(rest).map_err(|_| Error::MalformedHeader)?;
+        rest = r;
+        let view = check_entry(&cfg, index, &e, data, end_prev)?;
+        end_prev = e.offset + e.nbytes; // no overflow: checked in check_entry
+        check_finite(index, &view)?;
+    }
+    if !rest.is_empty() {
+        return Err(Error::MalformedHeader);
+    }
+    Ok(Blob {
+        config: cfg,
+        manifest: head.manifest,
+        vocab: head.vocab,
+        directory,
+        n_tensors,
+        data,
+        bytes,
+    })
+}
+
+fn check_entry<'a>(
+    cfg: &Config,
+    index: usize,
+    e: &TensorEntry<'a>,
+    data: &'a [u8],
+    end_prev: u64,
+) -> Result<TensorView<'a>, Error> {
+    let spec = tensor_spec(cfg, index).ok_or(Error::TensorCount {
+        expected: cfg.n_tensors(),
+        got: index + 1,
+    })?;
+    if e.name != spec.name.as_str() {
+        return Err(Error::TensorName { index });
+    }
+    if e.shape != spec.shape {
+        return Err(Error::TensorShape { index });
+    }
+    let expected_len = e.dtype.byte_len(spec.shape.numel() as u64);
+    if expected_len != Some(e.nbytes) {
+        return Err(Error::TensorSize { index });
+    }
+    // Float tensors must use the canonical layout; int8 may choose (issue 8).
+    let layout_ok = match e.dtype {
+        Dtype::F16 | Dtype::F32 => e.layout == layout_of(spec.kind),
+        Dtype::Q8 { .. } => spec.kind.is_linear_weight() || e.layout == Layout::RowMajor,
+    };
+    if !layout_ok {
+        return Err(Error::TensorLayout { index });
+    }
+    if !e.offset.is_multiple_of(ALIGN as u64) {
+        return Err(Error::TensorMisaligned { index });
+    }
+    if e.offset < end_prev {
+        return Err(Error::TensorOverlap { index });
+    }
+    let end = e
+        .offset
+        .checked_add(e.nbytes)
+        .ok_or(Error::TensorOutOfBounds { index })?;
+    if end > data.len() as u64 {
+        return Err(Error::TensorOutOfBounds { index });
+    }
+    Ok(TensorView {
+        entry: *e,
+        bytes: &data[e.offset as usize..end as usize],
+    })
+}
+
+fn check_finite(index: usize, v: &TensorView) -> Result<(), Error> {
+    match v.entry.dtype {
+        Dtype::F16 => {
+            for (element, h) in v.bytes.chunks_exact(2).enumerate() {
+                // exponent all ones = inf or NaN
+                if u16::from_le_bytes([h[0], h[1]]) & 0x7C00 == 0x7C00 {
+                    return Err(Error::NonFinite { index, element });
+                }
+            }
+        }
+        Dtype::F32 => {
+            for (element, h) in v.bytes.chunks_exact(4).enumerate() {
+                if u32::from_le_bytes([h[0], h[1], h[2], h[3]]) & 0x7F80_0000 == 0x7F80_0000 {
+                    return Err(Error::NonFinite { index, element });
+                }
+            }
+        }
+        Dtype::Q8 { .. } => {}
+    }
+    Ok(())
+}
+
+impl<'a> Blob<'a> {
+    /// Number of tensors in the directory.
+    pub fn n_tensors(&self) -> usize {
+        self.n_tensors
+    }
+
+    /// The whole blob.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// The tensors in directory (canonical) order.
+    pub fn tensors(&self) -> TensorEntries<'a> {
+        TensorEntries {
+            rest: self.directory,
+            left: self.n_tensors,
+            data: self.data,
+        }
+    }
+
+    /// The tokenizer over this blob's vocabulary.
+    pub fn tokenizer(&self) -> crate::Tokenizer<'a> {
+        crate::Tokenizer::from_validated(self.vocab)
+    }
+}
+
+/// Iterator over a validated blob's tensors.
+#[derive(Debug, Clone)]
+pub struct TensorEntries<'a> {
+    rest: &'a [u8],
+    left: usize,
+    data: &'a [u8],
+}
+
+impl<'a> Iterator for TensorEntries<'a> {
+    type Item = TensorView<'a>;
+    fn next(&mut self) -> Option<TensorView<'a>> {
+        if self.left == 0 {
+            return None;
+        }
+        // Already validated by `parse`, so these cannot fail; `?` keeps it panic-free anyway.
+        let (entry, r): (TensorEntry, &[u8]) = postcard::take_from_bytes(self.rest).ok()?;
+        self.rest = r;
+        self.left -= 1;
+        let start = usize::try_from(entry.offset).ok()?;
+        let end = start.checked_add(usize::try_from(entry.nbytes).ok()?)?;
+        Some(TensorView {
+            entry,
+            bytes: self.data.get(start..end)?,
+        })
+    }
+}

@@ -1,0 +1,492 @@
+//! Incremental decoding with a KV cache, in a caller-provided buffer of fixed size.
+
+use crate::config::{Config, Token};
+use crate::kernels::{self, f16_to_f32, f32_to_f16_bits, Backend};
+use crate::model::Model;
+use crate::Error;
+
+/// Precision of the KV cache.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KvPrecision {
+    /// f16, round to nearest even (default: 256 KiB for the Tang model at context 256).
+    F16,
+    /// f32 (512 KiB for the Tang model).
+    F32,
+}
+
+const fn words_f16(n: usize) -> usize {
+    n.saturating_add(1) / 2
+}
+
+/// Size in f32 words of the run state for `cfg` (activations, KV cache, logits, token history,
+/// sampler scratch). Saturates for absurd configs (no buffer can then match).
+pub const fn state_words(cfg: &Config, kv: KvPrecision) -> usize {
+    let (c, t, v, f, l) = (
+        cfg.dim,
+        cfg.context,
+        cfg.vocab_size,
+        cfg.ffn_dim,
+        cfg.n_layers,
+    );
+    // x, xb, xb2, q, k, v: [C] each; hb: [F]; att: [T]; logits: [V]
+    let acts = c
+        .saturating_mul(6)
+        .saturating_add(f)
+        .saturating_add(t)
+        .saturating_add(v);
+    // key cache [L][C][T] + value cache [L][T][C]
+    let kv_elems = l.saturating_mul(c).saturating_mul(t).saturating_mul(2);
+    let kv_words = match kv {
+        KvPrecision::F16 => words_f16(kv_elems),
+        KvPrecision::F32 => kv_elems,
+    };
+    // token history [T] u16 + sampler index scratch [V] u16
+    let u16_words = words_f16(t).saturating_add(words_f16(v));
+    acts.saturating_add(kv_words).saturating_add(u16_words)
+}
+
+/// Size in bytes of the run state (4 × [`state_words`]).
+pub const fn state_bytes(cfg: &Config, kv: KvPrecision) -> usize {
+    state_words(cfg, kv).saturating_mul(4)
+}
+
+/// Run state of the default Tang model with an f16 KV cache, in bytes (310.1 KiB).
+pub const TANG_STATE_BYTES: usize = state_bytes(&Config::TANG, KvPrecision::F16);
+const _: () = assert!(
+    TANG_STATE_BYTES <= 320 * 1024,
+    "Tang run state must fit 320 KiB"
+);
+
+enum Kv<'a> {
+    F16(&'a mut [u8]),
+    F32(&'a mut [f32]),
+}
+
+/// The decoder: model weights (borrowed) + run state (borrowed caller buffer).
+///
+/// Positions run from 0 to `context - 1`. Feeding a token when the context is full slides the
+/// window: the last [`Decoder::slide_keep`] tokens (default `context / 2`) are re-prefilled at
+/// positions `0..keep`, then the new token goes to position `keep`.
+pub struct Decoder<'a> {
+    model: &'a Model<'a>,
+    backend: Backend,
+    kv_precision: KvPrecision,
+    pos: usize,
+    slide_keep: usize,
+    /// residual stream [C]
+    x: &'a mut [f32],
+    /// normalised input of a sub-block / output of a Linear [C]
+    xb: &'a mut [f32],
+    /// concatenated head outputs [C]
+    xb2: &'a mut [f32],
+    q: &'a mut [f32],
+    k: &'a mut [f32],
+    v: &'a mut [f32],
+    /// FFN hidden [F]
+    hb: &'a mut [f32],
+    /// attention scores / probabilities of one head [T]
+    att: &'a mut [f32],
+    /// [V]
+    logits: &'a mut [f32],
+    /// key cache [L][C][T] (transposed so scores are a mat-vec over positions)
+    key_cache: Kv<'a>,
+    /// value cache [L][T][C]
+    value_cache: Kv<'a>,
+    /// token at each position [T]
+    tokens: &'a mut [u16],
+    /// sampler index scratch [V]
+    scratch: &'a mut [u16],
+}
+
+fn take<'a>(rest: &mut &'a mut [f32], n: usize) -> &'a mut [f32] {
+    let (a, b) = core::mem::take(rest).split_at_mut(n);
+    *rest = b;
+    a
+}
+
+fn take_u16<'a>(rest: &mut &'a mut [f32], n: usize) -> &'a mut [u16] {
+    let w = take(rest, words_f16(n));
+    &mut bytemuck::cast_slice_mut::<f32, u16>(w)[..n]
+}
+
+fn load_f16(dst: &mut [f32], src: &[u8]) {
+    for (d, h) in dst.iter_mut().zip(src.chunks_exact(2)) {
+        *d = f16_to_f32(h[0], h[1]);
+    }
+}
+
+/// out = (x - mean) * rstd * w + b, mean and biased variance summed in index order,
+/// rstd = 1 / sqrtf(var + eps).
+fn layernorm(out: &mut [f32], x: &[f32], w: &[u8], b: &[u8], eps: f32) {
+    let n = x.len() as f32;
+    let mut sum = 0.0f32;
+    for &v in x {
+        sum += v;
+    }
+    let mean = sum / n;
+    let mut var = 0.0f32;
+    for &v in x {
+        let d = v - mean;
+        let d2 = d * d;
+        var += d2;
+    }
+    let var = var / n;
+    let rstd = 1.0 / libm::sqrtf(var + eps);
+    for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
+        let (wi, bi) = match (w.get(2 * i..2 * i + 2), b.get(2 * i..2 * i + 2)) {
+            (Some(w), Some(b)) => (f16_to_f32(w[0], w[1]), f16_to_f32(b[0], b[1])),
+            _ => (1.0, 0.0),
+        };
+        let norm = (v - mean) * rstd;
+        let scaled = norm * wi;
+        *o = scaled + bi;
+    }
+}
+
+/// In-place softmax: m = max, e_i = expf(x_i - m), s = sum in index order, x_i = e_i / s.
+pub(crate) fn softmax(x: &mut [f32]) {
+    let mut m = f32::NEG_INFINITY;
+    for &v in x.iter() {
+        if v > m {
+            m = v;
+        }
+    }
+    let mut s = 0.0f32;
+    for v in x.iter_mut() {
+        *v = libm::expf(*v - m);
+        s += *v;
+    }
+    for v in x.iter_mut() {
+        *v /= s;
+    }
+}
+
+impl<'a> Decoder<'a> {
+    /// A decoder over `model` using `buf` (exactly [`state_words`] f32 words) with the fastest
+    /// available kernel backend.
+    pub fn new(model: &'a Model<'a>, buf: &'a mut [f32], kv: KvPrecision) -> Result<Self, Error> {
+        Self::with_backend(model, buf, kv, Backend::detect())
+    }
+
+    /// As [`Decoder::new`] with an explicit backend ([`Error::Unsupported`] if unavailable).
+    pub fn with_backend(
+        model: &'a Model<'a>,
+        buf: &'a mut [f32],
+        kv: KvPrecision,
+        backend: Backend,
+    ) -> Result<Self, Error> {
+        if !backend.is_available() {
+            return Err(Error::Unsupported(
+                "kernel backend not available on this CPU",
+            ));
+        }
+        let cfg = *model.config();
+        let expected = state_words(&cfg, kv);
+        if buf.len() != expected {
+            return Err(Error::BufferSize {
+                expected,
+                got: buf.len(),
+            });
+        }
+        let (c, t, v, f, l) = (
+            cfg.dim,
+            cfg.context,
+            cfg.vocab_size,
+            cfg.ffn_dim,
+            cfg.n_layers,
+        );
+        let mut rest: &'a mut [f32] = buf;
+        let x = take(&mut rest, c);
+        let xb = take(&mut rest, c);
+        let xb2 = take(&mut rest, c);
+        let q = take(&mut rest, c);
+        let k = take(&mut rest, c);
+        let vv = take(&mut rest, c);
+        let hb = take(&mut rest, f);
+        let att = take(&mut rest, t);
+        let logits = take(&mut rest, v);
+        let half = l * c * t;
+        let (key_cache, value_cache) = match kv {
+            KvPrecision::F16 => {
+                let w = take(&mut rest, words_f16(2 * half));
+                let bytes = bytemuck::cast_slice_mut::<f32, u8>(w);
+                let (a, b) = bytes.split_at_mut(2 * half);
+                (Kv::F16(a), Kv::F16(&mut b[..2 * half]))
+            }
+            KvPrecision::F32 => {
+                let w = take(&mut rest, 2 * half);
+                let (a, b) = w.split_at_mut(half);
+                (Kv::F32(a), Kv::F32(b))
+            }
+        };
+        let tokens = take_u16(&mut rest, t);
+        let scratch = take_u16(&mut rest, v);
+        let mut d = Decoder {
+            model,
+            backend,
+            kv_precision: kv,
+            pos: 0,
+            slide_keep: t / 2,
+            x,
+            xb,
+            xb2,
+            q,
+            k,
+            v: vv,
+            hb,
+            att,
+            logits,
+            key_cache,
+            value_cache,
+            tokens,
+            scratch,
+        };
+        d.reset();
+        Ok(d)
+    }
+
+    /// Forget the context (position 0). The KV cache is not cleared: positions are rewritten
+    /// before they are read.
+    pub fn reset(&mut self) {
+        self.pos = 0;
+        self.logits.fill(0.0);
+    }
+
+    /// Number of tokens in the context (the position the next token will take, before sliding).
+    pub fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// The tokens in the context, oldest first.
+    pub fn context_tokens(&self) -> &[Token] {
+        &self.tokens[..self.pos]
+    }
+
+    /// The model.
+    pub fn model(&self) -> &'a Model<'a> {
+        self.model
+    }
+
+    /// Hyper-parameters.
+    pub fn config(&self) -> &Config {
+        self.model.config()
+    }
+
+    /// The kernel backend in use.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// KV cache precision.
+    pub fn kv_precision(&self) -> KvPrecision {
+        self.kv_precision
+    }
+
+    /// How many tokens are kept when the context is full (see the type docs).
+    pub fn slide_keep(&self) -> usize {
+        self.slide_keep
+    }
+
+    /// Set the slide policy; clamped to `0..=context-1`.
+    pub fn set_slide_keep(&mut self, keep: usize) {
+        self.slide_keep = keep.min(self.config().context - 1);
+    }
+
+    /// Logits of the last fed token ([V]); zeros after `reset`.
+    pub fn logits(&self) -> &[f32] {
+        self.logits
+    }
+
+    /// Feed one token at the next position and return the logits for the token after it.
+    pub fn feed(&mut self, token: Token) -> Result<&[f32], Error> {
+        self.step(token, true)?;
+        Ok(self.logits)
+    }
+
+    /// Feed `tokens` in order; return the logits after the last one. The LM head only runs for
+    /// the last token. Empty input is [`Error::EmptyInput`].
+    pub fn prefill(&mut self, tokens: &[Token]) -> Result<&[f32], Error> {
+        let n = tokens.len();
+        if n == 0 {
+            return Err(Error::EmptyInput);
+        }
+        for (i, &t) in tokens.iter().enumerate() {
+            self.step(t, i + 1 == n)?;
+        }
+        Ok(self.logits)
+    }
+
+    /// Feed without computing logits (prefill of all but the last prompt token).
+    pub(crate) fn step_no_logits(&mut self, token: Token) -> Result<(), Error> {
+        self.step(token, false)
+    }
+
+    /// Recompute the logits of the current residual stream (after `step_no_logits`).
+    pub(crate) fn recompute_logits(&mut self) {
+        let m = self.model;
+        let cfg = *m.config();
+        layernorm(self.xb, self.x, m.ln_f_w, m.ln_f_b, cfg.ln_eps);
+        load_f16(self.logits, m.head_b);
+        kernels::matvec_f16(self.backend, self.logits, self.xb, m.head_w, cfg.vocab_size);
+    }
+
+    pub(crate) fn sampler_parts(&mut self) -> (&mut [f32], &mut [u16], &[u16]) {
+        (self.logits, self.scratch, self.tokens)
+    }
+
+    fn check(&self, token: Token) -> Result<(), Error> {
+        let vocab_size = self.config().vocab_size;
+        if token as usize >= vocab_size {
+            return Err(Error::TokenOutOfRange {
+                token: token as u32,
+                vocab_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, token: Token, want_logits: bool) -> Result<(), Error> {
+        self.check(token)?;
+        let t = self.config().context;
+        if self.pos >= t {
+            // Slide: re-prefill the last `keep` tokens at positions 0..keep.
+            let keep = self.slide_keep.min(t - 1);
+            self.tokens.copy_within(t - keep..t, 0);
+            self.pos = 0;
+            for i in 0..keep {
+                let tok = self.tokens[i];
+                self.forward(tok, false);
+            }
+        }
+        self.forward(token, want_logits);
+        Ok(())
+    }
+
+    /// One position of the transformer. `token < V` and `pos < T` are guaranteed by `step`.
+    fn forward(&mut self, token: Token, want_logits: bool) {
+        let m = self.model;
+        let cfg = *m.config();
+        let be = self.backend;
+        let (c, t_max, hd) = (cfg.dim, cfg.context, cfg.head_dim());
+        let pos = self.pos;
+        let tok = token as usize;
+
+        // x = tok_emb[token] + pos_emb[pos]                                  [C]
+        let te = m.tok_emb.get(2 * tok * c..2 * (tok + 1) * c).unwrap_or(&[]);
+        let pe = m.pos_emb.get(2 * pos * c..2 * (pos + 1) * c).unwrap_or(&[]);
+        for (i, xi) in self.x.iter_mut().enumerate() {
+            let a = te
+                .get(2 * i..2 * i + 2)
+                .map_or(0.0, |h| f16_to_f32(h[0], h[1]));
+            let b = pe
+                .get(2 * i..2 * i + 2)
+                .map_or(0.0, |h| f16_to_f32(h[0], h[1]));
+            *xi = a + b;
+        }
+
+        for (l, w) in m.layers.iter().enumerate() {
+            // ---- attention: x = x + proj(MHA(LN1(x))) ----
+            layernorm(self.xb, self.x, w.ln1_w, w.ln1_b, cfg.ln_eps);
+            // q, k, v = xb · W{q,k,v}ᵀ (no bias)                           [C]
+            self.q.fill(0.0);
+            self.k.fill(0.0);
+            self.v.fill(0.0);
+            kernels::matvec_f16(be, self.q, self.xb, w.wq, c);
+            kernels::matvec_f16(be, self.k, self.xb, w.wk, c);
+            kernels::matvec_f16(be, self.v, self.xb, w.wv, c);
+            // store k at key_cache[l][:][pos], v at value_cache[l][pos][:]
+            let kbase = l * c * t_max;
+            let vbase = l * t_max * c + pos * c;
+            match (&mut self.key_cache, &mut self.value_cache) {
+                (Kv::F16(kc), Kv::F16(vc)) => {
+                    for i in 0..c {
+                        let kb = f32_to_f16_bits(self.k[i]).to_le_bytes();
+                        let at = 2 * (kbase + i * t_max + pos);
+                        if let Some(d) = kc.get_mut(at..at + 2) {
+                            d.copy_from_slice(&kb);
+                        }
+                        let vb = f32_to_f16_bits(self.v[i]).to_le_bytes();
+                        let at = 2 * (vbase + i);
+                        if let Some(d) = vc.get_mut(at..at + 2) {
+                            d.copy_from_slice(&vb);
+                        }
+                    }
+                }
+                (Kv::F32(kc), Kv::F32(vc)) => {
+                    for i in 0..c {
+                        if let Some(d) = kc.get_mut(kbase + i * t_max + pos) {
+                            *d = self.k[i];
+                        }
+                        if let Some(d) = vc.get_mut(vbase + i) {
+                            *d = self.v[i];
+                        }
+                    }
+                }
+                _ => {}
+            }
+            let n_ctx = pos + 1;
+            for h in 0..cfg.n_heads {
+                let qh = &self.q[h * hd..(h + 1) * hd];
+                let att = &mut self.att[..n_ctx];
+                // scores: att[t] = sum_d q[d] * K[l][h*hd+d][t], then * attn_scale   [n_ctx]
+                att.fill(0.0);
+                let krow = kbase + h * hd * t_max;
+                match &self.key_cache {
+                    Kv::F16(kc) => {
+                        kernels::matvec_f16(be, att, qh, kc.get(2 * krow..).unwrap_or(&[]), t_max)
+                    }
+                    Kv::F32(kc) => {
+                        kernels::matvec_f32(be, att, qh, kc.get(krow..).unwrap_or(&[]), t_max)
+                    }
+                }
+                for a in att.iter_mut() {
+                    *a *= cfg.attn_scale;
+                }
+                softmax(att);
+                // out[d] = sum_t att[t] * V[l][t][h*hd+d]                         [hd]
+                let out = &mut self.xb2[h * hd..(h + 1) * hd];
+                out.fill(0.0);
+                let vrow = l * t_max * c + h * hd;
+                match &self.value_cache {
+                    Kv::F16(vc) => {
+                        kernels::matvec_f16(be, out, att, vc.get(2 * vrow..).unwrap_or(&[]), c)
+                    }
+                    Kv::F32(vc) => {
+                        kernels::matvec_f32(be, out, att, vc.get(vrow..).unwrap_or(&[]), c)
+                    }
+                }
+            }
+            // xb = proj_b + xb2 · projᵀ; x += xb                              [C]
+            load_f16(self.xb, w.proj_b);
+            kernels::matvec_f16(be, self.xb, self.xb2, w.proj_w, c);
+            for (xi, &yi) in self.x.iter_mut().zip(self.xb.iter()) {
+                *xi += yi;
+            }
+
+            // ---- feed-forward: x = x + fc2(relu(fc1(LN2(x)))) ----
+            layernorm(self.xb, self.x, w.ln2_w, w.ln2_b, cfg.ln_eps);
+            load_f16(self.hb, w.fc1_b); //                                      [F]
+            kernels::matvec_f16(be, self.hb, self.xb, w.fc1_w, cfg.ffn_dim);
+            for hv in self.hb.iter_mut() {
+                if *hv < 0.0 {
+                    *hv = 0.0;
+                }
+            }
+            load_f16(self.xb, w.fc2_b); //                                      [C]
+            kernels::matvec_f16(be, self.xb, self.hb, w.fc2_w, c);
+            for (xi, &yi) in self.x.iter_mut().zip(self.xb.iter()) {
+                *xi += yi;
+            }
+        }
+
+        if let Some(slot) = self.tokens.get_mut(pos) {
+            *slot = token;
+        }
+        self.pos = pos + 1;
+
+        if want_logits {
+            // logits = head_b + LN_f(x) · headᵀ                                [V]
+            self.recompute_logits();
+        }
+    }
+}

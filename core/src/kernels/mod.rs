@@ -1,0 +1,150 @@
+//! Weight kernels: the mat-vec behind every Linear layer, the LM head and attention.
+//!
+//! One operation, one summation order, several backends:
+//!
+//! ```text
+//! matvec(y[n_out], x[n_in], w, stride):
+//!     for o in 0..n_out:  for k in 0..n_in (ascending):  y[o] = y[o] + w[k*stride + o] * x[k]
+//! ```
+//!
+//! `w` is row-major `[n_in][stride]` (rows may be longer than `n_out`; only the first `n_out`
+//! columns are read), so Linear weights are stored transposed (`[in, out]`) in the blob. Every
+//! output is a plain sequential sum over `k` starting from the caller's `y[o]` (a bias or 0),
+//! with a separate multiply and add (never a fused multiply-add). SIMD backends run across
+//! outputs (16 or 8 lanes hold 16 or 8 different `o`), so each lane performs exactly the scalar
+//! operations in the scalar order: all backends agree bit for bit. f16 to f32 conversion is exact
+//! on every backend.
+//!
+//! Backends: [`Backend::Scalar`] (portable reference), [`Backend::X86Avx512`] and
+//! [`Backend::X86Avx2F16c`] (compile-time target features, or runtime detection with the
+//! `std` feature), and [`Backend::CortexM`], a hook in `cortex_m.rs` whose body the firmware
+//! may replace with a `vcvtb`/`vcvtt` + `vmla` kernel as long as the order above is kept.
+
+#[cfg(all(target_arch = "arm", target_os = "none"))]
+pub mod cortex_m;
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+mod x86;
+
+/// Which implementation of the kernels to run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// Portable scalar code: the reference order.
+    Scalar,
+    /// x86-64 AVX2 + F16C, 8 outputs per vector.
+    X86Avx2F16c,
+    /// x86-64 AVX-512 (F, BW, VL), 16 outputs per vector.
+    X86Avx512,
+    /// Cortex-M (thumbv7em/v8m with FPU) hook, `kernels/cortex_m.rs`.
+    CortexM,
+}
+
+impl Backend {
+    /// Every backend, in order of preference.
+    pub const ALL: [Backend; 4] = [
+        Backend::X86Avx512,
+        Backend::X86Avx2F16c,
+        Backend::CortexM,
+        Backend::Scalar,
+    ];
+
+    /// Whether this backend can run on this machine (compile-time target features, plus
+    /// runtime CPU detection when the `std` feature is on).
+    pub fn is_available(self) -> bool {
+        match self {
+            Backend::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Backend::X86Avx512 => x86::has_avx512(),
+            #[cfg(target_arch = "x86_64")]
+            Backend::X86Avx2F16c => x86::has_avx2_f16c(),
+            #[cfg(all(target_arch = "arm", target_os = "none"))]
+            Backend::CortexM => true,
+            #[allow(unreachable_patterns)]
+            _ => false,
+        }
+    }
+
+    /// The fastest available backend.
+    pub fn detect() -> Backend {
+        for b in Backend::ALL {
+            if b.is_available() {
+                return b;
+            }
+        }
+        Backend::Scalar
+    }
+}
+
+/// Whether `w` (of `w_len` elements) holds `n_in` rows of `stride` elements covering `n_out`.
+#[inline]
+fn fits(n_out: usize, n_in: usize, stride: usize, w_len: usize) -> bool {
+    if n_out == 0 || n_in == 0 {
+        return true;
+    }
+    if n_out > stride {
+        return false;
+    }
+    match (n_in - 1)
+        .checked_mul(stride)
+        .and_then(|v| v.checked_add(n_out))
+    {
+        Some(need) => need <= w_len,
+        None => false,
+    }
+}
+
+/// `y[o] += sum_k w[k*stride + o] * x[k]` with f16 little-endian weights `w` (bytes).
+///
+/// If `w` is too short for `x.len()` rows the call does nothing (callers pass validated
+/// shapes, so this never happens; it keeps the kernel panic-free).
+#[inline]
+pub fn matvec_f16(backend: Backend, y: &mut [f32], x: &[f32], w: &[u8], stride: usize) {
+    if !fits(y.len(), x.len(), stride, w.len() / 2) {
+        debug_assert!(false, "matvec_f16: weights too short");
+        return;
+    }
+    match backend {
+        #[cfg(target_arch = "x86_64")]
+        Backend::X86Avx512 if x86::has_avx512() => {
+            // SAFETY: CPU support checked; bounds checked by `fits`.
+            unsafe { x86::matvec_f16_avx512(y, x, w, stride) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Backend::X86Avx2F16c if x86::has_avx2_f16c() => {
+            // SAFETY: as above.
+            unsafe { x86::matvec_f16_avx2(y, x, w, stride) }
+        }
+        #[cfg(all(target_arch = "arm", target_os = "none"))]
+        Backend::CortexM => cortex_m::matvec_f16(y, x, w, stride),
+        _ => scalar::matvec_f16(y, x, w, stride),
+    }
+}
+
+/// `y[o] += sum_k w[k*stride + o] * x[k]` with f32 weights (used by the f32 KV cache).
+#[inline]
+pub fn matvec_f32(backend: Backend, y: &mut [f32], x: &[f32], w: &[f32], stride: usize) {
+    if !fits(y.len(), x.len(), stride, w.len()) {
+        debug_assert!(false, "matvec_f32: weights too short");
+        return;
+    }
+    match backend {
+        #[cfg(target_arch = "x86_64")]
+        Backend::X86Avx512 if x86::has_avx512() => {
+            // SAFETY: CPU support checked; bounds checked by `fits`.
+            unsafe { x86::matvec_f32_avx512(y, x, w, stride) }
+        }
+        _ => scalar::matvec_f32(y, x, w, stride),
+    }
+}
+
+/// Exact f16 (little-endian bytes) to f32.
+#[inline(always)]
+pub fn f16_to_f32(lo: u8, hi: u8) -> f32 {
+    half::f16::from_bits(u16::from_le_bytes([lo, hi])).to_f32()
+}
+
+/// f32 to f16 bits, round to nearest even (as `vcvtps2ph` imm 0 and `vcvtb.f16.f32`).
+#[inline(always)]
+pub fn f32_to_f16_bits(v: f32) -> u16 {
+    half::f16::from_f32(v).to_bits()
+}
