@@ -1,4 +1,16 @@
 //! tinypoet on a Cortex-M: writes a Tang poem from f16 weights in flash.
+//!
+//! * The weight blob is embedded in flash (`blob.rs`) and parsed in place: the core reads every
+//!   weight as f16 straight from flash (converted in registers by the `vcvtb`/`vcvtt` kernel in
+//!   `tinypoet-core`'s `kernels/cortex_m.rs`); nothing is expanded to f32.
+//! * All run state (activations, f16 KV cache, logits, token history, sampler scratch) is one
+//!   `static` buffer of `state_words(&Config::TANG, F16)` words (310.1 KiB); the linker's RAM
+//!   region is 320 KiB, so the budget is enforced at link time.
+//! * The prompt (default 春夜喜雨), seed (default: the core's `GenerateSettings` default) and
+//!   length are fixed at build time (`TINYPOET_PROMPT`, `TINYPOET_SEED`, `TINYPOET_MAX_CHARS`);
+//!   the sampler is the core's default. Each character is streamed over semihosting as soon as
+//!   the core emits it; QEMU then exits 0, or 1 with a message on any error.
+//! * With the `measure` feature the firmware instead reports instruction counts (`measure.rs`).
 #![no_std]
 #![no_main]
 
@@ -6,29 +18,219 @@ mod blob;
 mod boards;
 mod clock;
 mod console;
+#[cfg(feature = "measure")]
+mod measure;
 
 use cortex_m_rt::entry;
+use tinypoet_core::{state_words, Config, GenerateSettings, KvPrecision, Model};
+
+/// Run-state words reserved: enough for the default Tang model with an f16 KV cache.
+const STATE_WORDS: usize = state_words(&Config::TANG, KvPrecision::F16);
+
+/// The whole run state of the decoder (KV cache, activations, logits, sampler scratch).
+static mut STATE: [f32; STATE_WORDS] = [0.0; STATE_WORDS];
+
+/// Prompt baked in at build time.
+pub const PROMPT: &str = match option_env!("TINYPOET_PROMPT") {
+    Some(p) => p,
+    None => "春夜喜雨",
+};
+
+/// Seed baked in at build time (`None`: the core's default).
+const SEED: Option<u64> = match option_env!("TINYPOET_SEED") {
+    Some(s) => Some(parse_u64(s)),
+    None => None,
+};
+
+/// Maximum characters baked in at build time (`None`: the core's default).
+const MAX_CHARS: Option<u64> = match option_env!("TINYPOET_MAX_CHARS") {
+    Some(s) => Some(parse_u64(s)),
+    None => None,
+};
+
+/// Start of the poem in the output (the test script extracts the text between the markers).
+pub const BEGIN: &str = "----- poem -----";
+/// End of the poem in the output.
+pub const END: &str = "----- end -----";
+
+/// Errors of the firmware: the core's, or a model too large for the static buffers.
+pub enum FwError {
+    Core(tinypoet_core::Error),
+    StateTooSmall {
+        need_bytes: usize,
+        have_bytes: usize,
+    },
+}
+
+impl From<tinypoet_core::Error> for FwError {
+    fn from(e: tinypoet_core::Error) -> Self {
+        FwError::Core(e)
+    }
+}
+
+impl core::fmt::Display for FwError {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            FwError::Core(e) => write!(f, "{e}"),
+            FwError::StateTooSmall {
+                need_bytes,
+                have_bytes,
+            } => write!(
+                f,
+                "the model needs {need_bytes} bytes of run state, the firmware reserves {have_bytes}"
+            ),
+        }
+    }
+}
+
+/// The generation settings: the core's defaults plus the build-time overrides.
+pub fn settings() -> GenerateSettings<'static> {
+    let mut s = GenerateSettings::default();
+    if let Some(seed) = SEED {
+        s.seed = seed;
+    }
+    if let Some(n) = MAX_CHARS {
+        s.max_new_chars = n as usize;
+    }
+    s
+}
+
+/// The run-state buffer, sized for `cfg`.
+pub fn state_for(cfg: &Config) -> Result<&'static mut [f32], FwError> {
+    // SAFETY: called once per run from the single thread of execution; no other reference to
+    // STATE exists (the measurement build drops each decoder before taking the buffer again).
+    let state: &'static mut [f32; STATE_WORDS] = unsafe { &mut *core::ptr::addr_of_mut!(STATE) };
+    let words = state_words(cfg, KvPrecision::F16);
+    let have_bytes = STATE_WORDS * 4;
+    state.get_mut(..words).ok_or(FwError::StateTooSmall {
+        need_bytes: words.saturating_mul(4),
+        have_bytes,
+    })
+}
+
+fn print_char(c: char) {
+    let mut b = [0u8; 4];
+    console::write_bytes(c.encode_utf8(&mut b).as_bytes());
+}
+
+fn banner(model: &Model) {
+    let cfg = model.config();
+    let m = model.manifest();
+    println!(
+        "tinypoet firmware: board {}, blob {} ({} bytes at {:p}, {} steps, eval loss {})",
+        boards::NAME,
+        blob::NAME,
+        blob::bytes().len(),
+        blob::bytes().as_ptr(),
+        m.steps,
+        m.eval_loss
+    );
+    println!(
+        "model: V={} C={} heads={} layers={} T={} F={}; run state {} bytes (static), KV cache f16",
+        cfg.vocab_size,
+        cfg.dim,
+        cfg.n_heads,
+        cfg.n_layers,
+        cfg.context,
+        cfg.ffn_dim,
+        state_words(cfg, KvPrecision::F16) * 4
+    );
+}
+
+#[cfg(not(feature = "measure"))]
+fn run() -> Result<(), FwError> {
+    use core::ops::ControlFlow;
+    use tinypoet_core::{Decoder, StopReason};
+
+    let model = Model::load(blob::bytes())?;
+    banner(&model);
+    let settings = settings();
+    println!(
+        "prompt {PROMPT}, seed {}, max {} chars, sampler {:?}",
+        settings.seed, settings.max_new_chars, settings.sampler
+    );
+    let mut dec = Decoder::new(&model, state_for(model.config())?, KvPrecision::F16)?;
+    println!("{BEGIN}");
+    print!("{PROMPT}");
+    let t0 = clock::now();
+    let g = dec.generate(PROMPT, &settings, |c| {
+        print_char(c);
+        ControlFlow::Continue(())
+    })?;
+    let t1 = clock::now();
+    println!();
+    println!("{END}");
+    let why = match g.reason {
+        StopReason::EndOfText => "end of text",
+        StopReason::StopSequence(_) => "end of poem",
+        StopReason::MaxLength => "maximum length",
+        StopReason::Callback => "callback",
+    };
+    let instr = clock::instructions(t0, t1);
+    println!(
+        "{} characters ({} sampled, stop: {why}) in {} instructions under QEMU -icount ({} per sampled character, prefill included)",
+        g.emitted_chars,
+        g.generated_tokens,
+        instr,
+        instr / g.generated_tokens.max(1) as u64
+    );
+    Ok(())
+}
+
+#[cfg(feature = "measure")]
+fn run() -> Result<(), FwError> {
+    let model = Model::load(blob::bytes())?;
+    banner(&model);
+    measure::run(&model)
+}
 
 #[entry]
 fn main() -> ! {
     console::init();
-    let p = cortex_m::Peripherals::take().unwrap();
+    let Some(p) = cortex_m::Peripherals::take() else {
+        console::fail(format_args!("peripherals already taken"));
+    };
     clock::start(p.SYST);
-    let t0 = clock::now();
-    let b = blob::bytes();
-    let mut sum = 0u32;
-    for &x in b {
-        sum = sum.wrapping_add(x as u32);
+    match run() {
+        Ok(()) => {
+            println!("stack high-water mark: {} bytes", stack_used());
+            console::exit(true)
+        }
+        Err(e) => console::fail(format_args!("{e}")),
     }
-    let t1 = clock::now();
-    println!(
-        "board {} blob {} ({} bytes at {:p}) sum {} in {} instructions",
-        boards::NAME,
-        blob::NAME,
-        b.len(),
-        b.as_ptr(),
-        sum,
-        clock::instructions(t0, t1)
+}
+
+/// Bytes of stack ever used: cortex-m-rt's `paint-stack` fills the stack region with
+/// 0xCCCCCCCC at reset; the lowest overwritten word marks the deepest use.
+pub fn stack_used() -> usize {
+    extern "C" {
+        static _stack_start: u32;
+        static _stack_end: u32;
+    }
+    // Only the symbols' addresses are used: the words between them are the stack region.
+    let (top, bottom) = (
+        core::ptr::addr_of!(_stack_start) as usize,
+        core::ptr::addr_of!(_stack_end) as usize,
     );
-    console::exit(true)
+    let mut a = bottom;
+    while a < top {
+        // SAFETY: `a` is a word inside the stack region.
+        if unsafe { core::ptr::read_volatile(a as *const u32) } != 0xCCCC_CCCC {
+            break;
+        }
+        a += 4;
+    }
+    top - a
+}
+
+const fn parse_u64(s: &str) -> u64 {
+    let b = s.as_bytes();
+    let mut i = 0;
+    let mut n = 0u64;
+    while i < b.len() {
+        assert!(b[i].is_ascii_digit(), "not a number");
+        n = n * 10 + (b[i] - b'0') as u64;
+        i += 1;
+    }
+    n
 }
