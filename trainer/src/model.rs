@@ -477,6 +477,19 @@ impl<F: Float> Model<F> {
         &self.losses[..n]
     }
 
+    /// A digest of which FFN units were active (ReLU input > 0) in the last forward over `n`
+    /// positions. Gradient checks compare it across perturbations to stay away from ReLU kinks.
+    pub fn relu_pattern_digest(&self, n: usize) -> u64 {
+        let f = self.cfg.ffn_dim;
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for a in &self.blocks {
+            for &x in &a.act[..n * f] {
+                h = (h ^ u64::from(x > F::ZERO)).wrapping_mul(0x0100_0000_01b3);
+            }
+        }
+        h
+    }
+
     /// Logits [b·t, V] (allocates its output; for tests and tools, not the training loop).
     pub fn forward_logits(&mut self, p: &ParamsT<F>, inputs: &[u16], b: usize, t: usize) -> Vec<F> {
         self.check_batch(p, inputs, None, b, t);
