@@ -109,12 +109,6 @@ fn take_u16<'a>(rest: &mut &'a mut [f32], n: usize) -> &'a mut [u16] {
     &mut bytemuck::cast_slice_mut::<f32, u16>(w)[..n]
 }
 
-fn load_f16(dst: &mut [f32], src: &[u8]) {
-    for (d, h) in dst.iter_mut().zip(src.chunks_exact(2)) {
-        *d = f16_to_f32(h[0], h[1]);
-    }
-}
-
 /// out = (x - mean) * rstd * w + b, mean and biased variance summed in index order,
 /// rstd = 1 / sqrtf(var + eps).
 fn layernorm(out: &mut [f32], x: &[f32], w: &[u8], b: &[u8], eps: f32) {
@@ -140,24 +134,6 @@ fn layernorm(out: &mut [f32], x: &[f32], w: &[u8], b: &[u8], eps: f32) {
         let norm = (v - mean) * rstd;
         let scaled = norm * wi;
         *o = scaled + bi;
-    }
-}
-
-/// In-place softmax: m = max, e_i = expf(x_i - m), s = sum in index order, x_i = e_i / s.
-pub(crate) fn softmax(x: &mut [f32]) {
-    let mut m = f32::NEG_INFINITY;
-    for &v in x.iter() {
-        if v > m {
-            m = v;
-        }
-    }
-    let mut s = 0.0f32;
-    for v in x.iter_mut() {
-        *v = libm::expf(*v - m);
-        s += *v;
-    }
-    for v in x.iter_mut() {
-        *v /= s;
     }
 }
 
@@ -326,7 +302,7 @@ impl<'a> Decoder<'a> {
         let m = self.model;
         let cfg = *m.config();
         layernorm(self.xb, self.x, m.ln_f_w, m.ln_f_b, cfg.ln_eps);
-        load_f16(self.logits, m.head_b);
+        kernels::f16_to_f32_slice(self.backend, self.logits, m.head_b);
         kernels::matvec_f16(self.backend, self.logits, self.xb, m.head_w, cfg.vocab_size);
     }
 
@@ -442,7 +418,7 @@ impl<'a> Decoder<'a> {
                 for a in att.iter_mut() {
                     *a *= cfg.attn_scale;
                 }
-                softmax(att);
+                kernels::softmax(be, att);
                 // out[d] = sum_t att[t] * V[l][t][h*hd+d]                         [hd]
                 let out = &mut self.xb2[h * hd..(h + 1) * hd];
                 out.fill(0.0);
@@ -457,7 +433,7 @@ impl<'a> Decoder<'a> {
                 }
             }
             // xb = proj_b + xb2 · projᵀ; x += xb                              [C]
-            load_f16(self.xb, w.proj_b);
+            kernels::f16_to_f32_slice(be, self.xb, w.proj_b);
             kernels::matvec_f16(be, self.xb, self.xb2, w.proj_w, c);
             for (xi, &yi) in self.x.iter_mut().zip(self.xb.iter()) {
                 *xi += yi;
@@ -465,14 +441,14 @@ impl<'a> Decoder<'a> {
 
             // ---- feed-forward: x = x + fc2(relu(fc1(LN2(x)))) ----
             layernorm(self.xb, self.x, w.ln2_w, w.ln2_b, cfg.ln_eps);
-            load_f16(self.hb, w.fc1_b); //                                      [F]
+            kernels::f16_to_f32_slice(be, self.hb, w.fc1_b); //                                      [F]
             kernels::matvec_f16(be, self.hb, self.xb, w.fc1_w, cfg.ffn_dim);
             for hv in self.hb.iter_mut() {
                 if *hv < 0.0 {
                     *hv = 0.0;
                 }
             }
-            load_f16(self.xb, w.fc2_b); //                                      [C]
+            kernels::f16_to_f32_slice(be, self.xb, w.fc2_b); //                                      [C]
             kernels::matvec_f16(be, self.xb, self.hb, w.fc2_w, c);
             for (xi, &yi) in self.x.iter_mut().zip(self.xb.iter()) {
                 *xi += yi;

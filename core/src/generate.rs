@@ -4,7 +4,7 @@ use core::ops::ControlFlow;
 
 use crate::config::Token;
 use crate::decoder::Decoder;
-use crate::sampler::{sample, Rng, SamplerSettings};
+use crate::sampler::{sample_with, Rng, SamplerSettings};
 use crate::Error;
 
 /// Longest stop sequence, in characters.
@@ -107,8 +107,9 @@ impl Decoder<'_> {
     /// context as repetition history.
     pub fn sample(&mut self, s: &SamplerSettings, rng: &mut Rng) -> Result<Token, Error> {
         let pos = self.position();
+        let backend = self.backend();
         let (logits, scratch, tokens) = self.sampler_parts();
-        sample(logits, scratch, &tokens[..pos], s, rng)
+        sample_with(backend, logits, scratch, &tokens[..pos], s, rng)
     }
 
     /// Reset, prefill `prompt`, then sample up to `max_new_chars` characters, calling

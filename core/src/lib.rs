@@ -147,7 +147,13 @@
 //! [`kernels::Backend::CortexM`] hook is used.
 #![no_std]
 #![deny(missing_docs)]
-#![cfg_attr(not(target_arch = "x86_64"), forbid(unsafe_code))]
+// Unsafe code is confined to the kernels: the x86 intrinsics, and on Arm the Cortex-M
+// `global_asm!` mat-vec (kernels/cortex_m.rs, which alone allows it; deny elsewhere).
+#![cfg_attr(
+    not(any(target_arch = "x86_64", target_arch = "arm")),
+    forbid(unsafe_code)
+)]
+#![cfg_attr(target_arch = "arm", deny(unsafe_code))]
 
 #[cfg(feature = "std")]
 extern crate std;

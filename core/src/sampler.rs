@@ -5,15 +5,22 @@
 //!    gets `l / penalty` if `l > 0`, else `l * penalty` (CTRL-style);
 //! 2. greedy (`temperature == 0` or `top_k == 1`): the lowest id with the maximal logit;
 //!    no random number is drawn;
-//! 3. `z_i = l_i / temperature`; softmax (max, `libm::expf`, sum in id order, divide);
+//! 3. `z_i = l_i / temperature`; softmax ([`crate::kernels::scalar::softmax`]: max,
+//!    `libm::expf`, 16 lane partial sums, divide);
 //! 4. candidates: all ids in id order; with `top_k` the `k` most probable, with `top_p < 1` the
 //!    smallest prefix of the candidates sorted by (probability desc, id asc) whose mass reaches
 //!    `top_p` (ids whose probability is below `(1 - top_p) / (V - 1)` cannot be in it and are
 //!    skipped before sorting);
-//! 5. exactly one draw `r = rng.next_f32() * mass(candidates)`, then the first candidate whose
-//!    running sum exceeds `r` (the last candidate if rounding leaves none).
+//! 5. exactly one draw `u = rng.next_f32()`. With top-k/top-p: `r = u * mass` (mass = running
+//!    sum over the kept candidates in sorted order) and the first candidate whose running sum
+//!    exceeds `r`. Without them, `r = u` and ids are walked in blocks of 16: `b` = the block's
+//!    probabilities summed in id order; if `r < cum + b` the block is walked id by id from
+//!    `cum` (first id whose running sum exceeds `r`, else the block's last id with p > 0),
+//!    otherwise `cum = cum + b`. If rounding leaves `r` beyond the end, the last id with
+//!    p > 0 is returned.
 
 use crate::config::Token;
+use crate::kernels::{self, Backend};
 use crate::Error;
 
 /// PCG32 (O'Neill's PCG-XSH-RR 64/32), seeded like `pcg32_srandom_r(seed, 0xda3e39cb94b95bdb)`:
@@ -143,7 +150,20 @@ fn by_prob(p: &[f32]) -> impl Fn(&u16, &u16) -> core::cmp::Ordering + '_ {
 
 /// Sample one token from `logits` (overwritten with probabilities). `scratch` needs
 /// `logits.len()` entries; `history` is the context (oldest first) for the repetition penalty.
+/// Uses the fastest kernel backend (the result does not depend on it).
 pub fn sample(
+    logits: &mut [f32],
+    scratch: &mut [u16],
+    history: &[Token],
+    s: &SamplerSettings,
+    rng: &mut Rng,
+) -> Result<Token, Error> {
+    sample_with(Backend::detect(), logits, scratch, history, s, rng)
+}
+
+/// [`sample`] with an explicit kernel backend for the softmax.
+pub fn sample_with(
+    backend: Backend,
     logits: &mut [f32],
     scratch: &mut [u16],
     history: &[Token],
@@ -190,7 +210,7 @@ pub fn sample(
             *l /= s.temperature;
         }
     }
-    crate::decoder::softmax(logits);
+    kernels::softmax(backend, logits);
     let p: &[f32] = logits;
 
     // 4. candidates
@@ -221,21 +241,34 @@ pub fn sample(
         scratch[..n].sort_unstable_by(by_prob(p));
         n
     } else {
-        // all ids in id order: sample directly from p
-        let mut mass = 0.0f32;
-        for &pi in p {
-            mass += pi;
-        }
-        let r = rng.next_f32() * mass;
-        let mut cdf = 0.0f32;
+        // all ids in id order, walked in blocks of 16 (see the module docs)
+        let r = rng.next_f32();
+        let mut cum = 0.0f32;
         let mut last = 0;
-        for (i, &pi) in p.iter().enumerate() {
-            cdf += pi;
-            if pi > 0.0 {
-                last = i;
+        for (bi, block) in p.chunks(16).enumerate() {
+            let mut b = 0.0f32;
+            for &pi in block {
+                b += pi;
             }
-            if r < cdf {
-                return Ok(i as Token);
+            if r < cum + b {
+                let mut c = cum;
+                let mut last_in = None;
+                for (j, &pi) in block.iter().enumerate() {
+                    c += pi;
+                    if pi > 0.0 {
+                        last_in = Some(j);
+                    }
+                    if r < c {
+                        return Ok((16 * bi + j) as Token);
+                    }
+                }
+                if let Some(j) = last_in {
+                    return Ok((16 * bi + j) as Token);
+                }
+            }
+            cum += b;
+            if let Some(j) = block.iter().rposition(|&pi| pi > 0.0) {
+                last = 16 * bi + j;
             }
         }
         return Ok(last as Token);

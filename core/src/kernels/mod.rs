@@ -137,6 +137,53 @@ pub fn matvec_f32(backend: Backend, y: &mut [f32], x: &[f32], w: &[f32], stride:
     }
 }
 
+/// In-place softmax with `libm::expf` and the summation order of [`scalar::softmax`]
+/// (bit-identical on every backend).
+#[inline]
+pub fn softmax(backend: Backend, x: &mut [f32]) {
+    match backend {
+        #[cfg(target_arch = "x86_64")]
+        Backend::X86Avx512 if x86::has_avx512() => {
+            // SAFETY: CPU support checked.
+            unsafe { x86::softmax_avx512(x) }
+        }
+        _ => scalar::softmax(x),
+    }
+}
+
+/// `dst[i] = f16 value i of src` (little-endian bytes; exact). Converts `min(dst.len(),
+/// src.len() / 2)` values.
+#[inline]
+pub fn f16_to_f32_slice(backend: Backend, dst: &mut [f32], src: &[u8]) {
+    let n = dst.len().min(src.len() / 2);
+    let dst = &mut dst[..n];
+    match backend {
+        #[cfg(target_arch = "x86_64")]
+        Backend::X86Avx512 if x86::has_avx512() => {
+            // SAFETY: CPU support checked; src holds 2n bytes.
+            unsafe { x86::f16_to_f32_avx512(dst, src) }
+        }
+        _ => scalar::f16_to_f32_slice(dst, src),
+    }
+}
+
+/// `libm::expf` on 16 values through the backend's vector code (exposed for the exactness
+/// tests; equals `libm::expf` bit for bit).
+pub fn expf16(backend: Backend, x: &[f32; 16], out: &mut [f32; 16]) {
+    match backend {
+        #[cfg(target_arch = "x86_64")]
+        Backend::X86Avx512 if x86::has_avx512() => {
+            // SAFETY: CPU support checked.
+            unsafe { x86::expf16_avx512(x, out) }
+        }
+        _ => {
+            for (o, &v) in out.iter_mut().zip(x) {
+                *o = libm::expf(v);
+            }
+        }
+    }
+}
+
 /// Exact f16 (little-endian bytes) to f32.
 #[inline(always)]
 pub fn f16_to_f32(lo: u8, hi: u8) -> f32 {

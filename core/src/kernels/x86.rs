@@ -67,7 +67,13 @@ pub unsafe fn matvec_f16_avx512(y: &mut [f32], x: &[f32], w: &[u8], stride: usiz
         let mut a2 = _mm512_loadu_ps(yp.add(o + 32));
         let mut a3 = _mm512_loadu_ps(yp.add(o + 48));
         let mut p = wp.add(o);
+        let prefetch = o + 64 + 128 <= n_out;
         for &xk in x {
+            if prefetch {
+                // the same row, two tiles ahead (2 cache lines per tile)
+                _mm_prefetch::<_MM_HINT_T0>(p.add(128) as *const i8);
+                _mm_prefetch::<_MM_HINT_T0>(p.add(160) as *const i8);
+            }
             let xv = _mm512_set1_ps(xk);
             let w0 = _mm512_cvtph_ps(_mm256_loadu_si256(p as *const __m256i));
             let w1 = _mm512_cvtph_ps(_mm256_loadu_si256(p.add(16) as *const __m256i));
@@ -193,5 +199,178 @@ pub unsafe fn matvec_f16_avx2(y: &mut [f32], x: &[f32], w: &[u8], stride: usize)
         }
         *yp.add(o) = acc;
         o += 1;
+    }
+}
+
+// ---- exact vector expf (bit-identical to `libm::expf`) ----
+//
+// `libm::expf` is FreeBSD's e_expf.c: argument reduction k = round(x / ln2), hi = x - k*ln2hi,
+// lo = k*ln2lo, a rational approximation, then scaling by 2^k, all in f32 with separate
+// multiplies and adds. The vector code below performs the same operations in the same order
+// per lane. It is used for lanes with |x| < 86 (|k| <= 124, so the final scaling is one exact
+// multiply); other lanes (and NaN) go through scalar `libm::expf`.
+
+const LN2_HI: f32 = 6.931_457_5e-1; // 0x3f317200
+const LN2_LO: f32 = 1.428_606_8e-6; // 0x35bfbe8e
+const INV_LN2: f32 = 1.442_695_1; // 0x3fb8aa3b
+const P1: f32 = 1.666_662_5e-1; // 0x3e2aaa8f
+const P2: f32 = -2.766_733_3e-3; // 0xbb355215
+
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn expf_avx512(x: __m512) -> (__m512, __mmask16) {
+    let bits = _mm512_castps_si512(x);
+    let hx = _mm512_and_si512(bits, _mm512_set1_epi32(0x7fff_ffff));
+    let neg = _mm512_cmplt_epi32_mask(bits, _mm512_setzero_si512());
+    // lanes handled here: |x| < 86 (0x42ac0000)
+    let ok = _mm512_cmplt_epi32_mask(hx, _mm512_set1_epi32(0x42ac_0000));
+    // x <= -103.972084 (hx >= 0x42cff1b5, negative, not NaN): libm returns +0
+    let zero = neg
+        & _mm512_cmpge_epi32_mask(hx, _mm512_set1_epi32(0x42cf_f1b5))
+        & _mm512_cmple_epi32_mask(hx, _mm512_set1_epi32(0x7f80_0000));
+    // case A: |x| > 1.5 ln2: k = (int)(INV_LN2 * x + (x < 0 ? -0.5 : 0.5))
+    let half = _mm512_mask_blend_ps(neg, _mm512_set1_ps(0.5), _mm512_set1_ps(-0.5));
+    let ka = _mm512_cvttps_epi32(_mm512_add_ps(
+        _mm512_mul_ps(_mm512_set1_ps(INV_LN2), x),
+        half,
+    ));
+    // case B: 0.5 ln2 < |x| <= 1.5 ln2: k = 1 - 2*sign
+    let kb = _mm512_mask_blend_epi32(neg, _mm512_set1_epi32(1), _mm512_set1_epi32(-1));
+    let is_a = _mm512_cmpgt_epi32_mask(hx, _mm512_set1_epi32(0x3f85_1592));
+    let is_ab = _mm512_cmpgt_epi32_mask(hx, _mm512_set1_epi32(0x3eb1_7218));
+    let k = _mm512_maskz_mov_epi32(is_ab, _mm512_mask_blend_epi32(is_a, kb, ka));
+    let kf = _mm512_cvtepi32_ps(k);
+    // hi = x - kf*LN2_HI; lo = kf*LN2_LO; r = hi - lo   (k = 0: hi = x, lo = 0, r = x)
+    let hi = _mm512_sub_ps(x, _mm512_mul_ps(kf, _mm512_set1_ps(LN2_HI)));
+    let lo = _mm512_mul_ps(kf, _mm512_set1_ps(LN2_LO));
+    let r = _mm512_sub_ps(hi, lo);
+    // xx = r*r; c = r - xx*(P1 + xx*P2); y = 1 + ((r*c/(2-c) - lo) + hi)
+    let xx = _mm512_mul_ps(r, r);
+    let inner = _mm512_add_ps(_mm512_set1_ps(P1), _mm512_mul_ps(xx, _mm512_set1_ps(P2)));
+    let c = _mm512_sub_ps(r, _mm512_mul_ps(xx, inner));
+    let q = _mm512_div_ps(_mm512_mul_ps(r, c), _mm512_sub_ps(_mm512_set1_ps(2.0), c));
+    let y = _mm512_add_ps(_mm512_set1_ps(1.0), _mm512_add_ps(_mm512_sub_ps(q, lo), hi));
+    // y * 2^k (exact: y in [0.5, 2], |k| <= 124)
+    let scale = _mm512_castsi512_ps(_mm512_slli_epi32(
+        _mm512_add_epi32(k, _mm512_set1_epi32(127)),
+        23,
+    ));
+    let y = _mm512_mul_ps(y, scale);
+    // case D: |x| <= 2^-14: 1 + x
+    let tiny = _mm512_cmple_epi32_mask(hx, _mm512_set1_epi32(0x3900_0000));
+    let y = _mm512_mask_blend_ps(tiny, y, _mm512_add_ps(_mm512_set1_ps(1.0), x));
+    let y = _mm512_mask_blend_ps(zero, y, _mm512_setzero_ps());
+    (y, ok | zero)
+}
+
+/// `out[i] = libm::expf(x[i])` for 16 lanes (test hook for the exactness check).
+///
+/// # Safety
+/// CPU has avx512f/bw/vl.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub unsafe fn expf16_avx512(x: &[f32; 16], out: &mut [f32; 16]) {
+    let (y, ok) = expf_avx512(_mm512_loadu_ps(x.as_ptr()));
+    _mm512_storeu_ps(out.as_mut_ptr(), y);
+    for (i, o) in out.iter_mut().enumerate() {
+        if ok & (1 << i) == 0 {
+            *o = libm::expf(x[i]);
+        }
+    }
+}
+
+/// Softmax in the order of [`super::scalar::softmax`] (16 lane partial sums).
+///
+/// # Safety
+/// CPU has avx512f/bw/vl.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub unsafe fn softmax_avx512(x: &mut [f32]) {
+    let n = x.len();
+    if n == 0 {
+        return;
+    }
+    let p = x.as_mut_ptr();
+    // max (any order gives the same value; NaN lanes are ignored like the scalar `v > m`)
+    let mut mvec = _mm512_set1_ps(f32::NEG_INFINITY);
+    let mut i = 0;
+    while i < n {
+        let left = n - i;
+        let mask: u16 = if left >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << left) - 1
+        };
+        let v = _mm512_mask_loadu_ps(mvec, mask, p.add(i));
+        mvec = _mm512_max_ps(v, mvec);
+        i += 16;
+    }
+    let m = _mm512_reduce_max_ps(mvec);
+    let mv = _mm512_set1_ps(m);
+    let mut acc = _mm512_setzero_ps();
+    let mut i = 0;
+    while i < n {
+        let left = n - i;
+        let mask: u16 = if left >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << left) - 1
+        };
+        let v = _mm512_maskz_loadu_ps(mask, p.add(i));
+        let d = _mm512_sub_ps(v, mv);
+        let (mut e, ok) = expf_avx512(d);
+        let slow = mask & !ok;
+        if slow != 0 {
+            let mut tmp = [0f32; 16];
+            _mm512_storeu_ps(tmp.as_mut_ptr(), e);
+            for (j, t) in tmp.iter_mut().enumerate() {
+                if slow & (1 << j) != 0 {
+                    *t = libm::expf(*p.add(i + j) - m);
+                }
+            }
+            e = _mm512_loadu_ps(tmp.as_ptr());
+        }
+        _mm512_mask_storeu_ps(p.add(i), mask, e);
+        acc = _mm512_mask_add_ps(acc, mask, acc, e);
+        i += 16;
+    }
+    let mut lanes = [0f32; 16];
+    _mm512_storeu_ps(lanes.as_mut_ptr(), acc);
+    let mut s = 0.0f32;
+    for l in lanes {
+        s += l;
+    }
+    let sv = _mm512_set1_ps(s);
+    let mut i = 0;
+    while i < n {
+        let left = n - i;
+        let mask: u16 = if left >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << left) - 1
+        };
+        let v = _mm512_maskz_loadu_ps(mask, p.add(i));
+        _mm512_mask_storeu_ps(p.add(i), mask, _mm512_div_ps(v, sv));
+        i += 16;
+    }
+}
+
+/// f16 LE bytes to f32 (exact).
+///
+/// # Safety
+/// CPU has avx512f/bw/vl; `src.len() >= 2 * dst.len()`.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub unsafe fn f16_to_f32_avx512(dst: &mut [f32], src: &[u8]) {
+    let n = dst.len();
+    let s = src.as_ptr() as *const i16;
+    let d = dst.as_mut_ptr();
+    let mut i = 0;
+    while i < n {
+        let left = n - i;
+        let mask: u16 = if left >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << left) - 1
+        };
+        let h = _mm256_maskz_loadu_epi16(mask, s.add(i));
+        _mm512_mask_storeu_ps(d.add(i), mask, _mm512_cvtph_ps(h));
+        i += 16;
     }
 }
