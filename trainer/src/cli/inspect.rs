@@ -1,10 +1,112 @@
-//! `tinypoet inspect`: placeholder until its issue lands.
+//! `tinypoet inspect`: print a blob's config, sizes, manifest and checksum status.
 
+use std::path::PathBuf;
+
+use anyhow::{anyhow, Context};
 use clap::Args;
+use tinypoet_core::blob;
 
+use super::export::fmt_loss;
+
+/// Print a blob's config, sizes, manifest and checksum status.
 #[derive(Args, Debug)]
-pub struct InspectArgs {}
+#[command(after_help = "\
+Examples:
+  tinypoet inspect models/tinypoet-tang.tpb
+  tinypoet inspect model.tpb --tensors     # also list every tensor
 
-pub fn run(_args: InspectArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`tinypoet inspect` is not implemented yet")
+A blob that fails any check (truncated, bad magic, wrong checksum, inconsistent sizes, ...)
+gives one error line and exit code 1.")]
+pub struct InspectArgs {
+    /// Blob file.
+    #[arg(value_name = "BLOB")]
+    pub blob: PathBuf,
+    /// List every tensor (name, dtype, layout, shape, offset, bytes).
+    #[arg(long)]
+    pub tensors: bool,
+}
+
+pub fn run(args: InspectArgs) -> anyhow::Result<()> {
+    let bytes = std::fs::read(&args.blob).with_context(|| format!("{}", args.blob.display()))?;
+    let b = blob::parse(&bytes).map_err(|e| {
+        anyhow!(
+            "{}: corrupt or not a tinypoet blob: {e}",
+            args.blob.display()
+        )
+    })?;
+    let c = b.config;
+    let m = b.manifest;
+    let crc = bytes
+        .get(bytes.len().saturating_sub(4)..)
+        .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
+        .unwrap_or(0);
+    let (mut weight_bytes, mut n_params) = (0u64, 0u64);
+    for t in b.tensors() {
+        weight_bytes += t.entry.nbytes;
+        n_params += t.entry.shape.dims().iter().product::<usize>() as u64;
+    }
+    println!("file:        {}", args.blob.display());
+    println!(
+        "size:        {} bytes ({:.2} MiB)",
+        bytes.len(),
+        bytes.len() as f64 / 1048576.0
+    );
+    println!("checksum:    ok (CRC-32 {crc:08x})");
+    println!(
+        "config:      vocab {}, dim {}, heads {} (head size {}), layers {}, context {}, ffn {}, ln_eps {:e}, attn_scale {}",
+        c.vocab_size,
+        c.dim,
+        c.n_heads,
+        c.head_dim(),
+        c.n_layers,
+        c.context,
+        c.ffn_dim,
+        c.ln_eps,
+        c.attn_scale
+    );
+    println!(
+        "parameters:  {} in {} tensors, {} bytes of weights",
+        n_params,
+        b.n_tensors(),
+        weight_bytes
+    );
+    println!(
+        "run state:   {} bytes (f16 KV cache)",
+        tinypoet_core::state_bytes(&c, tinypoet_core::KvPrecision::F16)
+    );
+    println!("manifest:");
+    println!("  steps:          {}", m.steps);
+    println!(
+        "  eval loss:      {} (f32 checkpoint)",
+        fmt_loss(m.eval_loss)
+    );
+    println!(
+        "  eval loss blob: {} (this blob, through the core)",
+        fmt_loss(m.eval_loss_blob)
+    );
+    println!(
+        "  corpus sha256:  {}",
+        if m.corpus_sha256 == [0; 32] {
+            "unknown".to_string()
+        } else {
+            crate::export::hex(&m.corpus_sha256)
+        }
+    );
+    println!("  recipe:         {}", m.recipe);
+    if args.tensors {
+        println!("tensors:");
+        for t in b.tensors() {
+            let e = t.entry;
+            println!(
+                "  {:<28} {:?} {:?} {:?} offset {} bytes {}",
+                e.name,
+                e.dtype,
+                e.layout,
+                e.shape.dims(),
+                e.offset,
+                e.nbytes
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,10 +1,230 @@
-//! `tinypoet train`: placeholder until its issue lands.
+//! `tinypoet train`: pretrain on a prepared dataset (see `crate::train` for the loop).
 
-use clap::Args;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::OnceLock;
 
+use anyhow::{bail, Context};
+use clap::{Args, ValueEnum};
+
+use crate::checkpoint;
+use crate::train::{self, ModelShape, RunIo, Schedule, Start, TrainData, TrainOptions};
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ScheduleArg {
+    /// The reference: constant learning rate.
+    Constant,
+    /// Linear warmup (--warmup-steps), then cosine decay to --min-lr-ratio × lr.
+    Cosine,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum InitArg {
+    /// PyTorch's default init from the torch-compatible stream (reproduces the reference).
+    Torch,
+    /// Same distributions from SplitMix64 (faster, not PyTorch's stream).
+    Fast,
+}
+
+/// Pretrain the model on a prepared dataset.
 #[derive(Args, Debug)]
-pub struct TrainArgs {}
+#[command(after_help = "\
+Examples:
+  # The reference recipe (16x256 batches, lr 1e-3 constant, eval every 100 steps):
+  tinypoet train --data data/tang.tpd --out runs/tang --steps 20000
 
-pub fn run(_args: TrainArgs) -> anyhow::Result<()> {
-    anyhow::bail!("`tinypoet train` is not implemented yet")
+  # Warmup + cosine schedule with gradient clipping, 4 threads:
+  tinypoet train --data data/tang.tpd --out runs/cos --steps 10000 --schedule cosine \\
+      --warmup-steps 500 --lr 2e-3 --grad-clip 1.0 --threads 4
+
+  # Continue an interrupted run (Ctrl-C saves a checkpoint first):
+  tinypoet train --data data/tang.tpd --resume runs/tang/checkpoint.ckpt
+
+Writes into --out: checkpoint.ckpt (full state), metrics.jsonl (one row per evaluation),
+loss.svg (our curve beside the reference's). The log on stdout prints
+`Step N, train loss X, evaluate loss Y` like the reference, Y being the deterministic eval loss.")]
+pub struct TrainArgs {
+    /// Prepared dataset (from `tinypoet prepare`).
+    #[arg(long, value_name = "FILE")]
+    pub data: PathBuf,
+    /// Output directory for the checkpoint, metrics and plot.
+    #[arg(long, short = 'o', value_name = "DIR", default_value = "runs/tang")]
+    pub out: PathBuf,
+    /// Continue from a checkpoint (file or run directory); only --steps, --checkpoint-every,
+    /// --threads and --out may change.
+    #[arg(long, value_name = "CKPT")]
+    pub resume: Option<PathBuf>,
+    /// Total optimizer steps.
+    #[arg(long)]
+    pub steps: Option<u64>,
+    /// Base learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f32,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
+    pub schedule: ScheduleArg,
+    /// Warmup steps of the cosine schedule.
+    #[arg(long, default_value_t = 0)]
+    pub warmup_steps: u64,
+    /// Final learning rate of the cosine schedule, as a fraction of --lr.
+    #[arg(long, default_value_t = 0.1)]
+    pub min_lr_ratio: f32,
+    /// Clip the global gradient norm to this value (off by default).
+    #[arg(long, value_name = "NORM")]
+    pub grad_clip: Option<f32>,
+    /// Batch size.
+    #[arg(long, default_value_t = 16)]
+    pub batch: usize,
+    /// Sequence length (≤ --context).
+    #[arg(long, default_value_t = 256)]
+    pub seq: usize,
+    /// Evaluate (both estimators) and print a sample every K steps.
+    #[arg(long, default_value_t = 100, value_name = "K")]
+    pub eval_interval: u64,
+    /// Batches of the reference's random-batch eval estimator.
+    #[arg(long, default_value_t = 100)]
+    pub eval_batches: usize,
+    /// Seed of the torch-compatible random stream (init and batches).
+    #[arg(long, default_value_t = 2024)]
+    pub seed: u32,
+    /// Parameter initialisation.
+    #[arg(long, value_enum, default_value_t = InitArg::Torch)]
+    pub init: InitArg,
+    /// Worker threads for the kernels (results do not depend on it).
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Write a checkpoint every N steps (0: only on Ctrl-C and at the end).
+    #[arg(long, default_value_t = 1000, value_name = "N")]
+    pub checkpoint_every: u64,
+    /// Prompt of the samples printed at each evaluation.
+    #[arg(long, default_value = "春夜喜雨")]
+    pub sample_prompt: String,
+    /// New characters per sample.
+    #[arg(long, default_value_t = 100)]
+    pub sample_len: usize,
+    /// Model width.
+    #[arg(long, default_value_t = 64)]
+    pub dim: usize,
+    /// Attention heads.
+    #[arg(long, default_value_t = 4)]
+    pub heads: usize,
+    /// Transformer blocks.
+    #[arg(long, default_value_t = 4)]
+    pub layers: usize,
+    /// Maximum context of the model.
+    #[arg(long, default_value_t = 256)]
+    pub context: usize,
+    /// Feed-forward hidden width.
+    #[arg(long, default_value_t = 256)]
+    pub ffn: usize,
+    /// No progress bar.
+    #[arg(long)]
+    pub no_progress: bool,
+}
+
+impl TrainArgs {
+    fn options(&self) -> TrainOptions {
+        TrainOptions {
+            model: ModelShape {
+                dim: self.dim,
+                n_heads: self.heads,
+                n_layers: self.layers,
+                context: self.context,
+                ffn_dim: self.ffn,
+            },
+            lr: self.lr,
+            schedule: match self.schedule {
+                ScheduleArg::Constant => Schedule::Constant,
+                ScheduleArg::Cosine => Schedule::WarmupCosine {
+                    warmup_steps: self.warmup_steps,
+                    min_lr_ratio: self.min_lr_ratio,
+                },
+            },
+            grad_clip: self.grad_clip,
+            batch: self.batch,
+            seq: self.seq,
+            steps: self.steps.unwrap_or(20_000),
+            eval_interval: self.eval_interval,
+            eval_batches: self.eval_batches,
+            seed: self.seed,
+            init: match self.init {
+                InitArg::Torch => train::Init::Torch,
+                InitArg::Fast => train::Init::Fast,
+            },
+            checkpoint_every: self.checkpoint_every,
+            sample_prompt: self.sample_prompt.clone(),
+            sample_len: self.sample_len,
+        }
+    }
+}
+
+static INTERRUPTED: AtomicBool = AtomicBool::new(false);
+static HANDLER: OnceLock<Result<(), String>> = OnceLock::new();
+
+/// Install the Ctrl-C handler once: the first Ctrl-C asks the loop to finish its step, save and
+/// stop; a second one exits at once (the last checkpoint on disk is intact either way).
+fn install_ctrlc() -> anyhow::Result<&'static AtomicBool> {
+    let r = HANDLER.get_or_init(|| {
+        ctrlc::set_handler(|| {
+            if INTERRUPTED.swap(true, Ordering::SeqCst) {
+                eprintln!("\nsecond interrupt: exiting without saving");
+                std::process::exit(130);
+            }
+            eprintln!("\ninterrupt: finishing this step, then saving a checkpoint (Ctrl-C again to quit now)");
+        })
+        .map_err(|e| e.to_string())
+    });
+    match r {
+        Ok(()) => Ok(&INTERRUPTED),
+        Err(e) => bail!("cannot install the Ctrl-C handler: {e}"),
+    }
+}
+
+pub fn run(args: TrainArgs) -> anyhow::Result<()> {
+    let ds = crate::corpus::Dataset::load(&args.data)
+        .with_context(|| format!("loading {}", args.data.display()))?;
+    let data = TrainData {
+        vocab: ds.vocab(),
+        train: ds.pretrain_train(),
+        eval: ds.pretrain_eval(),
+        dataset_hash: ds.content_hash().to_string(),
+    };
+    let start = match &args.resume {
+        Some(path) => {
+            let path = train::resolve_checkpoint(path);
+            let ckpt = checkpoint::load(&path)
+                .with_context(|| format!("cannot resume from {}", path.display()))?;
+            Start::Resume {
+                checkpoint: Box::new(ckpt),
+                steps: args.steps,
+                checkpoint_every: Some(args.checkpoint_every),
+            }
+        }
+        None => Start::Fresh(args.options()),
+    };
+    let interrupt = install_ctrlc()?;
+    let io = RunIo {
+        out_dir: args.out.clone(),
+        interrupt: Some(interrupt),
+        threads: args.threads,
+        progress: !args.no_progress,
+        print: true,
+    };
+    let t0 = std::time::Instant::now();
+    let outcome = train::train(&data, start, &io)?;
+    let last = outcome.metrics.last();
+    eprintln!(
+        "{} at step {} in {:.1} s; checkpoint {}{}",
+        if outcome.interrupted {
+            "stopped"
+        } else {
+            "finished"
+        },
+        outcome.step,
+        t0.elapsed().as_secs_f64(),
+        outcome.checkpoint_path.display(),
+        last.map(|r| format!("; deterministic eval loss {:.4}", r.eval_loss))
+            .unwrap_or_default()
+    );
+    Ok(())
 }

@@ -1,0 +1,178 @@
+//! Export to the core's f16 blob format (`tinypoet_core::blob`), in memory or to a file, and
+//! sampling through the core from in-memory parameters (the trainer's eval-time samples).
+
+use anyhow::{anyhow, Context};
+use std::ops::ControlFlow;
+
+use tinypoet_core::blob::{self, BlobInput, Manifest, WeightDtype};
+use tinypoet_core::{state_words, Decoder, GenerateSettings, KvPrecision, Model, SamplerSettings};
+
+use crate::checkpoint::Checkpoint;
+use crate::params::{Config, Params};
+
+/// The core's config for a trainer config.
+pub fn core_config(c: &Config) -> tinypoet_core::Config {
+    tinypoet_core::Config {
+        vocab_size: c.vocab_size,
+        dim: c.dim,
+        n_heads: c.n_heads,
+        n_layers: c.n_layers,
+        context: c.context,
+        ffn_dim: c.ffn_dim,
+        ln_eps: c.ln_eps,
+        attn_scale: c.attn_scale,
+    }
+}
+
+/// What goes into a blob's manifest.
+#[derive(Clone, Debug)]
+pub struct ManifestInfo {
+    pub steps: u64,
+    /// Deterministic eval loss of the f32 parameters (NaN = not measured).
+    pub eval_loss: f32,
+    /// Deterministic eval loss of the blob through the core (NaN = not measured).
+    pub eval_loss_blob: f32,
+    /// SHA-256 of the prepared dataset (zeros = unknown).
+    pub corpus_sha256: [u8; 32],
+    pub recipe: String,
+}
+
+impl ManifestInfo {
+    pub fn unknown() -> Self {
+        ManifestInfo {
+            steps: 0,
+            eval_loss: f32::NAN,
+            eval_loss_blob: f32::NAN,
+            corpus_sha256: [0; 32],
+            recipe: String::new(),
+        }
+    }
+}
+
+/// Encode parameters as an f16 blob (in memory).
+pub fn blob_bytes(params: &Params, vocab: &[char], info: &ManifestInfo) -> anyhow::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    write_blob_into(params, vocab, info, &mut buf)?;
+    Ok(buf)
+}
+
+/// Encode into `buf`, resizing it to the blob's exact length (reuses its allocation).
+pub fn write_blob_into(
+    params: &Params,
+    vocab: &[char],
+    info: &ManifestInfo,
+    buf: &mut Vec<u8>,
+) -> anyhow::Result<()> {
+    let views = params.views();
+    let input = BlobInput {
+        config: core_config(params.config()),
+        vocab,
+        manifest: Manifest {
+            steps: info.steps,
+            eval_loss: info.eval_loss,
+            eval_loss_blob: info.eval_loss_blob,
+            corpus_sha256: info.corpus_sha256,
+            recipe: &info.recipe,
+        },
+        dtype: WeightDtype::F16,
+        tensors: &views,
+    };
+    let len = blob::encoded_len(&input).map_err(|e| anyhow!("cannot encode the blob: {e}"))?;
+    buf.resize(len, 0);
+    let n = blob::write(&input, buf).map_err(|e| anyhow!("cannot encode the blob: {e}"))?;
+    buf.truncate(n);
+    Ok(())
+}
+
+/// The manifest of a checkpoint: its step, the deterministic eval loss logged at that step (if
+/// any), its dataset hash, and a recipe line from its options.
+pub fn manifest_for(ckpt: &Checkpoint) -> ManifestInfo {
+    let m = &ckpt.meta;
+    let o = &m.options;
+    let eval_loss = m
+        .metrics
+        .iter()
+        .rev()
+        .find(|r| r.step == m.step)
+        .map(|r| r.eval_loss as f32)
+        .unwrap_or(f32::NAN);
+    let schedule = match o.schedule {
+        crate::train::Schedule::Constant => "constant".to_string(),
+        crate::train::Schedule::WarmupCosine {
+            warmup_steps,
+            min_lr_ratio,
+        } => format!("warmup{warmup_steps}+cosine(min {min_lr_ratio})"),
+    };
+    ManifestInfo {
+        steps: m.step,
+        eval_loss,
+        eval_loss_blob: f32::NAN,
+        corpus_sha256: unhex32(&m.dataset_hash).unwrap_or([0; 32]),
+        recipe: format!(
+            "tinypoet pretrain lr={} schedule={} clip={} batch={}x{} seed={} steps={}",
+            o.lr,
+            schedule,
+            o.grad_clip.map_or("off".to_string(), |c| c.to_string()),
+            o.batch,
+            o.seq,
+            o.seed,
+            m.step
+        ),
+    }
+}
+
+/// Parameters of a checkpoint as the trainer's `Params`.
+pub fn checkpoint_params(ckpt: &Checkpoint) -> anyhow::Result<Params> {
+    let cfg = Config::from(&ckpt.meta.config);
+    Params::from_vec(&cfg, ckpt.params.clone())
+        .context("checkpoint parameter count does not match its config")
+}
+
+/// Lower-case hex.
+pub fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Parse 64 hex digits.
+pub fn unhex32(s: &str) -> Option<[u8; 32]> {
+    if s.len() != 64 || !s.is_ascii() {
+        return None;
+    }
+    let mut out = [0u8; 32];
+    for (i, o) in out.iter_mut().enumerate() {
+        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Generate up to `max_new` characters after `prompt` through the core: export `params` to a
+/// blob in memory, parse it from that buffer, and run the core's decoder and sampler with the
+/// reference's settings (temperature 1, no top-k/top-p/penalty, no stop sequence; stops early
+/// only when it samples id 0). Returns prompt + continuation.
+pub fn sample_through_core(
+    params: &Params,
+    vocab: &[char],
+    prompt: &str,
+    max_new: usize,
+    seed: u64,
+) -> anyhow::Result<String> {
+    let bytes = blob_bytes(params, vocab, &ManifestInfo::unknown())?;
+    let model = Model::load(&bytes).map_err(|e| anyhow!("the exported blob does not load: {e}"))?;
+    let mut state = vec![0f32; state_words(model.config(), KvPrecision::F16)];
+    let mut dec = Decoder::new(&model, &mut state, KvPrecision::F16)
+        .map_err(|e| anyhow!("core decoder: {e}"))?;
+    let settings = GenerateSettings {
+        sampler: SamplerSettings::DEFAULT,
+        seed,
+        max_new_chars: max_new,
+        stop: &[],
+        stop_at_end_of_text: true,
+    };
+    let mut out = String::from(prompt);
+    dec.generate(prompt, &settings, |c| {
+        out.push(c);
+        ControlFlow::Continue(())
+    })
+    .map_err(|e| anyhow!("sampling through the core: {e}"))?;
+    Ok(out)
+}

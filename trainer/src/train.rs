@@ -1,0 +1,725 @@
+//! The pretraining loop (spec §4), its options, checkpoints, resume and the stop conditions.
+//!
+//! Per iteration `i` (0-based; "step i" = after `i` updates), in the reference's order:
+//! 1. fetch the train batch: `B` random windows of `T + 1` tokens, starts drawn from the run's
+//!    torch-compatible MT19937 stream (`start = next_u32() % (len − T)`, B draws);
+//! 2. forward and backward (our kernels compute both in one call; the gradient does not depend
+//!    on what the evaluation hook does, because evaluation only reads the parameters);
+//! 3. if `i % K == 0`: evaluation — the reference estimator (draws `eval_batches·B` starts from the
+//!    same stream, after this iteration's batch, like the reference) and the deterministic one —
+//!    and a sample from the prompt generated through `tinypoet-core`, printed as
+//!    `Step i, train loss X, evaluate loss Y` where X is the mean train loss of the previous K
+//!    iterations (0 at step 0) and Y the deterministic eval loss;
+//! 4. stop with an error if the loss or the gradient is not finite (nothing is saved from that
+//!    state, the last good checkpoint stays as it is);
+//! 5. optional gradient clipping, then the AdamW update with the scheduled learning rate.
+//!
+//! After the update a checkpoint is written every `checkpoint_every` steps, when Ctrl-C was
+//! pressed (the current step is finished first), and at the end. At the end a final evaluation
+//! is logged for step `steps`; it draws from a *copy* of the stream and does not reset the
+//! train-loss accumulator, so a run resumed from that checkpoint is bit-identical to one that
+//! never stopped (a resumed run drops logged rows at or after its start step and recomputes them).
+//!
+//! The step itself allocates nothing: batch buffers, activations, gradients and moments are
+//! allocated once before the loop; evaluation and checkpoint steps may allocate.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::{Deserialize, Serialize};
+
+use crate::adamw::{clip_grad_norm, global_norm, AdamW, AdamWConfig, LrSchedule};
+use crate::checkpoint::{self, Checkpoint, CheckpointMeta, ConfigRecord};
+use crate::evaluate::{self, EvalScratch};
+use crate::init::{init_params, init_params_torch, InitScheme, REFERENCE_DRAWS_BEFORE_INIT};
+use crate::metrics::{MetricRow, MetricsLog};
+use crate::model::TrainModel;
+use crate::mt19937::Mt19937;
+use crate::params::{Config, Params};
+use crate::plot;
+
+/// Learning-rate schedule as stored in the options.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Schedule {
+    /// The reference: the base learning rate throughout.
+    Constant,
+    /// Linear warmup over `warmup_steps` from 0 to the base rate, then cosine decay to
+    /// `min_lr_ratio · base` at the last step.
+    WarmupCosine {
+        warmup_steps: u64,
+        min_lr_ratio: f32,
+    },
+}
+
+/// Parameter initialisation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Init {
+    /// PyTorch's default init drawn from the torch-compatible stream exactly as the reference
+    /// run consumes it: 16 draws (the demo batch the reference prints), then the parameters in
+    /// construction order, then the training batches. With seed 2024 this reproduces the
+    /// reference's step-0 eval loss.
+    Torch,
+    /// The same distributions from SplitMix64 seeded with the seed (faster; not PyTorch's
+    /// stream). The batches still come from the torch-compatible stream.
+    Fast,
+}
+
+/// The model's shape (the vocabulary size comes from the dataset).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelShape {
+    pub dim: usize,
+    pub n_heads: usize,
+    pub n_layers: usize,
+    pub context: usize,
+    pub ffn_dim: usize,
+}
+
+impl Default for ModelShape {
+    fn default() -> Self {
+        ModelShape {
+            dim: 64,
+            n_heads: 4,
+            n_layers: 4,
+            context: 256,
+            ffn_dim: 256,
+        }
+    }
+}
+
+impl ModelShape {
+    /// The full config for a vocabulary of `vocab_size` characters. The attention scale is
+    /// `dim^-0.5` (the reference scales by the model dim, not the head size).
+    pub fn config(&self, vocab_size: usize) -> Config {
+        Config {
+            vocab_size,
+            dim: self.dim,
+            n_heads: self.n_heads,
+            n_layers: self.n_layers,
+            context: self.context,
+            ffn_dim: self.ffn_dim,
+            ln_eps: 1e-5,
+            attn_scale: 1.0 / (self.dim as f32).sqrt(),
+        }
+    }
+}
+
+/// Everything that determines a training run (stored in every checkpoint).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct TrainOptions {
+    pub model: ModelShape,
+    /// Base learning rate.
+    pub lr: f32,
+    pub schedule: Schedule,
+    /// Clip the global gradient norm to this value (off by default, like the reference).
+    pub grad_clip: Option<f32>,
+    /// Batch size B.
+    pub batch: usize,
+    /// Sequence length T (≤ context).
+    pub seq: usize,
+    /// Total optimizer steps.
+    pub steps: u64,
+    /// Evaluate every K steps (and at step 0).
+    pub eval_interval: u64,
+    /// Batches of the reference estimator (the reference: 100).
+    pub eval_batches: usize,
+    /// Seed of the torch-compatible stream (`torch.manual_seed`).
+    pub seed: u32,
+    pub init: Init,
+    /// Write a checkpoint every N steps (0: only on Ctrl-C and at the end).
+    pub checkpoint_every: u64,
+    /// Prompt of the samples printed at each evaluation.
+    pub sample_prompt: String,
+    /// New tokens per sample (the reference: 100).
+    pub sample_len: usize,
+}
+
+impl Default for TrainOptions {
+    fn default() -> Self {
+        TrainOptions {
+            model: ModelShape::default(),
+            lr: 1e-3,
+            schedule: Schedule::Constant,
+            grad_clip: None,
+            batch: 16,
+            seq: 256,
+            steps: 20_000,
+            eval_interval: 100,
+            eval_batches: 100,
+            seed: 2024,
+            init: Init::Torch,
+            checkpoint_every: 1000,
+            sample_prompt: "春夜喜雨".into(),
+            sample_len: 100,
+        }
+    }
+}
+
+impl TrainOptions {
+    /// The learning-rate schedule of the numerics.
+    pub fn lr_schedule(&self) -> LrSchedule {
+        match self.schedule {
+            Schedule::Constant => LrSchedule::Constant,
+            Schedule::WarmupCosine {
+                warmup_steps,
+                min_lr_ratio,
+            } => LrSchedule::WarmupCosine {
+                warmup: warmup_steps,
+                total: self.steps,
+                min_lr: self.lr * min_lr_ratio,
+            },
+        }
+    }
+
+    fn validate(&self, data: &TrainData) -> anyhow::Result<()> {
+        let m = &self.model;
+        if m.dim == 0 || m.n_heads == 0 || !m.dim.is_multiple_of(m.n_heads) {
+            bail!(
+                "model dim {} must be a positive multiple of the head count {}",
+                m.dim,
+                m.n_heads
+            );
+        }
+        if self.batch == 0 || self.seq == 0 {
+            bail!("batch and sequence length must be positive");
+        }
+        if self.seq > m.context {
+            bail!(
+                "sequence length {} exceeds the model context {}",
+                self.seq,
+                m.context
+            );
+        }
+        if self.eval_interval == 0 {
+            bail!("eval interval must be positive");
+        }
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            bail!("learning rate must be a finite non-negative number");
+        }
+        if data.train.len() <= self.seq + 1 {
+            bail!(
+                "the train split has {} tokens, too few for sequence length {}",
+                data.train.len(),
+                self.seq
+            );
+        }
+        if data.eval.len() <= self.seq + 1 {
+            bail!(
+                "the eval split has {} tokens, too few for sequence length {}",
+                data.eval.len(),
+                self.seq
+            );
+        }
+        if data.vocab.len() > u16::MAX as usize + 1 {
+            bail!(
+                "vocabulary of {} characters does not fit u16 ids",
+                data.vocab.len()
+            );
+        }
+        Ok(())
+    }
+}
+
+/// The data a run trains on (borrowed from a prepared dataset or built in memory by tests).
+pub struct TrainData<'a> {
+    /// Characters in id order.
+    pub vocab: &'a [char],
+    pub train: &'a [u16],
+    pub eval: &'a [u16],
+    /// Hex content hash of the dataset (stored in checkpoints, checked on resume).
+    pub dataset_hash: String,
+}
+
+impl TrainData<'_> {
+    fn encode(&self, text: &str) -> anyhow::Result<Vec<u16>> {
+        text.chars()
+            .map(|c| {
+                self.vocab
+                    .binary_search(&c)
+                    .map(|i| i as u16)
+                    .map_err(|_| anyhow::anyhow!("character {c:?} is not in the vocabulary"))
+            })
+            .collect()
+    }
+}
+
+/// How a run starts.
+pub enum Start {
+    Fresh(TrainOptions),
+    /// Continue a checkpoint; `steps`/`checkpoint_every` override the stored options when given
+    /// (nothing else may change, or the run would not be the same run).
+    Resume {
+        checkpoint: Box<Checkpoint>,
+        steps: Option<u64>,
+        checkpoint_every: Option<u64>,
+    },
+}
+
+/// Where a run writes and how it reports.
+pub struct RunIo<'a> {
+    pub out_dir: PathBuf,
+    /// Set by the Ctrl-C handler: finish the step, save, stop.
+    pub interrupt: Option<&'a AtomicBool>,
+    /// Rayon threads for the kernels.
+    pub threads: usize,
+    /// Show the progress bar (when stderr is a terminal).
+    pub progress: bool,
+    /// Print the log lines (`Step N, ...` and samples) on stdout.
+    pub print: bool,
+}
+
+/// What a run ended with.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// Completed updates.
+    pub step: u64,
+    pub interrupted: bool,
+    pub checkpoint_path: PathBuf,
+    pub metrics: Vec<MetricRow>,
+}
+
+/// File names inside the output directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.ckpt";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const PLOT_FILE: &str = "loss.svg";
+
+/// The mutable state of a run, everything a checkpoint holds.
+struct State {
+    cfg: Config,
+    opts: TrainOptions,
+    params: Params,
+    grads: Params,
+    adam: AdamW,
+    rng: Mt19937,
+    step: u64,
+    loss_acc: f64,
+    loss_count: u64,
+    wall_time_s: f64,
+    metrics: Vec<MetricRow>,
+}
+
+impl State {
+    fn fresh(data: &TrainData, opts: TrainOptions) -> anyhow::Result<State> {
+        let cfg = opts.model.config(data.vocab.len());
+        let mut rng = Mt19937::init_genrand(opts.seed);
+        let params = match opts.init {
+            Init::Torch => {
+                // The reference prints one demo batch before building the model; the batches
+                // then continue the same stream after the initialisation draws.
+                for _ in 0..REFERENCE_DRAWS_BEFORE_INIT {
+                    rng.next_u32();
+                }
+                init_params_torch(&cfg, &mut rng)
+            }
+            Init::Fast => init_params(&cfg, opts.seed as u64, InitScheme::Fast),
+        };
+        let n = params.data.len();
+        Ok(State {
+            cfg,
+            grads: Params::zeros(&cfg),
+            adam: AdamW::new(n, AdamWConfig::default()),
+            params,
+            rng,
+            step: 0,
+            loss_acc: 0.0,
+            loss_count: 0,
+            wall_time_s: 0.0,
+            metrics: Vec::new(),
+            opts,
+        })
+    }
+
+    fn resume(
+        data: &TrainData,
+        ckpt: Checkpoint,
+        steps: Option<u64>,
+        every: Option<u64>,
+    ) -> anyhow::Result<State> {
+        let meta = ckpt.meta;
+        if meta.dataset_hash != data.dataset_hash {
+            bail!(
+                "the checkpoint was trained on dataset {} but this dataset is {}",
+                short(&meta.dataset_hash),
+                short(&data.dataset_hash)
+            );
+        }
+        if meta.vocab.as_slice() != data.vocab {
+            bail!("the checkpoint's vocabulary differs from the dataset's");
+        }
+        let mut opts = meta.options;
+        if let Some(s) = steps {
+            opts.steps = s;
+        }
+        if let Some(e) = every {
+            opts.checkpoint_every = e;
+        }
+        let cfg = opts.model.config(data.vocab.len());
+        if ConfigRecord::from(&cfg) != meta.config {
+            bail!("the checkpoint's model config does not match its options");
+        }
+        let params = Params::from_vec(&cfg, ckpt.params)
+            .context("checkpoint parameter count does not match its config")?;
+        let n = params.data.len();
+        let mut adam = AdamW::new(n, AdamWConfig::default());
+        adam.m = ckpt.adam_m;
+        adam.v = ckpt.adam_v;
+        adam.t = meta.adam_t;
+        let rng = Mt19937::from_bytes(&meta.rng_state).context("checkpoint RNG state")?;
+        // Rows at or after the start step are recomputed by this run (see the module docs).
+        let mut metrics = meta.metrics;
+        metrics.retain(|r| r.step < meta.step);
+        Ok(State {
+            cfg,
+            grads: Params::zeros(&cfg),
+            adam,
+            params,
+            rng,
+            step: meta.step,
+            loss_acc: meta.train_loss_acc,
+            loss_count: meta.train_loss_count,
+            wall_time_s: meta.wall_time_s,
+            metrics,
+            opts,
+        })
+    }
+
+    fn checkpoint(&self, data: &TrainData) -> Checkpoint {
+        Checkpoint {
+            meta: CheckpointMeta {
+                step: self.step,
+                adam_t: self.adam.t,
+                n_params: self.params.data.len() as u64,
+                config: ConfigRecord::from(&self.cfg),
+                vocab: data.vocab.to_vec(),
+                dataset_hash: data.dataset_hash.clone(),
+                rng_state: self.rng.to_bytes().to_vec(),
+                train_loss_acc: self.loss_acc,
+                train_loss_count: self.loss_count,
+                wall_time_s: self.wall_time_s,
+                options: self.opts.clone(),
+                metrics: self.metrics.clone(),
+            },
+            params: self.params.data.clone(),
+            adam_m: self.adam.m.clone(),
+            adam_v: self.adam.v.clone(),
+        }
+    }
+}
+
+impl From<&Config> for ConfigRecord {
+    fn from(c: &Config) -> Self {
+        ConfigRecord {
+            vocab_size: c.vocab_size as u32,
+            dim: c.dim as u32,
+            n_heads: c.n_heads as u32,
+            n_layers: c.n_layers as u32,
+            context: c.context as u32,
+            ffn_dim: c.ffn_dim as u32,
+            ln_eps: c.ln_eps,
+            attn_scale: c.attn_scale,
+        }
+    }
+}
+
+impl From<&ConfigRecord> for Config {
+    fn from(c: &ConfigRecord) -> Self {
+        Config {
+            vocab_size: c.vocab_size as usize,
+            dim: c.dim as usize,
+            n_heads: c.n_heads as usize,
+            n_layers: c.n_layers as usize,
+            context: c.context as usize,
+            ffn_dim: c.ffn_dim as usize,
+            ln_eps: c.ln_eps,
+            attn_scale: c.attn_scale,
+        }
+    }
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+/// Run (or continue) a training run. See the module docs for the loop.
+pub fn train(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<RunOutcome> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(io.threads.max(1))
+        .build()
+        .context("building the thread pool")?;
+    pool.install(|| train_in_pool(data, start, io))
+}
+
+fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<RunOutcome> {
+    let mut st = match start {
+        Start::Fresh(opts) => {
+            opts.validate(data)?;
+            State::fresh(data, opts)?
+        }
+        Start::Resume {
+            checkpoint,
+            steps,
+            checkpoint_every,
+        } => {
+            let st = State::resume(data, *checkpoint, steps, checkpoint_every)?;
+            st.opts.validate(data)?;
+            st
+        }
+    };
+    std::fs::create_dir_all(&io.out_dir)
+        .with_context(|| format!("creating {}", io.out_dir.display()))?;
+    let ckpt_path = io.out_dir.join(CHECKPOINT_FILE);
+    let plot_path = io.out_dir.join(PLOT_FILE);
+    let metrics_log = MetricsLog::create(&io.out_dir.join(METRICS_FILE), &st.metrics)?;
+    // Checked up front so a bad prompt fails before any training.
+    data.encode(&st.opts.sample_prompt)
+        .context("sample prompt")?;
+    let prompt = st.opts.sample_prompt.clone();
+    let plot_title = format!(
+        "tinypoet pretraining: B={} T={} lr={} seed={}",
+        st.opts.batch, st.opts.seq, st.opts.lr, st.opts.seed
+    );
+
+    let (b, t) = (st.opts.batch, st.opts.seq);
+    let k = st.opts.eval_interval;
+    let schedule = st.opts.lr_schedule();
+    let mut model = TrainModel::new(&st.cfg, b, t);
+    let mut inputs = vec![0u16; b * t];
+    let mut targets = vec![0u16; b * t];
+    let mut scratch = EvalScratch::new(b, t);
+    let mut last_good: Option<u64> = checkpoint::load(&ckpt_path).ok().map(|c| c.meta.step);
+
+    let pb = progress_bar(io, st.opts.steps, st.step);
+    let mut last_msg = Instant::now() - Duration::from_secs(10);
+    let mut last_eval = f64::NAN;
+    let mut interrupted = false;
+
+    while st.step < st.opts.steps {
+        let i = st.step;
+        let t0 = Instant::now();
+        // 1. batch
+        evaluate::random_batch(data.train, &mut st.rng, b, t, &mut inputs, &mut targets);
+        // 2. forward + backward
+        let loss = model.forward_backward(&st.params, &mut st.grads, &inputs, &targets, b, t);
+        let grad_norm = global_norm(&st.grads.data);
+        let train_time = t0.elapsed().as_secs_f64();
+        // 4 (checked before the evaluation so a broken state is never evaluated or saved).
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            pb.finish_and_clear();
+            let what = if !loss.is_finite() {
+                format!("loss is {loss}")
+            } else {
+                format!("gradient norm is {grad_norm}")
+            };
+            let kept = match last_good {
+                Some(s) => format!(
+                    "the last good checkpoint {} (step {s}) is kept",
+                    ckpt_path.display()
+                ),
+                None => "no checkpoint had been written yet".to_string(),
+            };
+            bail!("training stopped at step {i}: the {what}; {kept}");
+        }
+        // 3. evaluation hook
+        if i % k == 0 {
+            let train_mean = if st.loss_count == 0 {
+                0.0
+            } else {
+                st.loss_acc / st.loss_count as f64
+            };
+            st.loss_acc = 0.0;
+            st.loss_count = 0;
+            let lr = schedule.lr_at(st.opts.lr, i);
+            let row = evaluation(
+                &mut st,
+                data,
+                &mut model,
+                &mut scratch,
+                &prompt,
+                i,
+                train_mean,
+                lr,
+                Some(grad_norm as f64),
+                false,
+            )?;
+            last_eval = row.eval_loss;
+            report(io, &pb, &row, &st.opts);
+            metrics_log.append(&row)?;
+            st.metrics.push(row);
+            plot::write_svg(&plot_path, &st.metrics, &plot_title)?;
+        }
+        st.loss_acc += loss as f64;
+        st.loss_count += 1;
+        // 5. update
+        let t1 = Instant::now();
+        if let Some(max) = st.opts.grad_clip {
+            clip_grad_norm(&mut st.grads.data, max);
+        }
+        let lr = schedule.lr_at(st.opts.lr, i);
+        st.adam.step(&mut st.params.data, &st.grads.data, lr);
+        st.step = i + 1;
+        st.wall_time_s += train_time + t1.elapsed().as_secs_f64();
+
+        pb.inc(1);
+        if last_msg.elapsed() >= Duration::from_millis(500) {
+            pb.set_message(format!("loss {loss:.4}  eval {last_eval:.4}"));
+            last_msg = Instant::now();
+        }
+
+        let stop = io.interrupt.is_some_and(|f| f.load(Ordering::SeqCst));
+        let periodic = st.opts.checkpoint_every > 0 && st.step % st.opts.checkpoint_every == 0;
+        if (periodic || stop) && st.step < st.opts.steps {
+            checkpoint::save_atomic(&ckpt_path, &st.checkpoint(data))?;
+            last_good = Some(st.step);
+        }
+        if stop {
+            interrupted = true;
+            break;
+        }
+    }
+
+    if !interrupted {
+        // Final evaluation (a peek: copy of the stream, accumulator untouched).
+        let train_mean = if st.loss_count == 0 {
+            0.0
+        } else {
+            st.loss_acc / st.loss_count as f64
+        };
+        let lr = schedule.lr_at(st.opts.lr, st.step.saturating_sub(1));
+        let final_step = st.step;
+        let row = evaluation(
+            &mut st,
+            data,
+            &mut model,
+            &mut scratch,
+            &prompt,
+            final_step,
+            train_mean,
+            lr,
+            None,
+            true,
+        )?;
+        report(io, &pb, &row, &st.opts);
+        metrics_log.append(&row)?;
+        st.metrics.retain(|r| r.step < st.step);
+        st.metrics.push(row);
+        plot::write_svg(&plot_path, &st.metrics, &plot_title)?;
+        checkpoint::save_atomic(&ckpt_path, &st.checkpoint(data))?;
+    }
+    pb.finish_and_clear();
+    if interrupted && io.print {
+        eprintln!(
+            "interrupted: saved {} at step {}; continue with --resume {}",
+            ckpt_path.display(),
+            st.step,
+            ckpt_path.display()
+        );
+    }
+    Ok(RunOutcome {
+        step: st.step,
+        interrupted,
+        checkpoint_path: ckpt_path,
+        metrics: st.metrics,
+    })
+}
+
+/// Both estimators and the sample. `peek`: use a copy of the stream (final evaluation).
+#[allow(clippy::too_many_arguments)]
+fn evaluation(
+    st: &mut State,
+    data: &TrainData,
+    model: &mut TrainModel,
+    scratch: &mut EvalScratch,
+    prompt: &str,
+    step: u64,
+    train_loss: f64,
+    lr: f32,
+    grad_norm: Option<f64>,
+    peek: bool,
+) -> anyhow::Result<MetricRow> {
+    let (b, t) = (st.opts.batch, st.opts.seq);
+    let mut peek_rng;
+    let rng = if peek {
+        peek_rng = st.rng.clone();
+        &mut peek_rng
+    } else {
+        &mut st.rng
+    };
+    let eval_ref = evaluate::reference_loss(
+        model,
+        &st.params,
+        data.eval,
+        rng,
+        st.opts.eval_batches,
+        b,
+        t,
+        scratch,
+    );
+    let (eval_det, _) = evaluate::deterministic_loss(model, &st.params, data.eval, t, b, scratch);
+    let sample = crate::export::sample_through_core(
+        &st.params,
+        data.vocab,
+        prompt,
+        st.opts.sample_len,
+        sample_seed(st.opts.seed, step),
+    )?;
+    Ok(MetricRow {
+        step,
+        train_loss,
+        eval_loss: eval_det,
+        eval_loss_reference: eval_ref,
+        lr: lr as f64,
+        grad_norm,
+        train_time_s: st.wall_time_s,
+        tokens: step * (b * t) as u64,
+        sample,
+    })
+}
+
+/// Seed of the sampler for the sample printed at `step` (its own stream: sampling never
+/// disturbs the batch stream, as in the reference's CUDA runs).
+pub fn sample_seed(seed: u32, step: u64) -> u64 {
+    ((seed as u64) << 32) ^ step
+}
+
+fn report(io: &RunIo, pb: &ProgressBar, row: &MetricRow, opts: &TrainOptions) {
+    if !io.print {
+        return;
+    }
+    pb.suspend(|| {
+        println!(
+            "Step {}, train loss {:.4}, evaluate loss {:.4} (reference estimator {:.4})",
+            row.step, row.train_loss, row.eval_loss, row.eval_loss_reference
+        );
+        println!(
+            "Generate first {} characters of poems starting with {}:",
+            opts.sample_len, opts.sample_prompt
+        );
+        println!("{}", row.sample);
+    });
+}
+
+fn progress_bar(io: &RunIo, steps: u64, pos: u64) -> ProgressBar {
+    if !io.progress || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    pb.set_position(pos);
+    pb.reset_eta();
+    pb
+}
+
+/// Resolve the checkpoint path for `--resume` (a file, or a run directory holding one).
+pub fn resolve_checkpoint(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(CHECKPOINT_FILE)
+    } else {
+        path.to_path_buf()
+    }
+}

@@ -1,0 +1,149 @@
+//! `--resume` is bit-identical: 20 steps straight == 10 steps + save + resume + 10 steps, on a
+//! small config and small generated data (never the real corpus).
+
+use tinypoet_trainer::checkpoint::{self, Checkpoint};
+use tinypoet_trainer::metrics::MetricRow;
+use tinypoet_trainer::train::{self, ModelShape, RunIo, Start, TrainData, TrainOptions};
+
+/// A small deterministic "corpus": lines of 5 characters from a 40-character alphabet.
+fn corpus() -> (Vec<char>, Vec<u16>) {
+    let alphabet: Vec<char> =
+        "春夜喜雨好知時節當乃發生隨風潛入細無聲野徑雲俱黑江船火獨明曉看紅濕處花重錦官城山水"
+            .chars()
+            .collect();
+    let mut text = String::new();
+    let mut x: u32 = 12345;
+    for poem in 0..150 {
+        if poem > 0 {
+            text.push_str("\n\n");
+        }
+        for line in 0..4 {
+            for _ in 0..5 {
+                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                text.push(alphabet[(x >> 16) as usize % alphabet.len()]);
+            }
+            text.push(if line % 2 == 0 { '，' } else { '。' });
+        }
+    }
+    let mut vocab: Vec<char> = text.chars().chain(['\0', '\n']).collect();
+    vocab.sort_unstable();
+    vocab.dedup();
+    let ids = text
+        .chars()
+        .map(|c| vocab.binary_search(&c).unwrap() as u16)
+        .collect();
+    (vocab, ids)
+}
+
+fn options(steps: u64) -> TrainOptions {
+    TrainOptions {
+        model: ModelShape {
+            dim: 16,
+            n_heads: 2,
+            n_layers: 2,
+            context: 16,
+            ffn_dim: 32,
+        },
+        lr: 3e-3,
+        batch: 4,
+        seq: 16,
+        steps,
+        eval_interval: 5,
+        eval_batches: 3,
+        checkpoint_every: 0,
+        sample_prompt: "春夜".into(),
+        sample_len: 12,
+        grad_clip: Some(1.0),
+        ..TrainOptions::default()
+    }
+}
+
+fn io(dir: &std::path::Path) -> RunIo<'static> {
+    RunIo {
+        out_dir: dir.to_path_buf(),
+        interrupt: None,
+        threads: 2,
+        progress: false,
+        print: false,
+    }
+}
+
+fn timeless(rows: &[MetricRow]) -> Vec<MetricRow> {
+    rows.iter()
+        .map(|r| MetricRow {
+            train_time_s: 0.0,
+            ..r.clone()
+        })
+        .collect()
+}
+
+fn assert_same_state(a: &Checkpoint, b: &Checkpoint) {
+    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert_eq!(a.meta.step, b.meta.step);
+    assert_eq!(a.meta.adam_t, b.meta.adam_t);
+    assert!(bits(&a.params) == bits(&b.params), "parameters differ");
+    assert!(bits(&a.adam_m) == bits(&b.adam_m), "AdamW m differs");
+    assert!(bits(&a.adam_v) == bits(&b.adam_v), "AdamW v differs");
+    assert_eq!(a.meta.rng_state, b.meta.rng_state, "RNG state differs");
+    assert_eq!(
+        a.meta.train_loss_acc.to_bits(),
+        b.meta.train_loss_acc.to_bits()
+    );
+    assert_eq!(a.meta.train_loss_count, b.meta.train_loss_count);
+    assert_eq!(timeless(&a.meta.metrics), timeless(&b.meta.metrics));
+    assert_eq!(a.meta.options, b.meta.options);
+}
+
+#[test]
+fn twenty_steps_equal_ten_plus_resume_plus_ten_bit_for_bit() {
+    let (vocab, ids) = corpus();
+    let split = ids.len() * 9 / 10;
+    let data = TrainData {
+        vocab: &vocab,
+        train: &ids[..split],
+        eval: &ids[split..],
+        dataset_hash: "00".repeat(32),
+    };
+    let straight = tempfile::tempdir().unwrap();
+    let out = train::train(&data, Start::Fresh(options(20)), &io(straight.path())).unwrap();
+    assert_eq!(out.step, 20);
+    let a = checkpoint::load(&out.checkpoint_path).unwrap();
+
+    let split_dir = tempfile::tempdir().unwrap();
+    let first = train::train(&data, Start::Fresh(options(10)), &io(split_dir.path())).unwrap();
+    assert_eq!(first.step, 10);
+    let mid = checkpoint::load(&first.checkpoint_path).unwrap();
+    assert_eq!(mid.meta.step, 10);
+    let second = train::train(
+        &data,
+        Start::Resume {
+            checkpoint: Box::new(mid),
+            steps: Some(20),
+            checkpoint_every: None,
+        },
+        &io(split_dir.path()),
+    )
+    .unwrap();
+    assert_eq!(second.step, 20);
+    let b = checkpoint::load(&second.checkpoint_path).unwrap();
+
+    // The straight run's options say 20 steps; the resumed one was started with 10 and extended.
+    assert_same_state(&a, &b);
+    // Training did something: the loss went down and every eval step was logged once.
+    let steps: Vec<u64> = a.meta.metrics.iter().map(|r| r.step).collect();
+    assert_eq!(steps, vec![0, 5, 10, 15, 20]);
+    let first_eval = a.meta.metrics[0].eval_loss;
+    let last_eval = a.meta.metrics.last().unwrap().eval_loss;
+    assert!(last_eval < first_eval, "{first_eval} -> {last_eval}");
+    // The metrics file of the resumed run holds the same rows as its checkpoint.
+    let file_rows =
+        tinypoet_trainer::metrics::read_jsonl(&split_dir.path().join(train::METRICS_FILE)).unwrap();
+    // (JSON text: equal to the printed precision, not necessarily to the last bit.)
+    assert_eq!(file_rows.len(), b.meta.metrics.len());
+    for (f, c) in file_rows.iter().zip(&b.meta.metrics) {
+        assert_eq!(f.step, c.step);
+        assert!((f.eval_loss - c.eval_loss).abs() < 1e-12);
+        assert!((f.train_loss - c.train_loss).abs() < 1e-12);
+        assert_eq!(f.sample, c.sample);
+    }
+}
