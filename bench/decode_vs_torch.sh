@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# Decoding speed of tinypoet-core vs a KV-cached PyTorch decode of the same model, measured
+# side by side in one session (one thread each; rounds alternate so both see the same load).
+#
+#   bench/decode_vs_torch.sh [ROUNDS=3] [REPS=20]
+#
+# Prints each round and the ratio of the best (and of the median) chars/s.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROUNDS=${1:-3}
+REPS=${2:-20}
+cargo build --release -q -p tinypoet-core --features std --example bench_decode
+BIN="${CARGO_TARGET_DIR:-target}/release/examples/bench_decode"
+OUT=$(mktemp)
+for r in $(seq "$ROUNDS"); do
+    "$BIN" --reps "$REPS" --json | sed 's/^/core /' | tee -a "$OUT"
+    python3 bench/torch_decode.py --reps "$((REPS / 4 + 1))" --json 2>/dev/null | sed 's/^/torch /' | tee -a "$OUT"
+done
+python3 - "$OUT" <<'PY'
+import json, statistics, sys
+rows = [l.split(" ", 1) for l in open(sys.argv[1])]
+core = [json.loads(j) for k, j in rows if k == "core"]
+torch = [json.loads(j) for k, j in rows if k == "torch"]
+cb = max(c["best_chars_per_s"] for c in core); tb = max(t["best_chars_per_s"] for t in torch)
+cm = statistics.median(c["median_chars_per_s"] for c in core); tm = statistics.median(t["median_chars_per_s"] for t in torch)
+loads = [r["load1"] for r in core + torch]
+print(f"tinypoet-core ({core[0]['backend']}, KV {core[0]['kv']}): best {cb:.0f} chars/s, median {cm:.0f}")
+print(f"PyTorch {torch[0]['torch']} (1 thread, KV cache):  best {tb:.0f} chars/s, median {tm:.0f}")
+print(f"ratio best/best {cb / tb:.1f}x, median/median {cm / tm:.1f}x; load average {min(loads):.2f}..{max(loads):.2f}")
+PY
+rm -f "$OUT"
