@@ -8,7 +8,8 @@
 //!   `../models/tinypoet-tang.tpb`. The build fails with a clear message when
 //!   neither exists (`./test-qemu.sh` makes a blob and passes it).
 //! * Generation settings baked in at build time: `TINYPOET_PROMPT`,
-//!   `TINYPOET_SEED`, `TINYPOET_MAX_CHARS` (read by main.rs with option_env!).
+//!   `TINYPOET_SEED`, `TINYPOET_MAX_CHARS`, `TINYPOET_NO_STOP` (read by main.rs with
+//!   option_env!).
 
 use std::env;
 use std::fs;
@@ -75,7 +76,12 @@ fn main() {
     );
     println!("cargo:rustc-env=TINYPOET_BLOB_LEN={len}");
 
-    for var in ["TINYPOET_PROMPT", "TINYPOET_SEED", "TINYPOET_MAX_CHARS"] {
+    for var in [
+        "TINYPOET_PROMPT",
+        "TINYPOET_SEED",
+        "TINYPOET_MAX_CHARS",
+        "TINYPOET_NO_STOP",
+    ] {
         println!("cargo:rerun-if-env-changed={var}");
     }
     if let Ok(seed) = env::var("TINYPOET_SEED") {

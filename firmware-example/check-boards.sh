@@ -21,9 +21,9 @@ check() { # board target check
     local board=$1 target=$2 what=$3
     fw_log "building $board ($target)"
     fw_cargo build --release --no-default-features --features "board-$board" --target "$target" >&2
-    local out=$CARGO_TARGET_DIR/boards/$board.elf
+    local out=$FW_TARGET_DIR/boards/$board.elf
     mkdir -p "$(dirname "$out")"
-    cp "$CARGO_TARGET_DIR/$target/release/tinypoet-firmware" "$out"
+    cp "$(fw_elf "$target")" "$out"
     python3 "$FW_DIR/elf.py" size "$out"
     python3 "$FW_DIR/elf.py" "check-$what" "$out"
 }

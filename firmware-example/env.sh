@@ -10,7 +10,11 @@
 
 FW_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$FW_DIR/.." && pwd)
-export CARGO_TARGET_DIR=${TINYPOET_FW_TARGET_DIR:-$FW_DIR/target}
+# Firmware builds: TINYPOET_FW_TARGET_DIR, default firmware-example/target.
+# Host builds (trainer, for the comparison): the caller's CARGO_TARGET_DIR, default <repo>/target,
+# so the test command's own host build is reused.
+FW_TARGET_DIR=${TINYPOET_FW_TARGET_DIR:-$FW_DIR/target}
+HOST_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
 
 fw_log() { printf '[firmware] %s\n' "$*" >&2; }
 
@@ -69,7 +73,17 @@ fw_setup() {
 
 # fw_cargo ARGS...: cargo in the firmware directory with the route's extra flags.
 fw_cargo() {
-    (cd "$FW_DIR" && cargo "$@" "${FW_BUILD_STD[@]}")
+    (cd "$FW_DIR" && CARGO_TARGET_DIR=$FW_TARGET_DIR cargo "$@" "${FW_BUILD_STD[@]}")
+}
+
+# host_cargo ARGS...: cargo for the host workspace (rustup's or Debian's toolchain as found).
+host_cargo() {
+    (cd "$REPO_DIR" && env -u RUSTC_BOOTSTRAP CARGO_TARGET_DIR=$HOST_TARGET_DIR cargo "$@")
+}
+
+# fw_elf TARGET: path of the firmware ELF after fw_cargo build --release --target TARGET.
+fw_elf() {
+    echo "$FW_TARGET_DIR/$1/release/tinypoet-firmware"
 }
 
 # The QEMU command line (the same as .cargo/config.toml's runner).

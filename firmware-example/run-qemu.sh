@@ -2,11 +2,12 @@
 # Build the firmware for QEMU mps2-an386 (Cortex-M4) and run it: the poem is
 # streamed over semihosting, QEMU's exit status is the firmware's.
 #
-#   ./run-qemu.sh               generate a poem (default prompt 春夜喜雨, seed 42)
+#   ./run-qemu.sh               generate a poem (default prompt 春夜喜雨, the core's default seed)
 #   ./run-qemu.sh --measure     measurement build: 256 characters, no stop, figures
 #
 # Environment: TINYPOET_BLOB (model, default models/tinypoet-tang.tpb),
-# TINYPOET_PROMPT, TINYPOET_SEED, TINYPOET_MAX_CHARS (baked in at build time),
+# TINYPOET_PROMPT, TINYPOET_SEED, TINYPOET_MAX_CHARS, TINYPOET_NO_STOP=1 (baked in at build
+# time; the same meaning as `tinypoet generate PROMPT --seed --max-len --no-stop`),
 # TINYPOET_FW_ROUTE=rustup|debian (toolchain route, default: rustup if it works).
 # Installs what is missing: qemu-system-arm, and a toolchain (see env.sh).
 set -euo pipefail
@@ -25,6 +26,6 @@ export TINYPOET_BLOB
 fw_log "blob: $TINYPOET_BLOB"
 
 fw_cargo build --release --target thumbv7em-none-eabihf "${features[@]}" "$@" >&2
-elf=$CARGO_TARGET_DIR/thumbv7em-none-eabihf/release/tinypoet-firmware
+elf=$(fw_elf thumbv7em-none-eabihf)
 python3 "$FW_DIR/elf.py" size "$elf" >&2
 exec timeout "${TINYPOET_QEMU_TIMEOUT:-1200}" "${FW_QEMU[@]}" "$elf"

@@ -48,6 +48,12 @@ const MAX_CHARS: Option<u64> = match option_env!("TINYPOET_MAX_CHARS") {
     None => None,
 };
 
+/// `TINYPOET_NO_STOP=1`: no stop sequence (as `tinypoet generate --no-stop`).
+const NO_STOP: bool = match option_env!("TINYPOET_NO_STOP") {
+    Some(v) => matches!(v.as_bytes(), b"1"),
+    None => false,
+};
+
 /// Start of the poem in the output (the test script extracts the text between the markers).
 pub const BEGIN: &str = "----- poem -----";
 /// End of the poem in the output.
@@ -91,6 +97,9 @@ pub fn settings() -> GenerateSettings<'static> {
     }
     if let Some(n) = MAX_CHARS {
         s.max_new_chars = n as usize;
+    }
+    if NO_STOP {
+        s.stop = &[];
     }
     s
 }
@@ -146,8 +155,8 @@ fn run() -> Result<(), FwError> {
     banner(&model);
     let settings = settings();
     println!(
-        "prompt {PROMPT}, seed {}, max {} chars, sampler {:?}",
-        settings.seed, settings.max_new_chars, settings.sampler
+        "prompt {PROMPT}, seed {}, max {} chars, stop {:?}, sampler {:?}",
+        settings.seed, settings.max_new_chars, settings.stop, settings.sampler
     );
     let mut dec = Decoder::new(&model, state_for(model.config())?, KvPrecision::F16)?;
     println!("{BEGIN}");

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Determinism test of the firmware (issue 6, item 5): build it with a trained blob, run it
+# under QEMU (Cortex-M4, mps2-an386) and check that the text it streams is byte for byte what
+# `tinypoet generate --model BLOB --seed S ...` prints on the host, for:
+#   1. the default settings (prompt 春夜喜雨, default sampler, stop at the end of the poem);
+#   2. --no-stop --max-len 200 with another seed: at least 50 generated characters required.
+# Blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run (make-test-blob.sh).
+# Exit 0 only if every case passes; a summary line "N passed, M failed" closes the output.
+set -euo pipefail
+source "$(dirname "$0")/env.sh"
+
+PROMPT=${TINYPOET_PROMPT:-春夜喜雨}
+fw_need_qemu
+fw_setup thumbv7em-none-eabihf
+BLOB=$(fw_blob)
+BLOB=$(cd "$(dirname "$BLOB")" && pwd)/$(basename "$BLOB")
+case "$BLOB" in
+    "$REPO_DIR/models/"*) fw_log "blob: $BLOB (the project's default model)" ;;
+    "$FW_TARGET_DIR/test-blob/"*) fw_log "blob: $BLOB (short test training run: no default model yet)" ;;
+    *) fw_log "blob: $BLOB (TINYPOET_BLOB)" ;;
+esac
+
+host_cargo build --release -p tinypoet-trainer >&2
+TP=$HOST_TARGET_DIR/release/tinypoet
+WORK=$FW_TARGET_DIR/test-qemu
+mkdir -p "$WORK"
+passed=0
+failed=0
+
+# run_case NAME SEED MAX_LEN NO_STOP(0|1) MIN_CHARS
+run_case() {
+    local name=$1 seed=$2 max=$3 nostop=$4 min=$5
+    local host=$WORK/$name.host.txt fw=$WORK/$name.qemu.log text=$WORK/$name.qemu.txt
+    local flags=(--model "$BLOB" --seed "$seed" --max-len "$max")
+    [ "$nostop" = 1 ] && flags+=(--no-stop)
+    fw_log "case $name: tinypoet generate ${flags[*]} $PROMPT"
+    "$TP" generate "${flags[@]}" "$PROMPT" >"$host"
+
+    (
+        export TINYPOET_BLOB=$BLOB TINYPOET_PROMPT=$PROMPT TINYPOET_SEED=$seed TINYPOET_MAX_CHARS=$max
+        if [ "$nostop" = 1 ]; then export TINYPOET_NO_STOP=1; else unset TINYPOET_NO_STOP; fi
+        fw_cargo build --release --target thumbv7em-none-eabihf >&2
+    )
+    local rc=0
+    timeout "${TINYPOET_QEMU_TIMEOUT:-900}" "${FW_QEMU[@]}" "$(fw_elf thumbv7em-none-eabihf)" >"$fw" || rc=$?
+    python3 - "$fw" "$text" <<'PY'
+import sys
+log = open(sys.argv[1], "rb").read()
+begin, end = b"----- poem -----\n", b"----- end -----"
+i, j = log.find(begin), log.find(end)
+open(sys.argv[2], "wb").write(log[i + len(begin):j] if 0 <= i < j else b"")
+PY
+    local host_chars fw_chars
+    host_chars=$(python3 -c 'import sys; print(len(open(sys.argv[1], encoding="utf-8").read()) - len(sys.argv[2]) - 1)' "$host" "$PROMPT")
+    fw_chars=$(python3 -c 'import sys; print(len(open(sys.argv[1], encoding="utf-8", errors="replace").read()) - len(sys.argv[2]) - 1)' "$text" "$PROMPT")
+    if [ "$rc" != 0 ]; then
+        echo "FAIL $name: QEMU exited with status $rc"; tail -5 "$fw"; failed=$((failed + 1)); return
+    fi
+    if ! cmp -s "$host" "$text"; then
+        echo "FAIL $name: firmware text differs from the host's"
+        echo "  host    ($host_chars chars): $(head -c 300 "$host")"
+        echo "  firmware ($fw_chars chars): $(head -c 300 "$text")"
+        failed=$((failed + 1)); return
+    fi
+    if [ "$host_chars" -lt "$min" ]; then
+        echo "FAIL $name: only $host_chars generated characters (need >= $min)"
+        failed=$((failed + 1)); return
+    fi
+    echo "ok   $name: firmware == host, $fw_chars generated characters (seed $seed)"
+    sed 's/^/       /' "$text"
+    grep -E "^[0-9]+ characters" "$fw" | sed 's/^/       /' || true
+    passed=$((passed + 1))
+}
+
+run_case default 2024 256 0 1
+run_case long 7 200 1 50
+
+echo "test-qemu: $passed passed, $failed failed"
+[ "$failed" = 0 ]
