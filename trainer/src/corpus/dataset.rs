@@ -209,18 +209,15 @@ pub enum FormatError {
 /// Loading or saving a dataset failed.
 #[derive(Debug, thiserror::Error)]
 pub enum DatasetError {
-    #[error("{}: {source}", path.display())]
+    // The cause is part of the one-line message (not a `#[source]`), so that printing the
+    // error chain does not repeat it.
+    #[error("{}: {error}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
-    #[error("{}: {source}", path.display())]
-    Format {
-        path: PathBuf,
-        #[source]
-        source: FormatError,
-    },
+    #[error("{}: {error}", path.display())]
+    Format { path: PathBuf, error: FormatError },
 }
 
 /// A prepared dataset: vocabulary, pretraining token stream, finetune items and alignment pairs,
@@ -324,13 +321,13 @@ impl Dataset {
     /// and a validation of every token id against the vocabulary.
     pub fn load(path: impl AsRef<Path>) -> Result<Dataset, DatasetError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|source| DatasetError::Io {
+        let bytes = std::fs::read(path).map_err(|error| DatasetError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         })?;
-        Dataset::from_bytes(&bytes).map_err(|source| DatasetError::Format {
+        Dataset::from_bytes(&bytes).map_err(|error| DatasetError::Format {
             path: path.to_path_buf(),
-            source,
+            error,
         })
     }
 
@@ -385,8 +382,9 @@ impl Dataset {
     pub fn from_bytes(bytes: &[u8]) -> Result<Dataset, FormatError> {
         let actual = bytes.len() as u64;
         if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
-            // A prefix of the magic is a truncated dataset, anything else is another file.
-            if !bytes.is_empty() && MAGIC.starts_with(bytes) {
+            // A prefix of the magic (or nothing at all) is a truncated dataset, anything else is
+            // another kind of file.
+            if MAGIC.starts_with(bytes) {
                 return Err(FormatError::Truncated {
                     expected: (PREFIX + TRAILER) as u64,
                     actual,
@@ -688,7 +686,7 @@ impl<'a> Reader<'a> {
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DatasetError> {
     let io_err = |p: &Path| {
         let p = p.to_path_buf();
-        move |source| DatasetError::Io { path: p, source }
+        move |error| DatasetError::Io { path: p, error }
     };
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
@@ -699,7 +697,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DatasetError> {
         .file_name()
         .ok_or_else(|| DatasetError::Io {
             path: path.to_path_buf(),
-            source: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
+            error: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
         })?
         .to_string_lossy()
         .into_owned();
@@ -714,11 +712,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DatasetError> {
         drop(f);
         std::fs::rename(&tmp, path)
     })();
-    if let Err(source) = result {
+    if let Err(error) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(DatasetError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         });
     }
     // Make the rename durable; not every platform can open a directory, which is fine.

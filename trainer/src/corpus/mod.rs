@@ -129,7 +129,7 @@ pub fn prepare(src: &Source) -> Result<(Dataset, PrepareStats), CorpusError> {
         );
     let dataset_length: usize = 1 + all_texts.clone().map(|t| t.chars().count()).sum::<usize>();
     let vocab = text::Vocab::from_texts(all_texts)
-        .map_err(|source| CorpusError::VocabTooLarge { at: loc(), source })?;
+        .map_err(|error| CorpusError::VocabTooLarge { at: loc(), error })?;
 
     // Every character of these texts is in the vocabulary by construction.
     let encode = |t: &str| vocab.encode(t).expect("vocabulary covers its own texts");
@@ -170,12 +170,12 @@ fn prepare_text(
     text: &str,
     source_name: String,
 ) -> Result<(Dataset, PrepareStats), CorpusError> {
-    let vocab = text::Vocab::from_texts([text]).map_err(|source| CorpusError::VocabTooLarge {
+    let vocab = text::Vocab::from_texts([text]).map_err(|error| CorpusError::VocabTooLarge {
         at: source::Location {
             path: src.path.clone(),
             member: None,
         },
-        source,
+        error,
     })?;
     let pretrain = vocab.encode(text).expect("vocabulary covers its own text");
     let dataset = Dataset::from_parts(dataset::DatasetParts {

@@ -119,15 +119,13 @@ impl Location {
 /// file it is about.
 #[derive(Debug, thiserror::Error)]
 pub enum CorpusError {
-    #[error("{at}: {source}")]
-    Io {
-        at: Location,
-        #[source]
-        source: std::io::Error,
-    },
+    // Causes are part of the one-line message (not `#[source]`), so that printing the error
+    // chain does not repeat them.
+    #[error("{at}: {error}")]
+    Io { at: Location, error: std::io::Error },
     #[error("{at}: not a gzip file (expected the chinese-poetry .tgz from `npm pack`)")]
     NotGzip { at: Location },
-    #[error("{at}: not a valid tar archive: {detail}")]
+    #[error("{at}: not a valid (or a truncated) tar archive: {detail}")]
     NotTar { at: Location, detail: String },
     #[error(
         "{at}: no dist/quantangshi/poet.tang.*.json files: not the chinese-poetry npm package"
@@ -155,17 +153,16 @@ pub enum CorpusError {
     InvalidJson { at: Location, message: String },
     #[error("{at}: empty corpus: {what}")]
     Empty { at: Location, what: String },
-    #[error("{at}: {source}")]
+    #[error("{at}: {error}")]
     VocabTooLarge {
         at: Location,
-        #[source]
-        source: super::text::VocabTooLarge,
+        error: super::text::VocabTooLarge,
     },
 }
 
 impl CorpusError {
-    fn io(at: Location, source: std::io::Error) -> Self {
-        CorpusError::Io { at, source }
+    fn io(at: Location, error: std::io::Error) -> Self {
+        CorpusError::Io { at, error }
     }
 }
 
