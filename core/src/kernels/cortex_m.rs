@@ -28,15 +28,21 @@
 //! the conversion is exact and the FPSCR is left at its reset value (IEEE half format,
 //! round-to-nearest, no flush-to-zero), as on the host.
 //!
-//! Cost for a 16-wide tile: one `vldmia` for x, one `vldmia` for the row, one `add`, 16
-//! `vcvt`, 16 `vmla` and 2 for the loop: 37 instructions per 16 multiply-adds (2.3 per MAC,
-//! against ~22 for the scalar path and 3.5 for plain f32 weights), as measured by the
-//! firmware under QEMU -icount (firmware-example, `./run-qemu.sh --measure`).
+//! Cost for a 16-wide tile, two rows per loop iteration: one `vldmia` for x[k] and x[k+1],
+//! two `vldmia` for the rows, two `add`, 32 `vcvt`, 32 `vmla` and 2 for the loop: 71
+//! instructions per 32 multiply-adds (2.2 per MAC, against ~22 for the scalar path and 3.5
+//! for plain f32 weights), as measured by the firmware under QEMU -icount
+//! (firmware-example, `./run-qemu.sh --measure`).
 //!
 //! Tiles of 2..16 need 4-byte aligned rows (`vldmia` faults on unaligned addresses): `w` must
 //! start on a 4-byte boundary and `stride` must be even, which holds for every tensor of a blob
 //! embedded with its 64-byte alignment and for the KV cache (an `f32` buffer). Otherwise, and
 //! for an odd last column, the 1-wide kernel (`ldrh` + `vmov` + `vcvtb`) does the work.
+//!
+//! [`f16_to_f32_slice`] converts 16 halves per `vldmia`/`vstmia` pair (exact, like
+//! `kernels::scalar::f16_to_f32_slice`); the kernel dispatcher can route the f16 bias loads
+//! to it (the LM head's 8548-entry bias costs ~205 k instructions per character through the
+//! software conversion, ~15 k here).
 
 /// `y[o] += sum_{k ascending} w[k*stride + o] * x[k]`; `w`: f16 LE bytes, `[n_in][stride]`.
 pub fn matvec_f16(y: &mut [f32], x: &[f32], w: &[u8], stride: usize) {
@@ -50,13 +56,32 @@ pub fn matvec_f16(y: &mut [f32], x: &[f32], w: &[u8], stride: usize) {
     }
 }
 
+/// `dst[i] = f16 value i of src` (little-endian bytes; exact) for `i < min(dst.len(),
+/// src.len() / 2)`: the contract of `kernels::f16_to_f32_slice`, bit for bit.
+pub fn f16_to_f32_slice(dst: &mut [f32], src: &[u8]) {
+    let n = dst.len().min(src.len() / 2);
+    let dst = &mut dst[..n];
+    #[cfg(target_abi = "eabihf")]
+    {
+        vfp::f16_to_f32_slice(dst, &src[..2 * n])
+    }
+    #[cfg(not(target_abi = "eabihf"))]
+    {
+        super::scalar::f16_to_f32_slice(dst, src)
+    }
+}
+
 #[cfg(target_abi = "eabihf")]
 mod vfp {
     // Each `tinypoet_f16_axpyW(y, x, w, stride_bytes, n_in)` (AAPCS: r0..r3, then the stack)
     // does, for o in 0..W and k in 0..n_in ascending: y[o] = y[o] + f32(w[k*stride + o]) * x[k].
-    // s16-s31 are callee-saved: the kernels save the ones they use (vpush/vpop).
+    // Rows are taken two at a time (x[k], x[k+1] in s14, s15), then an odd last row; the order
+    // of the operations on each y[o] is unchanged. Registers: raw halves s0-s7, converted
+    // values s8-s13 (rotating), accumulators s16.. (callee-saved: pushed and popped).
+    // `tinypoet_f16_to_f32_16(dst, src, n_blocks)` converts 16 halves per block.
     // `.fpu`: the crate's own module-level assembly is assembled without the target's FPU
     // features; FPv4-SP (M4) is also the subset of FPv5 (M7, M33) these kernels use.
+    // The text is generated (one routine per tile width) by a script kept with the firmware.
     core::arch::global_asm!(
         r#"
     .fpu fpv4-sp-d16
@@ -70,9 +95,83 @@ tinypoet_f16_axpy16:
     ldr r4, [sp, #8]
     vpush {{s16-s31}}
     vldmia r0, {{s16-s31}}
-    cmp r4, #0
+    lsrs r12, r4, #1
     beq 2f
 1:
+    vldmia r1!, {{s14-s15}}
+    vldmia r2, {{s0-s7}}
+    add r2, r2, r3
+    vcvtb.f32.f16 s8, s0
+    vcvtt.f32.f16 s9, s0
+    vcvtb.f32.f16 s10, s1
+    vmla.f32 s16, s8, s14
+    vcvtt.f32.f16 s11, s1
+    vmla.f32 s17, s9, s14
+    vcvtb.f32.f16 s12, s2
+    vmla.f32 s18, s10, s14
+    vcvtt.f32.f16 s13, s2
+    vmla.f32 s19, s11, s14
+    vcvtb.f32.f16 s8, s3
+    vmla.f32 s20, s12, s14
+    vcvtt.f32.f16 s9, s3
+    vmla.f32 s21, s13, s14
+    vcvtb.f32.f16 s10, s4
+    vmla.f32 s22, s8, s14
+    vcvtt.f32.f16 s11, s4
+    vmla.f32 s23, s9, s14
+    vcvtb.f32.f16 s12, s5
+    vmla.f32 s24, s10, s14
+    vcvtt.f32.f16 s13, s5
+    vmla.f32 s25, s11, s14
+    vcvtb.f32.f16 s8, s6
+    vmla.f32 s26, s12, s14
+    vcvtt.f32.f16 s9, s6
+    vmla.f32 s27, s13, s14
+    vcvtb.f32.f16 s10, s7
+    vmla.f32 s28, s8, s14
+    vcvtt.f32.f16 s11, s7
+    vmla.f32 s29, s9, s14
+    vmla.f32 s30, s10, s14
+    vmla.f32 s31, s11, s14
+    vldmia r2, {{s0-s7}}
+    add r2, r2, r3
+    vcvtb.f32.f16 s8, s0
+    vcvtt.f32.f16 s9, s0
+    vcvtb.f32.f16 s10, s1
+    vmla.f32 s16, s8, s15
+    vcvtt.f32.f16 s11, s1
+    vmla.f32 s17, s9, s15
+    vcvtb.f32.f16 s12, s2
+    vmla.f32 s18, s10, s15
+    vcvtt.f32.f16 s13, s2
+    vmla.f32 s19, s11, s15
+    vcvtb.f32.f16 s8, s3
+    vmla.f32 s20, s12, s15
+    vcvtt.f32.f16 s9, s3
+    vmla.f32 s21, s13, s15
+    vcvtb.f32.f16 s10, s4
+    vmla.f32 s22, s8, s15
+    vcvtt.f32.f16 s11, s4
+    vmla.f32 s23, s9, s15
+    vcvtb.f32.f16 s12, s5
+    vmla.f32 s24, s10, s15
+    vcvtt.f32.f16 s13, s5
+    vmla.f32 s25, s11, s15
+    vcvtb.f32.f16 s8, s6
+    vmla.f32 s26, s12, s15
+    vcvtt.f32.f16 s9, s6
+    vmla.f32 s27, s13, s15
+    vcvtb.f32.f16 s10, s7
+    vmla.f32 s28, s8, s15
+    vcvtt.f32.f16 s11, s7
+    vmla.f32 s29, s9, s15
+    vmla.f32 s30, s10, s15
+    vmla.f32 s31, s11, s15
+    subs r12, r12, #1
+    bne 1b
+2:
+    tst r4, #1
+    beq 3f
     vldmia r1!, {{s15}}
     vldmia r2, {{s0-s7}}
     add r2, r2, r3
@@ -86,31 +185,29 @@ tinypoet_f16_axpy16:
     vmla.f32 s18, s10, s15
     vcvtt.f32.f16 s13, s2
     vmla.f32 s19, s11, s15
-    vcvtb.f32.f16 s14, s3
+    vcvtb.f32.f16 s8, s3
     vmla.f32 s20, s12, s15
-    vcvtt.f32.f16 s8, s3
+    vcvtt.f32.f16 s9, s3
     vmla.f32 s21, s13, s15
-    vcvtb.f32.f16 s9, s4
-    vmla.f32 s22, s14, s15
-    vcvtt.f32.f16 s10, s4
-    vmla.f32 s23, s8, s15
-    vcvtb.f32.f16 s11, s5
-    vmla.f32 s24, s9, s15
-    vcvtt.f32.f16 s12, s5
-    vmla.f32 s25, s10, s15
-    vcvtb.f32.f16 s13, s6
-    vmla.f32 s26, s11, s15
-    vcvtt.f32.f16 s14, s6
-    vmla.f32 s27, s12, s15
-    vcvtb.f32.f16 s8, s7
-    vmla.f32 s28, s13, s15
-    vcvtt.f32.f16 s9, s7
-    vmla.f32 s29, s14, s15
-    vmla.f32 s30, s8, s15
-    vmla.f32 s31, s9, s15
-    subs r4, r4, #1
-    bne 1b
-2:
+    vcvtb.f32.f16 s10, s4
+    vmla.f32 s22, s8, s15
+    vcvtt.f32.f16 s11, s4
+    vmla.f32 s23, s9, s15
+    vcvtb.f32.f16 s12, s5
+    vmla.f32 s24, s10, s15
+    vcvtt.f32.f16 s13, s5
+    vmla.f32 s25, s11, s15
+    vcvtb.f32.f16 s8, s6
+    vmla.f32 s26, s12, s15
+    vcvtt.f32.f16 s9, s6
+    vmla.f32 s27, s13, s15
+    vcvtb.f32.f16 s10, s7
+    vmla.f32 s28, s8, s15
+    vcvtt.f32.f16 s11, s7
+    vmla.f32 s29, s9, s15
+    vmla.f32 s30, s10, s15
+    vmla.f32 s31, s11, s15
+3:
     vstmia r0, {{s16-s31}}
     vpop {{s16-s31}}
     pop {{r4, pc}}
@@ -126,9 +223,51 @@ tinypoet_f16_axpy8:
     ldr r4, [sp, #8]
     vpush {{s16-s23}}
     vldmia r0, {{s16-s23}}
-    cmp r4, #0
+    lsrs r12, r4, #1
     beq 2f
 1:
+    vldmia r1!, {{s14-s15}}
+    vldmia r2, {{s0-s3}}
+    add r2, r2, r3
+    vcvtb.f32.f16 s8, s0
+    vcvtt.f32.f16 s9, s0
+    vcvtb.f32.f16 s10, s1
+    vmla.f32 s16, s8, s14
+    vcvtt.f32.f16 s11, s1
+    vmla.f32 s17, s9, s14
+    vcvtb.f32.f16 s12, s2
+    vmla.f32 s18, s10, s14
+    vcvtt.f32.f16 s13, s2
+    vmla.f32 s19, s11, s14
+    vcvtb.f32.f16 s8, s3
+    vmla.f32 s20, s12, s14
+    vcvtt.f32.f16 s9, s3
+    vmla.f32 s21, s13, s14
+    vmla.f32 s22, s8, s14
+    vmla.f32 s23, s9, s14
+    vldmia r2, {{s0-s3}}
+    add r2, r2, r3
+    vcvtb.f32.f16 s8, s0
+    vcvtt.f32.f16 s9, s0
+    vcvtb.f32.f16 s10, s1
+    vmla.f32 s16, s8, s15
+    vcvtt.f32.f16 s11, s1
+    vmla.f32 s17, s9, s15
+    vcvtb.f32.f16 s12, s2
+    vmla.f32 s18, s10, s15
+    vcvtt.f32.f16 s13, s2
+    vmla.f32 s19, s11, s15
+    vcvtb.f32.f16 s8, s3
+    vmla.f32 s20, s12, s15
+    vcvtt.f32.f16 s9, s3
+    vmla.f32 s21, s13, s15
+    vmla.f32 s22, s8, s15
+    vmla.f32 s23, s9, s15
+    subs r12, r12, #1
+    bne 1b
+2:
+    tst r4, #1
+    beq 3f
     vldmia r1!, {{s15}}
     vldmia r2, {{s0-s3}}
     add r2, r2, r3
@@ -142,15 +281,13 @@ tinypoet_f16_axpy8:
     vmla.f32 s18, s10, s15
     vcvtt.f32.f16 s13, s2
     vmla.f32 s19, s11, s15
-    vcvtb.f32.f16 s14, s3
+    vcvtb.f32.f16 s8, s3
     vmla.f32 s20, s12, s15
-    vcvtt.f32.f16 s8, s3
+    vcvtt.f32.f16 s9, s3
     vmla.f32 s21, s13, s15
-    vmla.f32 s22, s14, s15
-    vmla.f32 s23, s8, s15
-    subs r4, r4, #1
-    bne 1b
-2:
+    vmla.f32 s22, s8, s15
+    vmla.f32 s23, s9, s15
+3:
     vstmia r0, {{s16-s23}}
     vpop {{s16-s23}}
     pop {{r4, pc}}
@@ -166,9 +303,35 @@ tinypoet_f16_axpy4:
     ldr r4, [sp, #8]
     vpush {{s16-s19}}
     vldmia r0, {{s16-s19}}
-    cmp r4, #0
+    lsrs r12, r4, #1
     beq 2f
 1:
+    vldmia r1!, {{s14-s15}}
+    vldmia r2, {{s0-s1}}
+    add r2, r2, r3
+    vcvtb.f32.f16 s8, s0
+    vcvtt.f32.f16 s9, s0
+    vcvtb.f32.f16 s10, s1
+    vmla.f32 s16, s8, s14
+    vcvtt.f32.f16 s11, s1
+    vmla.f32 s17, s9, s14
+    vmla.f32 s18, s10, s14
+    vmla.f32 s19, s11, s14
+    vldmia r2, {{s0-s1}}
+    add r2, r2, r3
+    vcvtb.f32.f16 s8, s0
+    vcvtt.f32.f16 s9, s0
+    vcvtb.f32.f16 s10, s1
+    vmla.f32 s16, s8, s15
+    vcvtt.f32.f16 s11, s1
+    vmla.f32 s17, s9, s15
+    vmla.f32 s18, s10, s15
+    vmla.f32 s19, s11, s15
+    subs r12, r12, #1
+    bne 1b
+2:
+    tst r4, #1
+    beq 3f
     vldmia r1!, {{s15}}
     vldmia r2, {{s0-s1}}
     add r2, r2, r3
@@ -180,9 +343,7 @@ tinypoet_f16_axpy4:
     vmla.f32 s17, s9, s15
     vmla.f32 s18, s10, s15
     vmla.f32 s19, s11, s15
-    subs r4, r4, #1
-    bne 1b
-2:
+3:
     vstmia r0, {{s16-s19}}
     vpop {{s16-s19}}
     pop {{r4, pc}}
@@ -198,9 +359,27 @@ tinypoet_f16_axpy2:
     ldr r4, [sp, #8]
     vpush {{s16-s17}}
     vldmia r0, {{s16-s17}}
-    cmp r4, #0
+    lsrs r12, r4, #1
     beq 2f
 1:
+    vldmia r1!, {{s14-s15}}
+    vldmia r2, {{s0}}
+    add r2, r2, r3
+    vcvtb.f32.f16 s8, s0
+    vcvtt.f32.f16 s9, s0
+    vmla.f32 s16, s8, s14
+    vmla.f32 s17, s9, s14
+    vldmia r2, {{s0}}
+    add r2, r2, r3
+    vcvtb.f32.f16 s8, s0
+    vcvtt.f32.f16 s9, s0
+    vmla.f32 s16, s8, s15
+    vmla.f32 s17, s9, s15
+    subs r12, r12, #1
+    bne 1b
+2:
+    tst r4, #1
+    beq 3f
     vldmia r1!, {{s15}}
     vldmia r2, {{s0}}
     add r2, r2, r3
@@ -208,9 +387,7 @@ tinypoet_f16_axpy2:
     vcvtt.f32.f16 s9, s0
     vmla.f32 s16, s8, s15
     vmla.f32 s17, s9, s15
-    subs r4, r4, #1
-    bne 1b
-2:
+3:
     vstmia r0, {{s16-s17}}
     vpop {{s16-s17}}
     pop {{r4, pc}}
@@ -243,45 +420,51 @@ tinypoet_f16_axpy1:
     pop {{r4, pc}}
     .size tinypoet_f16_axpy1, . - tinypoet_f16_axpy1
 
-        "#
+    .section .text.tinypoet_f16_to_f32_16,"ax",%progbits
+    .global tinypoet_f16_to_f32_16
+    .type tinypoet_f16_to_f32_16,%function
+    .thumb_func
+    .p2align 2
+tinypoet_f16_to_f32_16:
+    cmp r2, #0
+    beq 2f
+    vpush {{s16-s23}}
+1:
+    vldmia r1!, {{s0-s7}}
+    vcvtb.f32.f16 s8, s0
+    vcvtt.f32.f16 s9, s0
+    vcvtb.f32.f16 s10, s1
+    vcvtt.f32.f16 s11, s1
+    vcvtb.f32.f16 s12, s2
+    vcvtt.f32.f16 s13, s2
+    vcvtb.f32.f16 s14, s3
+    vcvtt.f32.f16 s15, s3
+    vcvtb.f32.f16 s16, s4
+    vcvtt.f32.f16 s17, s4
+    vcvtb.f32.f16 s18, s5
+    vcvtt.f32.f16 s19, s5
+    vcvtb.f32.f16 s20, s6
+    vcvtt.f32.f16 s21, s6
+    vcvtb.f32.f16 s22, s7
+    vcvtt.f32.f16 s23, s7
+    vstmia r0!, {{s8-s23}}
+    subs r2, r2, #1
+    bne 1b
+    vpop {{s16-s23}}
+2:
+    bx lr
+    .size tinypoet_f16_to_f32_16, . - tinypoet_f16_to_f32_16
+
+"#
     );
 
     extern "C" {
-        fn tinypoet_f16_axpy16(
-            y: *mut f32,
-            x: *const f32,
-            w: *const u8,
-            stride_bytes: usize,
-            n: usize,
-        );
-        fn tinypoet_f16_axpy8(
-            y: *mut f32,
-            x: *const f32,
-            w: *const u8,
-            stride_bytes: usize,
-            n: usize,
-        );
-        fn tinypoet_f16_axpy4(
-            y: *mut f32,
-            x: *const f32,
-            w: *const u8,
-            stride_bytes: usize,
-            n: usize,
-        );
-        fn tinypoet_f16_axpy2(
-            y: *mut f32,
-            x: *const f32,
-            w: *const u8,
-            stride_bytes: usize,
-            n: usize,
-        );
-        fn tinypoet_f16_axpy1(
-            y: *mut f32,
-            x: *const f32,
-            w: *const u8,
-            stride_bytes: usize,
-            n: usize,
-        );
+        fn tinypoet_f16_axpy16(y: *mut f32, x: *const f32, w: *const u8, sb: usize, n: usize);
+        fn tinypoet_f16_axpy8(y: *mut f32, x: *const f32, w: *const u8, sb: usize, n: usize);
+        fn tinypoet_f16_axpy4(y: *mut f32, x: *const f32, w: *const u8, sb: usize, n: usize);
+        fn tinypoet_f16_axpy2(y: *mut f32, x: *const f32, w: *const u8, sb: usize, n: usize);
+        fn tinypoet_f16_axpy1(y: *mut f32, x: *const f32, w: *const u8, sb: usize, n: usize);
+        fn tinypoet_f16_to_f32_16(dst: *mut f32, src: *const u8, n_blocks: usize);
     }
 
     type Kernel = unsafe extern "C" fn(*mut f32, *const f32, *const u8, usize, usize);
@@ -332,8 +515,8 @@ tinypoet_f16_axpy1:
             }
         }
         while o < n_out {
-            // SAFETY: as above, one column; `ldrh` accepts any 2-byte aligned (indeed, on v7-M and
-            // v8-M Mainline, any) address.
+            // SAFETY: as above, one column; `ldrh` accepts any 2-byte aligned (indeed, on v7-M
+            // and v8-M Mainline, any) address.
             unsafe {
                 tinypoet_f16_axpy1(
                     y.as_mut_ptr().add(o),
@@ -345,5 +528,19 @@ tinypoet_f16_axpy1:
             };
             o += 1;
         }
+    }
+
+    /// `src` holds exactly `2 * dst.len()` bytes.
+    pub(super) fn f16_to_f32_slice(dst: &mut [f32], src: &[u8]) {
+        let n = dst.len();
+        let mut done = 0;
+        if (src.as_ptr() as usize) & 3 == 0 {
+            let blocks = n / 16;
+            // SAFETY: `blocks * 16` halves are read from the 4-byte aligned `src` (2n bytes)
+            // and as many f32 written to `dst` (n elements).
+            unsafe { tinypoet_f16_to_f32_16(dst.as_mut_ptr(), src.as_ptr(), blocks) };
+            done = blocks * 16;
+        }
+        super::super::scalar::f16_to_f32_slice(&mut dst[done..], &src[2 * done..]);
     }
 }
