@@ -10,8 +10,9 @@
 //!   context triggers the core's slide (re-prefill of the last T/2 tokens) and is reported
 //!   apart from the worst ordinary character, which comes at full context;
 //! * **where the instructions go**: sampling is timed directly; the LM head and the blocks'
-//!   Linear layers are timed as standalone kernel calls on the real weights with the decoder's
-//!   shapes (their instruction counts do not depend on the data); attention is the part of
+//!   Linear layers (f16 bias load + mat-vec) are timed as standalone kernel calls on the real
+//!   weights with the decoder's shapes (their instruction counts do not depend on the data),
+//!   as is the sampler's softmax over V; attention is the part of
 //!   `feed` that grows with the context (least-squares slope over positions × context length);
 //!   "other" is the rest of `feed` (LayerNorms, embeddings, residuals, KV-cache writes, the
 //!   context-independent part of attention).
@@ -200,28 +201,52 @@ pub fn run(model: &Model) -> Result<(), FwError> {
             .find(|t| t.entry.name == name)
             .map_or(&[][..], |t| t.bytes)
     };
-    let mut time = |w: &[u8], n_in: usize, n_out: usize| -> u64 {
+    let mut time = |w: &[u8], bias: Option<&[u8]>, n_in: usize, n_out: usize| -> u64 {
         let t0 = clock::now();
+        if let Some(b) = bias {
+            kernels::f16_to_f32_slice(be, &mut y[..n_out], b);
+        }
         kernels::matvec_f16(be, &mut y[..n_out], &x[..n_in], w, n_out);
         clock::instructions(t0, clock::now())
     };
-    let head = time(tensor("head.weight"), c, v);
+    let head_matvec = time(tensor("head.weight"), None, c, v);
+    let head = time(tensor("head.weight"), Some(tensor("head.bias")), c, v);
     let mut linear = 0;
     let mut name = heapless::String::<40>::new();
+    let mut bias_name = heapless::String::<40>::new();
     for l in 0..cfg.n_layers {
-        for (m, n_in, n_out) in [
-            ("attn.wq", c, c),
-            ("attn.wk", c, c),
-            ("attn.wv", c, c),
-            ("attn.proj.weight", c, c),
-            ("ffn.fc1.weight", c, f),
-            ("ffn.fc2.weight", f, c),
+        for (m, b, n_in, n_out) in [
+            ("attn.wq", "", c, c),
+            ("attn.wk", "", c, c),
+            ("attn.wv", "", c, c),
+            ("attn.proj.weight", "attn.proj.bias", c, c),
+            ("ffn.fc1.weight", "ffn.fc1.bias", c, f),
+            ("ffn.fc2.weight", "ffn.fc2.bias", f, c),
         ] {
             name.clear();
+            bias_name.clear();
             let _ = core::fmt::write(&mut name, format_args!("blocks.{l}.{m}"));
-            linear += time(tensor(&name), n_in, n_out);
+            let _ = core::fmt::write(&mut bias_name, format_args!("blocks.{l}.{b}"));
+            let bias = if b.is_empty() {
+                None
+            } else {
+                Some(tensor(&bias_name))
+            };
+            linear += time(tensor(&name), bias, n_in, n_out);
         }
     }
+    // the LM head's bias through the Cortex-M conversion kernel, for comparison
+    let head_bias = tensor("head.bias");
+    let t0 = clock::now();
+    kernels::cortex_m::f16_to_f32_slice(&mut y[..v], head_bias);
+    let head_bias_vcvt = clock::instructions(t0, clock::now());
+    // the sampler's softmax over V (the rest of sampling: the cumulative walk and the draw)
+    for (i, yi) in y.iter_mut().enumerate() {
+        *yi = (i % 13) as f32 * 0.5 - 3.0;
+    }
+    let t0 = clock::now();
+    kernels::softmax(be, y);
+    let softmax_v = clock::instructions(t0, clock::now());
 
     let attn_mean = slope * mean_ctx;
     let attn_full = slope * t as f64;
@@ -260,12 +285,15 @@ pub fn run(model: &Model) -> Result<(), FwError> {
         mean_ctx
     );
     println!(
-        "  LM head mat-vec      {:>9} ({:.1}%)",
+        "  LM head              {:>9} ({:.1}%)  (mat-vec {}, f16 bias load {})",
         head,
-        pct(head as f64)
+        pct(head as f64),
+        head_matvec,
+        head - head_matvec
     );
+    println!("    (the bias load through kernels::cortex_m::f16_to_f32_slice: {head_bias_vcvt})");
     println!(
-        "  blocks' Linear       {:>9} ({:.1}%)  (q, k, v, proj, fc1, fc2 x {} layers)",
+        "  blocks' Linear       {:>9} ({:.1}%)  (q, k, v, proj, fc1, fc2 + bias loads, x {} layers)",
         linear,
         pct(linear as f64),
         cfg.n_layers
@@ -282,7 +310,7 @@ pub fn run(model: &Model) -> Result<(), FwError> {
         pct(other)
     );
     println!(
-        "  sampling             {:>9} ({:.1}%)  (softmax over V={v} + draw)",
+        "  sampling             {:>9} ({:.1}%)  (softmax over V={v}: {softmax_v}; cumulative walk + draw)",
         mean_sample,
         pct(mean_sample as f64)
     );
