@@ -150,6 +150,19 @@ impl Package {
         tar.into_inner().unwrap().finish().unwrap();
     }
 
+    /// An uncompressed tar.
+    fn write_tar(&self, path: &Path) {
+        let mut tar = tar::Builder::new(std::fs::File::create(path).unwrap());
+        for (name, bytes) in self.entries() {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, &name, &bytes[..]).unwrap();
+        }
+        tar.into_inner().unwrap();
+    }
+
     fn write_dir(&self, root: &Path) {
         for (name, bytes) in self.entries() {
             let p = root.join(name);
@@ -321,6 +334,28 @@ fn fake_package_tarball_prepares_with_the_recipe() {
     let (ds3, _) = corpus::prepare_path(&json_path, InputFormat::Auto).unwrap();
     assert_eq!(ds3.content_hash(), ds.content_hash());
     assert_eq!(ds3.header().source_kind, "poem-json");
+}
+
+#[test]
+fn tarball_is_recognised_by_content_and_plain_tar_works() {
+    let dir = tempfile::tempdir().unwrap();
+    let tgz = dir.path().join("p.tgz");
+    Package::standard().write_tgz(&tgz);
+    let renamed = dir.path().join("download");
+    std::fs::copy(&tgz, &renamed).unwrap();
+    let tar = dir.path().join("p.tar");
+    Package::standard().write_tar(&tar);
+    let hashes: Vec<String> = [&tgz, &renamed, &tar]
+        .iter()
+        .map(|p| {
+            let out = dir.path().join("o.tpd");
+            let r = prepare_cli(p, &out, &[]);
+            assert_eq!(r.code, Some(0), "{}: {}", p.display(), r.stderr);
+            Dataset::load(&out).unwrap().content_hash().to_string()
+        })
+        .collect();
+    assert_eq!(hashes[0], hashes[1]);
+    assert_eq!(hashes[0], hashes[2]);
 }
 
 #[test]

@@ -18,8 +18,8 @@ pub struct PrepareArgs {
     /// Output dataset file (written atomically).
     #[arg(short, long, value_name = "PATH", default_value = "data/tang.tpd")]
     pub output: PathBuf,
-    /// How to read the input (by default from the path: folder/.tgz/.tar = package, .json =
-    /// poem list, anything else = text).
+    /// How to read the input (auto: a folder, a gzip/tar file or a .tgz/.tar name = package,
+    /// .json = poem list, anything else = text).
     #[arg(long, value_enum, default_value_t = InputFormat::Auto)]
     pub format: InputFormat,
 }

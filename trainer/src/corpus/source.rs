@@ -16,8 +16,9 @@ use super::tang::{self, Poem};
 /// How to interpret `--from`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
 pub enum InputFormat {
-    /// A directory is the extracted package; `.tgz`/`.tar.gz`/`.tar` is the package tarball;
-    /// `.json` is a poem list; anything else is plain text.
+    /// A directory is the extracted package; a gzip or tar file (by content) or a
+    /// `.tgz`/`.tar.gz`/`.tar` name is the package tarball; `.json` is a poem list; anything
+    /// else is plain text.
     #[default]
     Auto,
     /// The chinese-poetry 2.0.1 package, as a tarball or an extracted folder.
@@ -218,6 +219,15 @@ fn auto_format(path: &Path, is_dir: bool) -> InputFormat {
     if is_dir {
         return InputFormat::Package;
     }
+    // Content first: a gzip or tar file is the package whatever its name (a tarball saved without
+    // its extension should not be read as text).
+    let mut head = [0u8; 262];
+    let n = std::fs::File::open(path)
+        .and_then(|mut f| read_up_to(&mut f, &mut head))
+        .unwrap_or(0);
+    if head[..n].starts_with(&[0x1f, 0x8b]) || (n == 262 && &head[257..262] == b"ustar") {
+        return InputFormat::Package;
+    }
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().to_lowercase())
@@ -229,6 +239,18 @@ fn auto_format(path: &Path, is_dir: bool) -> InputFormat {
     } else {
         InputFormat::Text
     }
+}
+
+/// Read until `buf` is full or the file ends.
+fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
+    let mut n = 0;
+    while n < buf.len() {
+        match r.read(&mut buf[n..])? {
+            0 => break,
+            k => n += k,
+        }
+    }
+    Ok(n)
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, CorpusError> {
@@ -294,8 +316,8 @@ fn read_package_tarball(path: &Path) -> Result<Source, CorpusError> {
     let bytes = read_file(path)?;
     let at = || Location::file(path);
     let is_gzip = bytes.starts_with(&[0x1f, 0x8b]);
-    let name = path.to_string_lossy().to_lowercase();
-    if !is_gzip && !name.ends_with(".tar") {
+    let is_tar = bytes.len() >= 262 && &bytes[257..262] == b"ustar";
+    if !is_gzip && !is_tar {
         return Err(CorpusError::NotGzip { at: at() });
     }
     // Hashing the 85 MB tarball and inflating it are independent: do them side by side.
