@@ -198,7 +198,10 @@ pub fn read_source(path: &Path, format: InputFormat) -> Result<Source, CorpusErr
         InputFormat::Text | InputFormat::Auto => {
             let bytes = read_file(path)?;
             let sha256 = Sha256::digest(&bytes).into();
-            let text = utf8(&bytes, Location::file(path))?;
+            let text = String::from_utf8(bytes).map_err(|e| CorpusError::InvalidUtf8 {
+                at: Location::file(path),
+                offset: e.utf8_error().valid_up_to(),
+            })?;
             if text.is_empty() {
                 return Err(CorpusError::Empty {
                     at: Location::file(path),
@@ -209,7 +212,7 @@ pub fn read_source(path: &Path, format: InputFormat) -> Result<Source, CorpusErr
                 path: path.to_path_buf(),
                 kind: SourceKind::PlainText,
                 sha256,
-                corpus: Corpus::Text(text.to_string()),
+                corpus: Corpus::Text(text),
             })
         }
     }
@@ -284,8 +287,7 @@ struct PackageFiles {
 }
 
 impl PackageFiles {
-    /// `components` is the member path split on `/`. Returns whether the member's bytes are
-    /// wanted (a recipe Tang file or the package manifest).
+    /// What a member is, from its path split on `/`.
     fn classify(components: &[&str]) -> Member {
         // Accept the package at the archive root or under one top folder (`package/` for npm).
         let rest = match components {
@@ -362,7 +364,9 @@ fn read_tar<R: Read>(reader: R, path: &Path) -> Result<PackageFiles, CorpusError
             .into_owned();
         let components: Vec<&str> = member.split('/').filter(|c| !c.is_empty()).collect();
         let read_member = |entry: &mut tar::Entry<'_, R>| -> Result<Vec<u8>, CorpusError> {
-            let mut buf = Vec::with_capacity(entry.size() as usize);
+            // The header's size is only a hint: a damaged header must not make us reserve
+            // gigabytes (the real files are under 1 MB).
+            let mut buf = Vec::with_capacity(entry.size().min(1 << 24) as usize);
             entry.read_to_end(&mut buf).map_err(tar_err)?;
             Ok(buf)
         };
