@@ -157,8 +157,8 @@ impl Mt19937 {
 
     /// One element of PyTorch's CPU `torch.randint(0, high, ..)`: `next_u32() % high`.
     ///
-    /// Verified against torch 2.x for `high` up to 2^28 − 1 (PyTorch takes a different,
-    /// 64-bit path for larger ranges, which this does not model). Returns 0 for `high == 0`
+    /// Verified against torch 2.15 for `high` up to 2^28 − 1; from 2^28 on PyTorch draws
+    /// differently (not modelled here; the trainer's ranges are below 2^21). Returns 0 for `high == 0`
     /// instead of dividing by zero (still consuming one draw).
     #[inline]
     pub fn torch_randint(&mut self, high: u32) -> u32 {

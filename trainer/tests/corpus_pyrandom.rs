@@ -1,6 +1,6 @@
 //! MT19937 / CPython `random` / torch `randint` ports against recorded reference values.
 //!
-//! How the expected values were produced (CPython 3.11.7 and torch 2.x on x86-64 Linux):
+//! How the expected values were produced (CPython 3.11.7 and torch 2.15.0 CPU on x86-64 Linux):
 //!
 //! ```python
 //! import random, torch
@@ -15,6 +15,7 @@
 //! r = random.Random(2024); l = list(range(47457)); r.shuffle(l); l[:5], r.getrandbits(32)
 //! torch.manual_seed(2024); torch.randint(0, 1552297, (16,)).tolist()
 //! torch.manual_seed(2024); torch.randint(0, 1000, (16,)).tolist()
+//! torch.manual_seed(2024); torch.randint(0, 2**28 - 1, (4,)).tolist()  # largest range checked
 //! ```
 
 use tinypoet_trainer::corpus::pyrandom::PyRandom;
@@ -116,4 +117,7 @@ fn torch_randint_is_u32_mod_high() {
         got,
         [112, 50, 184, 360, 523, 780, 350, 271, 673, 159, 577, 444, 611, 978, 10, 88]
     );
+    let mut g = Mt19937::init_genrand(2024);
+    let got: Vec<u32> = (0..4).map(|_| g.torch_randint((1 << 28) - 1)).collect();
+    assert_eq!(got, [109584017, 30723590, 49859179, 220105355]);
 }

@@ -1,5 +1,6 @@
 //! The prepared dataset file (`.tpd`): everything the training stages need, in a layout that
-//! loads with one read, one checksum and a few copies (≈ 10 MB for the Tang corpus).
+//! loads with one read, a checksum and a few copies (8.2 MB for the Tang corpus; loads in
+//! ≈ 0.05 s).
 //!
 //! ```text
 //! offset  size  field
@@ -18,6 +19,11 @@
 //!               alignment neg. tok.  u16 × alignment_negative_tokens
 //! end-32  32    sha256 of every byte before it
 //! ```
+//!
+//! Loading checks, in order: magic, version, sizes against the file length (truncation),
+//! checksum, then the structure (vocabulary strictly increasing with `\0` first, every token id
+//! inside the vocabulary, item offsets monotonic) and the vocabulary/content hashes, so that a
+//! loaded dataset can be indexed without further checks. Every failure is a [`FormatError`].
 //!
 //! The file is written to a temporary file in the destination folder, fsynced and renamed over
 //! the destination, so a crash or an error never leaves a partial dataset behind.
