@@ -551,3 +551,58 @@ fn parse_package(path: &Path, files: PackageFiles) -> Result<Corpus, CorpusError
         files_read: wanted.len(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn classify(path: &str) -> &'static str {
+        let c: Vec<&str> = path.split('/').collect();
+        match PackageFiles::classify(&c) {
+            Member::Manifest => "manifest",
+            Member::Tang(n) if n == 3 => "tang3",
+            Member::Tang(_) => "tang",
+            Member::OddTang => "odd",
+            Member::Other => "other",
+        }
+    }
+
+    #[test]
+    fn members_under_npm_folder_or_at_the_root() {
+        assert_eq!(classify("package/package.json"), "manifest");
+        assert_eq!(classify("package.json"), "manifest");
+        assert_eq!(
+            classify("package/dist/quantangshi/poet.tang.3000.json"),
+            "tang3"
+        );
+        assert_eq!(classify("dist/quantangshi/poet.tang.3000.json"), "tang3");
+        assert_eq!(
+            classify("package/dist/quantangshi/poet.tang.3500.json"),
+            "odd"
+        );
+        // The package's error/ subfolder, other collections and nested manifests are ignored.
+        assert_eq!(
+            classify("package/dist/quantangshi/error/poet.tang.0.json"),
+            "other"
+        );
+        assert_eq!(
+            classify("package/dist/quantangshi/poet.song.0.json"),
+            "other"
+        );
+        assert_eq!(classify("package/node_modules/x/package.json"), "other");
+        assert_eq!(classify("a/b/dist/quantangshi/poet.tang.0.json"), "other");
+    }
+
+    #[test]
+    fn source_kind_names_round_trip() {
+        for k in [
+            SourceKind::PackageTarball,
+            SourceKind::PackageDir,
+            SourceKind::PoemJson,
+            SourceKind::PlainText,
+        ] {
+            assert_eq!(SourceKind::parse(k.as_str()), Some(k));
+        }
+        assert_eq!(SourceKind::parse("zip"), None);
+    }
+}

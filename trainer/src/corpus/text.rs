@@ -97,9 +97,9 @@ pub fn split_poems(mut poems: Vec<Poem>) -> Splits {
 
     let (five, others): (Vec<&Poem>, Vec<&Poem>) = alignment.iter().partition(|p| is_five_char(p));
     let mut pairs = Vec::with_capacity(five.len());
-    if !others.is_empty() {
-        for pos in five {
-            let neg = rng.choice(&others).expect("others is not empty");
+    for pos in five {
+        // `choice` of an empty list draws nothing and gives None: then there are no pairs.
+        if let Some(neg) = rng.choice(&others) {
             pairs.push((pos.clone(), (*neg).clone()));
         }
     }
@@ -335,6 +335,41 @@ mod tests {
         assert!(Vocab::from_chars(vec!['\0', 'b', 'a']).is_err());
         assert!(Vocab::from_chars(vec!['\0', 'a', 'a']).is_err());
         assert!(Vocab::from_chars(vec!['\0', 'a', 'b']).is_ok());
+    }
+
+    /// Poem i is titled with its number and is five-character iff i is even. Expected values
+    /// from CPython 3.11: `random.seed(2024); l = list(range(20)); random.shuffle(l)` gives
+    /// alignment `l[16:] = [6, 9, 5, 15]`; `random.choice([9, 5, 15])` then gives 15.
+    #[test]
+    fn split_and_pairs_follow_the_python_stream() {
+        let poems: Vec<Poem> = (0..20)
+            .map(|i| {
+                let line = if i % 2 == 0 {
+                    "春眠不覺曉，處處聞啼鳥。"
+                } else {
+                    "春眠不覺，處處聞鳥。"
+                };
+                poem(&i.to_string(), &[line, line])
+            })
+            .collect();
+        let s = split_poems(poems.clone());
+        let titles = |v: &[Poem]| v.iter().map(|p| p.title.clone()).collect::<Vec<_>>();
+        assert_eq!(
+            titles(&s.pretrain),
+            ["0", "2", "16", "1", "10", "19", "17", "18", "7", "3"]
+        );
+        assert_eq!(titles(&s.finetune), ["8", "4", "14", "11", "12", "13"]);
+        assert_eq!(titles(&s.alignment), ["6", "9", "5", "15"]);
+        assert_eq!(s.pairs.len(), 1);
+        assert_eq!(
+            (s.pairs[0].0.title.as_str(), s.pairs[0].1.title.as_str()),
+            ("6", "15")
+        );
+
+        // Only five-character poems in the alignment split: nothing to draw negatives from.
+        let all_five: Vec<Poem> = poems.iter().filter(|p| is_five_char(p)).cloned().collect();
+        let s = split_poems(all_five);
+        assert!(!s.alignment.is_empty() && s.pairs.is_empty());
     }
 
     #[test]
