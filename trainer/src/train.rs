@@ -563,7 +563,8 @@ fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<R
         st.wall_time_s += train_time + t1.elapsed().as_secs_f64();
 
         pb.inc(1);
-        if last_msg.elapsed() >= Duration::from_millis(500) {
+        // (Formatting allocates: only for a visible bar, at most twice a second.)
+        if !pb.is_hidden() && last_msg.elapsed() >= Duration::from_millis(500) {
             pb.set_message(format!("loss {loss:.4}  eval {last_eval:.4}"));
             last_msg = Instant::now();
         }

@@ -194,6 +194,22 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             let path = train::resolve_checkpoint(path);
             let ckpt = checkpoint::load(&path)
                 .with_context(|| format!("cannot resume from {}", path.display()))?;
+            // The run's options come from the checkpoint; refuse silently ignoring a changed one.
+            let mut given = args.options();
+            let stored = &ckpt.meta.options;
+            given.steps = stored.steps;
+            given.checkpoint_every = stored.checkpoint_every;
+            let defaults = TrainOptions {
+                steps: stored.steps,
+                checkpoint_every: stored.checkpoint_every,
+                ..TrainOptions::default()
+            };
+            if given != defaults && given != *stored {
+                bail!(
+                    "with --resume the training options come from the checkpoint; only --steps, \
+                     --checkpoint-every, --threads and --out may be given"
+                );
+            }
             Start::Resume {
                 checkpoint: Box::new(ckpt),
                 steps: args.steps,

@@ -1,0 +1,119 @@
+//! The training loop adds no heap allocation to a step: with evaluation only at step 0 and at
+//! the end and no periodic checkpoints, a 45-step run makes exactly 40 × (allocations of one
+//! `forward_backward`) more allocations than a 5-step run. Uses a counting global allocator.
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use tinypoet_trainer::train::{self, ModelShape, RunIo, Start, TrainData, TrainOptions};
+
+struct Counting;
+static ALLOCS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCS.fetch_add(1, Ordering::SeqCst);
+        // SAFETY: forwarded unchanged to the system allocator.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+fn shape() -> ModelShape {
+    ModelShape {
+        dim: 16,
+        n_heads: 2,
+        n_layers: 1,
+        context: 16,
+        ffn_dim: 32,
+    }
+}
+
+fn count(data: &TrainData, steps: u64) -> u64 {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = TrainOptions {
+        model: shape(),
+        batch: 2,
+        seq: 16,
+        steps,
+        eval_interval: 1_000_000,
+        eval_batches: 2,
+        checkpoint_every: 0,
+        sample_prompt: "ab".into(),
+        sample_len: 4,
+        grad_clip: Some(1.0),
+        ..TrainOptions::default()
+    };
+    let io = RunIo {
+        out_dir: dir.path().to_path_buf(),
+        interrupt: None,
+        threads: 1,
+        progress: false,
+        print: false,
+    };
+    let before = ALLOCS.load(Ordering::SeqCst);
+    train::train(data, Start::Fresh(opts), &io).unwrap();
+    ALLOCS.load(Ordering::SeqCst) - before
+}
+
+/// Heap allocations made by one `forward_backward` call of the numerics (measured, not
+/// assumed: the loop's own contribution is what this file checks).
+fn model_allocs_per_step() -> u64 {
+    use tinypoet_trainer::model::TrainModel;
+    use tinypoet_trainer::params::Params;
+    let cfg = shape().config(12);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(1)
+        .build()
+        .unwrap();
+    pool.install(|| {
+        let p =
+            tinypoet_trainer::init::init_params(&cfg, 1, tinypoet_trainer::init::InitScheme::Fast);
+        let mut g = Params::zeros(&cfg);
+        let mut m = TrainModel::new(&cfg, 2, 16);
+        let x: Vec<u16> = (0..32).map(|i| (i % 12) as u16).collect();
+        let y: Vec<u16> = (0..32).map(|i| ((i + 1) % 12) as u16).collect();
+        m.forward_backward(&p, &mut g, &x, &y, 2, 16);
+        let a = ALLOCS.load(Ordering::SeqCst);
+        m.forward_backward(&p, &mut g, &x, &y, 2, 16);
+        ALLOCS.load(Ordering::SeqCst) - a
+    })
+}
+
+#[test]
+fn the_loop_adds_no_allocation_to_a_step() {
+    let vocab: Vec<char> = "\0\nabcdefghij".chars().collect();
+    let ids: Vec<u16> = (0..3000u32)
+        .map(|i| ((i * 7 + i / 13) % vocab.len() as u32) as u16)
+        .collect();
+    let data = TrainData {
+        vocab: &vocab,
+        train: &ids[..2700],
+        eval: &ids[2700..],
+        dataset_hash: "00".repeat(32),
+    };
+    count(&data, 3); // warm up lazily initialised statics (rayon, std)
+    let short = count(&data, 5);
+    let long = count(&data, 45);
+    let model = model_allocs_per_step();
+    // Everything the 40 extra steps allocated is the numerics' own forward/backward (reported
+    // separately); the loop itself (batch, norm, clip, AdamW, bookkeeping) allocates nothing.
+    assert_eq!(
+        long - short,
+        40 * model,
+        "40 extra steps made {} allocations; forward_backward alone makes {model} per step",
+        long as i64 - short as i64
+    );
+    eprintln!("forward_backward allocations per step (tiny config, 1 thread): {model}");
+}
