@@ -23,6 +23,9 @@ pub enum InitScheme {
     Fast,
 }
 
+/// The tensors [`InitScheme::Torch`] fills from N(0, 1) (all others are uniform or constant).
+pub const TORCH_INIT_NORMAL_TENSORS: [&str; 2] = ["tok_emb", "pos_emb"];
+
 /// Raw draws the reference run takes from the torch generator before building the model (the
 /// 16 window starts of the demo batch printed in stage 1).
 pub const REFERENCE_DRAWS_BEFORE_INIT: usize = 16;
@@ -209,7 +212,7 @@ mod tests {
 
     #[test]
     fn torch_scheme_consumes_the_reference_draw_count() {
-        let cfg = Config::tang();
+        let cfg = Config::TANG;
         let mut rng = Mt19937::init_genrand(2024);
         let mut counting = 0usize;
         let _ = init_with(&cfg, &mut || {
@@ -221,7 +224,7 @@ mod tests {
 
     #[test]
     fn distributions_have_the_pytorch_bounds() {
-        let cfg = Config::tang();
+        let cfg = Config::TANG;
         let p = init_params(&cfg, 2024, InitScheme::Torch);
         let max_abs = |name: &str| p.tensor(name).iter().fold(0.0f32, |m, x| m.max(x.abs()));
         assert!(max_abs("blocks.0.attn.wq") <= 0.125);

@@ -10,39 +10,7 @@ use std::ops::Range;
 
 use crate::ops::Float;
 
-/// Model hyper-parameters (mirrors `tinypoet_core::Config`; switch to that type once it lands).
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub struct Config {
-    pub vocab_size: usize,
-    pub dim: usize,
-    pub n_heads: usize,
-    pub n_layers: usize,
-    pub context: usize,
-    pub ffn_dim: usize,
-    pub ln_eps: f32,
-    pub attn_scale: f32,
-}
-
-impl Config {
-    /// The reference TutorialLLM model (spec §3).
-    pub const fn tang() -> Self {
-        Config {
-            vocab_size: 8548,
-            dim: 64,
-            n_heads: 4,
-            n_layers: 4,
-            context: 256,
-            ffn_dim: 256,
-            ln_eps: 1e-5,
-            attn_scale: 0.125,
-        }
-    }
-
-    /// Size of one attention head (`dim / n_heads`).
-    pub const fn head_dim(&self) -> usize {
-        self.dim / self.n_heads
-    }
-}
+pub use tinypoet_core::Config;
 
 /// One named tensor inside the flat buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -296,7 +264,7 @@ mod tests {
 
     #[test]
     fn reference_model_has_1318372_parameters_in_canonical_order() {
-        let layout = ParamLayout::new(&Config::tang());
+        let layout = ParamLayout::new(&Config::TANG);
         assert_eq!(layout.num_params(), 1_318_372);
         let names: Vec<&str> = layout.tensors().iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names.len(), 2 + 13 * 4 + 4);

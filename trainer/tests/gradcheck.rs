@@ -13,7 +13,10 @@ use tinypoet_trainer::model::Model;
 use tinypoet_trainer::params::{Config, ParamsT};
 
 fn pool() -> rayon::ThreadPool {
-    rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap()
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap()
 }
 
 fn tiny() -> Config {
@@ -31,7 +34,10 @@ fn tiny() -> Config {
 
 /// The real model's dims at a short context.
 fn real_short() -> Config {
-    Config { context: 16, ..Config::tang() }
+    Config {
+        context: 16,
+        ..Config::TANG
+    }
 }
 
 fn batch(cfg: &Config, b: usize, t: usize, seed: u64) -> (Vec<u16>, Vec<u16>) {
@@ -153,14 +159,24 @@ fn check_f32_vs_f64(cfg: Config, b: usize, t: usize) {
             let a = &g32.data[info.range()];
             let e = &g64.data[info.range()];
             let emax = e.iter().fold(0.0f64, |m, v| m.max(v.abs()));
-            let dmax = a.iter().zip(e).fold(0.0f64, |m, (&a, &e)| m.max((a as f64 - e).abs()));
+            let dmax = a
+                .iter()
+                .zip(e)
+                .fold(0.0f64, |m, (&a, &e)| m.max((a as f64 - e).abs()));
             let rel = dmax / emax;
-            assert!(rel <= 1e-4, "{}: f32 vs f64 max diff {dmax:e} = {rel:e} of max|g|", info.name);
+            assert!(
+                rel <= 1e-4,
+                "{}: f32 vs f64 max diff {dmax:e} = {rel:e} of max|g|",
+                info.name
+            );
             if rel > worst.0 {
                 worst = (rel, info.name.clone());
             }
         }
-        eprintln!("f32 vs f64: loss rel {lrel:e}, worst tensor {} at {:e}", worst.1, worst.0);
+        eprintln!(
+            "f32 vs f64: loss rel {lrel:e}, worst tensor {} at {:e}",
+            worst.1, worst.0
+        );
     });
 }
 
@@ -172,5 +188,5 @@ fn f32_kernels_match_f64_tiny() {
 #[test]
 fn f32_kernels_match_f64_full_config() {
     // The real model at its full context: every tile, chunk and attention block boundary.
-    check_f32_vs_f64(Config::tang(), 4, 256);
+    check_f32_vs_f64(Config::TANG, 4, 256);
 }

@@ -53,7 +53,11 @@ pub trait Float:
     fn exp(self) -> Self;
     fn max(self, other: Self) -> Self;
     /// `C[m×n] = alpha·A[m×k]·B[k×n] + beta·C` with arbitrary row/column strides (in elements),
-    /// single-threaded: callers parallelise over independent blocks of `C`.
+    /// single-threaded: callers parallelise over independent blocks of `C`. `beta = 0` ignores
+    /// the old contents of `C` (they may be garbage).
+    ///
+    /// Backed by the `gemm` crate (runtime-dispatched AVX-512/AVX2 kernels). It measured faster
+    /// than `matrixmultiply` here on every shape this model uses (see `bench/README.md`).
     #[allow(clippy::too_many_arguments)]
     fn gemm(
         m: usize,
@@ -132,21 +136,26 @@ impl Float for f32 {
         // (max over i<m, j<n of i·rs + j·cs) lies inside the corresponding slice, and
         // strides are non-negative, so no out-of-bounds access is possible.
         unsafe {
-            matrixmultiply::sgemm(
+            ::gemm::gemm(
                 m,
-                k,
                 n,
-                alpha,
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr(),
-                rsb,
-                csb,
-                beta,
+                k,
                 c.as_mut_ptr(),
-                rsc,
                 csc,
+                rsc,
+                beta != Self::ZERO,
+                a.as_ptr(),
+                csa,
+                rsa,
+                b.as_ptr(),
+                csb,
+                rsb,
+                beta,
+                alpha,
+                false,
+                false,
+                false,
+                ::gemm::Parallelism::None,
             )
         }
     }
@@ -209,21 +218,26 @@ impl Float for f64 {
         gemm::check_extent(m, n, c.len(), rsc, csc, "C");
         // SAFETY: as for f32 above.
         unsafe {
-            matrixmultiply::dgemm(
+            ::gemm::gemm(
                 m,
-                k,
                 n,
-                alpha,
-                a.as_ptr(),
-                rsa,
-                csa,
-                b.as_ptr(),
-                rsb,
-                csb,
-                beta,
+                k,
                 c.as_mut_ptr(),
-                rsc,
                 csc,
+                rsc,
+                beta != Self::ZERO,
+                a.as_ptr(),
+                csa,
+                rsa,
+                b.as_ptr(),
+                csb,
+                rsb,
+                beta,
+                alpha,
+                false,
+                false,
+                false,
+                ::gemm::Parallelism::None,
             )
         }
     }

@@ -1,0 +1,342 @@
+#!/usr/bin/env python3
+"""Golden vectors for the trainer's hand-written kernels, computed by PyTorch (llm.c style).
+
+Run by developers, not by CI (needs `torch`; no numpy):
+
+    python3 tests/golden/make_golden.py            # writes tests/fixtures/golden/*.{json,bin}
+
+The model below is the TutorialLLM reference (spec §3) written the way the reference writes it:
+one `Head` module per head with separate key/query/value Linears, `masked_fill(-inf)` causal mask,
+scores scaled by dim**-0.5, `nn.Sequential` FFN, pre-LayerNorm, LM head with bias, mean
+cross-entropy, `torch.optim.AdamW` with its defaults. Tensors are exported in the project's
+canonical order and names (docs/ARCHITECTURE.md).
+
+Cases (each a `<case>.json` manifest + `<case>.bin` of little-endian arrays):
+
+* `reduced`: vocab 512, context 64, otherwise the real dims. Weights from torch's own init
+  (seed 1234) are stored, with 3 batches (4 x 64), the logits/loss/every gradient for batch 0,
+  the losses of batches 1 and 2 during training, and all parameters after 3 AdamW steps (lr 1e-3,
+  one step per batch).
+* `full`: the real config. Weights are NOT stored: both sides generate them with
+  `golden_params(seed=20241)` = SplitMix64 over the canonical tensors (see `golden_params` below
+  and `tinypoet_trainer::init::golden_params`). Stored: the batch (2 x 256, SplitMix64 too),
+  loss, logits at a few positions, every tensor's gradient norm, and 32 sampled gradient entries
+  per tensor.
+* `torch_init`: `torch.manual_seed(2024)`, the reference's 16-draw demo batch, then model
+  construction; 32 sampled entries and the f64 sum of every tensor, to check the trainer's
+  torch-generator-exact init (`InitScheme::Torch`).
+"""
+
+import json
+import math
+import os
+import struct
+import sys
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "fixtures", "golden")
+MASK64 = (1 << 64) - 1
+
+
+class Cfg:
+    def __init__(self, vocab_size, dim=64, n_heads=4, n_layers=4, context=256, ffn_dim=256):
+        self.vocab_size, self.dim, self.n_heads = vocab_size, dim, n_heads
+        self.n_layers, self.context, self.ffn_dim = n_layers, context, ffn_dim
+
+    def as_dict(self):
+        return dict(vocab_size=self.vocab_size, dim=self.dim, n_heads=self.n_heads, n_layers=self.n_layers,
+                    context=self.context, ffn_dim=self.ffn_dim, ln_eps=1e-5, attn_scale=self.dim ** -0.5)
+
+
+# ---------------------------------------------------------------- the reference model
+class Head(nn.Module):
+    def __init__(self, dim, head_size, context):
+        super().__init__()
+        self.project_to_key = nn.Linear(dim, head_size, bias=False)
+        self.project_to_query = nn.Linear(dim, head_size, bias=False)
+        self.project_to_value = nn.Linear(dim, head_size, bias=False)
+        self.register_buffer("tril", torch.tril(torch.ones(context, context)))
+
+    def forward(self, x):
+        B, T, C = x.shape
+        k = self.project_to_key(x)
+        q = self.project_to_query(x)
+        w = q @ k.transpose(-2, -1) * C ** -0.5  # scaled by the model dim, as the reference does
+        w = w.masked_fill(self.tril[:T, :T] == 0, float("-inf"))
+        w = F.softmax(w, dim=-1)
+        return w @ self.project_to_value(x)
+
+
+class MultiHeadAttention(nn.Module):
+    def __init__(self, dim, n_heads, context):
+        super().__init__()
+        self.heads = nn.ModuleList([Head(dim, dim // n_heads, context) for _ in range(n_heads)])
+        self.project = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        return self.project(torch.cat([h(x) for h in self.heads], dim=-1))
+
+
+class FeedForward(nn.Module):
+    def __init__(self, dim, ffn_dim):
+        super().__init__()
+        self.feed_forward = nn.Sequential(nn.Linear(dim, ffn_dim), nn.ReLU(), nn.Linear(ffn_dim, dim))
+
+    def forward(self, x):
+        return self.feed_forward(x)
+
+
+class Block(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.multi_head_attention = MultiHeadAttention(cfg.dim, cfg.n_heads, cfg.context)
+        self.feed_forward = FeedForward(cfg.dim, cfg.ffn_dim)
+        self.layer_norm1 = nn.LayerNorm(cfg.dim)
+        self.layer_norm2 = nn.LayerNorm(cfg.dim)
+
+    def forward(self, x):
+        x = x + self.multi_head_attention(self.layer_norm1(x))
+        return x + self.feed_forward(self.layer_norm2(x))
+
+
+class TutorialLLM(nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.token_embedding_table = nn.Embedding(cfg.vocab_size, cfg.dim)
+        self.position_embedding_table = nn.Embedding(cfg.context, cfg.dim)
+        self.transformer_blocks = nn.Sequential(*[Block(cfg) for _ in range(cfg.n_layers)])
+        self.layer_norm_final = nn.LayerNorm(cfg.dim)
+        self.project = nn.Linear(cfg.dim, cfg.vocab_size)
+
+    def forward(self, idx, targets):
+        B, T = idx.shape
+        x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T))
+        x = self.layer_norm_final(self.transformer_blocks(x))
+        logits = self.project(x)
+        loss = F.cross_entropy(logits.view(B * T, -1), targets.view(B * T))
+        return logits, loss
+
+
+def canonical(model, cfg, grad=False):
+    """(name, tensor) in the canonical order of docs/ARCHITECTURE.md."""
+    g = (lambda p: p.grad) if grad else (lambda p: p.data)
+    out = [("tok_emb", g(model.token_embedding_table.weight)), ("pos_emb", g(model.position_embedding_table.weight))]
+    for l, b in enumerate(model.transformer_blocks):
+        m, ff = b.multi_head_attention, b.feed_forward.feed_forward
+        cat = lambda attr: torch.cat([g(getattr(h, attr).weight) for h in m.heads], 0)
+        out += [
+            (f"blocks.{l}.ln1.weight", g(b.layer_norm1.weight)), (f"blocks.{l}.ln1.bias", g(b.layer_norm1.bias)),
+            (f"blocks.{l}.attn.wq", cat("project_to_query")), (f"blocks.{l}.attn.wk", cat("project_to_key")),
+            (f"blocks.{l}.attn.wv", cat("project_to_value")),
+            (f"blocks.{l}.attn.proj.weight", g(m.project.weight)), (f"blocks.{l}.attn.proj.bias", g(m.project.bias)),
+            (f"blocks.{l}.ln2.weight", g(b.layer_norm2.weight)), (f"blocks.{l}.ln2.bias", g(b.layer_norm2.bias)),
+            (f"blocks.{l}.ffn.fc1.weight", g(ff[0].weight)), (f"blocks.{l}.ffn.fc1.bias", g(ff[0].bias)),
+            (f"blocks.{l}.ffn.fc2.weight", g(ff[2].weight)), (f"blocks.{l}.ffn.fc2.bias", g(ff[2].bias)),
+        ]
+    out += [("ln_f.weight", g(model.layer_norm_final.weight)), ("ln_f.bias", g(model.layer_norm_final.bias)),
+            ("head.weight", g(model.project.weight)), ("head.bias", g(model.project.bias))]
+    return [(n, t.detach().clone().contiguous()) for n, t in out]
+
+
+def load_canonical(model, cfg, tensors):
+    """Copy canonical tensors into the reference model (inverse of `canonical`)."""
+    d = dict(tensors)
+    hs = cfg.dim // cfg.n_heads
+    with torch.no_grad():
+        model.token_embedding_table.weight.copy_(d["tok_emb"])
+        model.position_embedding_table.weight.copy_(d["pos_emb"])
+        for l, b in enumerate(model.transformer_blocks):
+            m, ff = b.multi_head_attention, b.feed_forward.feed_forward
+            for h, head in enumerate(m.heads):
+                head.project_to_query.weight.copy_(d[f"blocks.{l}.attn.wq"][h * hs:(h + 1) * hs])
+                head.project_to_key.weight.copy_(d[f"blocks.{l}.attn.wk"][h * hs:(h + 1) * hs])
+                head.project_to_value.weight.copy_(d[f"blocks.{l}.attn.wv"][h * hs:(h + 1) * hs])
+            m.project.weight.copy_(d[f"blocks.{l}.attn.proj.weight"]); m.project.bias.copy_(d[f"blocks.{l}.attn.proj.bias"])
+            b.layer_norm1.weight.copy_(d[f"blocks.{l}.ln1.weight"]); b.layer_norm1.bias.copy_(d[f"blocks.{l}.ln1.bias"])
+            b.layer_norm2.weight.copy_(d[f"blocks.{l}.ln2.weight"]); b.layer_norm2.bias.copy_(d[f"blocks.{l}.ln2.bias"])
+            ff[0].weight.copy_(d[f"blocks.{l}.ffn.fc1.weight"]); ff[0].bias.copy_(d[f"blocks.{l}.ffn.fc1.bias"])
+            ff[2].weight.copy_(d[f"blocks.{l}.ffn.fc2.weight"]); ff[2].bias.copy_(d[f"blocks.{l}.ffn.fc2.bias"])
+        model.layer_norm_final.weight.copy_(d["ln_f.weight"]); model.layer_norm_final.bias.copy_(d["ln_f.bias"])
+        model.project.weight.copy_(d["head.weight"]); model.project.bias.copy_(d["head.bias"])
+
+
+# ---------------------------------------------------------------- the shared PRNG
+class SplitMix64:
+    def __init__(self, seed):
+        self.s = seed & MASK64
+
+    def next(self):
+        self.s = (self.s + 0x9E3779B97F4A7C15) & MASK64
+        z = self.s
+        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & MASK64
+        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & MASK64
+        return z ^ (z >> 31)
+
+
+def shapes(cfg):
+    """(name, shape, kind, fan_in) in canonical order (mirror of ParamLayout::new)."""
+    V, C, T, Fd = cfg.vocab_size, cfg.dim, cfg.context, cfg.ffn_dim
+    out = [("tok_emb", [V, C], "emb", 0), ("pos_emb", [T, C], "emb", 0)]
+    for l in range(cfg.n_layers):
+        p = f"blocks.{l}."
+        out += [(p + "ln1.weight", [C], "nw", 0), (p + "ln1.bias", [C], "nb", 0),
+                (p + "attn.wq", [C, C], "lin", C), (p + "attn.wk", [C, C], "lin", C), (p + "attn.wv", [C, C], "lin", C),
+                (p + "attn.proj.weight", [C, C], "lin", C), (p + "attn.proj.bias", [C], "lin", C),
+                (p + "ln2.weight", [C], "nw", 0), (p + "ln2.bias", [C], "nb", 0),
+                (p + "ffn.fc1.weight", [Fd, C], "lin", C), (p + "ffn.fc1.bias", [Fd], "lin", C),
+                (p + "ffn.fc2.weight", [C, Fd], "lin", Fd), (p + "ffn.fc2.bias", [C], "lin", Fd)]
+    out += [("ln_f.weight", [C], "nw", 0), ("ln_f.bias", [C], "nb", 0),
+            ("head.weight", [V, C], "lin", C), ("head.bias", [V], "lin", C)]
+    return out
+
+
+def golden_params(cfg, seed):
+    """Bit-identical to tinypoet_trainer::init::golden_params: one SplitMix64 stream over the
+    canonical tensors; element = f32(shift + ((z >> 40) * 2**-23 - 1) * bound), in f64."""
+    sm = SplitMix64(seed)
+    out = []
+    for name, shape, kind, fan_in in shapes(cfg):
+        bound, shift = {"emb": (1.0, 0.0), "nw": (0.2, 1.0), "nb": (0.2, 0.0)}.get(kind, (None, 0.0))
+        if kind == "lin":
+            bound = 1.0 / math.sqrt(fan_in)
+        n = math.prod(shape)
+        vals = [shift + ((sm.next() >> 40) * (1.0 / 8388608.0) - 1.0) * bound for _ in range(n)]
+        out.append((name, torch.tensor(vals, dtype=torch.float64).to(torch.float32).view(shape)))
+    return out
+
+
+# ---------------------------------------------------------------- fixture writer
+class Fixture:
+    def __init__(self, case, cfg):
+        self.case, self.meta, self.blob = case, {"config": cfg.as_dict(), "arrays": {}}, bytearray()
+
+    def add(self, name, t, dtype="f32"):
+        t = t.detach().contiguous().view(-1)
+        fmt = {"f32": "f", "u16": "H", "u32": "I", "f64": "d"}[dtype]
+        vals = t.tolist()
+        self.meta["arrays"][name] = {"dtype": dtype, "shape": list(t.shape), "offset": len(self.blob), "len": len(vals)}
+        self.blob += struct.pack("<%d%s" % (len(vals), fmt), *vals)
+
+    def scalar(self, name, v):
+        self.meta[name] = v
+
+    def write(self):
+        os.makedirs(OUT, exist_ok=True)
+        with open(os.path.join(OUT, self.case + ".bin"), "wb") as f:
+            f.write(self.blob)
+        with open(os.path.join(OUT, self.case + ".json"), "w") as f:
+            json.dump(self.meta, f, indent=1)
+        print(f"{self.case}: {len(self.blob):,} bytes", file=sys.stderr)
+
+
+def sample_indices(sm, n, k=32):
+    if n <= k:
+        return list(range(n))
+    out = []
+    while len(out) < k:
+        i = sm.next() % n
+        if i not in out:
+            out.append(i)
+    return out
+
+
+def reduced():
+    cfg = Cfg(vocab_size=512, context=64)
+    torch.manual_seed(1234)
+    model = TutorialLLM(cfg)
+    fx = Fixture("reduced", cfg)
+    for name, t in canonical(model, cfg):
+        fx.add("param." + name, t)
+    B, T = 4, 64
+    batches = []
+    for i in range(3):
+        x = torch.randint(0, cfg.vocab_size, (B, T))
+        y = torch.randint(0, cfg.vocab_size, (B, T))
+        batches.append((x, y))
+        fx.add(f"x{i}", x, "u16")
+        fx.add(f"y{i}", y, "u16")
+    fx.scalar("batch", B)
+    fx.scalar("seq", T)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    losses = []
+    for i, (x, y) in enumerate(batches):
+        opt.zero_grad()
+        logits, loss = model(x, y)
+        loss.backward()
+        if i == 0:
+            fx.add("logits", logits)
+            for name, t in canonical(model, cfg, grad=True):
+                fx.add("grad." + name, t)
+        losses.append(loss.item())
+        opt.step()
+    fx.scalar("losses", losses)
+    for name, t in canonical(model, cfg):
+        fx.add("after3." + name, t)
+    fx.write()
+
+
+def full():
+    cfg = Cfg(vocab_size=8548)
+    model = TutorialLLM(cfg)
+    seed = 20241
+    load_canonical(model, cfg, golden_params(cfg, seed))
+    fx = Fixture("full", cfg)
+    fx.scalar("weights_seed", seed)
+    B, T = 2, 256
+    sm = SplitMix64(77)
+    x = torch.tensor([sm.next() % cfg.vocab_size for _ in range(B * T)]).view(B, T)
+    y = torch.tensor([sm.next() % cfg.vocab_size for _ in range(B * T)]).view(B, T)
+    fx.add("x", x, "u16")
+    fx.add("y", y, "u16")
+    fx.scalar("batch", B)
+    fx.scalar("seq", T)
+    logits, loss = model(x, y)
+    loss.backward()
+    fx.scalar("loss", loss.item())
+    pos = [0, 1, 2, 17, 100, 255, 256, 300, 511]
+    fx.add("logit_positions", torch.tensor(pos), "u32")
+    fx.add("logits_at", logits.view(B * T, -1)[pos])
+    norms, idx, vals = [], [], []
+    sm = SplitMix64(99)
+    for name, g in canonical(model, cfg, grad=True):
+        g = g.view(-1)
+        norms.append(g.double().norm().item())
+        ii = sample_indices(sm, g.numel())
+        idx += ii
+        vals += [g[i].item() for i in ii]
+    fx.add("grad_norms", torch.tensor(norms, dtype=torch.float64), "f64")
+    fx.add("grad_sample_index", torch.tensor(idx), "u32")
+    fx.add("grad_sample_value", torch.tensor(vals))
+    fx.write()
+
+
+def torch_init():
+    cfg = Cfg(vocab_size=8548)
+    torch.manual_seed(2024)
+    torch.randint(1552553 - 256, (16,))  # the reference's demo batch: 16 raw draws
+    model = TutorialLLM(cfg)
+    fx = Fixture("torch_init", cfg)
+    fx.scalar("seed", 2024)
+    sm = SplitMix64(5)
+    idx, vals, sums = [], [], []
+    for name, t in canonical(model, cfg):
+        t = t.view(-1)
+        ii = sample_indices(sm, t.numel())
+        idx += ii
+        vals += [t[i].item() for i in ii]
+        sums.append(t.double().sum().item())
+    fx.add("sample_index", torch.tensor(idx), "u32")
+    fx.add("sample_value", torch.tensor(vals))
+    fx.add("sums", torch.tensor(sums, dtype=torch.float64), "f64")
+    fx.write()
+
+
+if __name__ == "__main__":
+    torch.set_num_threads(2)
+    torch.use_deterministic_algorithms(True)
+    reduced()
+    full()
+    torch_init()
