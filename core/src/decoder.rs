@@ -86,7 +86,7 @@ pub struct Decoder<'a> {
     hb: &'a mut [f32],
     /// attention scores / probabilities of one head [T]
     att: &'a mut [f32],
-    /// [V]
+    /// `[V]`
     logits: &'a mut [f32],
     /// key cache [L][C][T] (transposed so scores are a mat-vec over positions)
     key_cache: Kv<'a>,
@@ -268,7 +268,7 @@ impl<'a> Decoder<'a> {
         self.slide_keep = keep.min(self.config().context - 1);
     }
 
-    /// Logits of the last fed token ([V]); zeros after `reset`.
+    /// Logits of the last fed token (`[V]`); zeros after `reset`.
     pub fn logits(&self) -> &[f32] {
         self.logits
     }

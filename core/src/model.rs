@@ -7,31 +7,31 @@ use crate::{Error, Tokenizer};
 /// One transformer block's tensors (f16 LE bytes). Linear weights are physical `[in, out]`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Layer<'a> {
-    /// [C]
+    /// `[C]`
     pub ln1_w: &'a [u8],
-    /// [C]
+    /// `[C]`
     pub ln1_b: &'a [u8],
-    /// [C in, C out]
+    /// `[C in, C out]`
     pub wq: &'a [u8],
-    /// [C in, C out]
+    /// `[C in, C out]`
     pub wk: &'a [u8],
-    /// [C in, C out]
+    /// `[C in, C out]`
     pub wv: &'a [u8],
-    /// [C in, C out]
+    /// `[C in, C out]`
     pub proj_w: &'a [u8],
-    /// [C]
+    /// `[C]`
     pub proj_b: &'a [u8],
-    /// [C]
+    /// `[C]`
     pub ln2_w: &'a [u8],
-    /// [C]
+    /// `[C]`
     pub ln2_b: &'a [u8],
-    /// [C in, F out]
+    /// `[C in, F out]`
     pub fc1_w: &'a [u8],
-    /// [F]
+    /// `[F]`
     pub fc1_b: &'a [u8],
-    /// [F in, C out]
+    /// `[F in, C out]`
     pub fc2_w: &'a [u8],
-    /// [C]
+    /// `[C]`
     pub fc2_b: &'a [u8],
 }
 
@@ -39,18 +39,18 @@ pub struct Layer<'a> {
 #[derive(Debug, Clone)]
 pub struct Model<'a> {
     blob: Blob<'a>,
-    /// [V, C] row-major
+    /// `[V, C]` row-major
     pub(crate) tok_emb: &'a [u8],
-    /// [T, C] row-major
+    /// `[T, C]` row-major
     pub(crate) pos_emb: &'a [u8],
     pub(crate) layers: heapless::Vec<Layer<'a>, MAX_LAYERS>,
-    /// [C]
+    /// `[C]`
     pub(crate) ln_f_w: &'a [u8],
-    /// [C]
+    /// `[C]`
     pub(crate) ln_f_b: &'a [u8],
-    /// [C in, V out]
+    /// `[C in, V out]`
     pub(crate) head_w: &'a [u8],
-    /// [V]
+    /// `[V]`
     pub(crate) head_b: &'a [u8],
 }
 

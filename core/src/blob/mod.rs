@@ -1,5 +1,5 @@
 //! Blob format v1: the self-describing weight file (`.tpb`). The format is specified in the
-//! crate docs (section "Blob format v1"); [`write`] and [`parse`] are its only implementations.
+//! crate docs (section "Blob format v1"); [`write()`] and [`parse`] are its only implementations.
 
 mod parse;
 mod write;
@@ -156,7 +156,7 @@ pub(crate) struct HeaderHead<'a> {
     pub n_tensors: u32,
 }
 
-/// One tensor directory entry (postcard values following [`HeaderHead`]).
+/// One tensor directory entry (postcard values following the header head; see the crate docs).
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq)]
 pub struct TensorEntry<'a> {
     /// Canonical name.

@@ -229,7 +229,7 @@ fn plan(input: &BlobInput) -> Result<Plan, Error> {
     })
 }
 
-/// Exact length in bytes of the blob [`write`] produces for `input` (validates `input`).
+/// Exact length in bytes of the blob [`write()`] produces for `input` (validates `input`).
 pub fn encoded_len(input: &BlobInput) -> Result<usize, Error> {
     let p = plan(input)?;
     usize::try_from(p.total_len).map_err(|_| Error::OutputTooSmall {
