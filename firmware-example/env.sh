@@ -15,6 +15,7 @@ REPO_DIR=$(cd "$FW_DIR/.." && pwd)
 # so the test command's own host build is reused.
 FW_TARGET_DIR=${TINYPOET_FW_TARGET_DIR:-$FW_DIR/target}
 HOST_TARGET_DIR=${CARGO_TARGET_DIR:-$REPO_DIR/target}
+FW_ORIG_PATH=$PATH
 
 fw_log() { printf '[firmware] %s\n' "$*" >&2; }
 
@@ -53,12 +54,23 @@ fw_setup() {
     fi
     if [ "$route" = debian ]; then
         fw_log "toolchain: Debian rustc-web + lld + rust-web-src, build-std=core"
-        fw_apt_install rustc-web cargo-web lld
-        if [ ! -f /usr/lib/rustlib/src/rust/library/Cargo.lock ]; then
+        # Always refresh the lists: bookworm's own rustc-web (1.85) is too old for the core;
+        # bookworm-security has a newer one (1.96 when this was written), and install upgrades.
+        command -v apt-get >/dev/null 2>&1 || { fw_log "no apt-get: install a Rust toolchain by hand"; return 1; }
+        _fw_sudo apt-get update -qq
+        _fw_apt_updated=1
+        DEBIAN_FRONTEND=noninteractive _fw_sudo apt-get install -y -qq --no-install-recommends \
+            rustc-web cargo-web lld >&2
+        # The library source must match the compiler exactly (embedded.md §4). dpkg-deb -x takes
+        # seconds where installing the package takes minutes; a marker records for which rustc.
+        local want marker=/usr/lib/rustlib/src/rust/.tinypoet-rustc-version
+        want=$(/usr/bin/rustc --version)
+        if [ ! -f /usr/lib/rustlib/src/rust/library/Cargo.lock ] || [ "$(cat "$marker" 2>/dev/null)" != "$want" ]; then
             local tmp
             tmp=$(mktemp -d)
             (cd "$tmp" && apt-get download rust-web-src >&2 && _fw_sudo dpkg-deb -x rust-web-src_*.deb /)
             rm -rf "$tmp"
+            echo "$want" | _fw_sudo tee "$marker" >/dev/null
         fi
         export PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
         export CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER=ld.lld
@@ -78,7 +90,10 @@ fw_cargo() {
 
 # host_cargo ARGS...: cargo for the host workspace (rustup's or Debian's toolchain as found).
 host_cargo() {
-    (cd "$REPO_DIR" && env -u RUSTC_BOOTSTRAP CARGO_TARGET_DIR=$HOST_TARGET_DIR cargo "$@")
+    # The caller's toolchain (not the Debian route's PATH/RUSTC), so the test command's own host
+    # build in the same target directory is reused.
+    (cd "$REPO_DIR" && env -u RUSTC_BOOTSTRAP -u RUSTC PATH="$FW_ORIG_PATH" \
+        CARGO_TARGET_DIR="$HOST_TARGET_DIR" cargo "$@")
 }
 
 # fw_elf TARGET: path of the firmware ELF after fw_cargo build --release --target TARGET.
