@@ -149,6 +149,46 @@ fn parts(model: &Model, backend: Backend) {
         y.fill(0.0);
         kernels::matvec_f16(backend, &mut y, &x, head.bytes, cfg.vocab_size)
     });
+    // experiment: the same head in 64-output tiles [V/64][C][64] (contiguous per tile)
+    let (v, c) = (cfg.vocab_size, cfg.dim);
+    let mut tiled = vec![0u8; head.bytes.len()];
+    let mut at = 0;
+    for o0 in (0..v).step_by(64) {
+        let w = 64.min(v - o0);
+        for k in 0..c {
+            for o in o0..o0 + w {
+                tiled[at..at + 2]
+                    .copy_from_slice(&head.bytes[2 * (k * v + o)..2 * (k * v + o) + 2]);
+                at += 2;
+            }
+        }
+    }
+    let t_tiled = min_us(&mut || {
+        y.fill(0.0);
+        let mut off = 0;
+        for o0 in (0..v).step_by(64) {
+            let w = 64.min(v - o0);
+            kernels::matvec_f16(
+                backend,
+                &mut y[o0..o0 + w],
+                &x,
+                &tiled[off..off + 2 * w * c],
+                w,
+            );
+            off += 2 * w * c;
+        }
+    });
+    println!("head tiled {t_tiled:.1} us");
+    // in-cache: 1024 outputs (128 KiB of weights) x 8 repetitions = same MACs as ~8192 outputs
+    let t_cached = min_us(&mut || {
+        for _ in 0..8 {
+            kernels::matvec_f16(backend, &mut y[..1024], &x, head.bytes, cfg.vocab_size);
+        }
+    });
+    println!(
+        "head-sized MACs from L2: {:.1} us (scaled to V)",
+        t_cached * v as f64 / 8192.0
+    );
     let mut l = y.clone();
     let t_soft = min_us(&mut || {
         l.copy_from_slice(&y);

@@ -1,7 +1,7 @@
 //! Incremental decoding with a KV cache, in a caller-provided buffer of fixed size.
 
 use crate::config::{Config, Token};
-use crate::kernels::{self, f16_to_f32, f32_to_f16_bits, Backend};
+use crate::kernels::{self, Backend};
 use crate::model::Model;
 use crate::Error;
 
@@ -109,9 +109,17 @@ fn take_u16<'a>(rest: &mut &'a mut [f32], n: usize) -> &'a mut [u16] {
     &mut bytemuck::cast_slice_mut::<f32, u16>(w)[..n]
 }
 
-/// out = (x - mean) * rstd * w + b, mean and biased variance summed in index order,
-/// rstd = 1 / sqrtf(var + eps).
-fn layernorm(out: &mut [f32], x: &[f32], w: &[u8], b: &[u8], eps: f32) {
+/// out = ((x - mean) * rstd) * w + b, mean and biased variance summed in index order,
+/// rstd = 1 / sqrtf(var + eps). `wtmp` ([C]) receives the f32 copy of `w`.
+fn layernorm(
+    be: Backend,
+    out: &mut [f32],
+    wtmp: &mut [f32],
+    x: &[f32],
+    w: &[u8],
+    b: &[u8],
+    eps: f32,
+) {
     let n = x.len() as f32;
     let mut sum = 0.0f32;
     for &v in x {
@@ -126,14 +134,12 @@ fn layernorm(out: &mut [f32], x: &[f32], w: &[u8], b: &[u8], eps: f32) {
     }
     let var = var / n;
     let rstd = 1.0 / libm::sqrtf(var + eps);
-    for (i, (o, &v)) in out.iter_mut().zip(x).enumerate() {
-        let (wi, bi) = match (w.get(2 * i..2 * i + 2), b.get(2 * i..2 * i + 2)) {
-            (Some(w), Some(b)) => (f16_to_f32(w[0], w[1]), f16_to_f32(b[0], b[1])),
-            _ => (1.0, 0.0),
-        };
+    kernels::f16_to_f32_slice(be, wtmp, w);
+    kernels::f16_to_f32_slice(be, out, b);
+    for ((o, &v), &wi) in out.iter_mut().zip(x).zip(wtmp.iter()) {
         let norm = (v - mean) * rstd;
         let scaled = norm * wi;
-        *o = scaled + bi;
+        *o = scaled + *o;
     }
 }
 
@@ -301,7 +307,15 @@ impl<'a> Decoder<'a> {
     pub(crate) fn recompute_logits(&mut self) {
         let m = self.model;
         let cfg = *m.config();
-        layernorm(self.xb, self.x, m.ln_f_w, m.ln_f_b, cfg.ln_eps);
+        layernorm(
+            self.backend,
+            self.xb,
+            self.k,
+            self.x,
+            m.ln_f_w,
+            m.ln_f_b,
+            cfg.ln_eps,
+        );
         kernels::f16_to_f32_slice(self.backend, self.logits, m.head_b);
         kernels::matvec_f16(self.backend, self.logits, self.xb, m.head_w, cfg.vocab_size);
     }
@@ -350,19 +364,15 @@ impl<'a> Decoder<'a> {
         // x = tok_emb[token] + pos_emb[pos]                                  [C]
         let te = m.tok_emb.get(2 * tok * c..2 * (tok + 1) * c).unwrap_or(&[]);
         let pe = m.pos_emb.get(2 * pos * c..2 * (pos + 1) * c).unwrap_or(&[]);
-        for (i, xi) in self.x.iter_mut().enumerate() {
-            let a = te
-                .get(2 * i..2 * i + 2)
-                .map_or(0.0, |h| f16_to_f32(h[0], h[1]));
-            let b = pe
-                .get(2 * i..2 * i + 2)
-                .map_or(0.0, |h| f16_to_f32(h[0], h[1]));
-            *xi = a + b;
+        kernels::f16_to_f32_slice(be, self.x, te);
+        kernels::f16_to_f32_slice(be, self.xb, pe);
+        for (xi, &p) in self.x.iter_mut().zip(self.xb.iter()) {
+            *xi += p;
         }
 
         for (l, w) in m.layers.iter().enumerate() {
             // ---- attention: x = x + proj(MHA(LN1(x))) ----
-            layernorm(self.xb, self.x, w.ln1_w, w.ln1_b, cfg.ln_eps);
+            layernorm(be, self.xb, self.k, self.x, w.ln1_w, w.ln1_b, cfg.ln_eps);
             // q, k, v = xb · W{q,k,v}ᵀ (no bias)                           [C]
             self.q.fill(0.0);
             self.k.fill(0.0);
@@ -375,16 +385,21 @@ impl<'a> Decoder<'a> {
             let vbase = l * t_max * c + pos * c;
             match (&mut self.key_cache, &mut self.value_cache) {
                 (Kv::F16(kc), Kv::F16(vc)) => {
-                    for i in 0..c {
-                        let kb = f32_to_f16_bits(self.k[i]).to_le_bytes();
+                    // round k and v to f16 once, into xb2 viewed as 2C u16 (xb2 is only
+                    // written later, by the attention heads), then scatter k into its
+                    // column and copy v into its row
+                    let (kh, vh) = bytemuck::cast_slice_mut::<f32, u16>(self.xb2).split_at_mut(c);
+                    kernels::f32_to_f16_slice(be, kh, self.k);
+                    kernels::f32_to_f16_slice(be, vh, self.v);
+                    for (i, &h) in kh.iter().enumerate() {
                         let at = 2 * (kbase + i * t_max + pos);
                         if let Some(d) = kc.get_mut(at..at + 2) {
-                            d.copy_from_slice(&kb);
+                            d.copy_from_slice(&h.to_le_bytes());
                         }
-                        let vb = f32_to_f16_bits(self.v[i]).to_le_bytes();
-                        let at = 2 * (vbase + i);
-                        if let Some(d) = vc.get_mut(at..at + 2) {
-                            d.copy_from_slice(&vb);
+                    }
+                    if let Some(d) = vc.get_mut(2 * vbase..2 * (vbase + vh.len())) {
+                        for (d, &h) in d.chunks_exact_mut(2).zip(vh.iter()) {
+                            d.copy_from_slice(&h.to_le_bytes());
                         }
                     }
                 }
@@ -440,7 +455,7 @@ impl<'a> Decoder<'a> {
             }
 
             // ---- feed-forward: x = x + fc2(relu(fc1(LN2(x)))) ----
-            layernorm(self.xb, self.x, w.ln2_w, w.ln2_b, cfg.ln_eps);
+            layernorm(be, self.xb, self.k, self.x, w.ln2_w, w.ln2_b, cfg.ln_eps);
             kernels::f16_to_f32_slice(be, self.hb, w.fc1_b); //                                      [F]
             kernels::matvec_f16(be, self.hb, self.xb, w.fc1_w, cfg.ffn_dim);
             for hv in self.hb.iter_mut() {

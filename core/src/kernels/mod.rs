@@ -167,6 +167,26 @@ pub fn f16_to_f32_slice(backend: Backend, dst: &mut [f32], src: &[u8]) {
     }
 }
 
+/// `dst[i] = f16 bits of src[i]`, round to nearest even (exact same result on every backend).
+/// Converts `min(dst.len(), src.len())` values.
+#[inline]
+pub fn f32_to_f16_slice(backend: Backend, dst: &mut [u16], src: &[f32]) {
+    let n = dst.len().min(src.len());
+    let (dst, src) = (&mut dst[..n], &src[..n]);
+    match backend {
+        #[cfg(target_arch = "x86_64")]
+        Backend::X86Avx512 if x86::has_avx512() => {
+            // SAFETY: CPU support checked; lengths equal.
+            unsafe { x86::f32_to_f16_avx512(dst, src) }
+        }
+        _ => {
+            for (d, &v) in dst.iter_mut().zip(src) {
+                *d = f32_to_f16_bits(v);
+            }
+        }
+    }
+}
+
 /// `libm::expf` on 16 values through the backend's vector code (exposed for the exactness
 /// tests; equals `libm::expf` bit for bit).
 pub fn expf16(backend: Backend, x: &[f32; 16], out: &mut [f32; 16]) {
