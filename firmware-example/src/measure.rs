@@ -319,5 +319,14 @@ pub fn run(model: &Model) -> Result<(), FwError> {
         mean_sample,
         pct(mean_sample as f64)
     );
+    if let Some(i) = slide_index {
+        let s = feed_i[i] as f64 / N as f64;
+        println!(
+            "  slide, amortised     {:>9.0} ({:.1}%)  (one re-prefill of {} tokens / {N})",
+            s,
+            pct(s),
+            t / 2
+        );
+    }
     Ok(())
 }
