@@ -24,8 +24,11 @@ torch = [json.loads(j) for k, j in rows if k == "torch"]
 cb = max(c["best_chars_per_s"] for c in core); tb = max(t["best_chars_per_s"] for t in torch)
 cm = statistics.median(c["median_chars_per_s"] for c in core); tm = statistics.median(t["median_chars_per_s"] for t in torch)
 loads = [r["load1"] for r in core + torch]
+cc = max(c["cpu_chars_per_s"] for c in core); tc = max(t["cpu_chars_per_s"] for t in torch)
 print(f"tinypoet-core ({core[0]['backend']}, KV {core[0]['kv']}): best {cb:.0f} chars/s, median {cm:.0f}")
 print(f"PyTorch {torch[0]['torch']} (1 thread, KV cache):  best {tb:.0f} chars/s, median {tm:.0f}")
-print(f"ratio best/best {cb / tb:.1f}x, median/median {cm / tm:.1f}x; load average {min(loads):.2f}..{max(loads):.2f}")
+print(f"per CPU second: tinypoet-core {cc:.0f} chars/s, PyTorch {tc:.0f} chars/s")
+print(f"ratio best/best {cb / tb:.1f}x, median/median {cm / tm:.1f}x, per CPU second {cc / tc:.1f}x; "
+      f"load average {min(loads):.2f}..{max(loads):.2f} on {__import__('os').cpu_count()} CPUs")
 PY
 rm -f "$OUT"

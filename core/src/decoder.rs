@@ -28,11 +28,11 @@ pub const fn state_words(cfg: &Config, kv: KvPrecision) -> usize {
         cfg.ffn_dim,
         cfg.n_layers,
     );
-    // x, xb, xb2, q, k, v: [C] each; hb: [F]; att: [T]; logits: [V]
+    // x, xb, xb2, q, k, v: [C] each; hb: [F]; att: [H][T]; logits: [V]
     let acts = c
         .saturating_mul(6)
         .saturating_add(f)
-        .saturating_add(t)
+        .saturating_add(t.saturating_mul(cfg.n_heads))
         .saturating_add(v);
     // key cache [L][C][T] + value cache [L][T][C]
     let kv_elems = l.saturating_mul(c).saturating_mul(t).saturating_mul(2);
@@ -50,7 +50,7 @@ pub const fn state_bytes(cfg: &Config, kv: KvPrecision) -> usize {
     state_words(cfg, kv).saturating_mul(4)
 }
 
-/// Run state of the default Tang model with an f16 KV cache, in bytes (310.1 KiB).
+/// Run state of the default Tang model with an f16 KV cache, in bytes (313.1 KiB).
 pub const TANG_STATE_BYTES: usize = state_bytes(&Config::TANG, KvPrecision::F16);
 const _: () = assert!(
     TANG_STATE_BYTES <= 320 * 1024,
@@ -84,7 +84,7 @@ pub struct Decoder<'a> {
     v: &'a mut [f32],
     /// FFN hidden [F]
     hb: &'a mut [f32],
-    /// attention scores / probabilities of one head [T]
+    /// attention scores / probabilities of every head [H][T]
     att: &'a mut [f32],
     /// `[V]`
     logits: &'a mut [f32],
@@ -139,7 +139,7 @@ fn layernorm(
     for ((o, &v), &wi) in out.iter_mut().zip(x).zip(wtmp.iter()) {
         let norm = (v - mean) * rstd;
         let scaled = norm * wi;
-        *o = scaled + *o;
+        *o += scaled; // = scaled + b (IEEE addition is commutative)
     }
 }
 
@@ -185,7 +185,7 @@ impl<'a> Decoder<'a> {
         let k = take(&mut rest, c);
         let vv = take(&mut rest, c);
         let hb = take(&mut rest, f);
-        let att = take(&mut rest, t);
+        let att = take(&mut rest, cfg.n_heads * t);
         let logits = take(&mut rest, v);
         let half = l * c * t;
         let (key_cache, value_cache) = match kv {
@@ -418,7 +418,7 @@ impl<'a> Decoder<'a> {
             let n_ctx = pos + 1;
             for h in 0..cfg.n_heads {
                 let qh = &self.q[h * hd..(h + 1) * hd];
-                let att = &mut self.att[..n_ctx];
+                let att = &mut self.att[h * t_max..h * t_max + n_ctx];
                 // scores: att[t] = sum_d q[d] * K[l][h*hd+d][t], then * attn_scale   [n_ctx]
                 att.fill(0.0);
                 let krow = kbase + h * hd * t_max;
@@ -434,16 +434,27 @@ impl<'a> Decoder<'a> {
                     *a *= cfg.attn_scale;
                 }
                 kernels::softmax(be, att);
-                // out[d] = sum_t att[t] * V[l][t][h*hd+d]                         [hd]
-                let out = &mut self.xb2[h * hd..(h + 1) * hd];
-                out.fill(0.0);
-                let vrow = l * t_max * c + h * hd;
-                match &self.value_cache {
-                    Kv::F16(vc) => {
-                        kernels::matvec_f16(be, out, att, vc.get(2 * vrow..).unwrap_or(&[]), c)
-                    }
-                    Kv::F32(vc) => {
-                        kernels::matvec_f32(be, out, att, vc.get(vrow..).unwrap_or(&[]), c)
+            }
+            // out[h*hd+d] = sum_t att[h][t] * V[l][t][h*hd+d]  (all heads)          [C]
+            self.xb2.fill(0.0);
+            let vrow = l * t_max * c;
+            match &self.value_cache {
+                Kv::F16(vc) => kernels::attn_values_f16(
+                    be,
+                    self.xb2,
+                    self.att,
+                    t_max,
+                    n_ctx,
+                    vc.get(2 * vrow..).unwrap_or(&[]),
+                    c,
+                    hd,
+                ),
+                Kv::F32(vc) => {
+                    for h in 0..cfg.n_heads {
+                        let out = &mut self.xb2[h * hd..(h + 1) * hd];
+                        let att = &self.att[h * t_max..h * t_max + n_ctx];
+                        let v = vc.get(vrow + h * hd..).unwrap_or(&[]);
+                        kernels::matvec_f32(be, out, att, v, c);
                     }
                 }
             }

@@ -100,10 +100,10 @@
 //! ## Memory
 //!
 //! [`Decoder`] keeps all run state in one caller buffer of exactly [`state_words`] f32 words
-//! (a wrong length is [`Error::BufferSize`]): activations (`6 C + F + T`), logits (`V`, reused
+//! (a wrong length is [`Error::BufferSize`]): activations (`6 C + F + H T`), logits (`V`, reused
 //! as probabilities by the sampler), the KV cache (`2 L T C` values, f16 by default or f32),
 //! the token history (`T` u16) and the sampler index scratch (`V` u16). For the Tang model with
-//! an f16 cache that is [`TANG_STATE_BYTES`] = 317,528 bytes (310.1 KiB); a compile-time
+//! an f16 cache that is [`TANG_STATE_BYTES`] = 320,600 bytes (313.1 KiB); a compile-time
 //! assertion keeps it <= 320 KiB. Nothing else is allocated; stack use is small (< 2 KiB plus
 //! the generator's 128-byte stop buffer).
 //!

@@ -137,6 +137,51 @@ pub fn matvec_f32(backend: Backend, y: &mut [f32], x: &[f32], w: &[f32], stride:
     }
 }
 
+/// Attention outputs of all heads:
+/// `out[h*hd + d] += sum_{t = 0..n ascending} att[h*att_stride + t] * v[t*stride + h*hd + d]`
+/// with f16 `v` (the value cache rows). Equal, bit for bit, to one [`matvec_f16`] per head; the
+/// AVX-512 path runs all heads in one pass so the position loop is not latency-bound.
+#[allow(clippy::too_many_arguments)]
+#[inline]
+pub fn attn_values_f16(
+    backend: Backend,
+    out: &mut [f32],
+    att: &[f32],
+    att_stride: usize,
+    n: usize,
+    v: &[u8],
+    stride: usize,
+    hd: usize,
+) {
+    let c = out.len();
+    if hd == 0 || n == 0 || !c.is_multiple_of(hd) || n > att_stride {
+        return;
+    }
+    let heads = c / hd;
+    let att_ok = att.len() >= (heads - 1) * att_stride + n;
+    let v_ok = fits(c, n, stride, v.len() / 2);
+    if !(att_ok && v_ok) {
+        debug_assert!(false, "attn_values_f16: inputs too short");
+        return;
+    }
+    #[cfg(target_arch = "x86_64")]
+    if backend == Backend::X86Avx512 && x86::has_avx512() && c.is_multiple_of(64) && hd.is_multiple_of(8) {
+        // SAFETY: CPU support and every bound checked above.
+        unsafe { x86::attn_values_f16_avx512(out, att, att_stride, n, v, stride, hd) };
+        return;
+    }
+    for h in 0..heads {
+        let a = &att[h * att_stride..h * att_stride + n];
+        matvec_f16(
+            backend,
+            &mut out[h * hd..(h + 1) * hd],
+            a,
+            &v[2 * h * hd..],
+            stride,
+        );
+    }
+}
+
 /// In-place softmax with `libm::expf` and the summation order of [`scalar::softmax`]
 /// (bit-identical on every backend).
 #[inline]

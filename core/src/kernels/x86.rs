@@ -391,3 +391,47 @@ pub unsafe fn f32_to_f16_avx512(dst: &mut [u16], src: &[f32]) {
         i += 16;
     }
 }
+
+/// All heads' attention outputs at once, 64 outputs (8 accumulators) per tile; see
+/// [`super::attn_values_f16`]. Accumulator `j` covers outputs `o+8j..o+8j+8` of head
+/// `(o+8j) / hd`, so each output still sums over positions in order.
+///
+/// # Safety
+/// CPU has avx512f/bw/vl; `out.len() % 64 == 0`, `hd % 8 == 0`, and the bounds checked by
+/// the dispatcher: `att[h*att_stride + t]` and `v[t*stride + c]` exist for all h, t < n, c.
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+pub unsafe fn attn_values_f16_avx512(
+    out: &mut [f32],
+    att: &[f32],
+    att_stride: usize,
+    n: usize,
+    v: &[u8],
+    stride: usize,
+    hd: usize,
+) {
+    let c = out.len();
+    let vp = v.as_ptr() as *const u16;
+    let ap = att.as_ptr();
+    let op = out.as_mut_ptr();
+    let mut o = 0;
+    while o + 64 <= c {
+        let mut acc = [_mm256_setzero_ps(); 8];
+        let mut arow = [ap; 8];
+        for j in 0..8 {
+            acc[j] = _mm256_loadu_ps(op.add(o + 8 * j));
+            arow[j] = ap.add((o + 8 * j) / hd * att_stride);
+        }
+        for t in 0..n {
+            let p = vp.add(t * stride + o);
+            for j in 0..8 {
+                let a = _mm256_set1_ps(*arow[j].add(t));
+                let wv = _mm256_cvtph_ps(_mm_loadu_si128(p.add(8 * j) as *const __m128i));
+                acc[j] = _mm256_add_ps(acc[j], _mm256_mul_ps(wv, a));
+            }
+        }
+        for (j, a) in acc.iter().enumerate() {
+            _mm256_storeu_ps(op.add(o + 8 * j), *a);
+        }
+        o += 64;
+    }
+}
