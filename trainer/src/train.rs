@@ -708,8 +708,14 @@ fn progress_bar(io: &RunIo, steps: u64, pos: u64) -> ProgressBar {
     }
     let pb = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
     pb.set_style(
-        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {per_sec}  ETA {eta}  {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {rate}  ETA {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key(
+                "rate",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.2} steps/s", s.per_sec());
+                },
+            ),
     );
     pb.set_position(pos);
     pb.reset_eta();

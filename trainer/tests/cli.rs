@@ -140,6 +140,13 @@ fn train_export_inspect_eval_generate() {
     assert!(text.ends_with('\n'));
     assert!(!text.contains("seed"));
     assert!(stderr(&a).contains("seed 7"));
+    // The model can also come from $TINYPOET_MODEL (no --model).
+    let via_env = Command::new(exe())
+        .args(["generate", "--seed", "7", "--max-len", "40"])
+        .env("TINYPOET_MODEL", &blob)
+        .output()
+        .unwrap();
+    assert_eq!(via_env.stdout, a.stdout, "{}", stderr(&via_env));
     let other: Vec<String> = (0..5).map(|s| stdout(&gen(&s.to_string()))).collect();
     assert!(
         other.iter().any(|t| *t != text),
