@@ -59,10 +59,14 @@ fn options(steps: u64) -> TrainOptions {
 }
 
 fn io(dir: &std::path::Path) -> RunIo<'static> {
+    io_threads(dir, 2)
+}
+
+fn io_threads(dir: &std::path::Path, threads: usize) -> RunIo<'static> {
     RunIo {
         out_dir: dir.to_path_buf(),
         interrupt: None,
-        threads: 2,
+        threads,
         progress: false,
         print: false,
     }
@@ -146,4 +150,24 @@ fn twenty_steps_equal_ten_plus_resume_plus_ten_bit_for_bit() {
         assert!((f.train_loss - c.train_loss).abs() < 1e-12);
         assert_eq!(f.sample, c.sample);
     }
+}
+
+#[test]
+fn the_thread_count_does_not_change_the_run() {
+    let (vocab, ids) = corpus();
+    let split = ids.len() * 9 / 10;
+    let data = TrainData {
+        vocab: &vocab,
+        train: &ids[..split],
+        eval: &ids[split..],
+        dataset_hash: "00".repeat(32),
+    };
+    let one = tempfile::tempdir().unwrap();
+    let two = tempfile::tempdir().unwrap();
+    let a = train::train(&data, Start::Fresh(options(12)), &io_threads(one.path(), 1)).unwrap();
+    let b = train::train(&data, Start::Fresh(options(12)), &io_threads(two.path(), 3)).unwrap();
+    assert_same_state(
+        &checkpoint::load(&a.checkpoint_path).unwrap(),
+        &checkpoint::load(&b.checkpoint_path).unwrap(),
+    );
 }
