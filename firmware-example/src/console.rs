@@ -57,7 +57,7 @@ pub fn write_bytes(bytes: &[u8]) {
     }
 }
 
-/// `core::fmt` sink for [`print!`]-style output.
+/// `core::fmt` sink for `print!`-style output.
 pub struct Console;
 
 impl Write for Console {
