@@ -305,7 +305,7 @@ impl<F: Float> Model<F> {
         let n = b * t;
         let (nc, nf) = (n * c, n * f);
         let scale = F::from_f64(cfg.attn_scale as f64);
-        let r = p.layout.ranges().clone();
+        let r = p.layout.ranges();
         let w = &p.data;
         let gd = &mut g.data[..];
         let dims = AttnDims {

@@ -135,6 +135,7 @@ impl Float for f32 {
         // SAFETY: the three extent checks above prove every index the kernel touches
         // (max over i<m, j<n of i·rs + j·cs) lies inside the corresponding slice, and
         // strides are non-negative, so no out-of-bounds access is possible.
+        let _inside = GemmScope::enter();
         unsafe {
             ::gemm::gemm(
                 m,
@@ -217,6 +218,7 @@ impl Float for f64 {
         gemm::check_extent(k, n, b.len(), rsb, csb, "B");
         gemm::check_extent(m, n, c.len(), rsc, csc, "C");
         // SAFETY: as for f32 above.
+        let _inside = GemmScope::enter();
         unsafe {
             ::gemm::gemm(
                 m,
@@ -273,6 +275,35 @@ pub fn exp_f32(x: f32) -> f32 {
     let ni = t.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
     let pow2n = f32::from_bits(((ni + 127) as u32) << 23);
     p * pow2n
+}
+
+thread_local! {
+    static GEMM_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Marks the current thread as inside a GEMM-crate call (see [`inside_gemm`]).
+struct GemmScope;
+
+impl GemmScope {
+    #[inline]
+    fn enter() -> Self {
+        GEMM_DEPTH.with(|d| d.set(d.get() + 1));
+        GemmScope
+    }
+}
+
+impl Drop for GemmScope {
+    #[inline]
+    fn drop(&mut self) {
+        GEMM_DEPTH.with(|d| d.set(d.get() - 1));
+    }
+}
+
+/// Whether the current thread is inside a call into the GEMM crate. The crate allocates its
+/// packing scratch on every call (it has no API for caller-provided scratch); the allocation test
+/// uses this to tell those allocations apart from the trainer's own, which must be zero.
+pub fn inside_gemm() -> bool {
+    GEMM_DEPTH.with(|d| d.get() > 0)
 }
 
 /// Split `0..n` into fixed-size chunks of `chunk` items: the partition depends only on the
