@@ -298,6 +298,43 @@ impl<'a> Decoder<'a> {
         Ok(self.logits)
     }
 
+    /// Evaluation fast path: reset, feed `inputs` one by one and return the summed negative
+    /// log-likelihood (nats, f64) of `targets[i]` under the logits after `inputs[i]`:
+    /// `sum_i logsumexp(l_i) - l_i[targets[i]]`, with the log-sum-exp taken in f64
+    /// (`libm::exp`/`libm::log`, max-shifted, summed in id order). Divide by `inputs.len()` for
+    /// the mean loss. `inputs` and `targets` must have the same non-zero length; windows longer
+    /// than the context slide as usual.
+    pub fn window_nll(&mut self, inputs: &[Token], targets: &[Token]) -> Result<f64, Error> {
+        if inputs.is_empty() || inputs.len() != targets.len() {
+            return Err(Error::EmptyInput);
+        }
+        let v = self.config().vocab_size;
+        if let Some(&t) = targets.iter().find(|&&t| t as usize >= v) {
+            return Err(Error::TokenOutOfRange {
+                token: t as u32,
+                vocab_size: v,
+            });
+        }
+        self.reset();
+        let mut total = 0.0f64;
+        for (&x, &y) in inputs.iter().zip(targets) {
+            let logits = self.feed(x)?;
+            let mut m = f64::NEG_INFINITY;
+            for &l in logits.iter() {
+                if (l as f64) > m {
+                    m = l as f64;
+                }
+            }
+            let mut z = 0.0f64;
+            for &l in logits.iter() {
+                z += libm::exp(l as f64 - m);
+            }
+            let ly = logits.get(y as usize).copied().unwrap_or(0.0) as f64;
+            total += m + libm::log(z) - ly;
+        }
+        Ok(total)
+    }
+
     /// Feed without computing logits (prefill of all but the last prompt token).
     pub(crate) fn step_no_logits(&mut self, token: Token) -> Result<(), Error> {
         self.step(token, false)

@@ -118,12 +118,17 @@
 //! ## Determinism
 //!
 //! Guaranteed: for the same (blob, prompt, settings, seed) every backend and target produces
-//! bit-identical logits and therefore identical text. How:
+//! bit-identical logits and therefore identical text (tested on the host: scalar, AVX2 + F16C
+//! and AVX-512 give identical logits over 300 positions including context slides). How:
 //! * every mat-vec (Linear layers, LM head, attention scores over positions, attention
 //!   output over positions) uses one order: `y[o] = init; for k in 0..n { y[o] = y[o] + w*x }`
 //!   with a separate multiply and add (no FMA; see [`kernels`]); SIMD lanes are outputs;
-//! * LayerNorm, softmax and residual adds are scalar loops in index order;
-//!   `libm::expf`/`libm::sqrtf` only (no `std` float functions);
+//! * LayerNorm (two-pass mean/variance) and residual adds run in index order; softmax uses
+//!   `libm::expf` (the AVX-512 path evaluates libm's algorithm lane by lane and is tested bit
+//!   for bit against it), 16 lane partial sums combined in lane order, then a division
+//!   ([`kernels::scalar::softmax`]); `libm::sqrtf`; no `std` float functions anywhere;
+//! * the attention output of all heads is one pass over positions per layer, each output a
+//!   sequential sum ([`kernels::attn_values_f16`]), equal to one mat-vec per head;
 //! * f16 <-> f32 conversions are exact / round-to-nearest-even on every path;
 //! * the sampler draws from the documented [`Rng`] (PCG32) in a documented way.
 //!

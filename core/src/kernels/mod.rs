@@ -165,7 +165,11 @@ pub fn attn_values_f16(
         return;
     }
     #[cfg(target_arch = "x86_64")]
-    if backend == Backend::X86Avx512 && x86::has_avx512() && c.is_multiple_of(64) && hd.is_multiple_of(8) {
+    if backend == Backend::X86Avx512
+        && x86::has_avx512()
+        && c.is_multiple_of(64)
+        && hd.is_multiple_of(8)
+    {
         // SAFETY: CPU support and every bound checked above.
         unsafe { x86::attn_values_f16_avx512(out, att, att_stride, n, v, stride, hd) };
         return;

@@ -203,11 +203,12 @@ pub unsafe fn matvec_f16_avx2(y: &mut [f32], x: &[f32], w: &[u8], stride: usize)
 // per lane. It is used for lanes with |x| < 86 (|k| <= 124, so the final scaling is one exact
 // multiply); other lanes (and NaN) go through scalar `libm::expf`.
 
-const LN2_HI: f32 = 6.931_457_5e-1; // 0x3f317200
-const LN2_LO: f32 = 1.428_606_8e-6; // 0x35bfbe8e
-const INV_LN2: f32 = 1.442_695_1; // 0x3fb8aa3b
-const P1: f32 = 1.666_662_5e-1; // 0x3e2aaa8f
-const P2: f32 = -2.766_733_3e-3; // 0xbb355215
+// The exact bit patterns of libm's constants (decimal literals can round differently).
+const LN2_HI: f32 = f32::from_bits(0x3f31_7200);
+const LN2_LO: f32 = f32::from_bits(0x35bf_be8e);
+const INV_LN2: f32 = f32::from_bits(0x3fb8_aa3b);
+const P1: f32 = f32::from_bits(0x3e2a_aa8f);
+const P2: f32 = f32::from_bits(0xbb35_5215);
 
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn expf_avx512(x: __m512) -> (__m512, __mmask16) {
