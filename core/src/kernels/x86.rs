@@ -210,6 +210,7 @@ const INV_LN2: f32 = f32::from_bits(0x3fb8_aa3b);
 const P1: f32 = f32::from_bits(0x3e2a_aa8f);
 const P2: f32 = f32::from_bits(0xbb35_5215);
 
+#[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn expf_avx512(x: __m512) -> (__m512, __mmask16) {
     let bits = _mm512_castps_si512(x);
@@ -299,17 +300,10 @@ pub unsafe fn softmax_avx512(x: &mut [f32]) {
     let m = _mm512_reduce_max_ps(mvec);
     let mv = _mm512_set1_ps(m);
     let mut acc = _mm512_setzero_ps();
-    let mut i = 0;
-    while i < n {
-        let left = n - i;
-        let mask: u16 = if left >= 16 {
-            0xFFFF
-        } else {
-            (1u16 << left) - 1
-        };
+    // exp of 16 lanes; lanes outside libm's fast range go through scalar libm::expf
+    let exp_at = |i: usize, mask: u16| -> __m512 {
         let v = _mm512_maskz_loadu_ps(mask, p.add(i));
-        let d = _mm512_sub_ps(v, mv);
-        let (mut e, ok) = expf_avx512(d);
+        let (mut e, ok) = expf_avx512(_mm512_sub_ps(v, mv));
         let slow = mask & !ok;
         if slow != 0 {
             let mut tmp = [0f32; 16];
@@ -321,6 +315,28 @@ pub unsafe fn softmax_avx512(x: &mut [f32]) {
             }
             e = _mm512_loadu_ps(tmp.as_ptr());
         }
+        e
+    };
+    let mut i = 0;
+    // two independent vectors per iteration (the expf chain is long); the sum still adds
+    // element i to lane i % 16 in ascending i
+    while i + 32 <= n {
+        let e0 = exp_at(i, 0xFFFF);
+        let e1 = exp_at(i + 16, 0xFFFF);
+        _mm512_storeu_ps(p.add(i), e0);
+        _mm512_storeu_ps(p.add(i + 16), e1);
+        acc = _mm512_add_ps(acc, e0);
+        acc = _mm512_add_ps(acc, e1);
+        i += 32;
+    }
+    while i < n {
+        let left = n - i;
+        let mask: u16 = if left >= 16 {
+            0xFFFF
+        } else {
+            (1u16 << left) - 1
+        };
+        let e = exp_at(i, mask);
         _mm512_mask_storeu_ps(p.add(i), mask, e);
         acc = _mm512_mask_add_ps(acc, mask, acc, e);
         i += 16;
