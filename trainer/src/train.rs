@@ -571,7 +571,7 @@ fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<R
 
         let stop = io.interrupt.is_some_and(|f| f.load(Ordering::SeqCst));
         let periodic = st.opts.checkpoint_every > 0 && st.step % st.opts.checkpoint_every == 0;
-        if (periodic || stop) && st.step < st.opts.steps {
+        if (periodic && st.step < st.opts.steps) || stop {
             checkpoint::save_atomic(&ckpt_path, &st.checkpoint(data))?;
             last_good = Some(st.step);
         }

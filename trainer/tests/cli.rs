@@ -63,6 +63,12 @@ fn train_export_inspect_eval_generate() {
     let svg = std::fs::read_to_string(run_dir.join("loss.svg")).unwrap();
     assert!(svg.contains("<polyline") && svg.contains("TutorialLLM"));
 
+    // A fresh run does not silently replace an existing run's checkpoint.
+    assert_one_line_error(
+        &train(&data, &run_dir, "30", "10", &[]),
+        "already holds a checkpoint",
+    );
+
     // export
     let blob = dir.path().join("model.tpb");
     let ckpt = run_dir.join("checkpoint.ckpt");

@@ -120,6 +120,10 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
+    /// Start a new run even if --out already holds a checkpoint (it is replaced at the first
+    /// save).
+    #[arg(long)]
+    pub overwrite: bool,
 }
 
 impl TrainArgs {
@@ -216,7 +220,18 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 checkpoint_every: Some(args.checkpoint_every),
             }
         }
-        None => Start::Fresh(args.options()),
+        None => {
+            let existing = args.out.join(train::CHECKPOINT_FILE);
+            if existing.exists() && !args.overwrite {
+                bail!(
+                    "{} already holds a checkpoint: continue it with --resume {}, or pass \
+                     --overwrite to start a new run there",
+                    args.out.display(),
+                    existing.display()
+                );
+            }
+            Start::Fresh(args.options())
+        }
     };
     let interrupt = install_ctrlc()?;
     let io = RunIo {
