@@ -111,7 +111,9 @@
 //!
 //! [`Decoder::feed`] runs one position and returns the logits of the next token;
 //! [`Decoder::prefill`] feeds many and runs the LM head only for the last; [`Decoder::reset`]
-//! starts over. When the context (T positions) is full, the next feed **slides**: the last
+//! starts over; [`Decoder::window_nll`] is the evaluation fast path (feed a window one token
+//! at a time and sum the f64 negative log-likelihood of the targets), which is how the
+//! trainer measures a blob's loss. When the context (T positions) is full, the next feed **slides**: the last
 //! [`Decoder::slide_keep`] tokens (default T/2) are re-prefilled at positions `0..keep` and the
 //! new token follows, so generation can run for any length.
 //!
