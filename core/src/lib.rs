@@ -104,8 +104,10 @@
 //! as probabilities by the sampler), the KV cache (`2 L T C` values, f16 by default or f32),
 //! the token history (`T` u16) and the sampler index scratch (`V` u16). For the Tang model with
 //! an f16 cache that is [`TANG_STATE_BYTES`] = 320,600 bytes (313.1 KiB); a compile-time
-//! assertion keeps it <= 320 KiB. Nothing else is allocated; stack use is small (< 2 KiB plus
-//! the generator's 128-byte stop buffer).
+//! assertion keeps it <= 320 KiB. Nothing else is allocated. A [`Model`] (the weight table,
+//! wherever the caller keeps it) is about 1.8 KiB on a 32-bit target; decoding and sampling use
+//! well under 1 KiB of stack (the generator's stop-sequence buffer is 128 bytes); the blob
+//! writer, a host-side tool, builds the tensor names in about 7 KiB of stack.
 //!
 //! ## Decoding and the context
 //!
