@@ -16,9 +16,11 @@
 //!
 //! After the update a checkpoint is written every `checkpoint_every` steps, when Ctrl-C was
 //! pressed (the current step is finished first), and at the end. At the end a final evaluation
-//! is logged for step `steps`; it draws from a *copy* of the stream and does not reset the
-//! train-loss accumulator, so a run resumed from that checkpoint is bit-identical to one that
-//! never stopped (a resumed run drops logged rows at or after its start step and recomputes them).
+//! is logged for step `steps`; it draws from a *copy* of the stream (skipping the batch that
+//! iteration `steps` would draw first, so the row equals an in-loop evaluation at that step) and
+//! does not reset the train-loss accumulator, so a run resumed from that checkpoint is
+//! bit-identical to one that never stopped (a resumed run drops logged rows at or after its
+//! start step and recomputes them).
 //!
 //! The step itself allocates nothing: batch buffers, activations, gradients and moments are
 //! allocated once before the loop; evaluation and checkpoint steps may allocate.
@@ -643,7 +645,12 @@ fn evaluation(
     let (b, t) = (st.opts.batch, st.opts.seq);
     let mut peek_rng;
     let rng = if peek {
+        // Skip the draws of the batch iteration `step` would fetch first, so the final row is
+        // exactly the one an in-loop evaluation at `step` gives (comparable with the reference).
         peek_rng = st.rng.clone();
+        for _ in 0..b {
+            peek_rng.next_u32();
+        }
         &mut peek_rng
     } else {
         &mut st.rng

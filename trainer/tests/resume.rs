@@ -131,6 +131,18 @@ fn twenty_steps_equal_ten_plus_resume_plus_ten_bit_for_bit() {
     assert_eq!(second.step, 20);
     let b = checkpoint::load(&second.checkpoint_path).unwrap();
 
+    // The 10-step run's final (peek) evaluation equals the straight run's in-loop one at 10.
+    let peek = first.metrics.last().unwrap();
+    let in_loop = a.meta.metrics.iter().find(|r| r.step == 10).unwrap();
+    assert_eq!(peek.step, 10);
+    assert_eq!(peek.eval_loss.to_bits(), in_loop.eval_loss.to_bits());
+    assert_eq!(
+        peek.eval_loss_reference.to_bits(),
+        in_loop.eval_loss_reference.to_bits()
+    );
+    assert_eq!(peek.train_loss.to_bits(), in_loop.train_loss.to_bits());
+    assert_eq!(peek.sample, in_loop.sample);
+
     // The straight run's options say 20 steps; the resumed one was started with 10 and extended.
     assert_same_state(&a, &b);
     // Training did something: the loss went down and every eval step was logged once.
