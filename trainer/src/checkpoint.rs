@@ -284,6 +284,7 @@ impl KillHook {
 
 /// SIGKILL ourselves: no destructors, no buffered output flushed, exactly like `kill -9`.
 fn die() -> ! {
+    #[cfg(unix)]
     // SAFETY: kill(2) on our own pid with a valid signal number has no memory-safety effects.
     unsafe {
         libc::kill(libc::getpid(), libc::SIGKILL);

@@ -3,6 +3,8 @@
 //! `tinypoet_trainer::checkpoint`) makes the real `tinypoet train` process kill itself during
 //! its first save, exactly as `kill -9` or a power cut would.
 
+#![cfg(unix)]
+
 mod loop_common;
 
 use std::os::unix::process::ExitStatusExt;

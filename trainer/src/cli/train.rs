@@ -241,6 +241,21 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         progress: !args.no_progress,
         print: true,
     };
+    let shape = match &start {
+        Start::Fresh(o) => o.model,
+        Start::Resume { checkpoint, .. } => checkpoint.meta.options.model,
+    };
+    let cfg = shape.config(data.vocab.len());
+    eprintln!(
+        "dataset {}: vocabulary {}, train {} tokens, eval {} tokens; model {:.6} M parameters; \
+         writing to {}",
+        args.data.display(),
+        data.vocab.len(),
+        data.train.len(),
+        data.eval.len(),
+        crate::params::ParamLayout::new(&cfg).num_params() as f64 / 1e6,
+        args.out.display()
+    );
     let t0 = std::time::Instant::now();
     let outcome = train::train(&data, start, &io)?;
     let last = outcome.metrics.last();
