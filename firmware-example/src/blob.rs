@@ -1,12 +1,13 @@
 //! The weight blob, embedded in flash and read in place.
 //!
 //! build.rs picks the file (`TINYPOET_BLOB`, default `models/tinypoet-tang.tpb`).
-//! The bytes are placed in their own `.tinypoet_blob` section (so the size
-//! report can separate weights from code) with 16-byte alignment, which covers
-//! the blob format's tensor alignment: the core parses the blob as a borrowed
-//! `&'static [u8]` and reads f16 weights straight from flash.
+//! The bytes are placed in their own `.tinypoet_blob` section (so the size report
+//! can separate weights from code) with 64-byte alignment, the blob format's tensor
+//! alignment: tensors sit at 64-byte offsets from the blob's start, so each one is
+//! 64-byte aligned in flash (the Cortex-M kernel needs 4). The core parses the blob
+//! as a borrowed `&'static [u8]` and reads the f16 weights straight from flash.
 
-#[repr(C, align(16))]
+#[repr(C, align(64))]
 struct Aligned<T: ?Sized>(T);
 
 #[link_section = ".tinypoet_blob"]
