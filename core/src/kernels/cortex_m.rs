@@ -27,7 +27,7 @@
 //! the conversion is exact and the FPSCR is left at its reset value (IEEE half format,
 //! round-to-nearest, no flush-to-zero), as on the host.
 //!
-//! Cost for a 16-wide tile, two rows per loop iteration: one `vldmia` for x[k] and x[k+1],
+//! Cost for a 16-wide tile, two rows per loop iteration: one `vldmia` for `x[k]` and `x[k+1]`,
 //! two `vldmia` for the rows, two `add`, 32 `vcvt`, 32 `vmla` and 2 for the loop: 71
 //! instructions per 32 multiply-adds (2.2 per MAC, against ~22 for the scalar path and 3.5
 //! for plain f32 weights), as measured by the firmware under QEMU -icount
