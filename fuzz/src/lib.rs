@@ -2,7 +2,9 @@
 use std::ops::ControlFlow;
 
 use tinypoet_core::blob::{self, BlobInput, Manifest, WeightDtype};
-use tinypoet_core::{state_words, tensor_specs, Config, Decoder, GenerateSettings, KvPrecision, Model};
+use tinypoet_core::{
+    state_words, tensor_specs, Config, Decoder, GenerateSettings, KvPrecision, Model,
+};
 
 /// Make a (mutated) blob self-consistent in the two places a checksum-like check lives: the
 /// declared total length (bytes 16..24) and the trailing CRC-32. So the parser's structural
@@ -34,19 +36,39 @@ pub fn exercise(data: &[u8]) {
     };
     let tok = model.tokenizer();
     let prompt: String = tok.chars().skip(1).take(2).collect();
-    let settings = GenerateSettings { max_new_chars: 4, ..GenerateSettings::default() };
+    let settings = GenerateSettings {
+        max_new_chars: 4,
+        ..GenerateSettings::default()
+    };
     if !prompt.is_empty() {
-        dec.generate(&prompt, &settings, |_| ControlFlow::Continue(())).expect("generate on a valid blob");
+        dec.generate(&prompt, &settings, |_| ControlFlow::Continue(()))
+            .expect("generate on a valid blob");
     }
 }
 
 /// Small valid blobs for the seed corpus.
 pub fn seed_blobs() -> Vec<Vec<u8>> {
     let mut out = vec![];
-    for (i, (v, c, h, l, t, f)) in [(6, 4, 1, 1, 4, 4), (9, 8, 2, 1, 8, 8), (12, 8, 4, 2, 6, 16)].into_iter().enumerate() {
-        let cfg = Config { vocab_size: v, dim: c, n_heads: h, n_layers: l, context: t, ffn_dim: f, ln_eps: 1e-5, attn_scale: 0.5 };
+    for (i, (v, c, h, l, t, f)) in [(6, 4, 1, 1, 4, 4), (9, 8, 2, 1, 8, 8), (12, 8, 4, 2, 6, 16)]
+        .into_iter()
+        .enumerate()
+    {
+        let cfg = Config {
+            vocab_size: v,
+            dim: c,
+            n_heads: h,
+            n_layers: l,
+            context: t,
+            ffn_dim: f,
+            ln_eps: 1e-5,
+            attn_scale: 0.5,
+        };
         let mut vocab = vec!['\0', '\n'];
-        vocab.extend(['a', 'b', '春', '夜', '喜', '雨', '𠀀', '𠀁', '𠀂', '𠀃'].into_iter().take(v - 2));
+        vocab.extend(
+            ['a', 'b', '春', '夜', '喜', '雨', '𠀀', '𠀁', '𠀂', '𠀃']
+                .into_iter()
+                .take(v - 2),
+        );
         vocab.sort();
         let mut s = 1u32 + i as u32;
         let params: Vec<Vec<f32>> = tensor_specs(&cfg)
@@ -60,8 +82,20 @@ pub fn seed_blobs() -> Vec<Vec<u8>> {
             })
             .collect();
         let tensors: Vec<&[f32]> = params.iter().map(|t| t.as_slice()).collect();
-        let m = Manifest { steps: 7, eval_loss: 3.5, eval_loss_blob: f32::NAN, corpus_sha256: [1; 32], recipe: "seed" };
-        let input = BlobInput { config: cfg, vocab: &vocab, manifest: m, dtype: WeightDtype::F16, tensors: &tensors };
+        let m = Manifest {
+            steps: 7,
+            eval_loss: 3.5,
+            eval_loss_blob: f32::NAN,
+            corpus_sha256: [1; 32],
+            recipe: "seed",
+        };
+        let input = BlobInput {
+            config: cfg,
+            vocab: &vocab,
+            manifest: m,
+            dtype: WeightDtype::F16,
+            tensors: &tensors,
+        };
         let mut b = vec![0u8; blob::encoded_len(&input).unwrap()];
         blob::write(&input, &mut b).unwrap();
         out.push(b);

@@ -1,6 +1,8 @@
 //! Write the seed corpus: `cargo run --release --bin make_seeds -- corpus/parse_blob`.
 fn main() {
-    let dir = std::env::args().nth(1).unwrap_or_else(|| "corpus/parse_blob".into());
+    let dir = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "corpus/parse_blob".into());
     std::fs::create_dir_all(&dir).unwrap();
     for (i, b) in tinypoet_core_fuzz::seed_blobs().iter().enumerate() {
         std::fs::write(format!("{dir}/seed_{i}.tpb"), b).unwrap();
