@@ -79,6 +79,11 @@ impl Config {
         v * c + t * c + self.n_layers * block + 2 * c + v * c + v
     }
 
+    /// The canonical tensors in order (same as the free function [`tensor_specs`]).
+    pub fn tensor_specs(&self) -> TensorSpecs {
+        tensor_specs(self)
+    }
+
     /// Check every limit the core relies on. The parser and the writer both call this.
     pub fn validate(&self) -> Result<(), Error> {
         let bad = |what: &'static str| Err(Error::InvalidConfig(what));

@@ -24,6 +24,7 @@ fn tang_param_count_and_specs() {
     let cfg = Config::TANG;
     assert_eq!(cfg.param_count(), 1_318_372);
     let specs: Vec<_> = tensor_specs(&cfg).collect();
+    assert_eq!(cfg.tensor_specs().collect::<Vec<_>>(), specs);
     assert_eq!(specs.len(), cfg.n_tensors());
     assert_eq!(specs.len(), 58);
     assert_eq!(
