@@ -158,8 +158,8 @@ pub fn deterministic_loss(
 }
 
 /// The deterministic estimator through the core (module docs): each window is fed token by
-/// token into a freshly reset decoder and the cross-entropy of every next token is taken from the
-/// core's logits. Windows run in parallel on the current rayon pool, each worker with its own
+/// token into a fresh decoder and the cross-entropy of every next token is taken from the core's
+/// logits (`Decoder::window_nll`). Windows run in parallel on the current rayon pool, each worker with its own
 /// run-state buffer; per-window sums are combined in window order, so the result does not depend
 /// on the thread count. Returns `(mean CE, number of predictions)`.
 pub fn core_loss(
@@ -190,13 +190,13 @@ pub fn core_loss(
         .map_init(
             || vec![0f32; words],
             |state, w| {
+                // A fresh decoder (positions from 0) per window; the core sums
+                // `logsumexp(l) − l[target]` in f64 over the window's positions.
                 let mut dec = Decoder::new(model, state, KvPrecision::F16)?;
-                let mut sum = 0.0f64;
-                for j in 0..w.len {
-                    let logits = dec.feed(eval[w.start + j])?;
-                    sum += cross_entropy(logits, eval[w.start + j + 1] as usize);
-                }
-                Ok(sum)
+                dec.window_nll(
+                    &eval[w.start..w.start + w.len],
+                    &eval[w.start + 1..w.start + w.len + 1],
+                )
             },
         )
         .collect();
@@ -208,7 +208,7 @@ pub fn core_loss(
     Ok((total / predictions.max(1) as f64, predictions))
 }
 
-/// `−log softmax(logits)[target]`, in f64.
+/// `−log softmax(logits)[target]`, in f64 (the same formula as the core's `window_nll`).
 pub fn cross_entropy(logits: &[f32], target: usize) -> f64 {
     let max = logits.iter().fold(f32::NEG_INFINITY, |m, &x| m.max(x)) as f64;
     let sum: f64 = logits.iter().map(|&x| (x as f64 - max).exp()).sum();
