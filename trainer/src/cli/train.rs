@@ -54,7 +54,7 @@ pub struct TrainArgs {
     /// --threads and --out may change.
     #[arg(long, value_name = "CKPT")]
     pub resume: Option<PathBuf>,
-    /// Total optimizer steps.
+    /// Total optimizer steps [default: 20000; with --resume: the checkpoint's].
     #[arg(long)]
     pub steps: Option<u64>,
     /// Base learning rate.
