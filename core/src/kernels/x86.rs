@@ -272,6 +272,27 @@ pub unsafe fn expf16_avx512(x: &[f32; 16], out: &mut [f32; 16]) {
     }
 }
 
+/// `expf(p[i..i+16] - m)` for the lanes in `mask` (others 0); lanes outside the vector path's
+/// range go through scalar `libm::expf`.
+#[inline]
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
+unsafe fn exp_at(p: *const f32, i: usize, mask: u16, m: f32) -> __m512 {
+    let v = _mm512_maskz_loadu_ps(mask, p.add(i));
+    let (mut e, ok) = expf_avx512(_mm512_sub_ps(v, _mm512_set1_ps(m)));
+    let slow = mask & !ok;
+    if slow != 0 {
+        let mut tmp = [0f32; 16];
+        _mm512_storeu_ps(tmp.as_mut_ptr(), e);
+        for (j, t) in tmp.iter_mut().enumerate() {
+            if slow & (1 << j) != 0 {
+                *t = libm::expf(*p.add(i + j) - m);
+            }
+        }
+        e = _mm512_loadu_ps(tmp.as_ptr());
+    }
+    e
+}
+
 /// Softmax in the order of [`super::scalar::softmax`] (16 lane partial sums).
 ///
 /// # Safety
@@ -298,31 +319,13 @@ pub unsafe fn softmax_avx512(x: &mut [f32]) {
         i += 16;
     }
     let m = _mm512_reduce_max_ps(mvec);
-    let mv = _mm512_set1_ps(m);
     let mut acc = _mm512_setzero_ps();
-    // exp of 16 lanes; lanes outside libm's fast range go through scalar libm::expf
-    let exp_at = |i: usize, mask: u16| -> __m512 {
-        let v = _mm512_maskz_loadu_ps(mask, p.add(i));
-        let (mut e, ok) = expf_avx512(_mm512_sub_ps(v, mv));
-        let slow = mask & !ok;
-        if slow != 0 {
-            let mut tmp = [0f32; 16];
-            _mm512_storeu_ps(tmp.as_mut_ptr(), e);
-            for (j, t) in tmp.iter_mut().enumerate() {
-                if slow & (1 << j) != 0 {
-                    *t = libm::expf(*p.add(i + j) - m);
-                }
-            }
-            e = _mm512_loadu_ps(tmp.as_ptr());
-        }
-        e
-    };
     let mut i = 0;
     // two independent vectors per iteration (the expf chain is long); the sum still adds
     // element i to lane i % 16 in ascending i
     while i + 32 <= n {
-        let e0 = exp_at(i, 0xFFFF);
-        let e1 = exp_at(i + 16, 0xFFFF);
+        let e0 = exp_at(p, i, 0xFFFF, m);
+        let e1 = exp_at(p, i + 16, 0xFFFF, m);
         _mm512_storeu_ps(p.add(i), e0);
         _mm512_storeu_ps(p.add(i + 16), e1);
         acc = _mm512_add_ps(acc, e0);
@@ -336,7 +339,7 @@ pub unsafe fn softmax_avx512(x: &mut [f32]) {
         } else {
             (1u16 << left) - 1
         };
-        let e = exp_at(i, mask);
+        let e = exp_at(p, i, mask, m);
         _mm512_mask_storeu_ps(p.add(i), mask, e);
         acc = _mm512_mask_add_ps(acc, mask, acc, e);
         i += 16;
