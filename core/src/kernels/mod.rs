@@ -212,6 +212,8 @@ pub fn f16_to_f32_slice(backend: Backend, dst: &mut [f32], src: &[u8]) {
             // SAFETY: CPU support checked; src holds 2n bytes.
             unsafe { x86::f16_to_f32_avx512(dst, src) }
         }
+        #[cfg(all(target_arch = "arm", target_os = "none"))]
+        Backend::CortexM => cortex_m::f16_to_f32_slice(dst, src),
         _ => scalar::f16_to_f32_slice(dst, src),
     }
 }
