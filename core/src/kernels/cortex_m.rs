@@ -39,7 +39,7 @@
 //! for an odd last column, the 1-wide kernel (`ldrh` + `vmov` + `vcvtb`) does the work.
 //!
 //! [`f16_to_f32_slice`] converts 16 halves per `vldmia`/`vstmia` pair (exact, like
-//! `kernels::scalar::f16_to_f32_slice`); the kernel dispatcher can route the f16 bias loads
+//! `kernels::scalar::f16_to_f32_slice`); `kernels::f16_to_f32_slice` routes the f16 bias loads
 //! to it (the LM head's 8548-entry bias costs ~205 k instructions per character through the
 //! software conversion, 10.8 k here).
 #![allow(unsafe_code)]
