@@ -183,3 +183,56 @@ fn the_thread_count_does_not_change_the_run() {
         &checkpoint::load(&b.checkpoint_path).unwrap(),
     );
 }
+
+#[test]
+fn interrupt_then_resume_is_bit_identical_with_warmup_cosine() {
+    let (vocab, ids) = corpus();
+    let split = ids.len() * 9 / 10;
+    let data = TrainData {
+        vocab: &vocab,
+        train: &ids[..split],
+        eval: &ids[split..],
+        dataset_hash: "00".repeat(32),
+    };
+    let opts = TrainOptions {
+        schedule: train::Schedule::WarmupCosine {
+            warmup_steps: 4,
+            min_lr_ratio: 0.1,
+        },
+        ..options(16)
+    };
+    let straight = tempfile::tempdir().unwrap();
+    let a = train::train(&data, Start::Fresh(opts.clone()), &io(straight.path())).unwrap();
+
+    // A pre-set interrupt flag (what the Ctrl-C handler sets) stops after the first step, with a
+    // checkpoint; resuming runs the rest of the same 16-step schedule.
+    let dir = tempfile::tempdir().unwrap();
+    let flag = std::sync::atomic::AtomicBool::new(true);
+    let stopped = train::train(
+        &data,
+        Start::Fresh(opts),
+        &RunIo {
+            interrupt: Some(&flag),
+            ..io(dir.path())
+        },
+    )
+    .unwrap();
+    assert!(stopped.interrupted);
+    assert_eq!(stopped.step, 1);
+    let mid = checkpoint::load(&stopped.checkpoint_path).unwrap();
+    let b = train::train(
+        &data,
+        Start::Resume {
+            checkpoint: Box::new(mid),
+            steps: None,
+            checkpoint_every: None,
+        },
+        &io(dir.path()),
+    )
+    .unwrap();
+    assert_eq!(b.step, 16);
+    assert_same_state(
+        &checkpoint::load(&a.checkpoint_path).unwrap(),
+        &checkpoint::load(&b.checkpoint_path).unwrap(),
+    );
+}

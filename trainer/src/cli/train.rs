@@ -214,6 +214,15 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                      --checkpoint-every, --threads and --out may be given"
                 );
             }
+            if let (train::Schedule::WarmupCosine { .. }, Some(s)) = (stored.schedule, args.steps) {
+                if s != stored.steps {
+                    eprintln!(
+                        "warning: --steps {s} differs from the run's {}: the cosine schedule is \
+                         stretched to the new total from here on",
+                        stored.steps
+                    );
+                }
+            }
             Start::Resume {
                 checkpoint: Box::new(ckpt),
                 steps: args.steps,
