@@ -64,6 +64,9 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
 pub struct TrainBench {
     pub step_ms: Vec<f64>,
     pub median_ms: f64,
+    /// Process CPU time (all threads, user + system) per timed step, if the OS reports it. On a
+    /// busy machine this moves much less than wall time: it is the number to compare then.
+    pub cpu_ms_per_step: Option<f64>,
     pub final_loss: f32,
 }
 
@@ -89,7 +92,11 @@ pub fn time_train_steps(
     let mut y = vec![0u16; batch * seq];
     let mut step_ms = Vec::with_capacity(steps);
     let mut final_loss = 0.0;
+    let mut cpu0 = None;
     for i in 0..warmup + steps {
+        if i == warmup {
+            cpu0 = process_cpu_seconds();
+        }
         let t0 = Instant::now();
         for b in 0..batch {
             let s = rng.torch_randint(high) as usize;
@@ -103,14 +110,29 @@ pub fn time_train_steps(
             step_ms.push(ms);
         }
     }
+    let cpu_ms_per_step = match (cpu0, process_cpu_seconds()) {
+        (Some(a), Some(b)) => Some((b - a) * 1e3 / steps as f64),
+        _ => None,
+    };
     let mut sorted = step_ms.clone();
     sorted.sort_by(f64::total_cmp);
     let median_ms = median(&sorted);
     TrainBench {
         step_ms,
         median_ms,
+        cpu_ms_per_step,
         final_loss,
     }
+}
+
+/// User + system CPU seconds of this process so far (Linux `/proc/self/stat`, 100 Hz ticks).
+pub fn process_cpu_seconds() -> Option<f64> {
+    let s = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the parenthesised command name; utime and stime are fields 14 and 15.
+    let rest = &s[s.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    Some(ticks as f64 / 100.0)
 }
 
 fn median(sorted: &[f64]) -> f64 {
@@ -156,6 +178,7 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
     let tok_s = tokens / (r.median_ms / 1e3);
     let gflops = flops / (r.median_ms / 1e3) / 1e9;
     let rss = peak_rss_bytes().unwrap_or(0) as f64 / (1024.0 * 1024.0);
+    let cpu = r.cpu_ms_per_step.unwrap_or(f64::NAN);
     let (min, max) = r
         .step_ms
         .iter()
@@ -164,8 +187,8 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         });
     if a.json {
         println!(
-            "{{\"median_ms\":{:.3},\"min_ms\":{:.3},\"max_ms\":{:.3},\"tokens_per_s\":{:.0},\"gflops\":{:.1},\"peak_rss_mib\":{:.1},\"batch\":{},\"seq\":{},\"threads\":{},\"steps\":{},\"loss\":{:.4}}}",
-            r.median_ms, min, max, tok_s, gflops, rss, a.batch, a.seq, a.threads, a.steps, r.final_loss
+            "{{\"median_ms\":{:.3},\"min_ms\":{:.3},\"max_ms\":{:.3},\"tokens_per_s\":{:.0},\"gflops\":{:.1},\"peak_rss_mib\":{:.1},\"cpu_ms_per_step\":{:.1},\"batch\":{},\"seq\":{},\"threads\":{},\"steps\":{},\"loss\":{:.4}}}",
+            r.median_ms, min, max, tok_s, gflops, rss, cpu, a.batch, a.seq, a.threads, a.steps, r.final_loss
         );
     } else {
         println!(
@@ -180,6 +203,7 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
             "  {:.0} tokens/s, {:.1} GFLOP/s ({:.4e} FLOPs/step)",
             tok_s, gflops, flops
         );
+        println!("  CPU time {:.1} ms/step (all threads)", cpu);
         println!("  peak RSS {:.1} MiB", rss);
     }
     Ok(())

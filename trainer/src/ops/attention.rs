@@ -91,19 +91,7 @@ pub fn attention_forward<F: Float>(out: &mut [F], att: &mut [F], qkv: &[F], d: A
 #[inline]
 fn softmax_causal_row<F: Float>(row: &mut [F], i: usize) {
     let (live, masked) = row.split_at_mut(i + 1);
-    let mut mx = F::NEG_INFINITY;
-    for &s in live.iter() {
-        mx = mx.max(s);
-    }
-    let mut sum = F::ZERO;
-    for s in live.iter_mut() {
-        *s = (*s - mx).exp();
-        sum += *s;
-    }
-    let inv = F::ONE / sum;
-    for s in live.iter_mut() {
-        *s *= inv;
-    }
+    super::softmax_in_place(live);
     masked.fill(F::ZERO);
 }
 
@@ -155,13 +143,7 @@ pub fn attention_backward<F: Float>(
                     for i in i0..i1 {
                         let prow = &p[i * t..i * t + i1];
                         let drow = &mut dp[i * t..i * t + i1];
-                        let mut dot = F::ZERO;
-                        for j in 0..=i {
-                            dot += prow[j] * drow[j];
-                        }
-                        for j in 0..=i {
-                            drow[j] = scale * prow[j] * (drow[j] - dot);
-                        }
+                        super::softmax_backward_in_place(&mut drow[..=i], &prow[..=i], scale);
                         // Keys after the query inside this block: read by the dK product below.
                         drow[i + 1..].fill(F::ZERO);
                     }

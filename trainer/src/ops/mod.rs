@@ -306,6 +306,108 @@ pub fn inside_gemm() -> bool {
     GEMM_DEPTH.with(|d| d.get() > 0)
 }
 
+/// Lanes of the explicit partial sums in the row kernels below: a fixed summation order that
+/// still vectorises, identical in every instruction-set variant.
+pub const LANES: usize = 16;
+
+/// Run `$body` (an expression using only its arguments) compiled for AVX-512, else AVX2, else
+/// the baseline target, chosen at run time. The arithmetic is the same in every variant (no
+/// fused multiply-add is introduced by the compiler), so results do not depend on the variant.
+macro_rules! dispatch_simd {
+    ($name:ident, fn($($arg:ident: $ty:ty),*) -> $ret:ty, $body:expr) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512vl,avx2")]
+            unsafe fn avx512<F: Float>($($arg: $ty),*) -> $ret { $body }
+            #[target_feature(enable = "avx2")]
+            unsafe fn avx2<F: Float>($($arg: $ty),*) -> $ret { $body }
+            if std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports the features the variant was compiled for.
+                return unsafe { avx512::<F>($($arg),*) };
+            }
+            if std::is_x86_feature_detected!("avx2") {
+                // SAFETY: as above.
+                return unsafe { avx2::<F>($($arg),*) };
+            }
+        }
+        $body
+    }};
+}
+
+/// Softmax of `x` in place (max-subtracted).
+pub fn softmax_in_place<F: Float>(x: &mut [F]) {
+    dispatch_simd!(softmax, fn(x: &mut [F]) -> (), softmax_lanes(x))
+}
+
+#[inline(always)]
+fn softmax_lanes<F: Float>(x: &mut [F]) {
+    let mut mx = [F::NEG_INFINITY; LANES];
+    let mut it = x.chunks_exact(LANES);
+    for c in &mut it {
+        for k in 0..LANES {
+            mx[k] = mx[k].max(c[k]);
+        }
+    }
+    let mut m = F::NEG_INFINITY;
+    for &v in it.remainder().iter().chain(mx.iter()) {
+        m = m.max(v);
+    }
+    let mut acc = [F::ZERO; LANES];
+    let mut it = x.chunks_exact_mut(LANES);
+    for c in &mut it {
+        for k in 0..LANES {
+            let e = (c[k] - m).exp();
+            c[k] = e;
+            acc[k] += e;
+        }
+    }
+    let mut sum = F::ZERO;
+    for &a in &acc {
+        sum += a;
+    }
+    for v in it.into_remainder() {
+        let e = (*v - m).exp();
+        *v = e;
+        sum += e;
+    }
+    let inv = F::ONE / sum;
+    for v in x.iter_mut() {
+        *v *= inv;
+    }
+}
+
+/// Softmax backward in place: `d ← scale·p ⊙ (d − Σ p ⊙ d)` (d = dL/dsoftmax on entry,
+/// `scale`·dL/dscores on exit).
+pub fn softmax_backward_in_place<F: Float>(d: &mut [F], p: &[F], scale: F) {
+    dispatch_simd!(
+        softmax_bwd,
+        fn(d: &mut [F], p: &[F], scale: F) -> (),
+        softmax_backward_lanes(d, p, scale)
+    )
+}
+
+#[inline(always)]
+fn softmax_backward_lanes<F: Float>(d: &mut [F], p: &[F], scale: F) {
+    let mut acc = [F::ZERO; LANES];
+    let (dc, pc) = (d.chunks_exact(LANES), p.chunks_exact(LANES));
+    let (dr, pr) = (dc.remainder(), pc.remainder());
+    for (a, b) in dc.zip(pc) {
+        for k in 0..LANES {
+            acc[k] += a[k] * b[k];
+        }
+    }
+    let mut dot = F::ZERO;
+    for &a in &acc {
+        dot += a;
+    }
+    for (&a, &b) in dr.iter().zip(pr) {
+        dot += a * b;
+    }
+    for (dv, &pv) in d.iter_mut().zip(p) {
+        *dv = scale * pv * (*dv - dot);
+    }
+}
+
 /// Split `0..n` into fixed-size chunks of `chunk` items: the partition depends only on the
 /// problem size, so parallel results never depend on the thread count.
 #[inline]
