@@ -19,7 +19,7 @@ use crate::params::{Config, ParamsT};
 /// Saved activations of one transformer block (all `[N, ·]` with N = batch·time).
 #[derive(Clone, Debug)]
 struct BlockActs<F> {
-    /// LN1 output [N, C], its per-row mean and 1/std [N].
+    /// LN1 output [N, C], its per-row mean and 1/std \[N\].
     ln1: Vec<F>,
     ln1_mean: Vec<F>,
     ln1_rstd: Vec<F>,
@@ -31,7 +31,7 @@ struct BlockActs<F> {
     atty: Vec<F>,
     /// Residual stream after the attention branch [N, C].
     resid_mid: Vec<F>,
-    /// LN2 output [N, C], mean and 1/std [N].
+    /// LN2 output [N, C], mean and 1/std \[N\].
     ln2: Vec<F>,
     ln2_mean: Vec<F>,
     ln2_rstd: Vec<F>,
@@ -48,11 +48,11 @@ pub struct Model<F> {
     /// Residual stream entering block l, l = 0..=L (entry L feeds the final LN) [N, C].
     resid: Vec<Vec<F>>,
     blocks: Vec<BlockActs<F>>,
-    /// Final LN output [N, C], mean and 1/std [N].
+    /// Final LN output [N, C], mean and 1/std \[N\].
     lnf: Vec<F>,
     lnf_mean: Vec<F>,
     lnf_rstd: Vec<F>,
-    /// Per-position losses [N].
+    /// Per-position losses \[N\].
     losses: Vec<F>,
     head: HeadScratch<F>,
     // Backward scratch, reused by every block.

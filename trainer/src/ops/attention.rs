@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use super::Float;
 
 /// Query/key rows per block of the causal products.
-const BLOCK: usize = 64;
+pub const BLOCK: usize = 64;
 
 /// Dimensions of one attention call.
 #[derive(Clone, Copy, Debug)]

@@ -26,7 +26,7 @@ pub struct HeadScratch<F> {
     tiles: Vec<F>,
     /// Per chunk: partial weight gradient [V, C].
     dw: Vec<F>,
-    /// Per chunk: partial bias gradient [V].
+    /// Per chunk: partial bias gradient \[V\].
     db: Vec<F>,
     v: usize,
     c: usize,
@@ -48,9 +48,9 @@ impl<F: Float> HeadScratch<F> {
     }
 }
 
-/// Forward + backward over `x` [N, C] with targets [N].
+/// Forward + backward over `x` [N, C] with targets \[N\].
 ///
-/// Writes per-row losses into `losses` [N] and overwrites `dx` [N, C], `dw` [V, C], `db` [V]
+/// Writes per-row losses into `losses` \[N\] and overwrites `dx` [N, C], `dw` [V, C], `db` \[V\]
 /// with the gradients of the *mean* loss. Returns the mean loss (summed in row order, in f64).
 #[allow(clippy::too_many_arguments)]
 pub fn head_ce_forward_backward<F: Float>(
@@ -167,7 +167,7 @@ pub fn head_ce_forward_backward<F: Float>(
     mean_in_order(&losses[..n])
 }
 
-/// Forward only (evaluation): per-row losses into `losses` [N]; returns the mean loss.
+/// Forward only (evaluation): per-row losses into `losses` \[N\]; returns the mean loss.
 pub fn head_ce_forward<F: Float>(
     losses: &mut [F],
     scratch: &mut HeadScratch<F>,

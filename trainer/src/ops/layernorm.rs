@@ -13,9 +13,9 @@ pub fn backward_scratch_len(n: usize, c: usize) -> usize {
 }
 
 /// Forward: `out = (x − mean)·rstd·w + b` per row, with the biased variance and
-/// `rstd = 1/√(var + eps)`. Saves `mean` and `rstd` [N] for the backward.
+/// `rstd = 1/√(var + eps)`. Saves `mean` and `rstd` \[N\] for the backward.
 ///
-/// `out`, `inp` [N, C]; `w`, `b` [C].
+/// `out`, `inp` [N, C]; `w`, `b` \[C\].
 #[allow(clippy::too_many_arguments)]
 pub fn layernorm_forward<F: Float>(
     out: &mut [F],
@@ -62,7 +62,7 @@ pub fn layernorm_forward<F: Float>(
 /// Backward. With `x̂ = (x − mean)·rstd` and `g = dout·w`:
 /// `dx = rstd·(g − mean(g) − x̂·mean(g·x̂))`, `dw = Σ_rows dout·x̂`, `db = Σ_rows dout`.
 ///
-/// Overwrites `dinp` [N, C], `dw` and `db` [C]. The row sums for `dw`/`db` are taken per fixed
+/// Overwrites `dinp` [N, C], `dw` and `db` \[C\]. The row sums for `dw`/`db` are taken per fixed
 /// chunk of [`CHUNK_ROWS`] rows into `scratch` ([`backward_scratch_len`] floats) and then added
 /// chunk by chunk in order, so they do not depend on scheduling.
 #[allow(clippy::too_many_arguments)]
