@@ -560,7 +560,7 @@ mod tests {
         let c: Vec<&str> = path.split('/').collect();
         match PackageFiles::classify(&c) {
             Member::Manifest => "manifest",
-            Member::Tang(n) if n == 3 => "tang3",
+            Member::Tang(3) => "tang3",
             Member::Tang(_) => "tang",
             Member::OddTang => "odd",
             Member::Other => "other",
