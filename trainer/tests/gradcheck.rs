@@ -187,6 +187,35 @@ fn f32_kernels_match_f64_tiny() {
 
 #[test]
 fn f32_kernels_match_f64_full_config() {
-    // The real model at its full context: every tile, chunk and attention block boundary.
-    check_f32_vs_f64(Config::TANG, 4, 256);
+    // The real model at its full context. 5×256 = 1,280 rows: two LM-head chunks (the second
+    // one partial), so the fixed-order combine of the per-chunk dW/db partials is covered, as are
+    // the LayerNorm partials and every attention block boundary.
+    check_f32_vs_f64(Config::TANG, 5, 256);
+}
+
+/// Fixed partitions and fixed-order reductions: loss and every gradient are bit-identical with
+/// 1, 2 and 3 worker threads (the full config at 5×256: several LM-head chunks).
+#[test]
+fn results_do_not_depend_on_the_thread_count() {
+    let cfg = Config::TANG;
+    let (b, t) = (5, 256);
+    let p = golden_params(&cfg, 13);
+    let (x, y) = batch(&cfg, b, t, 17);
+    let run = |threads: usize| {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .build()
+            .unwrap();
+        pool.install(|| {
+            let mut g = ParamsT::<f32>::zeros(&cfg);
+            let loss = Model::<f32>::new(&cfg, b, t).forward_backward(&p, &mut g, &x, &y, b, t);
+            (
+                loss.to_bits(),
+                g.data.iter().map(|v| v.to_bits()).collect::<Vec<u32>>(),
+            )
+        })
+    };
+    let one = run(1);
+    assert!(run(2) == one, "2 threads differ from 1");
+    assert!(run(3) == one, "3 threads differ from 1");
 }
