@@ -1,1 +1,35 @@
-//! Shared helpers for the cross-crate tests in `tests/tests/`.
+//! Shared helpers for the cross-crate tests in `tests/tests/`: trainer <-> core agreement and
+//! the export path from the trainer's parameters to the core's blob.
+
+use tinypoet_trainer::params::Params;
+
+/// A sorted synthetic vocabulary of `n` characters: `\0` then consecutive CJK code points
+/// (the core requires strictly increasing code points with `\0` at id 0).
+pub fn synthetic_vocab(n: usize) -> Vec<char> {
+    let mut v = vec!['\0'];
+    v.extend((0x4E00u32..).take(n - 1).filter_map(char::from_u32));
+    v
+}
+
+/// Round every parameter to the nearest f16 (ties to even), as the f16 blob stores it.
+pub fn round_to_f16(p: &Params) -> Params {
+    let mut q = p.clone();
+    for x in q.data.iter_mut() {
+        *x = half::f16::from_f32(*x).to_f32();
+    }
+    q
+}
+
+/// Deterministic token ids in `1..vocab` (a 64-bit LCG; the text's content does not matter,
+/// only that every position sees a different context).
+pub fn pseudo_text(len: usize, vocab: usize, seed: u64) -> Vec<u16> {
+    let mut s = seed;
+    (0..len)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (1 + (s >> 33) as usize % (vocab - 1)) as u16
+        })
+        .collect()
+}
