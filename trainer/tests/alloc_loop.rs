@@ -1,6 +1,7 @@
 //! The training loop adds no heap allocation to a step: with evaluation only at step 0 and at
-//! the end and no periodic checkpoints, a 45-step run makes exactly 40 × (allocations of one
-//! `forward_backward`) more allocations than a 5-step run. Uses a counting global allocator.
+//! the end and no periodic checkpoints, a 45-step run makes 40 × (allocations of one
+//! `forward_backward`) more allocations than a 5-step run, up to one-off allocations (fewer
+//! than one per step). Uses a counting global allocator.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -108,11 +109,15 @@ fn the_loop_adds_no_allocation_to_a_step() {
     let long = count(&data, 45);
     let model = model_allocs_per_step();
     // Everything the 40 extra steps allocated is the numerics' own forward/backward (reported
-    // separately); the loop itself (batch, norm, clip, AdamW, bookkeeping) allocates nothing.
-    assert_eq!(
-        long - short,
-        40 * model,
-        "40 extra steps made {} allocations; forward_backward alone makes {model} per step",
+    // separately); the loop itself (batch, norm, clip, AdamW, bookkeeping) allocates nothing
+    // per step. A one-off allocation (a buffer's amortised growth, a lazily created
+    // thread-local in a library) can land in either run, so the bar is "fewer than one
+    // allocation per extra step": any allocation made in every step adds at least 40.
+    let extra = long as i64 - short as i64 - 40 * model as i64;
+    assert!(
+        extra.abs() < 40,
+        "40 extra steps made {} allocations; forward_backward alone makes {model} per step, \
+         so the loop added {extra}",
         long as i64 - short as i64
     );
     eprintln!("forward_backward allocations per step (tiny config, 1 thread): {model}");
