@@ -10,20 +10,6 @@ use tinypoet_core::{state_words, Decoder, GenerateSettings, KvPrecision, Model, 
 use crate::checkpoint::Checkpoint;
 use crate::params::{Config, Params};
 
-/// The core's config for a trainer config.
-pub fn core_config(c: &Config) -> tinypoet_core::Config {
-    tinypoet_core::Config {
-        vocab_size: c.vocab_size,
-        dim: c.dim,
-        n_heads: c.n_heads,
-        n_layers: c.n_layers,
-        context: c.context,
-        ffn_dim: c.ffn_dim,
-        ln_eps: c.ln_eps,
-        attn_scale: c.attn_scale,
-    }
-}
-
 /// What goes into a blob's manifest.
 #[derive(Clone, Debug)]
 pub struct ManifestInfo {
@@ -65,7 +51,7 @@ pub fn write_blob_into(
 ) -> anyhow::Result<()> {
     let views = params.views();
     let input = BlobInput {
-        config: core_config(params.config()),
+        config: *params.config(),
         vocab,
         manifest: Manifest {
             steps: info.steps,
