@@ -35,6 +35,8 @@ apt_install() {
 step "system packages"
 command -v npm >/dev/null 2>&1 || apt_install npm
 command -v qemu-system-arm >/dev/null 2>&1 || apt_install qemu-system-arm
+# The firmware scripts read ELF files and compare texts with small Python helpers.
+command -v python3 >/dev/null 2>&1 || apt_install python3
 
 step "corpus package (chinese-poetry@2.0.1, for the real-corpus tests)"
 TINYPOET_CORPUS_TGZ=$(bash scripts/fetch-corpus.sh)
