@@ -5,26 +5,11 @@ use tinypoet_trainer::checkpoint::{self, Checkpoint};
 use tinypoet_trainer::metrics::MetricRow;
 use tinypoet_trainer::train::{self, ModelShape, RunIo, Start, TrainData, TrainOptions};
 
-/// A small deterministic "corpus": lines of 5 characters from a 40-character alphabet.
+mod loop_common;
+
+/// The shared small generated corpus (`loop_common::corpus_text`) as a vocabulary and token ids.
 fn corpus() -> (Vec<char>, Vec<u16>) {
-    let alphabet: Vec<char> =
-        "春夜喜雨好知時節當乃發生隨風潛入細無聲野徑雲俱黑江船火獨明曉看紅濕處花重錦官城山水"
-            .chars()
-            .collect();
-    let mut text = String::new();
-    let mut x: u32 = 12345;
-    for poem in 0..150 {
-        if poem > 0 {
-            text.push_str("\n\n");
-        }
-        for line in 0..4 {
-            for _ in 0..5 {
-                x = x.wrapping_mul(1_103_515_245).wrapping_add(12345);
-                text.push(alphabet[(x >> 16) as usize % alphabet.len()]);
-            }
-            text.push(if line % 2 == 0 { '，' } else { '。' });
-        }
-    }
+    let text = loop_common::corpus_text();
     let mut vocab: Vec<char> = text.chars().chain(['\0', '\n']).collect();
     vocab.sort_unstable();
     vocab.dedup();
