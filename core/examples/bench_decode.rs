@@ -1,6 +1,6 @@
-//! Decoding speed of the full-size Tang model (random weights, f16 blob) on one thread.
+//! Decoding speed of the full-size Tang model (random weights, f16 or int8 blob) on one thread.
 //!
-//! `cargo run --release -p tinypoet-core --features std --example bench_decode -- [--reps N] [--backend scalar|avx2|avx512] [--kv f16|f32] [--json]`
+//! `cargo run --release -p tinypoet-core --features std --example bench_decode -- [--reps N] [--backend scalar|avx2|avx512] [--kv f16|f32] [--dtype f16|int8] [--json]`
 //!
 //! One run = reset, feed a 1-character prompt, then 255 × (sample with temperature 1 + feed):
 //! 255 generated characters with the KV cache, like `bench/torch_decode.py`. Prints the best
@@ -41,6 +41,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         _ => Backend::detect(),
     };
     let json = args.iter().any(|a| a == "--json");
+    let dtype = match get("--dtype").as_deref() {
+        Some("int8") => WeightDtype::INT8,
+        _ => WeightDtype::F16,
+    };
 
     // Random weights with PyTorch's default init scales.
     let cfg = Config::TANG;
@@ -70,7 +74,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         config: cfg,
         vocab: &vocab,
         manifest: Manifest::EMPTY,
-        dtype: WeightDtype::F16,
+        dtype,
         tensors: &tensors,
     };
     let mut bytes = vec![0u8; blob::encoded_len(&input)?];
@@ -80,6 +84,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load_ms = t0.elapsed().as_secs_f64() * 1e3;
 
     if args.iter().any(|a| a == "--parts") {
+        if model.q8_group().is_some() {
+            return Err("--parts times the f16 kernels: use it without --dtype int8".into());
+        }
         parts(&model, backend);
     }
     let mut state = vec![0f32; state_words(&cfg, kv)];
@@ -115,12 +122,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let load1 = load.split_whitespace().next().unwrap_or("?");
     if json {
         println!(
-            "{{\"backend\":\"{backend:?}\",\"kv\":\"{kv:?}\",\"reps\":{reps},\"best_chars_per_s\":{best:.0},\"median_chars_per_s\":{median:.0},\"cpu_chars_per_s\":{cpu_rate:.0},\"load1\":{load1},\"blob_bytes\":{},\"load_ms\":{load_ms:.2}}}",
+            "{{\"backend\":\"{backend:?}\",\"dtype\":\"{dtype:?}\",\"kv\":\"{kv:?}\",\"reps\":{reps},\"best_chars_per_s\":{best:.0},\"median_chars_per_s\":{median:.0},\"cpu_chars_per_s\":{cpu_rate:.0},\"load1\":{load1},\"blob_bytes\":{},\"load_ms\":{load_ms:.2}}}",
             bytes.len()
         );
     } else {
         println!(
-            "tinypoet-core decode: backend {backend:?}, KV {kv:?}, {n_new} chars/run, {reps} runs"
+            "tinypoet-core decode: backend {backend:?}, weights {dtype:?}, KV {kv:?}, {n_new} chars/run, {reps} runs"
         );
         println!("  best   {best:>9.0} chars/s");
         println!("  median {median:>9.0} chars/s");

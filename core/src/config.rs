@@ -179,6 +179,12 @@ impl TensorKind {
         )
     }
 
+    /// True for the matrices: the embedding tables and every Linear weight (the tensors an int8
+    /// blob stores as int8; vectors, i.e. biases and LayerNorm parameters, stay f16).
+    pub const fn is_matrix(self) -> bool {
+        self.is_linear_weight() || matches!(self, TensorKind::TokEmb | TensorKind::PosEmb)
+    }
+
     /// Name suffix (after `blocks.{l}.` for block tensors).
     pub const fn suffix(self) -> &'static str {
         match self {

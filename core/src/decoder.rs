@@ -2,7 +2,7 @@
 
 use crate::config::{Config, Token};
 use crate::kernels::{self, Backend};
-use crate::model::Model;
+use crate::model::{Mat, Model};
 use crate::Error;
 
 /// Precision of the KV cache.
@@ -18,8 +18,20 @@ const fn words_f16(n: usize) -> usize {
     n.saturating_add(1) / 2
 }
 
-/// Size in f32 words of the run state for `cfg` (activations, KV cache, logits, token history,
-/// sampler scratch). Saturates for absurd configs (no buffer can then match).
+/// Words of the int8 activation scratch: the quantized input of an int8 mat-vec (at most
+/// `max(C, F)` values; the smallest group, 4, needs the most room: 3 words per 4 values).
+const fn q8_scratch_words(cfg: &Config) -> usize {
+    let n = if cfg.dim > cfg.ffn_dim {
+        cfg.dim
+    } else {
+        cfg.ffn_dim
+    };
+    kernels::q8_act_words(n, 4)
+}
+
+/// Size in f32 words of the run state for `cfg` (activations, KV cache, logits, int8
+/// activation scratch, token history, sampler scratch); the same for f16 and int8 blobs.
+/// Saturates for absurd configs (no buffer can then match).
 pub const fn state_words(cfg: &Config, kv: KvPrecision) -> usize {
     let (c, t, v, f, l) = (
         cfg.dim,
@@ -42,7 +54,9 @@ pub const fn state_words(cfg: &Config, kv: KvPrecision) -> usize {
     };
     // token history [T] u16 + sampler index scratch [V] u16
     let u16_words = words_f16(t).saturating_add(words_f16(v));
-    acts.saturating_add(kv_words).saturating_add(u16_words)
+    acts.saturating_add(q8_scratch_words(cfg))
+        .saturating_add(kv_words)
+        .saturating_add(u16_words)
 }
 
 /// Size in bytes of the run state (4 × [`state_words`]).
@@ -50,7 +64,7 @@ pub const fn state_bytes(cfg: &Config, kv: KvPrecision) -> usize {
     state_words(cfg, kv).saturating_mul(4)
 }
 
-/// Run state of the default Tang model with an f16 KV cache, in bytes (313.1 KiB).
+/// Run state of the default Tang model with an f16 KV cache, in bytes (313.8 KiB).
 pub const TANG_STATE_BYTES: usize = state_bytes(&Config::TANG, KvPrecision::F16);
 const _: () = assert!(
     TANG_STATE_BYTES <= 320 * 1024,
@@ -88,6 +102,8 @@ pub struct Decoder<'a> {
     att: &'a mut [f32],
     /// `[V]`
     logits: &'a mut [f32],
+    /// quantized input of the int8 mat-vecs (`kernels::q8_act_words` layout)
+    xq: &'a mut [f32],
     /// key cache [L][C][T] (transposed so scores are a mat-vec over positions)
     key_cache: Kv<'a>,
     /// value cache [L][T][C]
@@ -143,6 +159,34 @@ fn layernorm(
     }
 }
 
+/// `dst = row `row` of an embedding table` (`[rows, C]`, `C = dst.len()`), f16 or int8.
+fn embed(be: Backend, dst: &mut [f32], table: &Mat, row: usize) {
+    match table {
+        Mat::F16(b) => {
+            let c = dst.len();
+            let src = b.get(2 * row * c..2 * (row + 1) * c).unwrap_or(&[]);
+            kernels::f16_to_f32_slice(be, dst, src);
+        }
+        Mat::Q8(q) => kernels::dequantize_row_q8(be, dst, q, row),
+    }
+}
+
+/// Quantize `x` into `xq` if any of `consumers` is int8 (once for q, k and v).
+fn prepare_q8(be: Backend, xq: &mut [f32], x: &[f32], consumers: &[&Mat]) {
+    if let Some(g) = consumers.iter().find_map(|m| m.q8_group()) {
+        kernels::quantize_q8(be, xq, x, g);
+    }
+}
+
+/// `y += x · Wᵀ` for a Linear weight: f16 (physical `[in, out]`) reads `x`; int8 (`[out, in]`)
+/// reads `xq`, the quantized `x` from [`prepare_q8`].
+fn linear(be: Backend, y: &mut [f32], x: &[f32], xq: &[f32], w: &Mat) {
+    match w {
+        Mat::F16(b) => kernels::matvec_f16(be, y, x, b, y.len()),
+        Mat::Q8(q) => kernels::matvec_q8(be, y, xq, q),
+    }
+}
+
 impl<'a> Decoder<'a> {
     /// A decoder over `model` using `buf` (exactly [`state_words`] f32 words) with the fastest
     /// available kernel backend.
@@ -187,6 +231,7 @@ impl<'a> Decoder<'a> {
         let hb = take(&mut rest, f);
         let att = take(&mut rest, cfg.n_heads * t);
         let logits = take(&mut rest, v);
+        let xq = take(&mut rest, q8_scratch_words(&cfg));
         let half = l * c * t;
         let (key_cache, value_cache) = match kv {
             KvPrecision::F16 => {
@@ -218,6 +263,7 @@ impl<'a> Decoder<'a> {
             hb,
             att,
             logits,
+            xq,
             key_cache,
             value_cache,
             tokens,
@@ -354,7 +400,8 @@ impl<'a> Decoder<'a> {
             cfg.ln_eps,
         );
         kernels::f16_to_f32_slice(self.backend, self.logits, m.head_b);
-        kernels::matvec_f16(self.backend, self.logits, self.xb, m.head_w, cfg.vocab_size);
+        prepare_q8(self.backend, self.xq, self.xb, &[&m.head_w]);
+        linear(self.backend, self.logits, self.xb, self.xq, &m.head_w);
     }
 
     pub(crate) fn sampler_parts(&mut self) -> (&mut [f32], &mut [u16], &[u16]) {
@@ -399,10 +446,8 @@ impl<'a> Decoder<'a> {
         let tok = token as usize;
 
         // x = tok_emb[token] + pos_emb[pos]                                  [C]
-        let te = m.tok_emb.get(2 * tok * c..2 * (tok + 1) * c).unwrap_or(&[]);
-        let pe = m.pos_emb.get(2 * pos * c..2 * (pos + 1) * c).unwrap_or(&[]);
-        kernels::f16_to_f32_slice(be, self.x, te);
-        kernels::f16_to_f32_slice(be, self.xb, pe);
+        embed(be, self.x, &m.tok_emb, tok);
+        embed(be, self.xb, &m.pos_emb, pos);
         for (xi, &p) in self.x.iter_mut().zip(self.xb.iter()) {
             *xi += p;
         }
@@ -414,9 +459,10 @@ impl<'a> Decoder<'a> {
             self.q.fill(0.0);
             self.k.fill(0.0);
             self.v.fill(0.0);
-            kernels::matvec_f16(be, self.q, self.xb, w.wq, c);
-            kernels::matvec_f16(be, self.k, self.xb, w.wk, c);
-            kernels::matvec_f16(be, self.v, self.xb, w.wv, c);
+            prepare_q8(be, self.xq, self.xb, &[&w.wq, &w.wk, &w.wv]);
+            linear(be, self.q, self.xb, self.xq, &w.wq);
+            linear(be, self.k, self.xb, self.xq, &w.wk);
+            linear(be, self.v, self.xb, self.xq, &w.wv);
             // store k at key_cache[l][:][pos], v at value_cache[l][pos][:]
             let kbase = l * c * t_max;
             let vbase = l * t_max * c + pos * c;
@@ -497,7 +543,8 @@ impl<'a> Decoder<'a> {
             }
             // xb = proj_b + xb2 · projᵀ; x += xb                              [C]
             kernels::f16_to_f32_slice(be, self.xb, w.proj_b);
-            kernels::matvec_f16(be, self.xb, self.xb2, w.proj_w, c);
+            prepare_q8(be, self.xq, self.xb2, &[&w.proj_w]);
+            linear(be, self.xb, self.xb2, self.xq, &w.proj_w);
             for (xi, &yi) in self.x.iter_mut().zip(self.xb.iter()) {
                 *xi += yi;
             }
@@ -505,14 +552,16 @@ impl<'a> Decoder<'a> {
             // ---- feed-forward: x = x + fc2(relu(fc1(LN2(x)))) ----
             layernorm(be, self.xb, self.k, self.x, w.ln2_w, w.ln2_b, cfg.ln_eps);
             kernels::f16_to_f32_slice(be, self.hb, w.fc1_b); //                                      [F]
-            kernels::matvec_f16(be, self.hb, self.xb, w.fc1_w, cfg.ffn_dim);
+            prepare_q8(be, self.xq, self.xb, &[&w.fc1_w]);
+            linear(be, self.hb, self.xb, self.xq, &w.fc1_w);
             for hv in self.hb.iter_mut() {
                 if *hv < 0.0 {
                     *hv = 0.0;
                 }
             }
             kernels::f16_to_f32_slice(be, self.xb, w.fc2_b); //                                      [C]
-            kernels::matvec_f16(be, self.xb, self.hb, w.fc2_w, c);
+            prepare_q8(be, self.xq, self.hb, &[&w.fc2_w]);
+            linear(be, self.xb, self.hb, self.xq, &w.fc2_w);
             for (xi, &yi) in self.x.iter_mut().zip(self.xb.iter()) {
                 *xi += yi;
             }

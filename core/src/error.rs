@@ -105,15 +105,25 @@ pub enum Error {
         /// Directory index.
         index: usize,
     },
-    /// Tensor `index` holds an infinite or NaN value at element `element` (physical order).
+    /// Tensor `index` holds an infinite or NaN value at element `element` (physical order; for
+    /// an int8 tensor the scales count after the values, so `element = numel + i` is scale `i`).
     NonFinite {
         /// Directory index.
         index: usize,
         /// Element index in storage order.
         element: usize,
     },
-    /// A dtype/variant the format reserves but this build cannot run or write yet (e.g. int8).
+    /// A dtype/variant the format reserves but this build cannot run or write (e.g. f32).
     Unsupported(&'static str),
+    /// Tensor `index` is valid blob v1 but this core cannot run it as stored (for example an
+    /// int8 bias, an int8 Linear weight stored transposed, or an int8 group size that is not a
+    /// multiple of 4 in `4..=1024` dividing the rows).
+    UnsupportedTensor {
+        /// Directory index.
+        index: usize,
+        /// What is wrong.
+        reason: &'static str,
+    },
     // ---- writer input ----
     /// The writer got the wrong number of tensors.
     InputTensorCount {
@@ -130,6 +140,12 @@ pub enum Error {
         expected: usize,
         /// Given elements.
         got: usize,
+    },
+    /// The writer was asked for int8 with a group size it cannot use: it must be a multiple
+    /// of 4 in `4..=1024` that divides both `dim` and `ffn_dim` (every matrix row).
+    InvalidGroupSize {
+        /// The requested group size.
+        group_size: u32,
     },
     /// Writer input value not representable (NaN, infinite, or beyond f16 range).
     NotRepresentable {
@@ -224,6 +240,13 @@ impl fmt::Display for Error {
                 write!(f, "tensor {index} element {element} is not finite")
             }
             Unsupported(w) => write!(f, "unsupported: {w}"),
+            UnsupportedTensor { index, reason } => {
+                write!(f, "tensor {index} cannot be run: {reason}")
+            }
+            InvalidGroupSize { group_size } => write!(
+                f,
+                "int8 group size {group_size} must be a multiple of 4 in 4..=1024 dividing dim and ffn_dim"
+            ),
             InputTensorCount { expected, got } => {
                 write!(f, "writer got {got} tensors, expected {expected}")
             }

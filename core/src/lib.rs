@@ -79,32 +79,59 @@
 //! the core runs it; NaN = not measured), `corpus_sha256: [u8; 32]` (zeros = unknown) and
 //! `recipe: &str`. Losses must be NaN or finite and >= 0.
 //!
-//! Tensors follow the canonical order. [`blob::Dtype`]: `F32` (reserved), `F16` (what v1 of
-//! this core writes and runs) and `Q8 { group_size, scale }` (reserved for int8: `numel` i8
-//! values, then from the next multiple of 4 bytes `numel / group_size` scales in f16 or f32;
-//! parsed and size-checked today, run by a later version without changing v1).
+//! Tensors follow the canonical order. [`blob::Dtype`]: `F32` (reserved), `F16` and
+//! `Q8 { group_size, scale }` (int8, below). [`blob::WeightDtype`] selects what the writer
+//! produces: all f16, or int8 matrices with f16 vectors.
 //!
-//! **Physical layout** ([`blob::Layout`]): embeddings and vectors are stored as their logical
-//! shape (`tok_emb` `[V, C]`, `pos_emb` `[T, C]` row-major). Every Linear weight, including the
-//! LM head, is stored **transposed**, `[in, out]` row-major (`Layout::Transposed`), so that each
-//! output of a mat-vec is a sequential sum over `k = 0..in` and SIMD runs across outputs. The
-//! writer takes `[out, in]` tensors and transposes; nobody else needs to know.
+//! **Physical layout** ([`blob::Layout`]) of f16 tensors: embeddings and vectors are stored as
+//! their logical shape (`tok_emb` `[V, C]`, `pos_emb` `[T, C]` row-major). Every Linear weight,
+//! including the LM head, is stored **transposed**, `[in, out]` row-major
+//! (`Layout::Transposed`), so that each output of a mat-vec is a sequential sum over
+//! `k = 0..in` and SIMD runs across outputs. The writer takes `[out, in]` tensors and
+//! transposes; nobody else needs to know.
+//!
+//! ## int8 weights (`Dtype::Q8`)
+//!
+//! An int8 blob ([`blob::WeightDtype::INT8`], `tinypoet export --dtype int8`) stores every
+//! matrix (`tok_emb`, `pos_emb`, `attn.wq/wk/wv/proj.weight`, `ffn.fc1/fc2.weight`,
+//! `head.weight`) as `Q8 { group_size: 32, scale: F16 }` and every vector (biases, LayerNorm)
+//! as f16. A Q8 tensor is `numel` i8 values, zero padding to a multiple of 4 bytes, then
+//! `numel / 32` f16 scales; matrices are stored **row-major as their logical shape**
+//! (`Layout::RowMajor`: Linear weights `[out, in]`, the PyTorch order, not transposed), so a
+//! group is 32 consecutive inputs of one output (the dot-product dimension, as in llama2.c's
+//! `runq.c` and GGUF's Q8_0): value `[r][c]` = `q[r*cols + c] * scale[r*cols/32 + c/32]`. The
+//! writer quantizes per group, symmetric: `scale = max|w| / 127` rounded to f16, then
+//! `q = round(w / scale)` (half away from zero, clamped to ±127) with the *stored* scale, so
+//! `|w - q*scale| <= scale/2`. The Tang model's int8 blob is about 1,447,500 bytes (the
+//! manifest's text moves it by a few bytes), of which 1,411,304 are tensors (1 + 1/16 byte per
+//! matrix value, 2 per vector value), against about 2,672,900 for f16.
+//!
+//! At run time each int8 mat-vec first quantizes its input vector per group of 32 (llama2.c's
+//! `quantize`: `scale = max|x|/127`, `q = round(x/scale)`, here half to even), then every
+//! output sums exact i32 dot products per group and adds `isum * (w_scale * x_scale)` in f32,
+//! group by group ([`kernels`], "int8"); embedding rows are dequantized. The loader also runs
+//! other group sizes (a multiple of 4 in `4..=1024` dividing every row, one size per blob),
+//! f32 scales and f16/int8 mixes; int8 vectors or int8 Linear weights stored transposed are
+//! valid v1 but not run ([`Error::UnsupportedTensor`]).
 //!
 //! The parser ([`blob::parse`], [`Model::load`]) borrows from any `&'a [u8]`, never copies
 //! weights, never panics, and returns a typed [`Error`] for every malformed blob: truncated,
 //! trailing bytes, bad magic, unknown version, checksum mismatch, bad layout, undecodable
 //! header, invalid config or manifest, vocabulary of the wrong size / not a scalar value /
 //! not strictly sorted / no `'\0'`, wrong tensor count / name / shape / size / layout,
-//! misaligned, overlapping or out-of-bounds tensors, and non-finite f16/f32 values.
+//! misaligned, overlapping or out-of-bounds tensors, and non-finite f16/f32 values or int8
+//! scales (any i8 value is valid).
 //!
 //! ## Memory
 //!
 //! [`Decoder`] keeps all run state in one caller buffer of exactly [`state_words`] f32 words
 //! (a wrong length is [`Error::BufferSize`]): activations (`6 C + F + H T`), logits (`V`, reused
-//! as probabilities by the sampler), the KV cache (`2 L T C` values, f16 by default or f32),
-//! the token history (`T` u16) and the sampler index scratch (`V` u16). For the Tang model with
-//! an f16 cache that is [`TANG_STATE_BYTES`] = 320,600 bytes (313.1 KiB); a compile-time
-//! assertion keeps it <= 320 KiB. Nothing else is allocated. A [`Model`] (the weight table,
+//! as probabilities by the sampler), the int8 activation scratch (`3 max(C, F) / 4` words: the
+//! quantized input of an int8 mat-vec; reserved for f16 models too, so the size does not depend
+//! on the blob), the KV cache (`2 L T C` values, f16 by default or f32), the token history
+//! (`T` u16) and the sampler index scratch (`V` u16). For the Tang model with an f16 cache that
+//! is [`TANG_STATE_BYTES`] = 321,368 bytes (313.8 KiB); a compile-time assertion keeps it
+//! <= 320 KiB. Nothing else is allocated. A [`Model`] (the weight table,
 //! wherever the caller keeps it) is about 1.8 KiB on a 32-bit target; decoding and sampling use
 //! well under 1 KiB of stack (the generator's stop-sequence buffer is 128 bytes); the blob
 //! writer, a host-side tool, builds the tensor names in about 7 KiB of stack.
@@ -123,10 +150,13 @@
 //!
 //! Guaranteed: for the same (blob, prompt, settings, seed) every backend and target produces
 //! bit-identical logits and therefore identical text (tested on the host: scalar, AVX2 + F16C
-//! and AVX-512 give identical logits over 300 positions including context slides). How:
-//! * every mat-vec (Linear layers, LM head, attention scores over positions, attention
+//! and AVX-512 give identical logits over 300 positions including context slides, for f16 and
+//! for int8 blobs). How:
+//! * every f16 mat-vec (Linear layers, LM head, attention scores over positions, attention
 //!   output over positions) uses one order: `y[o] = init; for k in 0..n { y[o] = y[o] + w*x }`
 //!   with a separate multiply and add (no FMA; see [`kernels`]); SIMD lanes are outputs;
+//! * an int8 mat-vec's integer dot products are exact (any order), and its float steps run in
+//!   one order per output (group by group); the activation quantization is one portable body;
 //! * LayerNorm (two-pass mean/variance) and residual adds run in index order; softmax uses
 //!   `libm::expf` (the AVX-512 path evaluates libm's algorithm lane by lane and is tested bit
 //!   for bit against it), 16 lane partial sums combined in lane order, then a division
@@ -186,6 +216,6 @@ pub use config::{tensor_spec, tensor_specs, Config, Shape, TensorKind, TensorSpe
 pub use decoder::{state_bytes, state_words, Decoder, KvPrecision, TANG_STATE_BYTES};
 pub use error::Error;
 pub use generate::{GenerateSettings, Generation, StopReason};
-pub use model::{Layer, Model};
+pub use model::{Layer, Mat, Model};
 pub use sampler::{Rng, SamplerSettings};
 pub use tokenizer::{Tokenizer, Unknown};

@@ -1,36 +1,64 @@
-//! Weight views over a parsed blob: one borrowed f16 slice per tensor, grouped per block.
+//! Weight views over a parsed blob: one borrowed view per tensor, grouped per block. Vectors are
+//! f16 bytes; matrices are [`Mat`]: f16 or int8.
 
-use crate::blob::{self, Blob, Dtype, Manifest};
+use crate::blob::{self, Blob, Dtype, Layout, Manifest};
 use crate::config::{Config, TensorKind, MAX_LAYERS};
+use crate::kernels::Q8Matrix;
 use crate::{Error, Tokenizer};
 
-/// One transformer block's tensors (f16 LE bytes). Linear weights are physical `[in, out]`.
+/// A weight matrix as the blob stores it.
+#[derive(Debug, Clone, Copy)]
+pub enum Mat<'a> {
+    /// f16 little-endian bytes: Linear weights transposed `[in, out]`, embeddings `[rows, C]`.
+    F16(&'a [u8]),
+    /// int8, row-major `[rows, cols]` (Linear weights `[out, in]`) with per-group scales.
+    Q8(Q8Matrix<'a>),
+}
+
+impl Default for Mat<'_> {
+    fn default() -> Self {
+        Mat::F16(&[])
+    }
+}
+
+impl Mat<'_> {
+    /// The int8 group size, if int8.
+    pub fn q8_group(&self) -> Option<usize> {
+        match self {
+            Mat::F16(_) => None,
+            Mat::Q8(q) => Some(q.group()),
+        }
+    }
+}
+
+/// One transformer block's tensors. Vectors are f16 LE bytes; matrices [`Mat`] (f16 Linear
+/// weights are physical `[in, out]`, int8 ones `[out, in]`).
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Layer<'a> {
     /// `[C]`
     pub ln1_w: &'a [u8],
     /// `[C]`
     pub ln1_b: &'a [u8],
-    /// `[C in, C out]`
-    pub wq: &'a [u8],
-    /// `[C in, C out]`
-    pub wk: &'a [u8],
-    /// `[C in, C out]`
-    pub wv: &'a [u8],
-    /// `[C in, C out]`
-    pub proj_w: &'a [u8],
+    /// `[C, C]`
+    pub wq: Mat<'a>,
+    /// `[C, C]`
+    pub wk: Mat<'a>,
+    /// `[C, C]`
+    pub wv: Mat<'a>,
+    /// `[C, C]`
+    pub proj_w: Mat<'a>,
     /// `[C]`
     pub proj_b: &'a [u8],
     /// `[C]`
     pub ln2_w: &'a [u8],
     /// `[C]`
     pub ln2_b: &'a [u8],
-    /// `[C in, F out]`
-    pub fc1_w: &'a [u8],
+    /// `[F out, C in]` logically
+    pub fc1_w: Mat<'a>,
     /// `[F]`
     pub fc1_b: &'a [u8],
-    /// `[F in, C out]`
-    pub fc2_w: &'a [u8],
+    /// `[C out, F in]` logically
+    pub fc2_w: Mat<'a>,
     /// `[C]`
     pub fc2_b: &'a [u8],
 }
@@ -40,18 +68,20 @@ pub struct Layer<'a> {
 pub struct Model<'a> {
     blob: Blob<'a>,
     /// `[V, C]` row-major
-    pub(crate) tok_emb: &'a [u8],
+    pub(crate) tok_emb: Mat<'a>,
     /// `[T, C]` row-major
-    pub(crate) pos_emb: &'a [u8],
+    pub(crate) pos_emb: Mat<'a>,
     pub(crate) layers: heapless::Vec<Layer<'a>, MAX_LAYERS>,
     /// `[C]`
     pub(crate) ln_f_w: &'a [u8],
     /// `[C]`
     pub(crate) ln_f_b: &'a [u8],
-    /// `[C in, V out]`
-    pub(crate) head_w: &'a [u8],
+    /// `[V out, C in]` logically
+    pub(crate) head_w: Mat<'a>,
     /// `[V]`
     pub(crate) head_b: &'a [u8],
+    /// The group size shared by every int8 matrix (`None`: all f16).
+    pub(crate) q8_group: Option<usize>,
 }
 
 impl<'a> Model<'a> {
@@ -60,18 +90,23 @@ impl<'a> Model<'a> {
         Self::from_blob(blob::parse(bytes)?)
     }
 
-    /// Map an already parsed blob. Fails with [`Error::Unsupported`] for dtypes this build
-    /// cannot run (only f16 is implemented).
+    /// Map an already parsed blob. Runs f16 blobs and int8 blobs (matrices int8, vectors f16;
+    /// any mix of f16 and int8 matrices works). Fails with [`Error::UnsupportedTensor`] for a
+    /// tensor this core cannot run as stored: an int8 vector, an int8 Linear weight stored
+    /// transposed, an int8 group size that is not a multiple of 4 in `4..=1024` dividing the row
+    /// length, or int8 matrices with different group sizes; and with [`Error::Unsupported`] for
+    /// f32 tensors.
     pub fn from_blob(blob: Blob<'a>) -> Result<Self, Error> {
         let mut m = Model {
             blob,
-            tok_emb: &[],
-            pos_emb: &[],
+            tok_emb: Mat::default(),
+            pos_emb: Mat::default(),
             layers: heapless::Vec::new(),
             ln_f_w: &[],
             ln_f_b: &[],
-            head_w: &[],
+            head_w: Mat::default(),
             head_b: &[],
+            q8_group: None,
         };
         for _ in 0..blob.config.n_layers {
             m.layers
@@ -79,44 +114,79 @@ impl<'a> Model<'a> {
                 .map_err(|_| Error::InvalidConfig("too many layers"))?;
         }
         for (i, t) in blob.tensors().enumerate() {
-            if t.entry.dtype != Dtype::F16 {
-                return Err(Error::Unsupported(
-                    "only f16 tensors can be run by this build",
-                ));
-            }
             let spec = crate::config::tensor_spec(&blob.config, i).ok_or(Error::TensorCount {
                 expected: blob.config.n_tensors(),
                 got: i + 1,
             })?;
+            let unsupported = |reason| Error::UnsupportedTensor { index: i, reason };
             let b = t.bytes;
+            let mat = match t.entry.dtype {
+                Dtype::F32 => {
+                    return Err(Error::Unsupported(
+                        "f32 tensors cannot be run by this build",
+                    ))
+                }
+                // the parser has checked the canonical layout of f16 tensors
+                Dtype::F16 => Mat::F16(b),
+                Dtype::Q8 { group_size, scale } => {
+                    if !spec.kind.is_matrix() {
+                        return Err(unsupported("int8 is for matrices; vectors must be f16"));
+                    }
+                    if t.entry.layout != Layout::RowMajor {
+                        return Err(unsupported("int8 matrices must be stored row-major"));
+                    }
+                    let (values, scales) = t.q8_parts().ok_or(Error::TensorSize { index: i })?;
+                    let &[rows, cols] = spec.shape.dims() else {
+                        return Err(Error::TensorShape { index: i });
+                    };
+                    let g = group_size as usize;
+                    let q = Q8Matrix::new(values, scales, scale, g, rows, cols).ok_or(
+                        unsupported("int8 group size must be a multiple of 4 in 4..=1024 dividing the row length"),
+                    )?;
+                    if m.q8_group.is_some_and(|g0| g0 != g) {
+                        return Err(unsupported("int8 matrices must share one group size"));
+                    }
+                    m.q8_group = Some(g);
+                    Mat::Q8(q)
+                }
+            };
+            let vec = match mat {
+                Mat::F16(v) => v,
+                Mat::Q8(_) => &[][..],
+            };
             let layer = spec.layer.and_then(|l| m.layers.get_mut(l));
             match (spec.kind, layer) {
-                (TensorKind::TokEmb, _) => m.tok_emb = b,
-                (TensorKind::PosEmb, _) => m.pos_emb = b,
-                (TensorKind::LnFWeight, _) => m.ln_f_w = b,
-                (TensorKind::LnFBias, _) => m.ln_f_b = b,
-                (TensorKind::HeadWeight, _) => m.head_w = b,
-                (TensorKind::HeadBias, _) => m.head_b = b,
+                (TensorKind::TokEmb, _) => m.tok_emb = mat,
+                (TensorKind::PosEmb, _) => m.pos_emb = mat,
+                (TensorKind::LnFWeight, _) => m.ln_f_w = vec,
+                (TensorKind::LnFBias, _) => m.ln_f_b = vec,
+                (TensorKind::HeadWeight, _) => m.head_w = mat,
+                (TensorKind::HeadBias, _) => m.head_b = vec,
                 (k, Some(l)) => match k {
-                    TensorKind::Ln1Weight => l.ln1_w = b,
-                    TensorKind::Ln1Bias => l.ln1_b = b,
-                    TensorKind::Wq => l.wq = b,
-                    TensorKind::Wk => l.wk = b,
-                    TensorKind::Wv => l.wv = b,
-                    TensorKind::ProjWeight => l.proj_w = b,
-                    TensorKind::ProjBias => l.proj_b = b,
-                    TensorKind::Ln2Weight => l.ln2_w = b,
-                    TensorKind::Ln2Bias => l.ln2_b = b,
-                    TensorKind::Fc1Weight => l.fc1_w = b,
-                    TensorKind::Fc1Bias => l.fc1_b = b,
-                    TensorKind::Fc2Weight => l.fc2_w = b,
-                    TensorKind::Fc2Bias => l.fc2_b = b,
+                    TensorKind::Ln1Weight => l.ln1_w = vec,
+                    TensorKind::Ln1Bias => l.ln1_b = vec,
+                    TensorKind::Wq => l.wq = mat,
+                    TensorKind::Wk => l.wk = mat,
+                    TensorKind::Wv => l.wv = mat,
+                    TensorKind::ProjWeight => l.proj_w = mat,
+                    TensorKind::ProjBias => l.proj_b = vec,
+                    TensorKind::Ln2Weight => l.ln2_w = vec,
+                    TensorKind::Ln2Bias => l.ln2_b = vec,
+                    TensorKind::Fc1Weight => l.fc1_w = mat,
+                    TensorKind::Fc1Bias => l.fc1_b = vec,
+                    TensorKind::Fc2Weight => l.fc2_w = mat,
+                    TensorKind::Fc2Bias => l.fc2_b = vec,
                     _ => return Err(Error::TensorName { index: i }),
                 },
                 (_, None) => return Err(Error::TensorName { index: i }),
             }
         }
         Ok(m)
+    }
+
+    /// The group size of the int8 matrices, `None` for an all-f16 model.
+    pub fn q8_group(&self) -> Option<usize> {
+        self.q8_group
     }
 
     /// Hyper-parameters.

@@ -215,14 +215,24 @@ fn writer_not_representable() {
 }
 
 #[test]
-fn writer_int8_is_reserved_unsupported() {
-    let e = write_err(|_, _, _, d, _| {
-        *d = WeightDtype::Q8 {
-            group_size: 32,
-            scale: ScaleDtype::F16,
+fn writer_int8_group_must_divide_every_row() {
+    // small_config: dim 16, ffn 24; 32 divides neither
+    let e = write_err(|_, _, _, d, _| *d = WeightDtype::INT8);
+    assert_eq!(e, Error::InvalidGroupSize { group_size: 32 });
+    // the int8 writer checks its input like the f16 one
+    assert_eq!(
+        write_err(|_, _, p, d, _| {
+            *d = WeightDtype::Q8 {
+                group_size: 8,
+                scale: ScaleDtype::F16,
+            };
+            p[4][9] = f32::INFINITY;
+        }),
+        Error::NotRepresentable {
+            index: 4,
+            element: 9
         }
-    });
-    assert!(matches!(e, Error::Unsupported(_)));
+    );
 }
 
 #[test]
@@ -557,24 +567,153 @@ fn err_non_finite() {
     );
 }
 
-#[test]
-fn err_unsupported_int8_tensor_parses_but_does_not_run() {
-    // A structurally valid int8 tensor: v1 reserves it; this build refuses to run it.
-    let (_, _, _, b) = small();
-    let mut p = split(&b);
-    // wq of layer 0: 16x16 = 256 elements, group 32 -> 256 + 8*2 bytes
-    let e = &mut p.entries[4];
-    e.dtype = Dtype::Q8 {
-        group_size: 32,
+fn small_int8() -> Vec<u8> {
+    let cfg = small_config();
+    let dtype = WeightDtype::Q8 {
+        group_size: 8,
         scale: ScaleDtype::F16,
     };
-    e.nbytes = 256 + 16;
-    let blob_bytes = assemble(&p);
-    let parsed = blob::parse(&blob_bytes).expect("int8 fits blob v1");
-    assert!(matches!(
-        Model::from_blob(parsed),
-        Err(Error::Unsupported(_))
-    ));
+    build_blob_dtype(
+        &cfg,
+        &make_vocab(cfg.vocab_size, 5),
+        &random_params(&cfg, 3),
+        manifest(),
+        dtype,
+    )
+}
+
+fn mutate_int8(f: impl FnOnce(&mut Parts)) -> Result<Model<'static>, Error> {
+    let mut p = split(&small_int8());
+    f(&mut p);
+    let b: &'static [u8] = Box::leak(assemble(&p).into_boxed_slice());
+    Model::load(b)
+}
+
+#[test]
+fn err_int8_tensors() {
+    assert!(mutate_int8(|_| {}).is_ok());
+    // wq of layer 0: [16, 16], group 8 -> 256 values + 32 scales (f16) = 320 bytes
+    let wq = 4;
+    // a non-finite scale: the element number counts past the values
+    let e = mutate_int8(|p| {
+        let off = (p.entries[wq].offset + 256 + 2 * 3) as usize;
+        p.data[off..off + 2].copy_from_slice(&half::f16::NAN.to_le_bytes());
+    });
+    assert_eq!(
+        e.err(),
+        Some(Error::NonFinite {
+            index: wq,
+            element: 256 + 3
+        })
+    );
+    let e = mutate_int8(|p| {
+        let e = &mut p.entries[wq];
+        e.dtype = Dtype::Q8 {
+            group_size: 8,
+            scale: ScaleDtype::F32,
+        };
+        e.nbytes = 256 + 4 * 32;
+        let scales = e.offset as usize + 256;
+        p.data.splice(scales..scales, [0u8; 64]);
+        p.data[scales..scales + 128].fill(0);
+        let off = scales + 4 * 31;
+        p.data[off..off + 4].copy_from_slice(&f32::INFINITY.to_le_bytes());
+        for e in p.entries[wq + 1..].iter_mut() {
+            e.offset += 64;
+        }
+    });
+    assert_eq!(
+        e.err(),
+        Some(Error::NonFinite {
+            index: wq,
+            element: 256 + 31
+        })
+    );
+    // any i8 value is valid, including -128
+    assert!(mutate_int8(|p| {
+        let off = p.entries[wq].offset as usize;
+        p.data[off..off + 256].fill(0x80);
+    })
+    .is_ok());
+    // group size that does not divide numel, or a wrong byte count
+    let e = mutate_int8(|p| {
+        p.entries[wq].dtype = Dtype::Q8 {
+            group_size: 7,
+            scale: ScaleDtype::F16,
+        }
+    });
+    assert_eq!(e.err(), Some(Error::TensorSize { index: wq }));
+    let e = mutate_int8(|p| p.entries[wq].nbytes -= 2);
+    assert_eq!(e.err(), Some(Error::TensorSize { index: wq }));
+    // an int8 vector may only be row-major (and the core does not run it at all)
+    let e = mutate_int8(|p| p.entries[2].layout = Layout::Transposed);
+    assert_eq!(e.err(), Some(Error::TensorLayout { index: 2 }));
+}
+
+#[test]
+fn err_int8_tensors_that_parse_but_do_not_run() {
+    let unsupported = |r: Result<Model, Error>, index| match r {
+        Err(Error::UnsupportedTensor { index: i, reason }) => {
+            assert_eq!(i, index, "{reason}");
+            reason
+        }
+        other => panic!("expected UnsupportedTensor {{ index: {index} }}, got {other:?}"),
+    };
+    // int8 Linear weight stored transposed: valid v1, not runnable
+    let r = unsupported(mutate_int8(|p| p.entries[4].layout = Layout::Transposed), 4);
+    assert!(r.contains("row-major"));
+    // group 16 for wq while the others use 8 (16 divides its rows; same byte count class)
+    let r = unsupported(
+        mutate_int8(|p| {
+            p.entries[4].dtype = Dtype::Q8 {
+                group_size: 16,
+                scale: ScaleDtype::F16,
+            };
+            p.entries[4].nbytes = 256 + 16 * 2;
+        }),
+        4,
+    );
+    assert!(r.contains("one group size"));
+    // group 2: divides numel (parses) but is not a multiple of 4
+    let r = unsupported(
+        mutate_int8(|p| {
+            p.entries[4].dtype = Dtype::Q8 {
+                group_size: 2,
+                scale: ScaleDtype::F16,
+            };
+            p.entries[4].nbytes = 256 + 128 * 2;
+            let at = (p.entries[4].offset + 320) as usize;
+            p.data.splice(at..at, [0u8; 256]);
+            for e in p.entries[5..].iter_mut() {
+                e.offset += 256;
+            }
+        }),
+        4,
+    );
+    assert!(r.contains("multiple of 4"));
+    // an int8 bias: ln1.bias [16] as 16 values + 2 scales
+    let r = unsupported(
+        mutate_int8(|p| {
+            p.entries[3].dtype = Dtype::Q8 {
+                group_size: 8,
+                scale: ScaleDtype::F16,
+            };
+            p.entries[3].nbytes = 16 + 4;
+        }),
+        3,
+    );
+    assert!(r.contains("vectors"));
+    // f32 stays reserved
+    let (_, _, _, b) = small();
+    let mut p = split(&b);
+    p.entries[3].dtype = Dtype::F32;
+    p.entries[3].nbytes = 64;
+    let off = p.entries[3].offset as usize;
+    p.data[off..off + 64].fill(0);
+    let mut b = assemble(&p);
+    assert!(blob::parse(&b).is_ok());
+    reseal(&mut b);
+    assert!(matches!(Model::load(&b), Err(Error::Unsupported(_))));
 }
 
 #[test]
@@ -654,13 +793,22 @@ fn every_truncation_is_rejected() {
 #[test]
 fn ten_thousand_resealed_random_corruptions_never_panic() {
     let (cfg, _, _, b) = small();
+    resealed_random_corruptions(&cfg, &b, 0xC0FFEE);
+}
+
+#[test]
+fn ten_thousand_resealed_random_corruptions_of_an_int8_blob_never_panic() {
+    resealed_random_corruptions(&small_config(), &small_int8(), 0xBEEF);
+}
+
+fn resealed_random_corruptions(cfg: &Config, b: &[u8], seed: u64) {
     let hl = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
-    let mut rng = TestRng(0xC0FFEE);
+    let mut rng = TestRng(seed);
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
     let mut state = vec![0f32; 1 << 16];
     const N: usize = 12_000;
     for i in 0..N {
-        let mut c = b.clone();
+        let mut c = b.to_vec();
         let n_mut = 1 + rng.below(4);
         for _ in 0..n_mut {
             if c.is_empty() {

@@ -285,10 +285,12 @@ fn state_size_of_the_tang_model_fits_320_kib() {
         "Tang run state, f16 KV: {bytes} bytes = {:.1} KiB",
         bytes as f64 / 1024.0
     );
-    assert_eq!(bytes, 320_600);
+    // 320,600 bytes of f16-model state + 768 bytes of int8 activation scratch (3 * 256)
+    assert_eq!(bytes, 321_368);
+    assert!(bytes <= 320 * 1024);
     assert_eq!(
         tinypoet_core::state_bytes(&Config::TANG, KvPrecision::F32),
-        320_600 + 262_144
+        321_368 + 262_144
     );
 }
 

@@ -1,7 +1,7 @@
 //! Shared by the fuzz target and the seed generator.
 use std::ops::ControlFlow;
 
-use tinypoet_core::blob::{self, BlobInput, Manifest, WeightDtype};
+use tinypoet_core::blob::{self, BlobInput, Manifest, ScaleDtype, WeightDtype};
 use tinypoet_core::{
     state_words, tensor_specs, Config, Decoder, GenerateSettings, KvPrecision, Model,
 };
@@ -46,12 +46,29 @@ pub fn exercise(data: &[u8]) {
     }
 }
 
-/// Small valid blobs for the seed corpus.
+/// Small valid blobs for the seed corpus: each config as f16 and as int8 (groups of 4 with f16
+/// scales, and of 8 with f32 scales where the rows allow it), so the fuzzer mutates int8
+/// directories, values and scales too.
 pub fn seed_blobs() -> Vec<Vec<u8>> {
     let mut out = vec![];
-    for (i, (v, c, h, l, t, f)) in [(6, 4, 1, 1, 4, 4), (9, 8, 2, 1, 8, 8), (12, 8, 4, 2, 6, 16)]
-        .into_iter()
-        .enumerate()
+    let int8 = |g| WeightDtype::Q8 {
+        group_size: g,
+        scale: if g == 4 {
+            ScaleDtype::F16
+        } else {
+            ScaleDtype::F32
+        },
+    };
+    for (i, ((v, c, h, l, t, f), dtype)) in [
+        ((6, 4, 1, 1, 4, 4), WeightDtype::F16),
+        ((9, 8, 2, 1, 8, 8), WeightDtype::F16),
+        ((12, 8, 4, 2, 6, 16), WeightDtype::F16),
+        ((6, 4, 1, 1, 4, 4), int8(4)),
+        ((9, 8, 2, 1, 8, 8), int8(8)),
+        ((12, 8, 4, 2, 6, 16), int8(4)),
+    ]
+    .into_iter()
+    .enumerate()
     {
         let cfg = Config {
             vocab_size: v,
@@ -93,7 +110,7 @@ pub fn seed_blobs() -> Vec<Vec<u8>> {
             config: cfg,
             vocab: &vocab,
             manifest: m,
-            dtype: WeightDtype::F16,
+            dtype,
             tensors: &tensors,
         };
         let mut b = vec![0u8; blob::encoded_len(&input).unwrap()];

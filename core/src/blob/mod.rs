@@ -5,7 +5,7 @@ mod parse;
 mod write;
 
 pub use parse::{parse, Blob, TensorEntries, TensorView};
-pub use write::{encoded_len, write, BlobInput};
+pub use write::{encoded_len, quantize_group, write, BlobInput};
 
 use serde::{Deserialize, Serialize};
 
@@ -28,14 +28,17 @@ pub const CRC_LEN: usize = 4;
 pub enum Dtype {
     /// IEEE binary32, little-endian. Reserved: not written or run by v1 of this core.
     F32,
-    /// IEEE binary16, little-endian. What this core writes and runs.
+    /// IEEE binary16, little-endian: every tensor of an f16 blob, and the vectors (biases,
+    /// LayerNorm) of an int8 blob.
     F16,
-    /// Reserved for int8 (issue 8): `numel` signed bytes in physical order, then, at the next
-    /// multiple of 4 bytes, `numel / group_size` scales (one per `group_size` consecutive
-    /// physical elements) in `scale` precision, little-endian. Parsed and size-checked now,
-    /// run later.
+    /// int8 with per-group scales (Q8_0-like, symmetric): `numel` signed bytes in physical
+    /// order, then, at the next multiple of 4 bytes ([`q8_scales_offset`]), `numel / group_size`
+    /// scales in `scale` precision, little-endian, scale `i` for physical elements
+    /// `i*group_size .. (i+1)*group_size`; value = `q * scale`. For a matrix stored
+    /// [`Layout::RowMajor`] with `group_size` dividing its row length, group `g` of row `r` is
+    /// scale `r * (cols / group_size) + g`. See the crate docs ("int8 weights").
     Q8 {
-        /// Elements per scale (e.g. 32 or 64); must divide the number of elements.
+        /// Elements per scale (32 in what this core writes); must divide the number of elements.
         group_size: u32,
         /// Precision of the scales.
         scale: ScaleDtype,
@@ -66,7 +69,7 @@ impl Dtype {
                     ScaleDtype::F16 => 2,
                     ScaleDtype::F32 => 4,
                 })?;
-                numel.checked_add(3).map(|n| n & !3)?.checked_add(scales)
+                q8_scales_offset(numel)?.checked_add(scales)
             }
         }
     }
@@ -82,7 +85,7 @@ pub enum Layout {
     Transposed,
 }
 
-/// The layout v1 of this core writes (and requires for f16) for a tensor kind.
+/// The layout v1 of this core writes (and requires) for an f16 tensor of `kind`.
 pub const fn layout_of(kind: TensorKind) -> Layout {
     if kind.is_linear_weight() {
         Layout::Transposed
@@ -94,16 +97,56 @@ pub const fn layout_of(kind: TensorKind) -> Layout {
 /// Weight precision of a whole blob, as requested from the writer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WeightDtype {
-    /// All tensors f16 (implemented).
+    /// All tensors f16.
     F16,
-    /// Matrices int8 with per-group scales (reserved for issue 8; the writer returns
-    /// [`Error::Unsupported`]).
+    /// The matrices ([`TensorKind::is_matrix`]: embeddings, Linear weights, LM head) int8
+    /// with per-group scales, stored row-major (`[out, in]` for Linear weights, so that the
+    /// groups run along the dot product); the vectors (biases, LayerNorm) f16. The group size
+    /// must be a multiple of 4 in `4..=1024` dividing `dim` and `ffn_dim`
+    /// ([`Error::InvalidGroupSize`]); [`WeightDtype::INT8`] is the project's choice.
     Q8 {
         /// Elements per group.
         group_size: u32,
         /// Scale precision.
         scale: ScaleDtype,
     },
+}
+
+impl WeightDtype {
+    /// What `tinypoet export --dtype int8` writes: groups of 32 with f16 scales (Q8_0-like).
+    pub const INT8: WeightDtype = WeightDtype::Q8 {
+        group_size: 32,
+        scale: ScaleDtype::F16,
+    };
+
+    /// The dtype and physical layout the writer uses for a tensor of `kind`.
+    pub const fn storage(self, kind: TensorKind) -> (Dtype, Layout) {
+        match self {
+            WeightDtype::Q8 { group_size, scale } if kind.is_matrix() => {
+                (Dtype::Q8 { group_size, scale }, Layout::RowMajor)
+            }
+            _ => (Dtype::F16, layout_of(kind)),
+        }
+    }
+}
+
+/// Byte offset of the scales inside an int8 tensor of `numel` elements (the values rounded up
+/// to a multiple of 4), or `None` on overflow.
+pub const fn q8_scales_offset(numel: u64) -> Option<u64> {
+    match numel.checked_add(3) {
+        Some(n) => Some(n & !3),
+        None => None,
+    }
+}
+
+/// Whether this core runs int8 matrices with `group_size` on rows of `row_len` elements: a
+/// multiple of 4 in `4..=1024` (so a group's integer dot product is exact in f32) dividing
+/// `row_len`.
+pub const fn q8_group_ok(group_size: usize, row_len: usize) -> bool {
+    group_size >= 4
+        && group_size <= 1024
+        && group_size.is_multiple_of(4)
+        && row_len.is_multiple_of(group_size)
 }
 
 /// Training manifest stored in the header.

@@ -1,8 +1,8 @@
 //! The blob parser: borrows from `&'a [u8]`, never copies weights, never panics.
 
 use super::{
-    check_vocab_bytes, layout_of, Dtype, HeaderHead, Layout, Manifest, TensorEntry, ALIGN, CRC_LEN,
-    MAGIC, PREFIX_LEN, VERSION,
+    check_vocab_bytes, layout_of, q8_scales_offset, Dtype, HeaderHead, Layout, Manifest,
+    ScaleDtype, TensorEntry, ALIGN, CRC_LEN, MAGIC, PREFIX_LEN, VERSION,
 };
 use crate::config::{tensor_spec, Config};
 use crate::crc32::crc32;
@@ -35,6 +35,19 @@ pub struct TensorView<'a> {
     pub bytes: &'a [u8],
 }
 
+impl<'a> TensorView<'a> {
+    /// An int8 tensor's values (`numel` i8, as bytes) and scales (little-endian, in the
+    /// entry's scale precision); `None` for other dtypes.
+    pub fn q8_parts(&self) -> Option<(&'a [u8], &'a [u8])> {
+        let Dtype::Q8 { .. } = self.entry.dtype else {
+            return None;
+        };
+        let numel = self.entry.shape.numel();
+        let at = usize::try_from(q8_scales_offset(numel as u64)?).ok()?;
+        Some((self.bytes.get(..numel)?, self.bytes.get(at..)?))
+    }
+}
+
 fn rd_u32(b: &[u8], at: usize) -> Result<u32, Error> {
     let s = b.get(at..at + 4).ok_or(Error::Truncated {
         needed: (at + 4) as u64,
@@ -52,7 +65,7 @@ fn rd_u64(b: &[u8], at: usize) -> Result<u64, Error> {
 /// Parse and validate a blob. Checks, in order: prefix length, magic, version, declared length
 /// (truncated / trailing bytes), CRC-32, layout of header and data region, header decoding,
 /// config, manifest, vocabulary, and every directory entry (name, shape, dtype size, layout,
-/// alignment, order, bounds) and that every f16/f32 value is finite.
+/// alignment, order, bounds) and that every f16/f32 value and int8 scale is finite.
 pub fn parse(bytes: &[u8]) -> Result<Blob<'_>, Error> {
     let got = bytes.len() as u64;
     if bytes.len() < PREFIX_LEN {
@@ -215,7 +228,28 @@ fn check_finite(index: usize, v: &TensorView) -> Result<(), Error> {
                 }
             }
         }
-        Dtype::Q8 { .. } => {}
+        Dtype::Q8 { scale, .. } => {
+            // The values are any i8; the scales must be finite. Element numbers continue after
+            // the values (scale i is element numel + i).
+            let numel = v.entry.shape.numel();
+            let Some((_, scales)) = v.q8_parts() else {
+                return Err(Error::TensorSize { index });
+            };
+            let bad = match scale {
+                ScaleDtype::F16 => scales
+                    .chunks_exact(2)
+                    .position(|h| u16::from_le_bytes([h[0], h[1]]) & 0x7C00 == 0x7C00),
+                ScaleDtype::F32 => scales.chunks_exact(4).position(|h| {
+                    u32::from_le_bytes([h[0], h[1], h[2], h[3]]) & 0x7F80_0000 == 0x7F80_0000
+                }),
+            };
+            if let Some(i) = bad {
+                return Err(Error::NonFinite {
+                    index,
+                    element: numel + i,
+                });
+            }
+        }
     }
     Ok(())
 }

@@ -1,5 +1,7 @@
 //! The blob writer: the only implementation of the encoder (the trainer's `export` and every
-//! test helper call it). Writes into a caller buffer; no allocation.
+//! test helper call it). Writes into a caller buffer; no allocation. It does every re-layout and
+//! rounding itself: f16 round-to-nearest-even, Linear weights transposed for f16, and for int8
+//! the per-group quantization ([`quantize_group`]).
 
 use half::f16;
 use postcard::ser_flavors::Flavor;
@@ -7,16 +9,16 @@ use postcard::ser_flavors::Flavor;
 #[allow(unused_imports)]
 use super::HeaderHead;
 use super::{
-    align_up, layout_of, Dtype, Layout, Manifest, TensorEntry, WeightDtype, CRC_LEN, MAGIC,
-    PREFIX_LEN, VERSION,
+    align_up, q8_group_ok, q8_scales_offset, Dtype, Layout, Manifest, ScaleDtype, TensorEntry,
+    WeightDtype, CRC_LEN, MAGIC, PREFIX_LEN, VERSION,
 };
 use crate::config::{tensor_spec, tensor_specs, Config};
 use crate::crc32::Crc32;
 use crate::Error;
 
 /// Everything the writer needs. Tensors are in the canonical order and PyTorch convention
-/// (`tensor_specs(&config)`; Linear weights `[out, in]`, row-major f32); the writer re-lays out
-/// and rounds to f16 itself.
+/// (`tensor_specs(&config)`; Linear weights `[out, in]`, row-major f32); the writer re-lays out,
+/// rounds to f16 and quantizes to int8 itself.
 #[derive(Debug, Clone, Copy)]
 pub struct BlobInput<'x> {
     /// Model hyper-parameters.
@@ -80,10 +82,11 @@ fn validate(input: &BlobInput) -> Result<(), Error> {
     let cfg = &input.config;
     cfg.validate()?;
     input.manifest.validate()?;
-    if let WeightDtype::Q8 { .. } = input.dtype {
-        return Err(Error::Unsupported(
-            "writing int8 blobs (reserved for issue 8)",
-        ));
+    if let WeightDtype::Q8 { group_size, .. } = input.dtype {
+        let g = group_size as usize;
+        if !q8_group_ok(g, cfg.dim) || !q8_group_ok(g, cfg.ffn_dim) {
+            return Err(Error::InvalidGroupSize { group_size });
+        }
     }
     if input.vocab.len() != cfg.vocab_size {
         return Err(Error::VocabSize {
@@ -128,17 +131,19 @@ fn validate(input: &BlobInput) -> Result<(), Error> {
 /// Directory entries in order, with offsets relative to the data region.
 fn entries<'n>(
     cfg: &Config,
+    dtype: WeightDtype,
     names: &'n [crate::config::TensorName],
 ) -> impl Iterator<Item = TensorEntry<'n>> + 'n {
     let cfg = *cfg;
     let mut offset = 0u64;
     names.iter().enumerate().filter_map(move |(i, name)| {
         let spec = tensor_spec(&cfg, i)?;
-        let nbytes = spec.shape.numel() as u64 * 2;
+        let (dtype, layout) = dtype.storage(spec.kind);
+        let nbytes = dtype.byte_len(spec.shape.numel() as u64)?;
         let e = TensorEntry {
             name: name.as_str(),
-            dtype: Dtype::F16,
-            layout: layout_of(spec.kind),
+            dtype,
+            layout,
             shape: spec.shape,
             offset,
             nbytes,
@@ -146,6 +151,66 @@ fn entries<'n>(
         offset = align_up(offset + nbytes)?;
         Some(e)
     })
+}
+
+/// Quantize one group: `scale = max|v| / 127` stored in `scale` precision (f16 round to
+/// nearest even), then `q_i = round(v_i / s)` with `s` the *stored* scale (so that `q * s` is
+/// what the core computes), rounded half away from zero and clamped to `-127..=127` (a clamp
+/// only bites when an f16 scale rounded down or is subnormal); an all-zero group (or a scale
+/// that underflows to 0) gives `q = 0`. Returns the stored scale's bytes (2 or 4 used).
+pub fn quantize_group(v: &[f32], scale: ScaleDtype, q: &mut [i8]) -> [u8; 4] {
+    let mut amax = 0.0f32;
+    for &x in v {
+        let a = f32::from_bits(x.to_bits() & 0x7FFF_FFFF);
+        if a > amax {
+            amax = a;
+        }
+    }
+    let exact = amax / 127.0;
+    let (s, bytes) = match scale {
+        ScaleDtype::F16 => {
+            let h = f16::from_f32(exact);
+            let b = h.to_le_bytes();
+            (h.to_f32(), [b[0], b[1], 0, 0])
+        }
+        ScaleDtype::F32 => (exact, exact.to_le_bytes()),
+    };
+    for (qi, &x) in q.iter_mut().zip(v) {
+        *qi = if s > 0.0 {
+            libm::roundf(x / s).clamp(-127.0, 127.0) as i8
+        } else {
+            0
+        };
+    }
+    bytes
+}
+
+/// Write one int8 tensor: `t` is its logical row-major `[rows, cols]` data, groups of `g` run
+/// along the rows (the writer only uses group sizes dividing the row length, so a group never
+/// straddles two rows; it would not matter for the format).
+fn write_q8(dst: &mut [u8], t: &[f32], g: usize, scale: ScaleDtype) {
+    let numel = t.len();
+    let Some(at) = q8_scales_offset(numel as u64) else {
+        return;
+    };
+    let (values, scales) = dst.split_at_mut(at as usize);
+    let width = match scale {
+        ScaleDtype::F16 => 2,
+        ScaleDtype::F32 => 4,
+    };
+    let mut q = [0i8; 1024];
+    for ((src, dv), ds) in t
+        .chunks(g)
+        .zip(values.chunks_mut(g))
+        .zip(scales.chunks_exact_mut(width))
+    {
+        let q = &mut q[..src.len()];
+        let b = quantize_group(src, scale, q);
+        for (d, &qi) in dv.iter_mut().zip(q.iter()) {
+            *d = qi as u8;
+        }
+        ds.copy_from_slice(&b[..width]);
+    }
 }
 
 fn with_names<R>(cfg: &Config, f: impl FnOnce(&[crate::config::TensorName]) -> R) -> R {
@@ -187,7 +252,7 @@ fn header_into<F: Flavor>(input: &BlobInput, mut flavor: F) -> Result<F::Output,
     postcard::serialize_with_flavor::<u32, _, _>(&n, Passthrough(&mut flavor)).map_err(err)?;
     // Directory.
     with_names(cfg, |names| -> Result<(), Error> {
-        for e in entries(cfg, names) {
+        for e in entries(cfg, input.dtype, names) {
             postcard::serialize_with_flavor::<TensorEntry, _, _>(&e, Passthrough(&mut flavor))
                 .map_err(err)?;
         }
@@ -216,7 +281,7 @@ fn plan(input: &BlobInput) -> Result<Plan, Error> {
     let header_len = header_into(input, Counter(0))?;
     let data_offset = align_up((PREFIX_LEN + header_len) as u64).ok_or(Error::BadLayout("size"))?;
     let data_len = with_names(&input.config, |names| {
-        entries(&input.config, names)
+        entries(&input.config, input.dtype, names)
             .last()
             .map(|e| e.offset + e.nbytes)
             .unwrap_or(0)
@@ -264,12 +329,17 @@ pub fn write(input: &BlobInput, out: &mut [u8]) -> Result<usize, Error> {
     let hdr = &mut out[PREFIX_LEN..PREFIX_LEN + p.header_len];
     let n = header_into(input, Cursor { buf: hdr, pos: 0 })?;
     debug_assert_eq!(n, p.header_len);
-    // Tensors: f16 little-endian, Linear weights transposed to [in, out].
+    // Tensors: f16 little-endian, Linear weights transposed to [in, out]; int8 row-major.
     let data = &mut out[p.data_offset as usize..total - CRC_LEN];
     let cfg = input.config;
     with_names(&cfg, |names| {
-        for (e, (spec, t)) in entries(&cfg, names).zip(tensor_specs(&cfg).zip(input.tensors)) {
+        let all = entries(&cfg, input.dtype, names).zip(tensor_specs(&cfg).zip(input.tensors));
+        for (e, (spec, t)) in all {
             let dst = &mut data[e.offset as usize..(e.offset + e.nbytes) as usize];
+            if let Dtype::Q8 { group_size, scale } = e.dtype {
+                write_q8(dst, t, group_size as usize, scale);
+                continue;
+            }
             let put = |dst: &mut [u8], j: usize, v: f32| {
                 dst[2 * j..2 * j + 2].copy_from_slice(&f16::from_f32(v).to_le_bytes());
             };

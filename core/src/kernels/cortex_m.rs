@@ -56,6 +56,11 @@ pub fn matvec_f16(y: &mut [f32], x: &[f32], w: &[u8], stride: usize) {
     }
 }
 
+/// The int8 mat-vec (`kernels::matvec_q8`'s contract, bit for bit).
+pub fn matvec_q8(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
+    super::scalar::matvec_q8(y, xq, w)
+}
+
 /// `dst[i] = f16 value i of src` (little-endian bytes; exact) for `i < min(dst.len(),
 /// src.len() / 2)`: the contract of `kernels::f16_to_f32_slice`, bit for bit.
 pub fn f16_to_f32_slice(dst: &mut [f32], src: &[u8]) {

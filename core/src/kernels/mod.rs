@@ -19,12 +19,38 @@
 //! [`Backend::X86Avx2F16c`] (compile-time target features, or runtime detection with the
 //! `std` feature), and [`Backend::CortexM`], a hook in `cortex_m.rs` whose body the firmware
 //! may replace with a `vcvtb`/`vcvtt` + `vmla` kernel as long as the order above is kept.
+//!
+//! # int8
+//!
+//! An int8 matrix ([`Q8Matrix`]) is row-major `[rows, n_in]` i8 with one scale per `group`
+//! consecutive values of a row (Q8_0-like; the blob's `Dtype::Q8`). Its input vector is
+//! quantized first, per group of the same size, as llama2.c's `quantize` does:
+//!
+//! ```text
+//! quantize_q8(x[n]):  for each group g:  xs[g] = max|x| / 127
+//!                     xq[k] = round_half_even(x[k] / xs[g]) clamped to -127..=127 (NaN -> 0)
+//! matvec_q8(y, xq, w):
+//!     for o in 0..n_out:  for g in 0..n_in/group (ascending):
+//!         isum = sum_{k in g} w[o][k] * xq[k]             (i32, exact: any order is equal)
+//!         y[o] = y[o] + (isum as f32) * (w_scale[o][g] * xs[g])   (three f32 roundings, no FMA)
+//! ```
+//!
+//! The integer sum is exact (|isum| <= 1024 * 128 * 127 < 2^24, so also its conversion), so
+//! a backend may add the products in any order and split them over lanes; only the float
+//! steps have a fixed order, and they are per output. The quantized activations live in the
+//! run state in one layout every backend shares ([`q8_act_words`]): per group, `group` i16
+//! in the pair order `0, 2, 1, 3` of every 4 elements, then the group's scale as f32. That
+//! is the order Arm's `SXTB16` produces from a word of 4 weights (bytes 0, 2 and, rotated,
+//! 1, 3), so the Cortex-M4 kernel feeds `SMLAD` (two 16x16 multiply-adds per instruction)
+//! straight from memory. Embedding rows are dequantized: `x[k] = q[k] as f32 * scale`.
 
 #[cfg(all(target_arch = "arm", target_os = "none"))]
 pub mod cortex_m;
 pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
+
+use crate::blob::ScaleDtype;
 
 /// Which implementation of the kernels to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +210,160 @@ pub fn attn_values_f16(
             stride,
         );
     }
+}
+
+/// An int8 matrix: `rows x n_in` i8 row-major with one scale per `group` values of a row (the
+/// blob's `Dtype::Q8` with `Layout::RowMajor`). Build it with [`Q8Matrix::new`], which checks
+/// every size, so the kernels below cannot read out of bounds.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Q8Matrix<'a> {
+    values: &'a [u8],
+    scales: &'a [u8],
+    scale_f32: bool,
+    group: usize,
+    n_in: usize,
+    rows: usize,
+}
+
+impl<'a> Q8Matrix<'a> {
+    /// `values`: `rows * n_in` i8 (as bytes); `scales`: `rows * n_in / group` little-endian
+    /// scales of precision `scale`. `None` unless `group` is a multiple of 4 in `4..=1024`
+    /// dividing `n_in` and both slices have exactly the right length.
+    pub fn new(
+        values: &'a [u8],
+        scales: &'a [u8],
+        scale: ScaleDtype,
+        group: usize,
+        rows: usize,
+        n_in: usize,
+    ) -> Option<Self> {
+        if !crate::blob::q8_group_ok(group, n_in) {
+            return None;
+        }
+        let width = match scale {
+            ScaleDtype::F16 => 2,
+            ScaleDtype::F32 => 4,
+        };
+        let numel = rows.checked_mul(n_in)?;
+        if values.len() != numel || scales.len() != (numel / group).checked_mul(width)? {
+            return None;
+        }
+        Some(Q8Matrix {
+            values,
+            scales,
+            scale_f32: scale == ScaleDtype::F32,
+            group,
+            n_in,
+            rows,
+        })
+    }
+
+    /// Values per row (the dot-product length).
+    pub fn n_in(&self) -> usize {
+        self.n_in
+    }
+
+    /// Number of rows (outputs).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Values per scale.
+    pub fn group(&self) -> usize {
+        self.group
+    }
+
+    /// The i8 values (as bytes), row-major.
+    pub fn values(&self) -> &'a [u8] {
+        self.values
+    }
+
+    /// The scales' bytes.
+    pub fn scales(&self) -> &'a [u8] {
+        self.scales
+    }
+
+    /// Precision of the scales.
+    pub fn scale_dtype(&self) -> ScaleDtype {
+        if self.scale_f32 {
+            ScaleDtype::F32
+        } else {
+            ScaleDtype::F16
+        }
+    }
+
+    /// Scale `i` (row-major over `[rows, n_in / group]`) as f32 (exact); 0 past the end.
+    #[inline(always)]
+    pub fn scale(&self, i: usize) -> f32 {
+        if self.scale_f32 {
+            match self.scales.get(4 * i..4 * i + 4) {
+                Some(b) => f32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+                None => 0.0,
+            }
+        } else {
+            match self.scales.get(2 * i..2 * i + 2) {
+                Some(b) => f16_to_f32(b[0], b[1]),
+                None => 0.0,
+            }
+        }
+    }
+}
+
+/// f32 words of quantized activations for a vector of `n` values in groups of `group`
+/// (`group` even): per group `group / 2` words of i16 pairs and 1 word of scale.
+pub const fn q8_act_words(n: usize, group: usize) -> usize {
+    if group == 0 {
+        return 0;
+    }
+    (n / group).saturating_mul(group / 2 + 1)
+}
+
+/// Quantize `x` per group into `out` (layout and rounding in the module docs, "int8").
+/// Does nothing unless `group` is a valid int8 group for `x.len()` and `out` holds
+/// [`q8_act_words`]`(x.len(), group)` words. Identical on every backend (one portable body).
+#[inline]
+pub fn quantize_q8(backend: Backend, out: &mut [f32], x: &[f32], group: usize) {
+    let _ = backend;
+    if !crate::blob::q8_group_ok(group, x.len()) || out.len() < q8_act_words(x.len(), group) {
+        debug_assert!(false, "quantize_q8: bad sizes");
+        return;
+    }
+    scalar::quantize_q8(out, x, group)
+}
+
+/// `y[o] += sum_g isum(o, g) * (w_scale(o, g) * x_scale(g))` for `o < y.len()`: the int8
+/// mat-vec of the module docs, with `xq` from [`quantize_q8`] on a vector of `w.n_in()` values.
+/// Bit-identical on every backend. Does nothing if `y` is longer than `w.rows()` or `xq` is too
+/// short (callers pass validated shapes; it keeps the kernel panic-free).
+#[inline]
+pub fn matvec_q8(backend: Backend, y: &mut [f32], xq: &[f32], w: &Q8Matrix) {
+    if y.len() > w.rows || xq.len() < q8_act_words(w.n_in, w.group) {
+        debug_assert!(false, "matvec_q8: bad sizes");
+        return;
+    }
+    match backend {
+        #[cfg(target_arch = "x86_64")]
+        Backend::X86Avx512 if x86::has_avx512() => {
+            // SAFETY: CPU support checked; the body checks its own bounds.
+            unsafe { x86::matvec_q8_avx512(y, xq, w) }
+        }
+        #[cfg(target_arch = "x86_64")]
+        Backend::X86Avx2F16c if x86::has_avx2_f16c() => {
+            // SAFETY: as above.
+            unsafe { x86::matvec_q8_avx2(y, xq, w) }
+        }
+        #[cfg(all(target_arch = "arm", target_os = "none"))]
+        Backend::CortexM => cortex_m::matvec_q8(y, xq, w),
+        _ => scalar::matvec_q8(y, xq, w),
+    }
+}
+
+/// Row `row` of an int8 matrix as f32 (`dst[j] = q[j] * scale`, exact products rounded once);
+/// converts `min(dst.len(), w.n_in())` values, nothing if `row >= w.rows()`.
+#[inline]
+pub fn dequantize_row_q8(backend: Backend, dst: &mut [f32], w: &Q8Matrix, row: usize) {
+    let _ = backend;
+    scalar::dequantize_row_q8(dst, w, row)
 }
 
 /// In-place softmax with `libm::expf` and the summation order of [`scalar::softmax`]

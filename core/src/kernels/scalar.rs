@@ -67,3 +67,110 @@ pub fn f16_to_f32_slice(dst: &mut [f32], src: &[u8]) {
         *d = f16_to_f32(h[0], h[1]);
     }
 }
+
+// ---- int8 (see the module docs of `kernels`, "int8") ----
+
+/// 1.5 * 2^23: `(r + M) - M` rounds `r` to an integer, half to even, for `|r| < 2^22`.
+const ROUND_MAGIC: f32 = 12_582_912.0;
+
+/// Quantize `x` (`n = x.len()`, a multiple of `group`, `group` a multiple of 4) into the
+/// activation layout `out` ([`super::q8_act_words`]`(n, group)` words): per group,
+/// `scale = max|x| / 127`, `q = round_half_even(x / scale)` clamped to `-127..=127` (0 when the
+/// scale is 0 or the quotient NaN), stored as i16 in the pair order `0, 2, 1, 3` of every 4,
+/// then the scale as f32. Caller guarantees the sizes (see [`super::quantize_q8`]).
+pub fn quantize_q8(out: &mut [f32], x: &[f32], group: usize) {
+    let words = group / 2 + 1;
+    for (xg, og) in x.chunks_exact(group).zip(out.chunks_exact_mut(words)) {
+        let mut amax = 0.0f32;
+        for &v in xg {
+            let a = f32::from_bits(v.to_bits() & 0x7FFF_FFFF);
+            if a > amax {
+                amax = a;
+            }
+        }
+        let scale = amax / 127.0;
+        let (vals, s) = og.split_at_mut(group / 2);
+        let q: &mut [i16] = bytemuck::cast_slice_mut(vals);
+        let quant = |v: f32| -> i16 {
+            let r = v / scale;
+            let r = (r + ROUND_MAGIC) - ROUND_MAGIC;
+            // `as` saturates and maps NaN to 0
+            (r as i32).clamp(-127, 127) as i16
+        };
+        for (q4, x4) in q.chunks_exact_mut(4).zip(xg.chunks_exact(4)) {
+            q4[0] = quant(x4[0]);
+            q4[1] = quant(x4[2]);
+            q4[2] = quant(x4[1]);
+            q4[3] = quant(x4[3]);
+        }
+        if let Some(s0) = s.first_mut() {
+            *s0 = scale;
+        }
+    }
+}
+
+/// Exact integer dot product of one group: `w` i8 (as bytes) in natural order, `x` i16 in the
+/// activation pair order (`x[4b+1]` holds element `4b+2` and `x[4b+2]` element `4b+1`).
+/// Wrapping arithmetic: never overflows for quantized inputs (|sum| <= 1024 * 128 * 127),
+/// and never panics on others.
+#[inline(always)]
+pub(super) fn dot_q8_group(w: &[u8], x: &[i16]) -> i32 {
+    let mut s = 0i32;
+    for (w4, x4) in w.chunks_exact(4).zip(x.chunks_exact(4)) {
+        let p0 = (w4[0] as i8 as i32) * (x4[0] as i32);
+        let p1 = (w4[1] as i8 as i32) * (x4[2] as i32);
+        let p2 = (w4[2] as i8 as i32) * (x4[1] as i32);
+        let p3 = (w4[3] as i8 as i32) * (x4[3] as i32);
+        s = s
+            .wrapping_add(p0)
+            .wrapping_add(p1)
+            .wrapping_add(p2)
+            .wrapping_add(p3);
+    }
+    s
+}
+
+/// The int8 mat-vec in the reference order (see [`super::matvec_q8`]); every backend runs this
+/// body or an equivalent one. Caller guarantees the bounds; out-of-range slices end the call.
+#[inline(always)]
+pub(super) fn matvec_q8_body(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
+    let (n_in, g) = (w.n_in, w.group);
+    let ng = n_in / g;
+    let words = g / 2 + 1;
+    let xi: &[i16] = bytemuck::cast_slice(xq);
+    for (o, yo) in y.iter_mut().enumerate() {
+        let Some(row) = w.values.get(o * n_in..(o + 1) * n_in) else {
+            return;
+        };
+        let mut acc = *yo;
+        for (gi, wg) in row.chunks_exact(g).enumerate() {
+            let Some(xg) = xi.get(2 * gi * words..2 * gi * words + g) else {
+                return;
+            };
+            let xs = xq.get(gi * words + g / 2).copied().unwrap_or(0.0);
+            let isum = dot_q8_group(wg, xg);
+            let ws = w.scale(o * ng + gi);
+            // the group's scale, then the product, then the add: three roundings, no FMA
+            let s = ws * xs;
+            let p = isum as f32 * s;
+            acc += p;
+        }
+        *yo = acc;
+    }
+}
+
+/// `y[o] += sum_g isum(o, g) * (w_scale(o, g) * x_scale(g))` (see [`super::matvec_q8`]).
+pub fn matvec_q8(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
+    matvec_q8_body(y, xq, w)
+}
+
+/// Row `row` of an int8 matrix to f32: `dst[j] = q[j] as f32 * scale(group of j)`.
+pub fn dequantize_row_q8(dst: &mut [f32], w: &super::Q8Matrix, row: usize) {
+    let (n, g) = (w.n_in, w.group);
+    let Some(q) = w.values.get(row * n..(row + 1) * n) else {
+        return;
+    };
+    for (j, (d, &qj)) in dst.iter_mut().zip(q).enumerate() {
+        *d = (qj as i8 as f32) * w.scale(row * (n / g) + j / g);
+    }
+}

@@ -455,3 +455,26 @@ pub unsafe fn attn_values_f16_avx512(
         o += 64;
     }
 }
+
+// ---- int8: the portable body compiled for wider vectors ----
+//
+// The integer dot products are exact, so the compiler may vectorize them freely; the float
+// steps per output are unchanged scalar code (Rust never contracts to FMA): bit-identical.
+
+/// [`super::scalar::matvec_q8`] compiled with AVX2.
+///
+/// # Safety
+/// CPU has avx2 (the body checks its own bounds).
+#[target_feature(enable = "avx2")]
+pub unsafe fn matvec_q8_avx2(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
+    super::scalar::matvec_q8_body(y, xq, w)
+}
+
+/// [`super::scalar::matvec_q8`] compiled with AVX-512.
+///
+/// # Safety
+/// CPU has avx512f/bw/vl (the body checks its own bounds).
+#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+pub unsafe fn matvec_q8_avx512(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
+    super::scalar::matvec_q8_body(y, xq, w)
+}

@@ -104,14 +104,25 @@ pub fn manifest() -> Manifest<'static> {
     }
 }
 
-/// Encode through the core's writer.
+/// Encode through the core's writer (f16).
 pub fn build_blob_with(cfg: &Config, vocab: &[char], params: &[Vec<f32>], m: Manifest) -> Vec<u8> {
+    build_blob_dtype(cfg, vocab, params, m, WeightDtype::F16)
+}
+
+/// Encode through the core's writer with the given weight dtype.
+pub fn build_blob_dtype(
+    cfg: &Config,
+    vocab: &[char],
+    params: &[Vec<f32>],
+    m: Manifest,
+    dtype: WeightDtype,
+) -> Vec<u8> {
     let tensors: Vec<&[f32]> = params.iter().map(|t| t.as_slice()).collect();
     let input = BlobInput {
         config: *cfg,
         vocab,
         manifest: m,
-        dtype: WeightDtype::F16,
+        dtype,
         tensors: &tensors,
     };
     let n = blob::encoded_len(&input).expect("valid input");
@@ -155,6 +166,38 @@ pub fn reference_logits(
         .iter()
         .map(|t| t.iter().map(|&v| f16_round(v)).collect())
         .collect();
+    reference_logits_f64(cfg, &p, tokens, kv_f16)
+}
+
+/// The weights an int8 blob of `params` holds, in the logical (PyTorch) layout: matrices
+/// `q * scale` per the writer's quantization (exact in f64), vectors rounded to f16.
+pub fn int8_weights(cfg: &Config, params: &[Vec<f32>], group: usize) -> Vec<Vec<f64>> {
+    tensor_specs(cfg)
+        .zip(params)
+        .map(|(s, t)| {
+            if s.kind.is_matrix() {
+                let mut out = vec![];
+                let mut q = vec![0i8; group];
+                for g in t.chunks(group) {
+                    let b = blob::quantize_group(g, blob::ScaleDtype::F16, &mut q);
+                    let sc = half::f16::from_le_bytes([b[0], b[1]]).to_f64();
+                    out.extend(q.iter().map(|&v| v as f64 * sc));
+                }
+                out
+            } else {
+                t.iter().map(|&v| f16_round(v)).collect()
+            }
+        })
+        .collect()
+}
+
+/// The f64 reference on weights given in f64 (logical layout).
+pub fn reference_logits_f64(
+    cfg: &Config,
+    p: &[Vec<f64>],
+    tokens: &[u16],
+    kv_f16: bool,
+) -> Vec<Vec<f64>> {
     let (c, f, v, hd) = (cfg.dim, cfg.ffn_dim, cfg.vocab_size, cfg.head_dim());
     let n = tokens.len();
     let eps = cfg.ln_eps as f64;
