@@ -33,3 +33,31 @@ pub fn pseudo_text(len: usize, vocab: usize, seed: u64) -> Vec<u16> {
         })
         .collect()
 }
+
+/// The weights an int8 blob ([`tinypoet_core::blob::WeightDtype::INT8`]) holds: every matrix
+/// quantized per group of 32 by the core's writer and dequantized (`q * scale`, exact in f32),
+/// every vector rounded to f16. Exporting these again gives the same blob.
+pub fn int8_weights(p: &Params) -> Params {
+    use tinypoet_core::blob::{quantize_group, ScaleDtype};
+    let mut q = p.clone();
+    let specs: Vec<_> = tinypoet_core::tensor_specs(p.config()).collect();
+    let ranges: Vec<_> = p.layout.tensors().iter().map(|t| t.range()).collect();
+    for (spec, r) in specs.iter().zip(ranges) {
+        let t = &mut q.data[r];
+        if spec.kind.is_matrix() {
+            let mut qi = [0i8; 32];
+            for g in t.chunks_mut(32) {
+                let b = quantize_group(g, ScaleDtype::F16, &mut qi[..g.len()]);
+                let s = half::f16::from_le_bytes([b[0], b[1]]).to_f32();
+                for (x, &v) in g.iter_mut().zip(qi.iter()) {
+                    *x = v as f32 * s;
+                }
+            }
+        } else {
+            for x in t.iter_mut() {
+                *x = half::f16::from_f32(*x).to_f32();
+            }
+        }
+    }
+    q
+}

@@ -127,6 +127,59 @@ fn train_export_inspect_eval_generate() {
         "f16 {f16_loss} vs f32 {f32_loss}"
     );
 
+    // int8: export (groups of 16 for this dim-16 model), inspect shows the dtypes and sizes,
+    // eval through the core stays close to the f32 checkpoint, generate runs it.
+    let blob8 = dir.path().join("model-int8.tpb");
+    let o = run(&[
+        "export",
+        ckpt.to_str().unwrap(),
+        "-o",
+        blob8.to_str().unwrap(),
+        "--dtype",
+        "int8",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("blob (int8, core)"), "{}", stderr(&o));
+    let o = run(&["inspect", blob8.to_str().unwrap(), "--tensors"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(
+        text.contains("dtype:       int8 (group 16, f16 scales)"),
+        "{text}"
+    );
+    assert!(text.contains("blocks.0.attn.wq"), "{text}");
+    assert!(std::fs::metadata(&blob8).unwrap().len() < std::fs::metadata(&blob).unwrap().len());
+    let o = run(&[
+        "eval",
+        "--model",
+        blob8.to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+        "--window",
+        "16",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("int8, group 16"), "{}", stderr(&o));
+    let int8_loss: f64 = stdout(&o).trim().parse().unwrap();
+    eprintln!("tiny model: f32 {f32_loss:.4}, f16 {f16_loss:.4}, int8 {int8_loss:.4}");
+    assert!(
+        (int8_loss - f32_loss).abs() < 0.05,
+        "int8 {int8_loss} vs f32 {f32_loss}"
+    );
+    let o = run(&[
+        "generate",
+        "--model",
+        blob8.to_str().unwrap(),
+        "--seed",
+        "3",
+        "--max-len",
+        "20",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).starts_with("春夜喜雨"));
+
     // generate: deterministic per seed, prompt first, nothing else on stdout.
     let gen = |seed: &str| {
         run(&[

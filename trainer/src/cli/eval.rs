@@ -1,5 +1,5 @@
 //! `tinypoet eval`: the deterministic eval loss (see `crate::evaluate`) of a checkpoint (trainer
-//! kernels, f32) or of a blob (through the core, f16 weights).
+//! kernels, f32) or of a blob (through the core, f16 or int8 weights).
 
 use std::path::PathBuf;
 
@@ -21,7 +21,8 @@ Examples:
 The loss is the mean cross-entropy over every position of the eval split, cut into
 non-overlapping windows of --window tokens (the last one partial), each window an
 independent context. A checkpoint runs on the trainer's f32 kernels; a blob runs through
-tinypoet-core token by token, so its number is the f16 model's loss.")]
+tinypoet-core token by token, so its number is the loss of the model as the core runs it
+(f16 weights, or int8 weights with int8 activations for an int8 blob).")]
 pub struct EvalArgs {
     /// Checkpoint file (or run directory) to evaluate with the trainer's kernels.
     #[arg(
@@ -107,7 +108,11 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         let window = args.window.unwrap_or(model.config().context);
         let (loss, n) = pool.install(|| evaluate::core_loss(&model, eval, window))?;
         (
-            format!("blob {} (f16, through the core)", path.display()),
+            format!(
+                "blob {} ({}, through the core)",
+                path.display(),
+                crate::export::dtype_label(&model)
+            ),
             loss,
             n,
             window,

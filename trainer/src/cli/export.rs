@@ -1,23 +1,53 @@
-//! `tinypoet export`: write a checkpoint's parameters as an f16 blob of the core's format.
+//! `tinypoet export`: write a checkpoint's parameters as a blob of the core's format (f16, or
+//! int8 matrices with `--dtype int8`).
 
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
-use clap::Args;
+use clap::{Args, ValueEnum};
+use tinypoet_core::blob::WeightDtype;
 
 use crate::checkpoint;
 use crate::evaluate::{self, EvalScratch};
 use crate::export::{self, checkpoint_params, manifest_for};
 use crate::model::TrainModel;
 
-/// Export a checkpoint to a weight blob (f16, with its manifest).
+/// Weight precision of the exported blob.
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BlobDtype {
+    /// Every tensor f16 (~2.67 MB for the Tang model).
+    F16,
+    /// Matrices int8 in groups of 32 with f16 scales, vectors f16 (~1.45 MB); smaller models
+    /// whose dim or ffn_dim 32 does not divide use groups of 16, 8 or 4.
+    Int8,
+}
+
+impl BlobDtype {
+    pub fn label(self) -> &'static str {
+        match self {
+            BlobDtype::F16 => "f16",
+            BlobDtype::Int8 => "int8",
+        }
+    }
+
+    pub fn weight_dtype(self, cfg: &tinypoet_core::Config) -> anyhow::Result<WeightDtype> {
+        match self {
+            BlobDtype::F16 => Ok(WeightDtype::F16),
+            BlobDtype::Int8 => export::int8_dtype_for(cfg),
+        }
+    }
+}
+
+/// Export a checkpoint to a weight blob (f16 or int8, with its manifest).
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Examples:
   tinypoet export runs/tang/checkpoint.ckpt -o model.tpb
-  # also measure the deterministic eval loss of the f32 checkpoint and of the f16 blob
+  # also measure the deterministic eval loss of the f32 checkpoint and of the blob
   # (through the core) and record both in the manifest:
   tinypoet export runs/tang/checkpoint.ckpt -o model.tpb --data data/tang.tpd
+  # int8 matrices (groups of 32, f16 scales), for 2 MB-flash microcontrollers:
+  tinypoet export runs/tang/checkpoint.ckpt -o model-int8.tpb --dtype int8 --data data/tang.tpd
 
 The manifest holds the steps, the eval loss of the checkpoint (the one logged at its last
 step, or measured with --data), the eval loss of the blob (with --data), the corpus hash and
@@ -35,6 +65,9 @@ pub struct ExportArgs {
     /// Recipe text for the manifest (default: derived from the checkpoint's options).
     #[arg(long)]
     pub recipe: Option<String>,
+    /// Weight precision of the blob.
+    #[arg(long, value_enum, default_value_t = BlobDtype::F16)]
+    pub dtype: BlobDtype,
     /// Worker threads for --data.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -48,7 +81,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     if let Some(r) = args.recipe {
         info.recipe = r;
     }
-    let mut bytes = export::blob_bytes(&params, &ckpt.meta.vocab, &info)?;
+    let dtype = args.dtype.weight_dtype(params.config())?;
+    let mut bytes = export::blob_bytes_as(&params, &ckpt.meta.vocab, &info, dtype)?;
     if let Some(data_path) = &args.data {
         let ds = crate::corpus::Dataset::load(data_path)
             .with_context(|| format!("loading {}", data_path.display()))?;
@@ -79,16 +113,20 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             let (l16, _) = evaluate::core_loss(&core_model, ds.pretrain_eval(), window)?;
             Ok((l32, l16))
         })?;
-        eprintln!("eval loss: checkpoint (f32) {f32_loss:.4}, blob (f16, core) {blob_loss:.4}");
+        eprintln!(
+            "eval loss: checkpoint (f32) {f32_loss:.4}, blob ({}, core) {blob_loss:.4}",
+            args.dtype.label()
+        );
         info.eval_loss = f32_loss as f32;
         info.eval_loss_blob = blob_loss as f32;
-        bytes = export::blob_bytes(&params, &ckpt.meta.vocab, &info)?;
+        bytes = export::blob_bytes_as(&params, &ckpt.meta.vocab, &info, dtype)?;
     }
     checkpoint::write_atomic(&args.output, &bytes)?;
     eprintln!(
-        "wrote {} ({} bytes): step {}, eval loss {}, blob eval loss {}",
+        "wrote {} ({} bytes, {}): step {}, eval loss {}, blob eval loss {}",
         args.output.display(),
         bytes.len(),
+        args.dtype.label(),
         info.steps,
         fmt_loss(info.eval_loss),
         fmt_loss(info.eval_loss_blob)

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{anyhow, Context};
 use clap::Args;
-use tinypoet_core::blob;
+use tinypoet_core::blob::{self, Dtype, ScaleDtype};
 
 use super::export::fmt_loss;
 
@@ -41,9 +41,20 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         .map(|s| u32::from_le_bytes([s[0], s[1], s[2], s[3]]))
         .unwrap_or(0);
     let (mut weight_bytes, mut n_params) = (0u64, 0u64);
+    // per storage type: (tensors, values, bytes), in order of first appearance
+    let mut by_dtype: Vec<(Dtype, usize, u64, u64)> = vec![];
     for t in b.tensors() {
+        let numel = t.entry.shape.numel() as u64;
         weight_bytes += t.entry.nbytes;
-        n_params += t.entry.shape.dims().iter().product::<usize>() as u64;
+        n_params += numel;
+        match by_dtype.iter_mut().find(|d| d.0 == t.entry.dtype) {
+            Some(d) => {
+                d.1 += 1;
+                d.2 += numel;
+                d.3 += t.entry.nbytes;
+            }
+            None => by_dtype.push((t.entry.dtype, 1, numel, t.entry.nbytes)),
+        }
     }
     println!("file:        {}", args.blob.display());
     println!(
@@ -70,6 +81,17 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         b.n_tensors(),
         weight_bytes
     );
+    for (i, (dtype, tensors, values, nbytes)) in by_dtype.iter().enumerate() {
+        println!(
+            "{}{:<28} {tensors:>3} tensors, {values:>9} values, {nbytes:>9} bytes",
+            if i == 0 {
+                "dtype:       "
+            } else {
+                "             "
+            },
+            dtype_name(dtype),
+        );
+    }
     println!(
         "run state:   {} bytes (f16 KV cache)",
         tinypoet_core::state_bytes(&c, tinypoet_core::KvPrecision::F16)
@@ -98,9 +120,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         for t in b.tensors() {
             let e = t.entry;
             println!(
-                "  {:<28} {:?} {:?} {:?} offset {} bytes {}",
+                "  {:<28} {} {:?} {:?} offset {} bytes {}",
                 e.name,
-                e.dtype,
+                dtype_name(&e.dtype),
                 e.layout,
                 e.shape.dims(),
                 e.offset,
@@ -109,4 +131,19 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// "f16", "int8 (group 32, f16 scales)", ...
+fn dtype_name(d: &Dtype) -> String {
+    match d {
+        Dtype::F16 => "f16".into(),
+        Dtype::F32 => "f32".into(),
+        Dtype::Q8 { group_size, scale } => format!(
+            "int8 (group {group_size}, {} scales)",
+            match scale {
+                ScaleDtype::F16 => "f16",
+                ScaleDtype::F32 => "f32",
+            }
+        ),
+    }
 }
