@@ -418,8 +418,8 @@ pub fn f32_to_f16_slice(backend: Backend, dst: &mut [u16], src: &[f32]) {
     }
 }
 
-/// `libm::expf` on 16 values through the backend's vector code (exposed for the exactness
-/// tests; equals `libm::expf` bit for bit).
+/// `libm::expf` on 16 values through the backend's code (exposed for the exactness tests;
+/// equals `libm::expf` bit for bit): AVX-512's vector `expf`, else [`scalar::expf`].
 pub fn expf16(backend: Backend, x: &[f32; 16], out: &mut [f32; 16]) {
     match backend {
         #[cfg(target_arch = "x86_64")]
@@ -429,7 +429,7 @@ pub fn expf16(backend: Backend, x: &[f32; 16], out: &mut [f32; 16]) {
         }
         _ => {
             for (o, &v) in out.iter_mut().zip(x) {
-                *o = libm::expf(v);
+                *o = scalar::expf(v);
             }
         }
     }
