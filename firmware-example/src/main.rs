@@ -1,8 +1,10 @@
-//! tinypoet on a Cortex-M: writes a Tang poem from f16 weights in flash.
+//! tinypoet on a Cortex-M: writes a Tang poem from f16 or int8 weights in flash.
 //!
 //! * The weight blob is embedded in flash (`blob.rs`) and parsed in place: the core reads every
-//!   weight as f16 straight from flash (converted in registers by the `vcvtb`/`vcvtt` kernel in
-//!   `tinypoet-core`'s `kernels/cortex_m.rs`); nothing is expanded to f32.
+//!   weight straight from flash, f16 converted in registers by the `vcvtb`/`vcvtt` kernel, or
+//!   int8 (an int8 blob, `TINYPOET_BLOB=../models/tinypoet-tang-int8.tpb`) multiplied by the
+//!   `SXTB16`/`SMLAD` kernel, both in `tinypoet-core`'s `kernels/cortex_m.rs`; nothing is
+//!   expanded to f32.
 //! * All run state (activations, f16 KV cache, logits, token history, sampler scratch) is one
 //!   `static` buffer of `state_words(&Config::TANG, F16)` words (313.1 KiB); the linker's RAM
 //!   region is 320 KiB, so the budget is enforced at link time.
@@ -135,13 +137,14 @@ fn banner(model: &Model) {
         m.eval_loss
     );
     println!(
-        "model: V={} C={} heads={} layers={} T={} F={}; run state {} bytes (static), KV cache f16",
+        "model: V={} C={} heads={} layers={} T={} F={}; weights {}; run state {} bytes (static), KV cache f16",
         cfg.vocab_size,
         cfg.dim,
         cfg.n_heads,
         cfg.n_layers,
         cfg.context,
         cfg.ffn_dim,
+        if model.q8_group().is_some() { "int8" } else { "f16" },
         state_words(cfg, KvPrecision::F16) * 4
     );
 }

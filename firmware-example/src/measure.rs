@@ -21,7 +21,8 @@
 //! bit-identical logits, and reports the speed ratio between them.
 
 use core::ops::ControlFlow;
-use tinypoet_core::kernels::{self, Backend};
+use tinypoet_core::blob::{Dtype, ScaleDtype};
+use tinypoet_core::kernels::{self, Backend, Q8Matrix};
 use tinypoet_core::{Decoder, KvPrecision, Model, Rng, Token};
 
 use crate::{clock, print, print_char, println, settings, state_for, FwError, BEGIN, END, PROMPT};
@@ -61,6 +62,78 @@ fn backend_run(model: &Model, backend: Backend, prompt: &[Token]) -> Result<(u64
     Ok((h, instr))
 }
 
+/// The int8 kernel against the portable body on synthetic matrices covering every path of
+/// `kernels/cortex_m.rs`: the two-row kernel for 64 inputs (even and odd row counts), the
+/// paired-group kernel, the single-group kernel (odd group counts, misaligned scales).
+/// Returns the number of cases, or the first one that differs.
+fn q8_kernel_check(buf: &mut [f32]) -> Result<usize, (usize, usize)> {
+    let mut seed = 0x2545_f491u32;
+    let mut next = move || {
+        seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        seed
+    };
+    let cases: [(usize, usize, usize); 12] = [
+        // (n_in, n_out, byte offset of the scales)
+        (64, 1, 0),
+        (64, 2, 0),
+        (64, 7, 0),
+        (64, 64, 0),
+        (64, 5, 2),
+        (32, 1, 0),
+        (32, 3, 0),
+        (96, 5, 0),
+        (128, 3, 2),
+        (256, 64, 0),
+        (256, 3, 0),
+        (256, 9, 2),
+    ];
+    let (vw, rest) = buf.split_at_mut(4096); // 16 KiB of weights
+    let (sw, rest) = rest.split_at_mut(272); // 1088 bytes of scales
+    let (x, rest) = rest.split_at_mut(256);
+    let (xq, rest) = rest.split_at_mut(kernels::q8_act_words(256, 32));
+    let (y1, rest) = rest.split_at_mut(64);
+    let (y2, _) = rest.split_at_mut(64);
+    for (i, &(n_in, n_out, off)) in cases.iter().enumerate() {
+        let values: &mut [u8] = bytemuck::cast_slice_mut(&mut vw[..]);
+        for v in values[..n_in * n_out].iter_mut() {
+            *v = (next() >> 24) as u8;
+        }
+        let scales: &mut [u8] = bytemuck::cast_slice_mut(&mut sw[..]);
+        let n_scales = n_in * n_out / 32;
+        for k in 0..n_scales {
+            // f16 in [2^-10, 2^-6): exponents 5..8, random mantissa
+            let h = (((next() >> 16) as u16) & 0x0fff) | 0x1400;
+            scales[off + 2 * k..off + 2 * k + 2].copy_from_slice(&h.to_le_bytes());
+        }
+        for v in x[..n_in].iter_mut() {
+            *v = (next() >> 8) as f32 / (1u32 << 24) as f32 * 4.0 - 2.0;
+        }
+        kernels::quantize_q8(Backend::Scalar, xq, &x[..n_in], 32);
+        let values: &[u8] = bytemuck::cast_slice(&vw[..]);
+        let scales: &[u8] = bytemuck::cast_slice(&sw[..]);
+        let Some(w) = Q8Matrix::new(
+            &values[..n_in * n_out],
+            &scales[off..off + 2 * n_scales],
+            ScaleDtype::F16,
+            32,
+            n_out,
+            n_in,
+        ) else {
+            return Err((i, 0));
+        };
+        for (a, b) in y1[..n_out].iter_mut().zip(y2[..n_out].iter_mut()) {
+            *a = (next() >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
+            *b = *a;
+        }
+        kernels::matvec_q8(Backend::CortexM, &mut y1[..n_out], xq, &w);
+        kernels::matvec_q8(Backend::Scalar, &mut y2[..n_out], xq, &w);
+        if let Some(o) = (0..n_out).find(|&o| y1[o].to_bits() != y2[o].to_bits()) {
+            return Err((i, o));
+        }
+    }
+    Ok(cases.len())
+}
+
 pub fn run(model: &Model) -> Result<(), FwError> {
     let cfg = *model.config();
     let settings = settings();
@@ -86,6 +159,17 @@ pub fn run(model: &Model) -> Result<(), FwError> {
         return Err(FwError::Core(tinypoet_core::Error::Unsupported(
             "Cortex-M kernel differs from the scalar reference",
         )));
+    }
+    match q8_kernel_check(state_for(&cfg)?) {
+        Ok(n) => println!(
+            "int8 kernel check: cortex-m == scalar bit for bit on {n} synthetic matrices (rows of 32..256 inputs, odd row and group counts, misaligned scales)"
+        ),
+        Err((case, row)) => {
+            println!("int8 kernel check: case {case} differs at row {row}");
+            return Err(FwError::Core(tinypoet_core::Error::Unsupported(
+                "Cortex-M int8 kernel differs from the scalar reference",
+            )));
+        }
     }
 
     // ---- 2. 256 characters, every sample and feed timed -------------------------------------
@@ -192,28 +276,45 @@ pub fn run(model: &Model) -> Result<(), FwError> {
     let state = state_for(&cfg)?;
     let (c, f, v, t) = (cfg.dim, cfg.ffn_dim, cfg.vocab_size, cfg.context);
     let (x, rest) = state.split_at_mut(f.max(c).max(t));
-    let (y, _) = rest.split_at_mut(v);
+    let (y, rest) = rest.split_at_mut(v);
+    let (xq, _) = rest.split_at_mut(kernels::q8_act_words(f.max(c), 4));
     for (i, xi) in x.iter_mut().enumerate() {
         *xi = (i % 7) as f32 * 0.25 - 0.75;
     }
     let be = Backend::detect();
-    let tensor = |name: &str| -> &[u8] {
-        model
-            .blob()
-            .tensors()
-            .find(|t| t.entry.name == name)
-            .map_or(&[][..], |t| t.bytes)
-    };
-    let mut time = |w: &[u8], bias: Option<&[u8]>, n_in: usize, n_out: usize| -> u64 {
+    let tensor = |name: &str| model.blob().tensors().find(|t| t.entry.name == name);
+    let bytes = |name: &str| tensor(name).map_or(&[][..], |t| t.bytes);
+    // One Linear layer as the decoder runs it: bias load, then the mat-vec (f16), or the
+    // quantization of its input and the int8 mat-vec (int8; q, k and v share one quantization
+    // in the decoder, here each call quantizes its own).
+    let mut time = |name: &str, bias: Option<&[u8]>, n_in: usize, n_out: usize| -> u64 {
+        let w = tensor(name);
+        let q8 = w.and_then(|t| match t.entry.dtype {
+            Dtype::Q8 { group_size, scale } => {
+                let (values, scales) = t.q8_parts()?;
+                let g = group_size as usize;
+                Q8Matrix::new(values, scales, scale, g, n_out, n_in)
+            }
+            _ => None,
+        });
         let t0 = clock::now();
         if let Some(b) = bias {
             kernels::f16_to_f32_slice(be, &mut y[..n_out], b);
         }
-        kernels::matvec_f16(be, &mut y[..n_out], &x[..n_in], w, n_out);
+        match q8 {
+            Some(q) => {
+                kernels::quantize_q8(be, xq, &x[..n_in], q.group());
+                kernels::matvec_q8(be, &mut y[..n_out], xq, &q);
+            }
+            None => {
+                let w = w.map_or(&[][..], |t| t.bytes);
+                kernels::matvec_f16(be, &mut y[..n_out], &x[..n_in], w, n_out);
+            }
+        }
         clock::instructions(t0, clock::now())
     };
-    let head_matvec = time(tensor("head.weight"), None, c, v);
-    let head = time(tensor("head.weight"), Some(tensor("head.bias")), c, v);
+    let head_matvec = time("head.weight", None, c, v);
+    let head = time("head.weight", Some(bytes("head.bias")), c, v);
     let mut linear = 0;
     let mut name = heapless::String::<40>::new();
     let mut bias_name = heapless::String::<40>::new();
@@ -233,13 +334,13 @@ pub fn run(model: &Model) -> Result<(), FwError> {
             let bias = if b.is_empty() {
                 None
             } else {
-                Some(tensor(&bias_name))
+                Some(bytes(&bias_name))
             };
-            linear += time(tensor(&name), bias, n_in, n_out);
+            linear += time(&name, bias, n_in, n_out);
         }
     }
     // the LM head's bias through the Cortex-M conversion kernel, for comparison
-    let head_bias = tensor("head.bias");
+    let head_bias = bytes("head.bias");
     let t0 = clock::now();
     kernels::cortex_m::f16_to_f32_slice(&mut y[..v], head_bias);
     let head_bias_vcvt = clock::instructions(t0, clock::now());
@@ -258,6 +359,10 @@ pub fn run(model: &Model) -> Result<(), FwError> {
 
     println!();
     println!("== figures: Cortex-M4 (QEMU mps2-an386, -icount shift=0: 1 SysTick tick = 40 instructions) ==");
+    match model.q8_group() {
+        Some(g) => println!("weights: int8 matrices (groups of {g}), f16 vectors; KV cache f16"),
+        None => println!("weights: f16; KV cache f16"),
+    }
     println!("prompt {PROMPT} ({} tokens), seed {}, default sampler, {N} characters generated, stop ignored", n_prompt, settings.seed);
     println!("instructions per generated character (mean of {N}): {mean}  (feed {} + sample {mean_sample})", feed_total / N as u64);
     if let Some(i) = slide_index {
@@ -290,9 +395,14 @@ pub fn run(model: &Model) -> Result<(), FwError> {
         mean_ctx
     );
     println!(
-        "  LM head              {:>9} ({:.1}%)  (mat-vec {}, f16 bias load {})",
+        "  LM head              {:>9} ({:.1}%)  ({} {}, f16 bias load {})",
         head,
         pct(head as f64),
+        if model.q8_group().is_some() {
+            "input quantization + int8 mat-vec"
+        } else {
+            "mat-vec"
+        },
         head_matvec,
         head - head_matvec
     );
