@@ -1,10 +1,14 @@
 #!/usr/bin/env bash
-# Determinism test of the firmware (issue 6, item 5): build it with a trained blob, run it
-# under QEMU (Cortex-M4, mps2-an386) and check that the text it streams is byte for byte what
-# `tinypoet generate --model BLOB --seed S ...` prints on the host, for:
+# Determinism test of the firmware (issue 6, item 5; issue 8 for int8): build it with a trained
+# blob, run it under QEMU (Cortex-M4, mps2-an386) and check that the text it streams is byte for
+# byte what `tinypoet generate --model BLOB --seed S ...` prints on the host, for:
 #   1. the default settings (prompt 春夜喜雨, default sampler, stop at the end of the poem);
-#   2. --no-stop --max-len 200 with another seed: at least 50 generated characters required.
-# Blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run (make-test-blob.sh).
+#   2. --no-stop --max-len 200 with another seed: at least 50 generated characters required;
+# first with the f16 blob, then the same two cases with the int8 blob (the SXTB16/SMLAD kernel on
+# the device, the portable or AVX int8 kernels on the host).
+# f16 blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run
+# (make-test-blob.sh). int8 blob: TINYPOET_INT8_BLOB, else models/tinypoet-tang-int8.tpb
+# (TINYPOET_INT8_BLOB=none skips the int8 cases).
 # Exit 0 only if every case passes; a summary line "N passed, M failed" closes the output.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -27,7 +31,7 @@ mkdir -p "$WORK"
 passed=0
 failed=0
 
-# run_case NAME SEED MAX_LEN NO_STOP(0|1) MIN_CHARS
+# run_case NAME SEED MAX_LEN NO_STOP(0|1) MIN_CHARS  (blob: $BLOB)
 run_case() {
     local name=$1 seed=$2 max=$3 nostop=$4 min=$5
     local host=$WORK/$name.host.txt fw=$WORK/$name.qemu.log text=$WORK/$name.qemu.txt
@@ -74,6 +78,19 @@ PY
 
 run_case default 2024 256 0 1
 run_case long 7 200 1 50
+
+INT8_BLOB=${TINYPOET_INT8_BLOB:-$REPO_DIR/models/tinypoet-tang-int8.tpb}
+if [ "$INT8_BLOB" = none ]; then
+    fw_log "int8 cases skipped (TINYPOET_INT8_BLOB=none)"
+elif [ ! -f "$INT8_BLOB" ]; then
+    echo "FAIL int8: blob $INT8_BLOB not found (TINYPOET_INT8_BLOB=none skips the int8 cases)"
+    failed=$((failed + 1))
+else
+    BLOB=$(cd "$(dirname "$INT8_BLOB")" && pwd)/$(basename "$INT8_BLOB")
+    fw_log "int8 blob: $BLOB"
+    run_case int8-default 2024 256 0 1
+    run_case int8-long 7 200 1 50
+fi
 
 echo "test-qemu: $passed passed, $failed failed"
 [ "$failed" = 0 ]
