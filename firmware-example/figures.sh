@@ -30,6 +30,6 @@ timeout "${TINYPOET_QEMU_TIMEOUT:-1800}" "${FW_QEMU[@]}" "$elf" >"$log"
     echo "$sizes" | sed 's/^/    /'
     echo
     echo "measurement build (--features measure) under ${FW_QEMU[*]}:"
-    sed -n '/^kernel check/p; /^streaming API/p; /^== figures/,$p' "$log" | sed 's/^/    /'
+    sed -n '/^kernel check/p; /^int8 kernel check/p; /^streaming API/p; /^== figures/,$p' "$log" | sed 's/^/    /'
 } >"$out"
 rm -f "$log"

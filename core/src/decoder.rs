@@ -160,30 +160,38 @@ fn layernorm(
 }
 
 /// `dst = row `row` of an embedding table` (`[rows, C]`, `C = dst.len()`), f16 or int8.
-fn embed(be: Backend, dst: &mut [f32], table: &Mat, row: usize) {
+fn embed(be: Backend, dst: &mut [f32], table: &Mat, group: usize, rows: usize, row: usize) {
     match table {
         Mat::F16(b) => {
             let c = dst.len();
             let src = b.get(2 * row * c..2 * (row + 1) * c).unwrap_or(&[]);
             kernels::f16_to_f32_slice(be, dst, src);
         }
-        Mat::Q8(q) => kernels::dequantize_row_q8(be, dst, q, row),
+        Mat::Q8 { .. } => {
+            if let Some(q) = table.q8(group, rows, dst.len()) {
+                kernels::dequantize_row_q8(be, dst, &q, row);
+            }
+        }
     }
 }
 
-/// Quantize `x` into `xq` if any of `consumers` is int8 (once for q, k and v).
-fn prepare_q8(be: Backend, xq: &mut [f32], x: &[f32], consumers: &[&Mat]) {
-    if let Some(g) = consumers.iter().find_map(|m| m.q8_group()) {
-        kernels::quantize_q8(be, xq, x, g);
+/// Quantize `x` into `xq` (groups of `group`) if any of `consumers` is int8 (once for q, k, v).
+fn prepare_q8(be: Backend, xq: &mut [f32], x: &[f32], group: usize, consumers: &[&Mat]) {
+    if consumers.iter().any(|m| m.is_q8()) {
+        kernels::quantize_q8(be, xq, x, group);
     }
 }
 
-/// `y += x · Wᵀ` for a Linear weight: f16 (physical `[in, out]`) reads `x`; int8 (`[out, in]`)
-/// reads `xq`, the quantized `x` from [`prepare_q8`].
-fn linear(be: Backend, y: &mut [f32], x: &[f32], xq: &[f32], w: &Mat) {
+/// `y += x · Wᵀ` for a Linear weight: f16 (physical `[in, out]`) reads `x`; int8 (`[out, in]`,
+/// groups of `group`) reads `xq`, the quantized `x` from [`prepare_q8`].
+fn linear(be: Backend, y: &mut [f32], x: &[f32], xq: &[f32], w: &Mat, group: usize) {
     match w {
         Mat::F16(b) => kernels::matvec_f16(be, y, x, b, y.len()),
-        Mat::Q8(q) => kernels::matvec_q8(be, y, xq, q),
+        Mat::Q8 { .. } => {
+            if let Some(q) = w.q8(group, y.len(), x.len()) {
+                kernels::matvec_q8(be, y, xq, &q);
+            }
+        }
     }
 }
 
@@ -399,9 +407,10 @@ impl<'a> Decoder<'a> {
             m.ln_f_b,
             cfg.ln_eps,
         );
+        let g = m.q8_group().unwrap_or(0);
         kernels::f16_to_f32_slice(self.backend, self.logits, m.head_b);
-        prepare_q8(self.backend, self.xq, self.xb, &[&m.head_w]);
-        linear(self.backend, self.logits, self.xb, self.xq, &m.head_w);
+        prepare_q8(self.backend, self.xq, self.xb, g, &[&m.head_w]);
+        linear(self.backend, self.logits, self.xb, self.xq, &m.head_w, g);
     }
 
     pub(crate) fn sampler_parts(&mut self) -> (&mut [f32], &mut [u16], &[u16]) {
@@ -446,8 +455,9 @@ impl<'a> Decoder<'a> {
         let tok = token as usize;
 
         // x = tok_emb[token] + pos_emb[pos]                                  [C]
-        embed(be, self.x, &m.tok_emb, tok);
-        embed(be, self.xb, &m.pos_emb, pos);
+        let g = m.q8_group().unwrap_or(0);
+        embed(be, self.x, &m.tok_emb, g, cfg.vocab_size, tok);
+        embed(be, self.xb, &m.pos_emb, g, t_max, pos);
         for (xi, &p) in self.x.iter_mut().zip(self.xb.iter()) {
             *xi += p;
         }
@@ -459,10 +469,10 @@ impl<'a> Decoder<'a> {
             self.q.fill(0.0);
             self.k.fill(0.0);
             self.v.fill(0.0);
-            prepare_q8(be, self.xq, self.xb, &[&w.wq, &w.wk, &w.wv]);
-            linear(be, self.q, self.xb, self.xq, &w.wq);
-            linear(be, self.k, self.xb, self.xq, &w.wk);
-            linear(be, self.v, self.xb, self.xq, &w.wv);
+            prepare_q8(be, self.xq, self.xb, g, &[&w.wq, &w.wk, &w.wv]);
+            linear(be, self.q, self.xb, self.xq, &w.wq, g);
+            linear(be, self.k, self.xb, self.xq, &w.wk, g);
+            linear(be, self.v, self.xb, self.xq, &w.wv, g);
             // store k at key_cache[l][:][pos], v at value_cache[l][pos][:]
             let kbase = l * c * t_max;
             let vbase = l * t_max * c + pos * c;
@@ -543,8 +553,8 @@ impl<'a> Decoder<'a> {
             }
             // xb = proj_b + xb2 · projᵀ; x += xb                              [C]
             kernels::f16_to_f32_slice(be, self.xb, w.proj_b);
-            prepare_q8(be, self.xq, self.xb2, &[&w.proj_w]);
-            linear(be, self.xb, self.xb2, self.xq, &w.proj_w);
+            prepare_q8(be, self.xq, self.xb2, g, &[&w.proj_w]);
+            linear(be, self.xb, self.xb2, self.xq, &w.proj_w, g);
             for (xi, &yi) in self.x.iter_mut().zip(self.xb.iter()) {
                 *xi += yi;
             }
@@ -552,16 +562,16 @@ impl<'a> Decoder<'a> {
             // ---- feed-forward: x = x + fc2(relu(fc1(LN2(x)))) ----
             layernorm(be, self.xb, self.k, self.x, w.ln2_w, w.ln2_b, cfg.ln_eps);
             kernels::f16_to_f32_slice(be, self.hb, w.fc1_b); //                                      [F]
-            prepare_q8(be, self.xq, self.xb, &[&w.fc1_w]);
-            linear(be, self.hb, self.xb, self.xq, &w.fc1_w);
+            prepare_q8(be, self.xq, self.xb, g, &[&w.fc1_w]);
+            linear(be, self.hb, self.xb, self.xq, &w.fc1_w, g);
             for hv in self.hb.iter_mut() {
                 if *hv < 0.0 {
                     *hv = 0.0;
                 }
             }
             kernels::f16_to_f32_slice(be, self.xb, w.fc2_b); //                                      [C]
-            prepare_q8(be, self.xq, self.hb, &[&w.fc2_w]);
-            linear(be, self.xb, self.hb, self.xq, &w.fc2_w);
+            prepare_q8(be, self.xq, self.hb, g, &[&w.fc2_w]);
+            linear(be, self.xb, self.hb, self.xq, &w.fc2_w, g);
             for (xi, &yi) in self.x.iter_mut().zip(self.xb.iter()) {
                 *xi += yi;
             }

@@ -1,19 +1,31 @@
 //! Weight views over a parsed blob: one borrowed view per tensor, grouped per block. Vectors are
 //! f16 bytes; matrices are [`Mat`]: f16 or int8.
 
-use crate::blob::{self, Blob, Dtype, Layout, Manifest};
+use crate::blob::{self, Blob, Dtype, Layout, Manifest, ScaleDtype};
 use crate::config::{Config, TensorKind, MAX_LAYERS};
 use crate::kernels::Q8Matrix;
 use crate::{Error, Tokenizer};
 
-/// A weight matrix as the blob stores it.
+/// A weight matrix as the blob stores it. Kept small (12 bytes on a 32-bit target) because a
+/// [`Model`] holds 6 per layer for up to 16 layers; the int8 view is rebuilt at each use
+/// ([`Mat::q8`]), which costs a few instructions per mat-vec.
 #[derive(Debug, Clone, Copy)]
 pub enum Mat<'a> {
     /// f16 little-endian bytes: Linear weights transposed `[in, out]`, embeddings `[rows, C]`.
     F16(&'a [u8]),
-    /// int8, row-major `[rows, cols]` (Linear weights `[out, in]`) with per-group scales.
-    Q8(Q8Matrix<'a>),
+    /// int8, row-major `[rows, cols]` (Linear weights `[out, in]`): the tensor's bytes (values,
+    /// padding, scales) and the scales' precision; the group size is the model's
+    /// ([`Model::q8_group`]).
+    Q8 {
+        /// The whole tensor.
+        bytes: &'a [u8],
+        /// Precision of its scales.
+        scale: ScaleDtype,
+    },
 }
+
+// 12 bytes on a 32-bit target: a slice and the scale precision (F16 uses its niche).
+const _: () = assert!(core::mem::size_of::<Mat>() <= 3 * core::mem::size_of::<usize>());
 
 impl Default for Mat<'_> {
     fn default() -> Self {
@@ -21,13 +33,28 @@ impl Default for Mat<'_> {
     }
 }
 
-impl Mat<'_> {
-    /// The int8 group size, if int8.
-    pub fn q8_group(&self) -> Option<usize> {
-        match self {
-            Mat::F16(_) => None,
-            Mat::Q8(q) => Some(q.group()),
-        }
+impl<'a> Mat<'a> {
+    /// Whether the matrix is int8.
+    pub fn is_q8(&self) -> bool {
+        matches!(self, Mat::Q8 { .. })
+    }
+
+    /// The int8 view of a `rows x n_in` matrix with groups of `group`; `None` for f16 or if
+    /// the sizes do not match (they always do for a loaded model's shapes).
+    pub fn q8(&self, group: usize, rows: usize, n_in: usize) -> Option<Q8Matrix<'a>> {
+        let Mat::Q8 { bytes, scale } = *self else {
+            return None;
+        };
+        let numel = rows.checked_mul(n_in)?;
+        let at = usize::try_from(blob::q8_scales_offset(numel as u64)?).ok()?;
+        Q8Matrix::new(
+            bytes.get(..numel)?,
+            bytes.get(at..)?,
+            scale,
+            group,
+            rows,
+            n_in,
+        )
     }
 }
 
@@ -140,19 +167,19 @@ impl<'a> Model<'a> {
                         return Err(Error::TensorShape { index: i });
                     };
                     let g = group_size as usize;
-                    let q = Q8Matrix::new(values, scales, scale, g, rows, cols).ok_or(
-                        unsupported("int8 group size must be a multiple of 4 in 4..=1024 dividing the row length"),
-                    )?;
+                    Q8Matrix::new(values, scales, scale, g, rows, cols).ok_or(unsupported(
+                        "int8 group size must be a multiple of 4 in 4..=1024 dividing the row length",
+                    ))?;
                     if m.q8_group.is_some_and(|g0| g0 != g) {
                         return Err(unsupported("int8 matrices must share one group size"));
                     }
                     m.q8_group = Some(g);
-                    Mat::Q8(q)
+                    Mat::Q8 { bytes: b, scale }
                 }
             };
             let vec = match mat {
                 Mat::F16(v) => v,
-                Mat::Q8(_) => &[][..],
+                Mat::Q8 { .. } => &[][..],
             };
             let layer = spec.layer.and_then(|l| m.layers.get_mut(l));
             match (spec.kind, layer) {
