@@ -6,7 +6,7 @@
 //!   `SXTB16`/`SMLAD` kernel, both in `tinypoet-core`'s `kernels/cortex_m.rs`; nothing is
 //!   expanded to f32.
 //! * All run state (activations, f16 KV cache, logits, token history, sampler scratch) is one
-//!   `static` buffer of `state_words(&Config::TANG, F16)` words (313.1 KiB); the linker's RAM
+//!   `static` buffer of `state_words(&Config::TANG, F16)` words (313.8 KiB); the linker's RAM
 //!   region is 320 KiB, so the budget is enforced at link time.
 //! * The prompt (default 春夜喜雨), seed (default: the core's `GenerateSettings` default) and
 //!   length are fixed at build time (`TINYPOET_PROMPT`, `TINYPOET_SEED`, `TINYPOET_MAX_CHARS`);
