@@ -6,7 +6,8 @@
 //! `tinypoet_core::Model::load`), so a layout or transposition mistake in either crate fails
 //! here. The f32 KV cache makes the two computations the same function up to summation order
 //! (bar 1e-4 absolute); the default f16 KV cache additionally rounds K and V, which is bounded
-//! separately and looser.
+//! separately and looser. An int8 blob is compared with the trainer on exactly the weights it
+//! holds (dequantized), which leaves the core's activation quantization as the only difference.
 
 use tinypoet_core::blob::WeightDtype;
 use tinypoet_core::{state_words, Config, Decoder, KvPrecision, Model};
