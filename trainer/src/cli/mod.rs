@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod bench_decode;
 pub mod eval;
 pub mod export;
 pub mod generate;
