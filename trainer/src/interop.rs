@@ -506,6 +506,8 @@ fn decode(dtype: Dtype, data: &[u8], out: &mut [f32]) {
 /// model whose vocabulary is `vocab` (the dataset's, characters in id order). See the module
 /// docs for the checks.
 pub fn read_state_dict(bytes: &[u8], vocab: &[char]) -> Result<Imported, ImportError> {
+    // The header is parsed twice (once for `__metadata__`, which `SafeTensors` does not expose,
+    // once for the views): a few kilobytes of JSON.
     let (_, header) =
         SafeTensors::read_metadata(bytes).map_err(|e| ImportError::Corrupt(e.to_string()))?;
     let st = SafeTensors::deserialize(bytes).map_err(|e| ImportError::Corrupt(e.to_string()))?;
