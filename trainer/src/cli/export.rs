@@ -3,14 +3,23 @@
 use std::path::PathBuf;
 
 use anyhow::{anyhow, bail, Context};
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use crate::checkpoint;
 use crate::evaluate::{self, EvalScratch};
 use crate::export::{self, checkpoint_params, manifest_for};
 use crate::model::TrainModel;
 
-/// Export a checkpoint to a weight blob (f16, with its manifest).
+/// What `export` writes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// The core's blob (f16, with its manifest).
+    Blob,
+    /// TutorialLLM's PyTorch state_dict in safetensors (f32, `tril` buffers included).
+    Safetensors,
+}
+
+/// Export a checkpoint to a weight blob (f16, with its manifest) or to safetensors.
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Examples:
@@ -18,17 +27,25 @@ Examples:
   # also measure the deterministic eval loss of the f32 checkpoint and of the f16 blob
   # (through the core) and record both in the manifest:
   tinypoet export runs/tang/checkpoint.ckpt -o model.tpb --data data/tang.tpd
+  # PyTorch: TutorialLLM's state_dict in safetensors, for
+  #   model.load_state_dict(safetensors.torch.load_file('model.safetensors'))
+  tinypoet export runs/tang/checkpoint.ckpt --format safetensors -o model.safetensors
 
 The manifest holds the steps, the eval loss of the checkpoint (the one logged at its last
 step, or measured with --data), the eval loss of the blob (with --data), the corpus hash and
-a recipe line. The file is written atomically (temporary file, fsync, rename).")]
+a recipe line. A safetensors file holds the same provenance, the config and the vocabulary
+in its __metadata__ (tinypoet.* keys). The file is written atomically (temporary file,
+fsync, rename).")]
 pub struct ExportArgs {
     /// Checkpoint file (or run directory) to export.
     #[arg(value_name = "CKPT")]
     pub checkpoint: PathBuf,
-    /// Output blob.
-    #[arg(long, short = 'o', value_name = "FILE", default_value = "model.tpb")]
-    pub output: PathBuf,
+    /// Output file [default: model.tpb, or model.safetensors with --format safetensors].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// What to write.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Blob)]
+    pub format: ExportFormat,
     /// Prepared dataset: measure both eval losses on its eval split.
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
@@ -48,6 +65,26 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     if let Some(r) = args.recipe {
         info.recipe = r;
     }
+    if args.format == ExportFormat::Safetensors {
+        if args.data.is_some() {
+            bail!(
+                "--data measures the blob's eval loss; it does not apply to --format safetensors"
+            );
+        }
+        let output = args.output.unwrap_or_else(|| "model.safetensors".into());
+        let meta = crate::interop::export_metadata(&ckpt, &info);
+        let bytes = crate::interop::write_state_dict(&params, meta)
+            .map_err(|e| anyhow!("cannot encode the safetensors file: {e}"))?;
+        checkpoint::write_atomic(&output, &bytes)?;
+        eprintln!(
+            "wrote {} ({} bytes): TutorialLLM state_dict, f32, step {}",
+            output.display(),
+            bytes.len(),
+            info.steps
+        );
+        return Ok(());
+    }
+    let output = args.output.unwrap_or_else(|| "model.tpb".into());
     let mut bytes = export::blob_bytes(&params, &ckpt.meta.vocab, &info)?;
     if let Some(data_path) = &args.data {
         let ds = crate::corpus::Dataset::load(data_path)
@@ -84,10 +121,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         info.eval_loss_blob = blob_loss as f32;
         bytes = export::blob_bytes(&params, &ckpt.meta.vocab, &info)?;
     }
-    checkpoint::write_atomic(&args.output, &bytes)?;
+    checkpoint::write_atomic(&output, &bytes)?;
     eprintln!(
         "wrote {} ({} bytes): step {}, eval loss {}, blob eval loss {}",
-        args.output.display(),
+        output.display(),
         bytes.len(),
         info.steps,
         fmt_loss(info.eval_loss),
