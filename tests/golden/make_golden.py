@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """Golden vectors for the trainer's hand-written kernels, computed by PyTorch (llm.c style).
 
-Run by developers, not by CI (needs `torch`; no numpy):
+Run by developers, not by CI (needs `torch`; the interop case also `safetensors`, whose torch
+saver needs `numpy`; this script itself uses no numpy):
 
-    python3 tests/golden/make_golden.py            # writes tests/fixtures/golden/*.{json,bin}
+    python3 tests/golden/make_golden.py            # writes tests/fixtures/golden/*
+    python3 tests/golden/make_golden.py interop    # only the named case(s)
 
 The model below is the TutorialLLM reference (spec §3) written the way the reference writes it:
 one `Head` module per head with separate key/query/value Linears, `masked_fill(-inf)` causal mask,
@@ -25,13 +27,26 @@ Cases (each a `<case>.json` manifest + `<case>.bin` of little-endian arrays):
 * `torch_init`: `torch.manual_seed(2024)`, the reference's 16-draw demo batch, then model
   construction; 32 sampled entries and the f64 sum of every tensor, to check the trainer's
   torch-generator-exact init (`InitScheme::Torch`).
+* `interop` (PyTorch interop through safetensors, issue 8): the reference module for the reduced
+  config (vocab 512, context 64), torch init (seed 4321) with the LayerNorms randomised and the
+  query/key weights scaled by 4 (so attention is far from uniform and a misplaced head shows),
+  every parameter rounded to an f16-representable value. Stored: `interop.safetensors` =
+  `save_file` of the module's state_dict in f16 (tril buffers included, as `model.half()`
+  would save it), and in `interop.{json,bin}` a 64-token sequence with the module's f32 logits
+  at every position (`tests/tests/pytorch_interop.rs` imports the file and runs our core on
+  the same tokens). Then the other direction, asserted here because CI has no torch: the
+  `tinypoet` binary (built with cargo, or $TINYPOET_BIN) imports the file into a checkpoint
+  and exports it back with `--format safetensors`; that file must `load_state_dict` (strict)
+  into a fresh reference module and give back the same tensors and logits bit for bit.
 """
 
 import json
 import math
 import os
 import struct
+import subprocess
 import sys
+import tempfile
 
 import torch
 import torch.nn as nn
@@ -111,11 +126,13 @@ class TutorialLLM(nn.Module):
         self.layer_norm_final = nn.LayerNorm(cfg.dim)
         self.project = nn.Linear(cfg.dim, cfg.vocab_size)
 
-    def forward(self, idx, targets):
+    def forward(self, idx, targets=None):
         B, T = idx.shape
         x = self.token_embedding_table(idx) + self.position_embedding_table(torch.arange(T))
         x = self.layer_norm_final(self.transformer_blocks(x))
         logits = self.project(x)
+        if targets is None:
+            return logits, None
         loss = F.cross_entropy(logits.view(B * T, -1), targets.view(B * T))
         return logits, loss
 
@@ -334,9 +351,92 @@ def torch_init():
     fx.write()
 
 
+def tinypoet(*args):
+    """Run the `tinypoet` binary ($TINYPOET_BIN, else `cargo run` in this repository)."""
+    root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+    exe = os.environ.get("TINYPOET_BIN")
+    cmd = [exe] if exe else ["cargo", "run", "-q", "-p", "tinypoet-trainer", "--bin", "tinypoet", "--"]
+    r = subprocess.run(cmd + [str(a) for a in args], cwd=root, capture_output=True, text=True)
+    if r.returncode != 0:
+        sys.exit(f"tinypoet {' '.join(map(str, args))} failed:\n{r.stderr}")
+    return r
+
+
+def interop():
+    from safetensors import safe_open
+    from safetensors.torch import load_file, save_file
+
+    cfg = Cfg(vocab_size=512, context=64)
+    torch.manual_seed(4321)
+    model = TutorialLLM(cfg)
+    with torch.no_grad():
+        for b in model.transformer_blocks:
+            for ln in (b.layer_norm1, b.layer_norm2):
+                ln.weight.uniform_(0.5, 1.5)
+                ln.bias.uniform_(-0.2, 0.2)
+            for h in b.multi_head_attention.heads:
+                h.project_to_query.weight.mul_(4.0)
+                h.project_to_key.weight.mul_(4.0)
+        model.layer_norm_final.weight.uniform_(0.5, 1.5)
+        model.layer_norm_final.bias.uniform_(-0.2, 0.2)
+        for p in model.parameters():
+            p.copy_(p.half().float())
+    path = os.path.join(OUT, "interop.safetensors")
+    save_file({k: v.half().contiguous() for k, v in model.state_dict().items()}, path)
+    print(f"interop.safetensors: {os.path.getsize(path):,} bytes", file=sys.stderr)
+
+    sm = SplitMix64(31)
+    x = torch.tensor([sm.next() % cfg.vocab_size for _ in range(cfg.context)]).view(1, -1)
+    with torch.no_grad():
+        logits, _ = model(x)
+        # How far from uniform the attention is (printed, for the docstring's claim): the mean
+        # over the positions t >= 8 of the largest weight of head 0 of block 0 (uniform: 1/(t+1)).
+        b0, h0 = model.transformer_blocks[0], model.transformer_blocks[0].multi_head_attention.heads[0]
+        a = b0.layer_norm1(model.token_embedding_table(x) + model.position_embedding_table(torch.arange(cfg.context)))
+        w = h0.project_to_query(a) @ h0.project_to_key(a).transpose(-2, -1) * cfg.dim ** -0.5
+        w = F.softmax(w.masked_fill(h0.tril == 0, float("-inf")), dim=-1)[0]
+        peak = w.max(dim=-1).values[8:].mean().item()
+        uniform = sum(1 / (t + 1) for t in range(8, cfg.context)) / (cfg.context - 8)
+    print(f"interop: mean peak attention weight {peak:.3f} (uniform would be {uniform:.3f})", file=sys.stderr)
+    fx = Fixture("interop", cfg)
+    fx.add("tokens", x, "u16")
+    fx.add("logits", logits)
+    fx.write()
+
+    # The other direction: our import, then our export, loads into the reference module.
+    with tempfile.TemporaryDirectory() as tmp:
+        text = os.path.join(tmp, "vocab.txt")
+        with open(text, "w", encoding="utf-8") as f:  # 511 characters + '\0' = the test's vocabulary
+            f.write("".join(chr(0x4E00 + i) for i in range(cfg.vocab_size - 1)) * 4)
+        ds, ckpt, back = (os.path.join(tmp, n) for n in ("v.tpd", "m.ckpt", "back.safetensors"))
+        tinypoet("prepare", "--from", text, "--format", "text", "-o", ds)
+        tinypoet("import", path, "--data", ds, "-o", ckpt)
+        tinypoet("export", ckpt, "--format", "safetensors", "-o", back)
+        sd = load_file(back)
+        with safe_open(back, "pt") as f:
+            meta = f.metadata()
+        fresh = TutorialLLM(cfg)
+        fresh.load_state_dict(sd)  # strict: every name, shape and buffer
+        want = model.state_dict()
+        for k, v in fresh.state_dict().items():
+            assert v.dtype == torch.float32 and torch.equal(v, want[k]), k
+        with torch.no_grad():
+            again, _ = fresh(x)
+        assert torch.equal(again, logits)
+        assert json.loads(meta["tinypoet.config"])["vocab_size"] == cfg.vocab_size
+        assert len(meta["tinypoet.vocab"]) == cfg.vocab_size and meta["format"] == "pt"
+        print(f"interop: our export loads into the reference module ({len(sd)} tensors), "
+              "same tensors and logits bit for bit", file=sys.stderr)
+
+
+CASES = {"reduced": reduced, "full": full, "torch_init": torch_init, "interop": interop}
+
 if __name__ == "__main__":
     torch.set_num_threads(2)
     torch.use_deterministic_algorithms(True)
-    reduced()
-    full()
-    torch_init()
+    names = sys.argv[1:] or list(CASES)
+    unknown = [n for n in names if n not in CASES]
+    if unknown:
+        sys.exit(f"unknown case(s) {unknown}; cases: {list(CASES)}")
+    for name in names:
+        CASES[name]()

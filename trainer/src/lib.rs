@@ -9,6 +9,7 @@ pub mod corpus;
 pub mod evaluate;
 pub mod export;
 pub mod init;
+pub mod interop;
 pub mod metrics;
 pub mod model;
 pub mod mt19937;

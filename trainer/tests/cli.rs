@@ -179,6 +179,20 @@ fn train_export_inspect_eval_generate() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).starts_with("春夜喜雨"));
+    // --dtype is for blobs; safetensors stay f32
+    assert_one_line_error(
+        &run(&[
+            "export",
+            ckpt.to_str().unwrap(),
+            "--format",
+            "safetensors",
+            "--dtype",
+            "int8",
+            "-o",
+            dir.path().join("m.safetensors").to_str().unwrap(),
+        ]),
+        "safetensors are written in f32",
+    );
 
     // generate: deterministic per seed, prompt first, nothing else on stdout.
     let gen = |seed: &str| {
@@ -213,6 +227,25 @@ fn train_export_inspect_eval_generate() {
         other.iter().any(|t| *t != text),
         "every seed gave the same text"
     );
+
+    // bench decode: every available backend against scalar, same text on all (the command fails
+    // if two backends disagree).
+    let o = run(&[
+        "bench",
+        "decode",
+        "--model",
+        blob.to_str().unwrap(),
+        "--runs",
+        "1",
+        "--chars",
+        "20",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let lines: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
+    assert!(lines[0].contains("\"backend\":\"Scalar\""), "{lines:?}");
+    assert!(lines[0].contains("\"ratio_vs_scalar\":1.00"), "{lines:?}");
+    assert!(lines.iter().all(|l| l.contains("\"chars_per_s\":")));
 
     // User errors: one line, exit 1.
     assert_one_line_error(

@@ -26,6 +26,8 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Median milliseconds per training step (batch + forward + backward + AdamW).
     Train(BenchTrainArgs),
+    /// Decoding speed of tinypoet-core: every available backend vs the scalar one.
+    Decode(super::bench_decode::BenchDecodeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -56,6 +58,7 @@ pub const FLOPS_PER_STEP_16X256: f64 = 21_497_905_152.0;
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Train(a) => bench_train(a),
+        BenchCommand::Decode(a) => super::bench_decode::run(a),
     }
 }
 

@@ -1,5 +1,5 @@
 //! `tinypoet export`: write a checkpoint's parameters as a blob of the core's format (f16, or
-//! int8 matrices with `--dtype int8`).
+//! int8 matrices with `--dtype int8`), or as TutorialLLM's state_dict in safetensors.
 
 use std::path::PathBuf;
 
@@ -11,6 +11,15 @@ use crate::checkpoint;
 use crate::evaluate::{self, EvalScratch};
 use crate::export::{self, checkpoint_params, manifest_for};
 use crate::model::TrainModel;
+
+/// What `export` writes.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ExportFormat {
+    /// The core's blob (f16, with its manifest).
+    Blob,
+    /// TutorialLLM's PyTorch state_dict in safetensors (f32, `tril` buffers included).
+    Safetensors,
+}
 
 /// Weight precision of the exported blob.
 #[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -38,7 +47,7 @@ impl BlobDtype {
     }
 }
 
-/// Export a checkpoint to a weight blob (f16 or int8, with its manifest).
+/// Export a checkpoint to a weight blob (f16 or int8, with its manifest) or to safetensors.
 #[derive(Args, Debug)]
 #[command(after_help = "\
 Examples:
@@ -48,26 +57,34 @@ Examples:
   tinypoet export runs/tang/checkpoint.ckpt -o model.tpb --data data/tang.tpd
   # int8 matrices (groups of 32, f16 scales), for 2 MB-flash microcontrollers:
   tinypoet export runs/tang/checkpoint.ckpt -o model-int8.tpb --dtype int8 --data data/tang.tpd
+  # PyTorch: TutorialLLM's state_dict in safetensors, for
+  #   model.load_state_dict(safetensors.torch.load_file('model.safetensors'))
+  tinypoet export runs/tang/checkpoint.ckpt --format safetensors -o model.safetensors
 
 The manifest holds the steps, the eval loss of the checkpoint (the one logged at its last
 step, or measured with --data), the eval loss of the blob (with --data), the corpus hash and
-a recipe line. The file is written atomically (temporary file, fsync, rename).")]
+a recipe line. A safetensors file holds the same provenance, the config and the vocabulary
+in its __metadata__ (tinypoet.* keys). The file is written atomically (temporary file,
+fsync, rename).")]
 pub struct ExportArgs {
     /// Checkpoint file (or run directory) to export.
     #[arg(value_name = "CKPT")]
     pub checkpoint: PathBuf,
-    /// Output blob.
-    #[arg(long, short = 'o', value_name = "FILE", default_value = "model.tpb")]
-    pub output: PathBuf,
+    /// Output file [default: model.tpb, or model.safetensors with --format safetensors].
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// What to write.
+    #[arg(long, value_enum, default_value_t = ExportFormat::Blob)]
+    pub format: ExportFormat,
+    /// Weight precision of the blob (safetensors are always f32).
+    #[arg(long, value_enum, default_value_t = BlobDtype::F16)]
+    pub dtype: BlobDtype,
     /// Prepared dataset: measure both eval losses on its eval split.
     #[arg(long, value_name = "FILE")]
     pub data: Option<PathBuf>,
     /// Recipe text for the manifest (default: derived from the checkpoint's options).
     #[arg(long)]
     pub recipe: Option<String>,
-    /// Weight precision of the blob.
-    #[arg(long, value_enum, default_value_t = BlobDtype::F16)]
-    pub dtype: BlobDtype,
     /// Worker threads for --data.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
@@ -81,6 +98,29 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     if let Some(r) = args.recipe {
         info.recipe = r;
     }
+    if args.format == ExportFormat::Safetensors {
+        if args.data.is_some() {
+            bail!(
+                "--data measures the blob's eval loss; it does not apply to --format safetensors"
+            );
+        }
+        if args.dtype != BlobDtype::F16 {
+            bail!("--dtype selects the blob's precision; safetensors are written in f32");
+        }
+        let output = args.output.unwrap_or_else(|| "model.safetensors".into());
+        let meta = crate::interop::export_metadata(&ckpt, &info);
+        let bytes = crate::interop::write_state_dict(&params, meta)
+            .map_err(|e| anyhow!("cannot encode the safetensors file: {e}"))?;
+        checkpoint::write_atomic(&output, &bytes)?;
+        eprintln!(
+            "wrote {} ({} bytes): TutorialLLM state_dict, f32, step {}",
+            output.display(),
+            bytes.len(),
+            info.steps
+        );
+        return Ok(());
+    }
+    let output = args.output.unwrap_or_else(|| "model.tpb".into());
     let dtype = args.dtype.weight_dtype(params.config())?;
     let mut bytes = export::blob_bytes_as(&params, &ckpt.meta.vocab, &info, dtype)?;
     if let Some(data_path) = &args.data {
@@ -121,10 +161,10 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         info.eval_loss_blob = blob_loss as f32;
         bytes = export::blob_bytes_as(&params, &ckpt.meta.vocab, &info, dtype)?;
     }
-    checkpoint::write_atomic(&args.output, &bytes)?;
+    checkpoint::write_atomic(&output, &bytes)?;
     eprintln!(
         "wrote {} ({} bytes, {}): step {}, eval loss {}, blob eval loss {}",
-        args.output.display(),
+        output.display(),
         bytes.len(),
         args.dtype.label(),
         info.steps,

@@ -5,6 +5,7 @@
 use clap::{Parser, Subcommand};
 
 pub mod bench;
+pub mod bench_decode;
 pub mod eval;
 pub mod export;
 pub mod generate;
@@ -30,7 +31,7 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Compute the deterministic eval loss of a checkpoint or of a blob.
     Eval(eval::EvalArgs),
-    /// Export a checkpoint to a weight blob.
+    /// Export a checkpoint to a weight blob, or to PyTorch safetensors.
     Export(export::ExportArgs),
     /// Import weights from a PyTorch safetensors file.
     Import(import::ImportArgs),
