@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::init::{init_params, InitScheme};
-use crate::model::TrainModel;
+use crate::model::{Op, TrainModel};
 use crate::mt19937::Mt19937;
 use crate::params::{Config, Params};
 
@@ -26,6 +26,42 @@ pub struct BenchArgs {
 pub enum BenchCommand {
     /// Median milliseconds per training step (batch + forward + backward + AdamW).
     Train(BenchTrainArgs),
+    /// GFLOP/s of the trainer's GEMM on the products one training step runs (one thread).
+    Gemm(BenchGemmArgs),
+    /// The fused LM head + cross-entropy (forward and backward) at candidate tile sizes.
+    Head(BenchHeadArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchHeadArgs {
+    /// Rows N (batch·time).
+    #[arg(long, default_value_t = 4096)]
+    pub rows: usize,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Rows per tile, comma-separated candidates.
+    #[arg(long, value_delimiter = ',', default_value = "64")]
+    pub tile_rows: Vec<usize>,
+    /// Vocabulary entries per block, comma-separated candidates.
+    #[arg(long, value_delimiter = ',', default_value = "512")]
+    pub vocab_block: Vec<usize>,
+    /// Timed calls per candidate (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchGemmArgs {
+    /// Repetitions per shape (the median is reported).
+    #[arg(long, default_value_t = 20)]
+    pub reps: usize,
+    /// Rows per LM-head tile (the `64` of the head's shapes).
+    #[arg(long, default_value_t = crate::ops::head_ce::TILE_ROWS)]
+    pub tile: usize,
+    /// Use the portable kernel instead of the AVX-512 one.
+    #[arg(long)]
+    pub portable: bool,
 }
 
 #[derive(Args, Debug)]
@@ -48,6 +84,9 @@ pub struct BenchTrainArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also print the wall time per operation (forward/backward kernels, batch, AdamW).
+    #[arg(long)]
+    pub ops: bool,
 }
 
 /// FLOPs of one step at 16×256 (spec §7: dense attention as the reference computes it).
@@ -56,6 +95,8 @@ pub const FLOPS_PER_STEP_16X256: f64 = 21_497_905_152.0;
 pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Train(a) => bench_train(a),
+        BenchCommand::Gemm(a) => bench_gemm(a),
+        BenchCommand::Head(a) => bench_head(a),
     }
 }
 
@@ -68,6 +109,9 @@ pub struct TrainBench {
     /// busy machine this moves much less than wall time: it is the number to compare then.
     pub cpu_ms_per_step: Option<f64>,
     pub final_loss: f32,
+    /// Per-operation milliseconds per timed step (`ops`): the model's [`Op`]s, then the batch
+    /// fetch and the AdamW update.
+    pub op_ms: Option<Vec<(&'static str, f64)>>,
 }
 
 /// Time `steps` training steps after `warmup` untimed ones on the current rayon pool.
@@ -77,6 +121,7 @@ pub fn time_train_steps(
     seq: usize,
     warmup: usize,
     steps: usize,
+    ops: bool,
 ) -> TrainBench {
     let mut params: Params = init_params(cfg, 2024, InitScheme::Fast);
     let mut grads = Params::zeros(cfg);
@@ -93,9 +138,13 @@ pub fn time_train_steps(
     let mut step_ms = Vec::with_capacity(steps);
     let mut final_loss = 0.0;
     let mut cpu0 = None;
+    let (mut batch_s, mut adam_s) = (0.0, 0.0);
     for i in 0..warmup + steps {
         if i == warmup {
             cpu0 = process_cpu_seconds();
+            model.times.enabled = ops;
+            model.times.reset();
+            (batch_s, adam_s) = (0.0, 0.0);
         }
         let t0 = Instant::now();
         for b in 0..batch {
@@ -103,13 +152,27 @@ pub fn time_train_steps(
             x[b * seq..(b + 1) * seq].copy_from_slice(&data[s..s + seq]);
             y[b * seq..(b + 1) * seq].copy_from_slice(&data[s + 1..s + seq + 1]);
         }
+        let t1 = Instant::now();
         final_loss = model.forward_backward(&params, &mut grads, &x, &y, batch, seq);
+        let t2 = Instant::now();
         opt.step(&mut params.data, &grads.data, 1e-3);
         let ms = t0.elapsed().as_secs_f64() * 1e3;
+        batch_s += (t1 - t0).as_secs_f64();
+        adam_s += t2.elapsed().as_secs_f64();
         if i >= warmup {
             step_ms.push(ms);
         }
     }
+    let op_ms = ops.then(|| {
+        let per = |s: f64| s * 1e3 / steps as f64;
+        let mut v: Vec<(&'static str, f64)> = Op::ALL
+            .iter()
+            .map(|&op| (op.name(), per(model.times.ns[op as usize] as f64 * 1e-9)))
+            .collect();
+        v.push(("batch fetch", per(batch_s)));
+        v.push(("AdamW", per(adam_s)));
+        v
+    });
     let cpu_ms_per_step = match (cpu0, process_cpu_seconds()) {
         (Some(a), Some(b)) => Some((b - a) * 1e3 / steps as f64),
         _ => None,
@@ -122,6 +185,7 @@ pub fn time_train_steps(
         median_ms,
         cpu_ms_per_step,
         final_loss,
+        op_ms,
     }
 }
 
@@ -172,7 +236,7 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         .num_threads(a.threads)
         .build()
         .context("building the thread pool")?;
-    let r = pool.install(|| time_train_steps(&cfg, a.batch, a.seq, a.warmup, a.steps));
+    let r = pool.install(|| time_train_steps(&cfg, a.batch, a.seq, a.warmup, a.steps, a.ops));
     let tokens = (a.batch * a.seq) as f64;
     let flops = FLOPS_PER_STEP_16X256 * tokens / 4096.0;
     let tok_s = tokens / (r.median_ms / 1e3);
@@ -205,6 +269,208 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         );
         println!("  CPU time {:.1} ms/step (all threads)", cpu);
         println!("  peak RSS {:.1} MiB", rss);
+        println!("  GEMM kernel: {}", crate::ops::gemm::f32_kernel_name());
+    }
+    if let Some(ops) = &r.op_ms {
+        let total: f64 = ops.iter().map(|o| o.1).sum();
+        println!("  wall time per operation (mean ms/step over the timed steps; sum {total:.1}):");
+        for (name, ms) in ops {
+            println!("    {name:<20} {ms:8.2}  {:5.1}%", 100.0 * ms / total);
+        }
+    }
+    Ok(())
+}
+
+/// One product of the benchmark: `C[m×n] (=|+=) A[m×k]·B[k×n]` in the operand forms a kernel
+/// uses.
+struct GemmShape {
+    what: &'static str,
+    m: usize,
+    n: usize,
+    k: usize,
+    /// A read transposed (`dWᵀ`-style products).
+    a_t: bool,
+    /// B from a [`PackedB`] (transposed weights, `Kᵀ`).
+    packed: bool,
+    /// Times this product runs per 16×256 step (for the step-share column).
+    per_step: usize,
+}
+
+fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
+    use crate::ops::gemm::{gemm, set_portable_only, MatA, MatB, PackedB, Update};
+    ensure!(
+        a.reps >= 1 && a.tile >= 1,
+        "reps and tile must be at least 1"
+    );
+    set_portable_only(a.portable);
+    let (v, c, f, d, r) = (8548, 64, 256, 16, a.tile);
+    let n = 4096;
+    let tiles = n / r;
+    let g = |what, m, n, k, a_t, packed, per_step| GemmShape {
+        what,
+        m,
+        n,
+        k,
+        a_t,
+        packed,
+        per_step,
+    };
+    let shapes = [
+        g("head logitsᵀ = W·xᵀ", v, r, c, false, true, tiles),
+        g("head dx = dl·W", r, c, v, true, false, tiles),
+        g("head dW += dlᵀ·x", v, c, r, false, false, tiles),
+        g("qkv fwd (256 rows)", 256, 3 * c, c, false, true, 64),
+        g("fc1 fwd (256 rows)", 256, f, c, false, true, 64),
+        g("fc2 fwd (256 rows)", 256, c, f, false, true, 64),
+        g("fc1 dinp (256 rows)", 256, c, f, false, false, 64),
+        g("fc2 dinp (256 rows)", 256, f, c, false, false, 64),
+        g("fc1 dW (32 outputs)", 32, c, n, true, false, 32),
+        g("fc2 dW (32 outputs)", 32, f, n, true, false, 8),
+        g("attn S = Q·Kᵀ", 64, 256, d, false, true, 16 * 4 * 4),
+        g("attn P·V", 64, d, 256, false, false, 16 * 4 * 4),
+        g("attn dK = dSᵀ·Q", 64, d, 256, true, false, 16 * 4 * 4),
+    ];
+    println!(
+        "bench gemm: one thread, {} kernel, median of {} runs, head tile {r} rows",
+        crate::ops::gemm::f32_kernel_name(),
+        a.reps
+    );
+    println!(
+        "  {:<22} {:>5} {:>5} {:>5} {:>9} {:>8} {:>10}",
+        "product", "m", "n", "k", "µs", "GFLOP/s", "ms/step*"
+    );
+    let mut sum = 0.0;
+    for s in &shapes {
+        let fill = |len: usize, seed: u32| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as f32 / u32::MAX as f32)
+                .collect()
+        };
+        let a_data = fill(s.m * s.k, 1);
+        let b_data = fill(s.k * s.n, 2);
+        let mut c_data = fill(s.m * s.n, 3);
+        let mut pb = PackedB::new(s.k, s.n);
+        if s.packed {
+            pb.pack(&b_data, s.k, s.n, s.n, 1);
+        }
+        let mut times = Vec::with_capacity(a.reps);
+        for _ in 0..a.reps + 2 {
+            let am = if s.a_t {
+                MatA::transposed(&a_data, s.m)
+            } else {
+                MatA::rows(&a_data, s.k)
+            };
+            let bm = if s.packed {
+                MatB::Packed(&pb)
+            } else {
+                MatB::Rows {
+                    data: &b_data,
+                    rs: s.n,
+                }
+            };
+            let t0 = Instant::now();
+            gemm(s.m, s.n, s.k, am, bm, &mut c_data, s.n, Update::Accumulate);
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        let mut sorted = times[2..].to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let sec = median(&sorted);
+        let flops = 2.0 * (s.m * s.n * s.k) as f64;
+        let step_ms = sec * 1e3 * s.per_step as f64;
+        sum += step_ms;
+        println!(
+            "  {:<22} {:>5} {:>5} {:>5} {:>9.1} {:>8.1} {:>10.2}",
+            s.what,
+            s.m,
+            s.n,
+            s.k,
+            sec * 1e6,
+            flops / sec / 1e9,
+            step_ms
+        );
+        std::hint::black_box(&c_data);
+    }
+    println!("  * single-thread ms per 16×256 step for that product's count (listed shapes only; sum {sum:.1})");
+    set_portable_only(false);
+    Ok(())
+}
+
+fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
+    use crate::ops::head_ce::{head_ce_forward_backward, HeadScratch, MAX_TILE_ROWS};
+    ensure!(
+        a.rows >= 1 && a.reps >= 1 && a.threads >= 1,
+        "rows, reps, threads must be ≥ 1"
+    );
+    ensure!(
+        a.tile_rows
+            .iter()
+            .all(|&t| (1..=MAX_TILE_ROWS).contains(&t))
+            && a.vocab_block.iter().all(|&b| b >= 1),
+        "tile rows must be in 1..={MAX_TILE_ROWS}, vocabulary blocks ≥ 1"
+    );
+    let cfg = Config::TANG;
+    let (n, v, c) = (a.rows, cfg.vocab_size, cfg.dim);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .context("building the thread pool")?;
+    let mut rng = Mt19937::init_genrand(5);
+    let mut unif = |scale: f32| (rng.next_u32() as f32 / u32::MAX as f32 * 2.0 - 1.0) * scale;
+    let x: Vec<f32> = (0..n * c).map(|_| unif(1.7)).collect();
+    let w: Vec<f32> = (0..v * c).map(|_| unif(0.125)).collect();
+    let b: Vec<f32> = (0..v).map(|_| unif(0.125)).collect();
+    let targets: Vec<u16> = (0..n)
+        .map(|_| (unif(0.5) + 0.5).abs().min(0.999) as u16)
+        .collect();
+    let targets: Vec<u16> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| ((i * 7919 + t as usize) % v) as u16)
+        .collect();
+    let (mut dx, mut dw, mut db, mut losses) = (
+        vec![0.0; n * c],
+        vec![0.0; v * c],
+        vec![0.0; v],
+        vec![0.0; n],
+    );
+    let flops = 6.0 * (n * v * c) as f64;
+    println!(
+        "bench head: {n} rows, V {v}, C {c}, {} threads, {} kernel, median of {} calls",
+        a.threads,
+        crate::ops::gemm::f32_kernel_name(),
+        a.reps
+    );
+    for &tr in &a.tile_rows {
+        for &vb in &a.vocab_block {
+            let mut scratch = HeadScratch::with_tiles(n, v, c, tr, vb);
+            let mut ms = Vec::new();
+            let mut loss = 0.0;
+            pool.install(|| {
+                for i in 0..a.reps + 1 {
+                    let t0 = Instant::now();
+                    loss = head_ce_forward_backward(
+                        &mut dx,
+                        &mut dw,
+                        &mut db,
+                        &mut losses,
+                        &mut scratch,
+                        &x,
+                        &w,
+                        &b,
+                        &targets,
+                    );
+                    if i > 0 {
+                        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                    }
+                }
+            });
+            ms.sort_by(f64::total_cmp);
+            let m = median(&ms);
+            println!(
+                "  tile {tr:>4} rows, vocab block {vb:>5}: {m:8.2} ms  {:6.1} GFLOP/s  (loss {loss:.5})",
+                flops / m / 1e6
+            );
+        }
     }
     Ok(())
 }

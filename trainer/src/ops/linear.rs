@@ -1,56 +1,60 @@
 //! Linear layer `y = x·Wᵀ + b` with PyTorch's `[out, in]` weight layout.
 //!
-//! Both products run through the GEMM crate. Parallelism is over fixed blocks of the *output*
-//! matrix, each block computed by one single-threaded GEMM over the full reduction dimension,
-//! so every output element is summed in the same order on every run.
+//! Parallelism is over fixed blocks of the *output* matrix, each block computed by one
+//! single-threaded [`gemm`] over the full reduction dimension, so every output element is summed
+//! in the same order on every run.
 
 use rayon::prelude::*;
 
+use super::gemm::{gemm, MatA, MatB, PackedB, Update};
 use super::Float;
 
 /// Rows of `x`/`y` per task in the forward and in the input-gradient product.
 const ROW_CHUNK: usize = 256;
 /// Rows of `W` (output features) per task in the weight-gradient product.
-const OUT_CHUNK: usize = 16;
+const OUT_CHUNK: usize = 32;
 
 /// Forward: `out[N, O] = inp[N, I] · w[O, I]ᵀ (+ b[O])`.
+///
+/// `wt` is the caller's packing buffer (room for `I × O`, see [`PackedB::new`]): `Wᵀ` is packed
+/// into it once per call and shared by every row block.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_forward<F: Float>(
     out: &mut [F],
     inp: &[F],
     w: &[F],
     b: Option<&[F]>,
+    wt: &mut PackedB<F>,
     i_dim: usize,
     o_dim: usize,
 ) {
+    // Wᵀ[I, O]: element (p, j) = w[j·I + p].
+    wt.pack(w, i_dim, o_dim, 1, i_dim);
+    let wt = &*wt;
     out.par_chunks_mut(ROW_CHUNK * o_dim)
         .zip(inp.par_chunks(ROW_CHUNK * i_dim))
         .for_each(|(out, inp)| {
             let rows = inp.len() / i_dim;
-            let beta = match b {
+            // With a bias, C starts as the bias rows and the product is added to it.
+            let update = match b {
                 Some(b) => {
                     for row in out.chunks_exact_mut(o_dim) {
                         row.copy_from_slice(b);
                     }
-                    F::ONE
+                    Update::Accumulate
                 }
-                None => F::ZERO,
+                None => Update::Overwrite,
             };
-            // C[rows×O] = A[rows×I] · B[I×O], B = Wᵀ read through strides (no copy).
-            F::gemm(
+            // out[rows, O] (+)= inp[rows, I] · Wᵀ[I, O]
+            gemm(
                 rows,
-                i_dim,
                 o_dim,
-                F::ONE,
-                inp,
-                i_dim as isize,
-                1,
-                w,
-                1,
-                i_dim as isize,
-                beta,
+                i_dim,
+                MatA::rows(inp, i_dim),
+                MatB::Packed(wt),
                 out,
-                o_dim as isize,
-                1,
+                o_dim,
+                update,
             );
         });
 }
@@ -75,21 +79,16 @@ pub fn linear_backward<F: Float>(
                 .zip(dout.par_chunks(ROW_CHUNK * o_dim))
                 .for_each(|(dinp, dout)| {
                     let rows = dout.len() / o_dim;
-                    F::gemm(
+                    // dinp[rows, I] = dout[rows, O] · W[O, I]
+                    gemm(
                         rows,
-                        o_dim,
                         i_dim,
-                        F::ONE,
-                        dout,
-                        o_dim as isize,
-                        1,
-                        w,
-                        i_dim as isize,
-                        1,
-                        F::ZERO,
+                        o_dim,
+                        MatA::rows(dout, o_dim),
+                        MatB::Rows { data: w, rs: i_dim },
                         dinp,
-                        i_dim as isize,
-                        1,
+                        i_dim,
+                        Update::Overwrite,
                     );
                 });
         },
@@ -125,22 +124,19 @@ fn weight_grad_block<F: Float>(
     o_dim: usize,
 ) {
     let rows = dw.len() / i_dim;
-    // A = doutᵀ restricted to columns o0..o0+rows: element (o, r) at dout[r·O + o0 + o].
-    F::gemm(
+    // dw[rows, I] = doutᵀ[rows, N] · inp[N, I], doutᵀ restricted to features o0..o0+rows.
+    gemm(
         rows,
-        n,
         i_dim,
-        F::ONE,
-        &dout[o0..],
-        1,
-        o_dim as isize,
-        inp,
-        i_dim as isize,
-        1,
-        F::ZERO,
+        n,
+        MatA::transposed(&dout[o0..], o_dim),
+        MatB::Rows {
+            data: inp,
+            rs: i_dim,
+        },
         dw,
-        i_dim as isize,
-        1,
+        i_dim,
+        Update::Overwrite,
     );
     if let Some(db) = db {
         db.fill(F::ZERO);
