@@ -6,10 +6,9 @@
 //! Kernels run on the current rayon pool (the caller fixes its thread count); results do not
 //! depend on the thread count or schedule (see [`crate::ops`]).
 
-use crate::ops::attention::{attention_backward, attention_forward, AttnDims};
+use crate::ops::attention::{self, attention_backward, attention_forward, AttnDims, AttnScratch};
 use std::time::Instant;
 
-use crate::ops::attention::pack_scratch;
 use crate::ops::embedding::{embedding_backward, embedding_forward};
 use crate::ops::gemm::PackedB;
 use crate::ops::head_ce::{head_ce_forward, head_ce_forward_backward, head_logits, HeadScratch};
@@ -70,19 +69,15 @@ pub struct Model<F> {
     d_f2: Vec<F>,
     /// Gradient of qkv [N, 3C].
     d_qkv: Vec<F>,
-    /// Attention scratch [B, T, T]: one head's probabilities per sequence (recomputed in the
-    /// backward, never saved).
-    att_p: Vec<F>,
-    /// Attention backward scratch [B, T, T]: dP, then dS.
-    d_att: Vec<F>,
+    /// Attention scratch, per sequence (probabilities are recomputed in the backward, never
+    /// saved).
+    attn: Vec<AttnScratch<F>>,
     /// Branch outputs in the forward (projection / fc2) [N, C].
     branch: Vec<F>,
     /// LayerNorm gain/shift gradient partials.
     ln_scratch: Vec<F>,
     /// Packing buffer for the linear layers' `Wᵀ` (room for the largest of them).
     lin_wt: PackedB<F>,
-    /// Per sequence: packing buffer for one head's `Kᵀ`/`Vᵀ`.
-    attn_packs: Vec<PackedB<F>>,
     /// Wall time per operation, when enabled (`bench train --ops`).
     pub times: OpTimes,
 }
@@ -206,7 +201,7 @@ impl<F: Float> Model<F> {
             cfg.dim.is_multiple_of(cfg.n_heads),
             "dim must be a multiple of n_heads"
         );
-        let (c, f, h, v) = (cfg.dim, cfg.ffn_dim, cfg.n_heads, cfg.vocab_size);
+        let (c, f, v) = (cfg.dim, cfg.ffn_dim, cfg.vocab_size);
         let n = max_batch * max_seq;
         let z = |len: usize| vec![F::ZERO; len];
         let blocks = (0..cfg.n_layers)
@@ -240,13 +235,11 @@ impl<F: Float> Model<F> {
             d_f: z(n * f),
             d_f2: z(n * f),
             d_qkv: z(n * 3 * c),
-            att_p: z(max_batch * max_seq * max_seq),
-            d_att: z(max_batch * max_seq * max_seq),
+            attn: attention::scratch(max_batch, max_seq, c),
             branch: z(n * c),
             ln_scratch: z(layernorm::backward_scratch_len(n, c)),
             // Wᵀ of qkv [C, 3C], proj [C, C], fc1 [C, F] and fc2 [F, C].
             lin_wt: PackedB::new(c.max(f), (3 * c).max(f)),
-            attn_packs: pack_scratch(max_batch, max_seq, c, h),
             times: OpTimes::default(),
         }
     }
@@ -359,8 +352,7 @@ impl<F: Float> Model<F> {
                 Op::Attention,
                 attention_forward(
                     &mut a.atty[..nc],
-                    &mut self.att_p,
-                    &mut self.attn_packs,
+                    &mut self.attn,
                     &a.qkv[..3 * nc],
                     dims,
                     scale,
@@ -614,9 +606,7 @@ impl<F: Float> Model<F> {
                 Op::AttentionBwd,
                 attention_backward(
                     &mut self.d_qkv[..3 * nc],
-                    &mut self.att_p,
-                    &mut self.d_att,
-                    &mut self.attn_packs,
+                    &mut self.attn,
                     &self.d_c[..nc],
                     &a.qkv[..3 * nc],
                     dims,

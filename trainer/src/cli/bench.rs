@@ -361,7 +361,7 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
                 MatA::rows(&a_data, s.k)
             };
             let bm = if s.packed {
-                MatB::Packed(&pb)
+                MatB::packed(&pb)
             } else {
                 MatB::Rows {
                     data: &b_data,

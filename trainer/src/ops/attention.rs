@@ -4,23 +4,37 @@
 //! Layout: `qkv` [N, 3C] holds each row's query, key and value vectors side by side (the fused
 //! QKV projection's output); head `h` uses features `h·D..(h+1)·D` of each. Scores are
 //! `S = scale·Q·Kᵀ` with `scale` from the config (0.125 = 64^−½ in the reference: it scales by the
-//! model dim, not the head size; it is applied in the softmax row pass), keys after the query are
-//! masked, softmax over keys, and head `h`'s output goes to features `h·D..(h+1)·D` of `out`
-//! [N, C].
+//! model dim, not the head size), keys after the query are masked, softmax over keys, and head
+//! `h`'s output goes to features `h·D..(h+1)·D` of `out` [N, C].
 //!
-//! The score products read `Kᵀ` (and `Vᵀ` in the backward) packed per head into a buffer each
-//! sequence task owns ([`pack_scratch`]), so nothing is allocated per call.
+//! Work is split over sequences (`B` independent tasks). Inside a sequence each head runs over
+//! blocks of [`BLOCK`] queries, and a block only looks at keys `0..block_end`, so the masked
+//! upper triangle is (mostly) never computed: about half the dense FLOPs. A block's scores are
+//! held *transposed*, key-major — `Sᵀ` [keys, queries], computed as `K·Qᵀ` — so that the softmax
+//! over keys runs down the columns, vectorised across the block's queries with no per-row
+//! reductions, and the products read `Sᵀ`/`Pᵀ` either way without copies (shapes for a block of
+//! 64 queries against `k ≤ T` keys, D = 16):
 //!
-//! Work is split over sequences (`B` independent tasks). Inside a sequence the T×T products run
-//! in blocks of [`BLOCK`] query rows that only cover keys `0..block_end`, so the masked upper
-//! triangle is (mostly) never computed: about half the dense FLOPs.
+//! ```text
+//! forward                                    backward (P recomputed, never stored)
+//! Sᵀ [k, 64] = K [k, D] · Qᵀ [D, 64]         dPᵀ [k, 64] = V [k, D] · dOᵀ [D, 64]
+//! Pᵀ = column softmax of scale·Sᵀ            dSᵀ = scale·Pᵀ ⊙ (dPᵀ − colsum(Pᵀ ⊙ dPᵀ))
+//! O [64, D] = (Pᵀ)ᵀ · V [k, D]               dQ [64, D] = (dSᵀ)ᵀ · K [k, D]
+//!                                            dK [k, D] += dSᵀ · Q [64, D]
+//!                                            dV [k, D] += Pᵀ · dO [64, D]
+//! ```
+//!
+//! `Qᵀ`/`dOᵀ` of a block are packed for all heads at once (reading whole rows: C × 64 floats)
+//! into buffers each sequence task owns, and a block's `Pᵀ`/`dPᵀ` (≤ 64 KiB each) stay in cache;
+//! nothing of size T×T per head is kept, so the backward recomputes `Pᵀ` with the very same code
+//! (bit-identical) instead of reading it back.
 
 use rayon::prelude::*;
 
 use super::gemm::{gemm, MatA, MatB, PackedB, Update};
 use super::{Float, LANES};
 
-/// Query/key rows per block of the causal products.
+/// Queries per block.
 pub const BLOCK: usize = 64;
 
 /// Dimensions of one attention call.
@@ -36,22 +50,35 @@ pub struct AttnDims {
     pub h: usize,
 }
 
-/// One packing buffer per sequence for `Kᵀ`/`Vᵀ` of one head ([`attention_forward`] and
-/// [`attention_backward`] take `b` of them).
-pub fn pack_scratch<F: Float>(b: usize, t: usize, c: usize, h: usize) -> Vec<PackedB<F>> {
-    (0..b).map(|_| PackedB::new(c / h, t)).collect()
+/// Per-sequence scratch of [`attention_forward`] and [`attention_backward`], allocated once.
+#[derive(Clone, Debug)]
+pub struct AttnScratch<F> {
+    /// `Qᵀ` of one block, all heads [C, BLOCK], packed.
+    qt: PackedB<F>,
+    /// `dOᵀ` of one block, all heads [C, BLOCK], packed (backward only).
+    dot: PackedB<F>,
+    /// `Pᵀ` of one block [T, BLOCK].
+    pt: Vec<F>,
+    /// `dPᵀ`, then `dSᵀ`, of one block [T, BLOCK] (backward only).
+    dpt: Vec<F>,
 }
 
-/// Forward. `out` [B·T, C] from `qkv` [B·T, 3C]. `p_scratch` holds [B, T, T] floats (one head's
-/// probabilities per sequence at a time) and `packs` ≥ B buffers from [`pack_scratch`].
-///
-/// Nothing is saved for the backward: it recomputes the probabilities (bit-identically, with
-/// the same code), which costs one more score product but keeps [B, H, T, T] floats per layer
-/// (16 MB at 16×256) out of memory.
+/// Scratch for `b` sequences of up to `t` positions with model dim `c`.
+pub fn scratch<F: Float>(b: usize, t: usize, c: usize) -> Vec<AttnScratch<F>> {
+    (0..b)
+        .map(|_| AttnScratch {
+            qt: PackedB::new(c, BLOCK),
+            dot: PackedB::new(c, BLOCK),
+            pt: vec![F::ZERO; t * BLOCK],
+            dpt: vec![F::ZERO; t * BLOCK],
+        })
+        .collect()
+}
+
+/// Forward. `out` [B·T, C] from `qkv` [B·T, 3C]; `scratch` holds ≥ B entries of [`scratch`].
 pub fn attention_forward<F: Float>(
     out: &mut [F],
-    p_scratch: &mut [F],
-    packs: &mut [PackedB<F>],
+    scratch: &mut [AttnScratch<F>],
     qkv: &[F],
     d: AttnDims,
     scale: F,
@@ -60,21 +87,24 @@ pub fn attention_forward<F: Float>(
     let hd = c / nh;
     let c3 = 3 * c;
     out.par_chunks_mut(t * c)
-        .zip(p_scratch.par_chunks_mut(t * t))
-        .zip(packs.par_iter_mut())
+        .zip(scratch.par_iter_mut())
         .zip(qkv.par_chunks(t * c3))
-        .for_each(|(((out, p), kt), qkv)| {
-            for h in 0..nh {
-                let vo = 2 * c + h * hd;
-                for i0 in (0..t).step_by(BLOCK) {
-                    let i1 = (i0 + BLOCK).min(t);
-                    probabilities_block(p, kt, qkv, d, h, i0, scale);
-                    // out[i0..i1, head] = P[i0..i1, 0..i1] · V[0..i1]            ([m×i1]·[i1×D])
+        .for_each(|((out, s), qkv)| {
+            for i0 in (0..t).step_by(BLOCK) {
+                let i1 = (i0 + BLOCK).min(t);
+                let nq = i1 - i0;
+                // Qᵀ[C, nq] of all heads: element (p, q) = qkv[(i0+q)·3C + p].
+                s.qt.pack(&qkv[i0 * c3..], c, nq, 1, c3);
+                for h in 0..nh {
+                    let vo = 2 * c + h * hd;
+                    let pt = &mut s.pt[..i1 * nq];
+                    probabilities_block(pt, &s.qt, qkv, d, h, i0, scale);
+                    // O[i0..i1, head] = (Pᵀ)ᵀ · V[0..i1]                    ([nq×i1]·[i1×D])
                     gemm(
-                        i1 - i0,
+                        nq,
                         hd,
                         i1,
-                        MatA::rows(&p[i0 * t..], t),
+                        MatA::transposed(pt, nq),
                         MatB::Rows {
                             data: &qkv[vo..],
                             rs: c3,
@@ -88,12 +118,12 @@ pub fn attention_forward<F: Float>(
         });
 }
 
-/// Rows `i0..i0+BLOCK` of head `h`'s probabilities into `p` [T, T] (row i: keys `0..=i`, then
-/// zeros up to the block's end; keys past the block are not touched). At `i0 = 0` it also packs
-/// the head's `Kᵀ` into `kt`, which the later blocks reuse.
+/// `Pᵀ` [i1, nq] of head `h` for the queries `i0..i1` (i1 = min(i0 + BLOCK, T), nq = i1 − i0),
+/// from the block's packed `Qᵀ` of all heads: column q holds query i0+q's probabilities over
+/// keys `0..=i0+q`, then exact zeros.
 fn probabilities_block<F: Float>(
-    p: &mut [F],
-    kt: &mut PackedB<F>,
+    pt: &mut [F],
+    qt: &PackedB<F>,
     qkv: &[F],
     d: AttnDims,
     h: usize,
@@ -103,47 +133,95 @@ fn probabilities_block<F: Float>(
     let AttnDims { t, c, h: nh, .. } = d;
     let hd = c / nh;
     let c3 = 3 * c;
-    let (qo, ko) = (h * hd, c + h * hd);
+    let ko = c + h * hd;
     let i1 = (i0 + BLOCK).min(t);
-    if i0 == 0 {
-        // Kᵀ[D, T] of this head: element (d, j) = qkv[j·3C + C + h·D + d].
-        kt.pack(&qkv[ko..], hd, t, 1, c3);
-    }
-    // S[i0..i1, 0..i1] = Q[i0..i1] · Kᵀ[:, 0..i1]                       ([m×D]·[D×i1])
+    let nq = i1 - i0;
+    // Sᵀ[0..i1, nq] = K[0..i1] · Qᵀ (this head's D rows of it)             ([i1×D]·[D×nq])
     gemm(
-        i1 - i0,
         i1,
+        nq,
         hd,
-        MatA::rows(&qkv[i0 * c3 + qo..], c3),
-        MatB::Packed(kt),
-        &mut p[i0 * t..],
-        t,
+        MatA::rows(&qkv[ko..], c3),
+        MatB::packed_rows(qt, h * hd),
+        pt,
+        nq,
         Update::Overwrite,
     );
-    for i in i0..i1 {
-        let row = &mut p[i * t..i * t + i1];
-        // Keys after the query are masked: −∞ up to the next multiple of the row kernels' lane
-        // count (so the softmax runs on whole lanes; they add nothing to the sum), then every
-        // masked key set to exactly the 0 the products need.
-        let live = (i + 1).next_multiple_of(LANES).min(i1);
-        row[i + 1..live].fill(F::NEG_INFINITY);
-        super::softmax_in_place(&mut row[..live], scale);
-        row[i + 1..].fill(F::ZERO);
+    softmax_columns_causal(pt, nq, i0, scale);
+}
+
+/// Column softmax of `scale·Sᵀ` in place, `st` [i1, nq]: column q over keys `0..=i0+q` (the
+/// keys after it — in the block's diagonal rows `i0..i1` — masked and set to exactly 0).
+fn softmax_columns_causal<F: Float>(st: &mut [F], nq: usize, i0: usize, scale: F) {
+    dispatch_simd!(
+        softmax_cols,
+        fn(st: &mut [F], nq: usize, i0: usize, scale: F) -> (),
+        softmax_columns_causal_lanes(st, nq, i0, scale)
+    )
+}
+
+#[inline(always)]
+fn softmax_columns_causal_lanes<F: Float>(st: &mut [F], nq: usize, i0: usize, scale: F) {
+    // Mask first: key j > query i0+q, i.e. in diagonal row j = i0+r, the columns q < r.
+    for (r, row) in st[i0 * nq..].chunks_exact_mut(nq).enumerate() {
+        row[..r].fill(F::NEG_INFINITY);
+    }
+    let mut q0 = 0;
+    while nq - q0 >= BLOCK {
+        softmax_columns::<F, BLOCK>(st, nq, q0, scale);
+        q0 += BLOCK;
+    }
+    while nq - q0 >= LANES {
+        softmax_columns::<F, LANES>(st, nq, q0, scale);
+        q0 += LANES;
+    }
+    for q in q0..nq {
+        softmax_columns::<F, 1>(st, nq, q, scale);
+    }
+    // e^−∞ evaluates to a denormal-sized number in the f32 `exp`: make the masked keys exact
+    // zeros (the products read them).
+    for (r, row) in st[i0 * nq..].chunks_exact_mut(nq).enumerate() {
+        row[..r].fill(F::ZERO);
     }
 }
 
-/// Backward. Overwrites `dqkv` [B·T, 3C] from `dout` [B·T, C] and the saved `qkv`.
-/// `p_scratch` and `dp_scratch` hold [B, T, T] floats each (the recomputed P; dP, then dS in
-/// place); `packs` as in the forward.
+/// Columns `q0..q0+W` of [`softmax_columns_causal_lanes`] (maxima, exponentials and sums held
+/// in registers while the loops run down the keys; sums in key order).
+#[inline(always)]
+fn softmax_columns<F: Float, const W: usize>(st: &mut [F], nq: usize, q0: usize, scale: F) {
+    let mut m = [F::NEG_INFINITY; W];
+    for row in st.chunks_exact(nq) {
+        for k in 0..W {
+            m[k] = m[k].max(row[q0 + k]);
+        }
+    }
+    let mut sum = [F::ZERO; W];
+    for row in st.chunks_exact_mut(nq) {
+        let x = &mut row[q0..q0 + W];
+        for k in 0..W {
+            let e = ((x[k] - m[k]) * scale).exp();
+            x[k] = e;
+            sum[k] += e;
+        }
+    }
+    let inv: [F; W] = std::array::from_fn(|k| F::ONE / sum[k]);
+    for row in st.chunks_exact_mut(nq) {
+        let x = &mut row[q0..q0 + W];
+        for k in 0..W {
+            x[k] *= inv[k];
+        }
+    }
+}
+
+/// Backward. Overwrites `dqkv` [B·T, 3C] from `dout` [B·T, C] and the saved `qkv`; `scratch` as
+/// in the forward.
 ///
 /// With P = softmax(S): `dP = dO·Vᵀ`, `dV = Pᵀ·dO`, `dS = P ⊙ (dP − rowsum(P ⊙ dP))`,
-/// `dQ = scale·dS·K`, `dK = scale·dSᵀ·Q` (the scale is folded into dS).
-#[allow(clippy::too_many_arguments)]
+/// `dQ = scale·dS·K`, `dK = scale·dSᵀ·Q` (the scale is folded into dS). Each key's dK and dV are
+/// summed over the query blocks in order.
 pub fn attention_backward<F: Float>(
     dqkv: &mut [F],
-    p_scratch: &mut [F],
-    dp_scratch: &mut [F],
-    packs: &mut [PackedB<F>],
+    scratch: &mut [AttnScratch<F>],
     dout: &[F],
     qkv: &[F],
     d: AttnDims,
@@ -153,45 +231,43 @@ pub fn attention_backward<F: Float>(
     let hd = c / nh;
     let c3 = 3 * c;
     dqkv.par_chunks_mut(t * c3)
-        .zip(p_scratch.par_chunks_mut(t * t))
-        .zip(dp_scratch.par_chunks_mut(t * t))
-        .zip(packs.par_iter_mut())
+        .zip(scratch.par_iter_mut())
         .zip(dout.par_chunks(t * c))
         .zip(qkv.par_chunks(t * c3))
-        .for_each(|(((((dqkv, p), dp), pack), dout), qkv)| {
-            for h in 0..nh {
-                let (qo, ko, vo) = (h * hd, c + h * hd, 2 * c + h * hd);
-                for i0 in (0..t).step_by(BLOCK) {
-                    probabilities_block(p, pack, qkv, d, h, i0, scale);
-                }
-                // Vᵀ[D, T] of this head (Kᵀ is no longer needed).
-                pack.pack(&qkv[vo..], hd, t, 1, c3);
-                for i0 in (0..t).step_by(BLOCK) {
-                    let i1 = (i0 + BLOCK).min(t);
-                    // dP[i0..i1, 0..i1] = dO[i0..i1] · Vᵀ[:, 0..i1]              ([m×D]·[D×i1])
+        .for_each(|(((dqkv, s), dout), qkv)| {
+            // dK and dV are sums over the query blocks: start from 0.
+            for row in dqkv.chunks_exact_mut(c3) {
+                row[c..].fill(F::ZERO);
+            }
+            for i0 in (0..t).step_by(BLOCK) {
+                let i1 = (i0 + BLOCK).min(t);
+                let nq = i1 - i0;
+                // Qᵀ and dOᵀ [C, nq] of all heads.
+                s.qt.pack(&qkv[i0 * c3..], c, nq, 1, c3);
+                s.dot.pack(&dout[i0 * c..], c, nq, 1, c);
+                for h in 0..nh {
+                    let (qo, ko, vo) = (h * hd, c + h * hd, 2 * c + h * hd);
+                    let pt = &mut s.pt[..i1 * nq];
+                    let dpt = &mut s.dpt[..i1 * nq];
+                    probabilities_block(pt, &s.qt, qkv, d, h, i0, scale);
+                    // dPᵀ[0..i1, nq] = V[0..i1] · dOᵀ (this head's rows)        ([i1×D]·[D×nq])
                     gemm(
-                        i1 - i0,
                         i1,
+                        nq,
                         hd,
-                        MatA::rows(&dout[i0 * c + h * hd..], c),
-                        MatB::Packed(pack),
-                        &mut dp[i0 * t..],
-                        t,
+                        MatA::rows(&qkv[vo..], c3),
+                        MatB::packed_rows(&s.dot, h * hd),
+                        dpt,
+                        nq,
                         Update::Overwrite,
                     );
-                    for i in i0..i1 {
-                        let prow = &p[i * t..i * t + i1];
-                        let drow = &mut dp[i * t..i * t + i1];
-                        super::softmax_backward_in_place(&mut drow[..=i], &prow[..=i], scale);
-                        // Keys after the query inside this block: read by the dK product below.
-                        drow[i + 1..].fill(F::ZERO);
-                    }
-                    // dQ[i0..i1] = dS[i0..i1, 0..i1] · K[0..i1]                  ([m×i1]·[i1×D])
+                    softmax_backward_columns(dpt, pt, nq, scale);
+                    // dQ[i0..i1] = (dSᵀ)ᵀ · K[0..i1]                            ([nq×i1]·[i1×D])
                     gemm(
-                        i1 - i0,
+                        nq,
                         hd,
                         i1,
-                        MatA::rows(&dp[i0 * t..], t),
+                        MatA::transposed(dpt, nq),
                         MatB::Rows {
                             data: &qkv[ko..],
                             rs: c3,
@@ -200,39 +276,82 @@ pub fn attention_backward<F: Float>(
                         c3,
                         Update::Overwrite,
                     );
-                }
-                for j0 in (0..t).step_by(BLOCK) {
-                    let j1 = (j0 + BLOCK).min(t);
-                    // Only queries i ≥ j0 attend to keys j0..j1.
-                    // dK[j0..j1] = dS[j0.., j0..j1]ᵀ · Q[j0..]                   ([m×(T−j0)]·[(T−j0)×D])
+                    // dK[0..i1] += dSᵀ · Q[i0..i1]                              ([i1×nq]·[nq×D])
                     gemm(
-                        j1 - j0,
+                        i1,
                         hd,
-                        t - j0,
-                        MatA::transposed(&dp[j0 * t + j0..], t),
+                        nq,
+                        MatA::rows(dpt, nq),
                         MatB::Rows {
-                            data: &qkv[j0 * c3 + qo..],
+                            data: &qkv[i0 * c3 + qo..],
                             rs: c3,
                         },
-                        &mut dqkv[j0 * c3 + ko..],
+                        &mut dqkv[ko..],
                         c3,
-                        Update::Overwrite,
+                        Update::Accumulate,
                     );
-                    // dV[j0..j1] = P[j0.., j0..j1]ᵀ · dO[j0..]
+                    // dV[0..i1] += Pᵀ · dO[i0..i1]
                     gemm(
-                        j1 - j0,
+                        i1,
                         hd,
-                        t - j0,
-                        MatA::transposed(&p[j0 * t + j0..], t),
+                        nq,
+                        MatA::rows(pt, nq),
                         MatB::Rows {
-                            data: &dout[j0 * c + h * hd..],
+                            data: &dout[i0 * c + h * hd..],
                             rs: c,
                         },
-                        &mut dqkv[j0 * c3 + vo..],
+                        &mut dqkv[vo..],
                         c3,
-                        Update::Overwrite,
+                        Update::Accumulate,
                     );
                 }
             }
         });
+}
+
+/// `dpt ← scale·pt ⊙ (dpt − colsum(pt ⊙ dpt))` column-wise over `[rows, nq]` (the columns' dot
+/// products summed in key order). Masked entries have `pt = 0` and come out 0.
+fn softmax_backward_columns<F: Float>(dpt: &mut [F], pt: &[F], nq: usize, scale: F) {
+    dispatch_simd!(
+        softmax_bwd_cols,
+        fn(dpt: &mut [F], pt: &[F], nq: usize, scale: F) -> (),
+        softmax_backward_columns_lanes(dpt, pt, nq, scale)
+    )
+}
+
+#[inline(always)]
+fn softmax_backward_columns_lanes<F: Float>(dpt: &mut [F], pt: &[F], nq: usize, scale: F) {
+    let mut q0 = 0;
+    while nq - q0 >= BLOCK {
+        softmax_backward_cols::<F, BLOCK>(dpt, pt, nq, q0, scale);
+        q0 += BLOCK;
+    }
+    while nq - q0 >= LANES {
+        softmax_backward_cols::<F, LANES>(dpt, pt, nq, q0, scale);
+        q0 += LANES;
+    }
+    for q in q0..nq {
+        softmax_backward_cols::<F, 1>(dpt, pt, nq, q, scale);
+    }
+}
+
+#[inline(always)]
+fn softmax_backward_cols<F: Float, const W: usize>(
+    dpt: &mut [F],
+    pt: &[F],
+    nq: usize,
+    q0: usize,
+    scale: F,
+) {
+    let mut dot = [F::ZERO; W];
+    for (d, p) in dpt.chunks_exact(nq).zip(pt.chunks_exact(nq)) {
+        for k in 0..W {
+            dot[k] += p[q0 + k] * d[q0 + k];
+        }
+    }
+    for (d, p) in dpt.chunks_exact_mut(nq).zip(pt.chunks_exact(nq)) {
+        for k in 0..W {
+            d[q0 + k] = scale * p[q0 + k] * (d[q0 + k] - dot[k]);
+        }
+    }
 }

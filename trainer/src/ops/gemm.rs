@@ -12,7 +12,8 @@
 //!
 //! Loops, outermost first: blocks of [`KC`] along k (so a `KC × NR` panel of B is reused from L1
 //! by all row tiles), panels of [`NR`] columns, tiles of [`MR`] rows, then the register tile
-//! `MR × NR` (four 16-lane vectors per row, 16 accumulators) runs over the block's k.
+//! `MR × NR` (four 16-lane vectors per row, 24 accumulators) runs over the block's k. Products
+//! with at most 16 columns use a `16 × 16` tile instead ([`MR_NARROW`]).
 //!
 //! Summation order: every element of C is one fused-multiply-add chain over p = 0, 1, …, k−1,
 //! `c ← fma(a_ip, b_pj, c)`, starting from 0 ([`Update::Overwrite`]) or from C's old value
@@ -28,8 +29,12 @@ use rayon::prelude::*;
 
 use super::Float;
 
-/// Rows of C per register tile.
-pub const MR: usize = 4;
+/// Rows of C per register tile: 6 rows × 4 vectors = 24 accumulators (+ 4 for a row of B and
+/// one broadcast, of the 32 AVX-512 registers).
+pub const MR: usize = 6;
+/// Rows of C per register tile when C has at most 16 columns (attention's head size): 16 rows of
+/// one vector, enough independent accumulators to hide the FMA latency.
+pub const MR_NARROW: usize = 16;
 /// Columns of C per register tile and per [`PackedB`] panel: four 16-lane f32 vectors.
 pub const NR: usize = 64;
 /// Depth of one k-block: a `KC × NR` f32 panel of B is 32 KiB.
@@ -73,8 +78,21 @@ impl<'a, F> MatA<'a, F> {
 pub enum MatB<'a, F> {
     /// Row-major: element (p, j) at `data[p·rs + j]`.
     Rows { data: &'a [F], rs: usize },
-    /// Packed by [`PackedB::pack`]; the product may use its first `n ≤ packed.n()` columns.
-    Packed(&'a PackedB<F>),
+    /// Rows `p0..p0+k` of an operand packed by [`PackedB::pack`] (see [`MatB::packed`]); the
+    /// product may use its first `n ≤ packed.n()` columns.
+    Packed { pb: &'a PackedB<F>, p0: usize },
+}
+
+impl<'a, F> MatB<'a, F> {
+    /// All of a packed operand.
+    pub fn packed(pb: &'a PackedB<F>) -> Self {
+        MatB::Packed { pb, p0: 0 }
+    }
+
+    /// The packed operand's rows from `p0` on (e.g. one head's `D` rows of all heads' `Qᵀ`).
+    pub fn packed_rows(pb: &'a PackedB<F>, p0: usize) -> Self {
+        MatB::Packed { pb, p0 }
+    }
 }
 
 /// A `k × n` right operand packed in column panels of [`NR`]: panel `q` holds columns
@@ -232,11 +250,12 @@ pub fn gemm<F: Float>(
     check_extent(m, k, a.data.len(), a.rs, a.cs, "A");
     match b {
         MatB::Rows { data, rs } => check_extent(k, n, data.len(), rs, 1, "B"),
-        MatB::Packed(pb) => assert!(
-            pb.k == k && n <= pb.n,
-            "gemm B: packed {}x{}, product needs {k}x{n}",
+        MatB::Packed { pb, p0 } => assert!(
+            p0 + k <= pb.k && n <= pb.n,
+            "gemm B: packed {}x{}, product needs rows {p0}..{} and {n} columns",
             pb.k,
-            pb.n
+            pb.n,
+            p0 + k
         ),
     }
     check_extent(m, n, c.len(), rsc, 1, "C");
@@ -253,7 +272,12 @@ pub fn gemm<F: Float>(
     }
     let (bp, b_rs, b_panel) = match b {
         MatB::Rows { data, rs } => (data.as_ptr(), rs, None),
-        MatB::Packed(pb) => (pb.data.as_ptr(), NR, Some(k * NR)),
+        // SAFETY: p0·NR lies inside the packed data (checked above: p0 + k ≤ pb.k, k ≥ 1).
+        MatB::Packed { pb, p0 } => (
+            unsafe { pb.data.as_ptr().add(p0 * NR) },
+            NR,
+            Some(pb.k * NR),
+        ),
     };
     let p = Product {
         m,
@@ -315,7 +339,7 @@ struct Tile<F> {
 /// # Safety
 /// The operands of `p` must cover the product's extents (checked by [`gemm`]).
 #[inline(always)]
-unsafe fn run_blocked<F: Copy>(p: &Product<F>, mut tile: impl FnMut(&Tile<F>)) {
+unsafe fn run_blocked<F: Copy, const R: usize>(p: &Product<F>, mut tile: impl FnMut(&Tile<F>)) {
     for k0 in (0..p.k).step_by(KC) {
         let kc = KC.min(p.k - k0);
         let load_c = p.accumulate || k0 > 0;
@@ -328,9 +352,9 @@ unsafe fn run_blocked<F: Copy>(p: &Product<F>, mut tile: impl FnMut(&Tile<F>)) {
                     Some(panel) => p.b.add((j0 / NR) * panel + k0 * NR),
                 }
             };
-            for i0 in (0..p.m).step_by(MR) {
+            for i0 in (0..p.m).step_by(R) {
                 tile(&Tile {
-                    rows: MR.min(p.m - i0),
+                    rows: R.min(p.m - i0),
                     cols,
                     kc,
                     a: unsafe { p.a.add(i0 * p.rsa + k0 * p.csa) },
@@ -391,11 +415,11 @@ pub(crate) unsafe fn product_portable<F: Float>(p: &Product<F>) {
     {
         #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
         unsafe fn avx512<F: Float>(p: &Product<F>) {
-            unsafe { run_blocked(p, |t| tile_portable(t)) }
+            unsafe { run_blocked::<F, MR>(p, |t| tile_portable(t)) }
         }
         #[target_feature(enable = "avx2,fma")]
         unsafe fn avx2<F: Float>(p: &Product<F>) {
-            unsafe { run_blocked(p, |t| tile_portable(t)) }
+            unsafe { run_blocked::<F, MR>(p, |t| tile_portable(t)) }
         }
         if std::is_x86_feature_detected!("avx512f") {
             // SAFETY: the CPU has the features; operands as the caller guarantees.
@@ -407,7 +431,7 @@ pub(crate) unsafe fn product_portable<F: Float>(p: &Product<F>) {
         }
     }
     // SAFETY: as the caller guarantees.
-    unsafe { run_blocked(p, |t| tile_portable(t)) }
+    unsafe { run_blocked::<F, MR>(p, |t| tile_portable(t)) }
 }
 
 /// The f32 product: the AVX-512 kernel where available (and not disabled), else portable.
@@ -428,18 +452,24 @@ pub(crate) unsafe fn product_f32(p: &Product<f32>) {
 mod avx512 {
     use std::arch::x86_64::*;
 
-    use super::{run_blocked, Product, Tile};
+    use super::{run_blocked, Product, Tile, MR, MR_NARROW};
 
-    /// The product with the AVX-512 register tile.
+    /// The product with the AVX-512 register tiles.
     ///
     /// # Safety
     /// The CPU must support AVX-512F; operands as [`run_blocked`].
     #[target_feature(enable = "avx512f")]
     pub unsafe fn product(p: &Product<f32>) {
-        unsafe { run_blocked(p, |t| tile(t)) }
+        unsafe {
+            if p.n <= 16 {
+                run_blocked::<f32, MR_NARROW>(p, |t| tile_narrow(t))
+            } else {
+                run_blocked::<f32, MR>(p, |t| tile(t))
+            }
+        }
     }
 
-    /// Pick the register-tile instance for the tile's rows and 16-lane column vectors.
+    /// Pick the `MR × NR` register-tile instance for the tile's rows and 16-lane vectors.
     #[inline(always)]
     unsafe fn tile(t: &Tile<f32>) {
         macro_rules! by_vectors {
@@ -458,9 +488,26 @@ mod avx512 {
                 1 => by_vectors!(1),
                 2 => by_vectors!(2),
                 3 => by_vectors!(3),
-                _ => by_vectors!(4),
+                4 => by_vectors!(4),
+                5 => by_vectors!(5),
+                _ => by_vectors!(6),
             }
         }
+    }
+
+    /// Pick the `MR_NARROW × 16` register-tile instance for the tile's rows.
+    #[inline(always)]
+    unsafe fn tile_narrow(t: &Tile<f32>) {
+        macro_rules! by_rows {
+            ($($r:literal)*) => {
+                match t.rows {
+                    $($r => tile_rv::<$r, 1>(t),)*
+                    _ => tile_rv::<16, 1>(t),
+                }
+            };
+        }
+        // SAFETY: forwarded contract.
+        unsafe { by_rows!(1 2 3 4 5 6 7 8 9 10 11 12 13 14 15) }
     }
 
     /// `R × 16V` register tile: `R·V` accumulators, per k one row of B in `V` vectors (the last
@@ -483,6 +530,17 @@ mod avx512 {
                     for (v, x) in acc.iter_mut().enumerate() {
                         *x = _mm512_maskz_loadu_ps(mask(v), t.c.add(i * t.rsc + 16 * v));
                     }
+                }
+            }
+            // Ask for the next row tile's C while this one computes: its loads (or the
+            // read-for-ownership of its stores) would otherwise stall the next tile's start when
+            // C streams from L3 (the LM head's dW partials, the logits tile). A prefetch never
+            // faults, so the address may run past C (wrapping arithmetic: no out-of-bounds
+            // pointer is formed).
+            let next = t.c.wrapping_add(R * t.rsc);
+            for i in 0..R {
+                for v in 0..V {
+                    _mm_prefetch::<_MM_HINT_T0>(next.wrapping_add(i * t.rsc + 16 * v) as *const i8);
                 }
             }
             for p in 0..t.kc {
@@ -537,6 +595,8 @@ mod tests {
             (13, 100, 300),
             (64, 8548 % 200 + 64, 64),
             (33, 16, 257),
+            (20, 7, 40),
+            (64, 64, 16),
             (5, 129, 1),
         ];
         for &(m, n, k) in &shapes {
@@ -578,7 +638,7 @@ mod tests {
             };
             if packed {
                 pb.pack(&bsrc, k, n, n + 5, 1);
-                gemm(m, n, k, am, MatB::Packed(pb), &mut c, n + 1, upd);
+                gemm(m, n, k, am, MatB::packed(pb), &mut c, n + 1, upd);
             } else {
                 let b = MatB::Rows {
                     data: &bsrc[..],
@@ -615,6 +675,35 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// A product over rows `p0..p0+k` of a packed operand equals the one over those rows given
+    /// as plain rows.
+    #[test]
+    fn packed_row_ranges() {
+        let (m, n, k_all, p0, k) = (9, 70, 64, 16, 16);
+        let a = values(m * k, 4);
+        let b = values(k_all * n, 5);
+        let mut pb = PackedB::new(k_all, n);
+        pb.pack(&b, k_all, n, n, 1);
+        let (mut c1, mut c2) = (vec![0.0f32; m * n], vec![0.0f32; m * n]);
+        let am = MatA::rows(&a, k);
+        gemm(
+            m,
+            n,
+            k,
+            am,
+            MatB::packed_rows(&pb, p0),
+            &mut c1,
+            n,
+            Update::Overwrite,
+        );
+        let rows = MatB::Rows {
+            data: &b[p0 * n..],
+            rs: n,
+        };
+        gemm(m, n, k, am, rows, &mut c2, n, Update::Overwrite);
+        assert_eq!(c1, c2);
     }
 
     #[test]

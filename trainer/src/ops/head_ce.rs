@@ -315,7 +315,7 @@ fn tile_forward<F: Float>(
             rows,
             c,
             MatA::rows(&w[v0 * c..v1 * c], c),
-            MatB::Packed(xp),
+            MatB::packed(xp),
             lb,
             rows,
             Update::Overwrite,

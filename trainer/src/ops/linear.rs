@@ -51,7 +51,7 @@ pub fn linear_forward<F: Float>(
                 o_dim,
                 i_dim,
                 MatA::rows(inp, i_dim),
-                MatB::Packed(wt),
+                MatB::packed(wt),
                 out,
                 o_dim,
                 update,
