@@ -10,10 +10,9 @@ use crate::ops::attention::{self, attention_backward, attention_forward, AttnDim
 use std::time::Instant;
 
 use crate::ops::embedding::{embedding_backward, embedding_forward};
-use crate::ops::gemm::PackedB;
 use crate::ops::head_ce::{head_ce_forward, head_ce_forward_backward, head_logits, HeadScratch};
 use crate::ops::layernorm::{self, layernorm_backward, layernorm_forward};
-use crate::ops::linear::{linear_backward, linear_forward};
+use crate::ops::linear::{linear_backward, linear_forward, LinearScratch};
 use crate::ops::relu::{relu_backward, relu_forward};
 use crate::ops::residual::{residual_backward, residual_forward};
 use crate::ops::Float;
@@ -76,8 +75,8 @@ pub struct Model<F> {
     branch: Vec<F>,
     /// LayerNorm gain/shift gradient partials.
     ln_scratch: Vec<F>,
-    /// Packing buffer for the linear layers' `Wᵀ` (room for the largest of them).
-    lin_wt: PackedB<F>,
+    /// Scratch of the linear layers (room for the largest of them).
+    lin: LinearScratch<F>,
     /// Wall time per operation, when enabled (`bench train --ops`).
     pub times: OpTimes,
 }
@@ -239,7 +238,8 @@ impl<F: Float> Model<F> {
             branch: z(n * c),
             ln_scratch: z(layernorm::backward_scratch_len(n, c)),
             // Wᵀ of qkv [C, 3C], proj [C, C], fc1 [C, F] and fc2 [F, C].
-            lin_wt: PackedB::new(c.max(f), (3 * c).max(f)),
+            // qkv [3C, C], proj [C, C], fc1 [F, C], fc2 [C, F] as (in, out).
+            lin: LinearScratch::new(n, &[(c, 3 * c), (c, c), (c, f), (f, c)]),
             times: OpTimes::default(),
         }
     }
@@ -342,7 +342,7 @@ impl<F: Float> Model<F> {
                     &a.ln1[..nc],
                     &w[br.wqkv.clone()],
                     None,
-                    &mut self.lin_wt,
+                    &mut self.lin,
                     c,
                     3 * c,
                 )
@@ -366,7 +366,7 @@ impl<F: Float> Model<F> {
                     &a.atty[..nc],
                     &w[br.proj_w.clone()],
                     Some(&w[br.proj_b.clone()]),
-                    &mut self.lin_wt,
+                    &mut self.lin,
                     c,
                     c,
                 )
@@ -399,7 +399,7 @@ impl<F: Float> Model<F> {
                     &a.ln2[..nc],
                     &w[br.fc1_w.clone()],
                     Some(&w[br.fc1_b.clone()]),
-                    &mut self.lin_wt,
+                    &mut self.lin,
                     c,
                     f,
                 )
@@ -417,7 +417,7 @@ impl<F: Float> Model<F> {
                     &a.act[..nf],
                     &w[br.fc2_w.clone()],
                     Some(&w[br.fc2_b.clone()]),
-                    &mut self.lin_wt,
+                    &mut self.lin,
                     f,
                     c,
                 )
@@ -532,6 +532,7 @@ impl<F: Float> Model<F> {
                         &self.d_res[..nc],
                         &a.act[..nf],
                         &w[br.fc2_w.clone()],
+                        &mut self.lin,
                         f,
                         c,
                     )
@@ -554,6 +555,7 @@ impl<F: Float> Model<F> {
                         &self.d_f[..nf],
                         &a.ln2[..nc],
                         &w[br.fc1_w.clone()],
+                        &mut self.lin,
                         c,
                         f,
                     )
@@ -596,6 +598,7 @@ impl<F: Float> Model<F> {
                         &self.d_res[..nc],
                         &a.atty[..nc],
                         &w[br.proj_w.clone()],
+                        &mut self.lin,
                         c,
                         c,
                     )
@@ -623,6 +626,7 @@ impl<F: Float> Model<F> {
                     &self.d_qkv[..3 * nc],
                     &a.ln1[..nc],
                     &w[br.wqkv.clone()],
+                    &mut self.lin,
                     c,
                     3 * c,
                 )

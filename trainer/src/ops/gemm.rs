@@ -106,10 +106,20 @@ pub struct PackedB<F> {
 }
 
 impl<F: Float> PackedB<F> {
-    /// Room for any `k × n` operand with `k·n_padded ≤ k_max·n_padded(n_max)`.
+    /// Room for any `k × n` operand with `k ≤ k_max` and `n ≤ n_max`.
     pub fn new(k_max: usize, n_max: usize) -> Self {
+        Self::for_shapes(&[(k_max, n_max)])
+    }
+
+    /// Room for each of the `(k, n)` operands listed.
+    pub fn for_shapes(shapes: &[(usize, usize)]) -> Self {
+        let len = shapes
+            .iter()
+            .map(|&(k, n)| k * n.div_ceil(NR) * NR)
+            .max()
+            .unwrap_or(0);
         PackedB {
-            data: vec![F::ZERO; k_max * n_max.div_ceil(NR) * NR],
+            data: vec![F::ZERO; len],
             k: 0,
             n: 0,
         }

@@ -266,8 +266,9 @@ pub fn head_ce_forward<F: Float>(
 
 /// Plain logits `out[N, V] = x[N, C]·Wᵀ + b` (tests and tools; not used in training).
 pub fn head_logits<F: Float>(out: &mut [F], x: &[F], w: &[F], b: &[F], c: usize, v: usize) {
-    let mut wt = PackedB::new(c, v);
-    super::linear::linear_forward(out, x, w, Some(b), &mut wt, c, v);
+    let n = x.len() / c;
+    let mut scratch = super::linear::LinearScratch::new(n, &[(c, v)]);
+    super::linear::linear_forward(out, x, w, Some(b), &mut scratch, c, v);
 }
 
 /// Per-row softmax statistics of one tile, after its forward pass.

@@ -1,36 +1,63 @@
 //! Linear layer `y = x·Wᵀ + b` with PyTorch's `[out, in]` weight layout.
 //!
-//! Parallelism is over fixed blocks of the *output* matrix, each block computed by one
-//! single-threaded [`gemm`] over the full reduction dimension, so every output element is summed
-//! in the same order on every run.
+//! The forward and the input gradient are split over fixed blocks of rows, each block one
+//! single-threaded [`gemm`] over the full reduction dimension. The weight gradient reduces over
+//! the N rows: it is split into fixed chunks of [`WGRAD_ROWS`] rows, each chunk's partial
+//! `dW`/`db` computed by one task, and the partials added in chunk order — every block of the
+//! input is then read once, and the result depends only on N, never on the thread count.
 
 use rayon::prelude::*;
 
 use super::gemm::{gemm, MatA, MatB, PackedB, Update};
-use super::Float;
+use super::{num_chunks, Float};
 
 /// Rows of `x`/`y` per task in the forward and in the input-gradient product.
 const ROW_CHUNK: usize = 256;
-/// Rows of `W` (output features) per task in the weight-gradient product.
-const OUT_CHUNK: usize = 32;
+/// Rows per partial weight gradient.
+pub const WGRAD_ROWS: usize = 1024;
+
+/// Scratch of the linear layers (shared by all of them: they run one at a time), allocated once.
+#[derive(Clone, Debug)]
+pub struct LinearScratch<F> {
+    /// `Wᵀ` (forward) or `W` (backward), packed once per call and shared by every row block.
+    w_packed: PackedB<F>,
+    /// Per chunk of [`WGRAD_ROWS`] rows: the partial weight gradient (`[O, I]` or `[I, O]`).
+    wparts: Vec<F>,
+    /// Per chunk: the partial bias gradient `[O]`.
+    bparts: Vec<F>,
+}
+
+impl<F: Float> LinearScratch<F> {
+    /// Room for up to `max_rows` rows through any of the layers `(i_dim, o_dim)` listed.
+    pub fn new(max_rows: usize, layers: &[(usize, usize)]) -> Self {
+        let chunks = num_chunks(max_rows, WGRAD_ROWS);
+        // Packed Wᵀ [I, O] (forward) and W [O, I] (backward).
+        let packed: Vec<(usize, usize)> =
+            layers.iter().flat_map(|&(i, o)| [(i, o), (o, i)]).collect();
+        let max_w = layers.iter().map(|&(i, o)| i * o).max().unwrap_or(0);
+        let max_o = layers.iter().map(|&(_, o)| o).max().unwrap_or(0);
+        LinearScratch {
+            w_packed: PackedB::for_shapes(&packed),
+            wparts: vec![F::ZERO; chunks * max_w],
+            bparts: vec![F::ZERO; chunks * max_o],
+        }
+    }
+}
 
 /// Forward: `out[N, O] = inp[N, I] · w[O, I]ᵀ (+ b[O])`.
-///
-/// `wt` is the caller's packing buffer (room for `I × O`, see [`PackedB::new`]): `Wᵀ` is packed
-/// into it once per call and shared by every row block.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_forward<F: Float>(
     out: &mut [F],
     inp: &[F],
     w: &[F],
     b: Option<&[F]>,
-    wt: &mut PackedB<F>,
+    scratch: &mut LinearScratch<F>,
     i_dim: usize,
     o_dim: usize,
 ) {
     // Wᵀ[I, O]: element (p, j) = w[j·I + p].
-    wt.pack(w, i_dim, o_dim, 1, i_dim);
-    let wt = &*wt;
+    scratch.w_packed.pack(w, i_dim, o_dim, 1, i_dim);
+    let wt = &scratch.w_packed;
     out.par_chunks_mut(ROW_CHUNK * o_dim)
         .zip(inp.par_chunks(ROW_CHUNK * i_dim))
         .for_each(|(out, inp)| {
@@ -69,10 +96,18 @@ pub fn linear_backward<F: Float>(
     dout: &[F],
     inp: &[F],
     w: &[F],
+    scratch: &mut LinearScratch<F>,
     i_dim: usize,
     o_dim: usize,
 ) {
     let n = inp.len() / i_dim;
+    let chunks = num_chunks(n, WGRAD_ROWS);
+    let (oi, with_bias) = (o_dim * i_dim, db.is_some());
+    // W[O, I] as the B operand of dinp = dout·W: element (p, j) = w[p·I + j].
+    scratch.w_packed.pack(w, o_dim, i_dim, i_dim, 1);
+    let wp = &scratch.w_packed;
+    let wparts = &mut scratch.wparts[..chunks * oi];
+    let bparts = &mut scratch.bparts[..chunks * o_dim];
     rayon::join(
         || {
             dinp.par_chunks_mut(ROW_CHUNK * i_dim)
@@ -85,63 +120,101 @@ pub fn linear_backward<F: Float>(
                         i_dim,
                         o_dim,
                         MatA::rows(dout, o_dim),
-                        MatB::Rows { data: w, rs: i_dim },
+                        MatB::packed(wp),
                         dinp,
                         i_dim,
                         Update::Overwrite,
                     );
                 });
         },
-        || match db {
-            Some(db) => dw
-                .par_chunks_mut(OUT_CHUNK * i_dim)
-                .zip(db.par_chunks_mut(OUT_CHUNK))
-                .enumerate()
-                .for_each(|(k, (dw, db))| {
-                    weight_grad_block(dw, Some(db), k * OUT_CHUNK, dout, inp, n, i_dim, o_dim)
-                }),
-            None => dw
-                .par_chunks_mut(OUT_CHUNK * i_dim)
-                .enumerate()
-                .for_each(|(k, dw)| {
-                    weight_grad_block(dw, None, k * OUT_CHUNK, dout, inp, n, i_dim, o_dim)
-                }),
+        || {
+            wparts
+                .par_chunks_mut(oi)
+                .zip(bparts.par_chunks_mut(o_dim))
+                .zip(dout.par_chunks(WGRAD_ROWS * o_dim))
+                .zip(inp.par_chunks(WGRAD_ROWS * i_dim))
+                .for_each(|(((part, bpart), dout), inp)| {
+                    weight_grad_part(part, bpart, dout, inp, i_dim, o_dim, with_bias)
+                });
         },
     );
+    // Fixed-order combine of the partials (transposing them back when stored as [I, O]).
+    let transposed = i_dim > o_dim;
+    dw.par_chunks_mut(i_dim).enumerate().for_each(|(o, row)| {
+        for (i, d) in row.iter_mut().enumerate() {
+            let at = if transposed {
+                i * o_dim + o
+            } else {
+                o * i_dim + i
+            };
+            let mut s = wparts[at];
+            for q in 1..chunks {
+                s += wparts[q * oi + at];
+            }
+            *d = s;
+        }
+    });
+    if let Some(db) = db {
+        db.copy_from_slice(&bparts[..o_dim]);
+        for q in 1..chunks {
+            for (d, &p) in db.iter_mut().zip(&bparts[q * o_dim..(q + 1) * o_dim]) {
+                *d += p;
+            }
+        }
+    }
 }
 
-/// One block of output features `o0..o0+rows`: `dw[rows, I] = dout[:, o0..]ᵀ · inp` and the
-/// matching bias sums, each over all `n` rows in order.
-#[allow(clippy::too_many_arguments)]
-fn weight_grad_block<F: Float>(
-    dw: &mut [F],
-    db: Option<&mut [F]>,
-    o0: usize,
+/// One chunk of rows: the partial weight gradient (one fma chain per element over the chunk's
+/// rows in order) and, if `with_bias`, the column sums of `dout` (rows in order).
+///
+/// The product is laid out so that its B operand has the shorter row stride (a long one makes
+/// the rows of a B panel collide in the same L1 sets): `part[O, I] = doutᵀ·inp` when I ≤ O,
+/// else `part[I, O] = inpᵀ·dout`.
+fn weight_grad_part<F: Float>(
+    part: &mut [F],
+    bpart: &mut [F],
     dout: &[F],
     inp: &[F],
-    n: usize,
     i_dim: usize,
     o_dim: usize,
+    with_bias: bool,
 ) {
-    let rows = dw.len() / i_dim;
-    // dw[rows, I] = doutᵀ[rows, N] · inp[N, I], doutᵀ restricted to features o0..o0+rows.
-    gemm(
-        rows,
-        i_dim,
-        n,
-        MatA::transposed(&dout[o0..], o_dim),
-        MatB::Rows {
-            data: inp,
-            rs: i_dim,
-        },
-        dw,
-        i_dim,
-        Update::Overwrite,
-    );
-    if let Some(db) = db {
-        db.fill(F::ZERO);
+    let rows = inp.len() / i_dim;
+    if i_dim <= o_dim {
+        // part[O, I] = doutᵀ[O, rows] · inp[rows, I]
+        gemm(
+            o_dim,
+            i_dim,
+            rows,
+            MatA::transposed(dout, o_dim),
+            MatB::Rows {
+                data: inp,
+                rs: i_dim,
+            },
+            part,
+            i_dim,
+            Update::Overwrite,
+        );
+    } else {
+        // part[I, O] = inpᵀ[I, rows] · dout[rows, O]
+        gemm(
+            i_dim,
+            o_dim,
+            rows,
+            MatA::transposed(inp, i_dim),
+            MatB::Rows {
+                data: dout,
+                rs: o_dim,
+            },
+            part,
+            o_dim,
+            Update::Overwrite,
+        );
+    }
+    if with_bias {
+        bpart.fill(F::ZERO);
         for row in dout.chunks_exact(o_dim) {
-            for (d, &g) in db.iter_mut().zip(&row[o0..o0 + rows]) {
+            for (d, &g) in bpart.iter_mut().zip(row) {
                 *d += g;
             }
         }
