@@ -109,8 +109,9 @@ pub struct TrainBench {
     /// busy machine this moves much less than wall time: it is the number to compare then.
     pub cpu_ms_per_step: Option<f64>,
     pub final_loss: f32,
-    /// Per-operation milliseconds per timed step (`ops`): the model's [`Op`]s, then the batch
-    /// fetch and the AdamW update.
+    /// Per-operation milliseconds (`ops`), the median over the timed steps of each: the
+    /// model's [`Op`]s, then the batch fetch and the AdamW update. (Medians, so a step slowed
+    /// by another process on the machine does not skew them.)
     pub op_ms: Option<Vec<(&'static str, f64)>>,
 }
 
@@ -138,14 +139,14 @@ pub fn time_train_steps(
     let mut step_ms = Vec::with_capacity(steps);
     let mut final_loss = 0.0;
     let mut cpu0 = None;
-    let (mut batch_s, mut adam_s) = (0.0, 0.0);
+    // Per timed step: nanoseconds of each Op, then batch fetch and AdamW.
+    let mut per_step: Vec<[u64; Op::ALL.len() + 2]> = Vec::with_capacity(steps);
+    model.times.enabled = ops;
     for i in 0..warmup + steps {
         if i == warmup {
             cpu0 = process_cpu_seconds();
-            model.times.enabled = ops;
-            model.times.reset();
-            (batch_s, adam_s) = (0.0, 0.0);
         }
+        model.times.reset();
         let t0 = Instant::now();
         for b in 0..batch {
             let s = rng.torch_randint(high) as usize;
@@ -157,21 +158,29 @@ pub fn time_train_steps(
         let t2 = Instant::now();
         opt.step(&mut params.data, &grads.data, 1e-3);
         let ms = t0.elapsed().as_secs_f64() * 1e3;
-        batch_s += (t1 - t0).as_secs_f64();
-        adam_s += t2.elapsed().as_secs_f64();
         if i >= warmup {
             step_ms.push(ms);
+            let mut row = [0u64; Op::ALL.len() + 2];
+            row[..Op::ALL.len()].copy_from_slice(&model.times.ns);
+            row[Op::ALL.len()] = (t1 - t0).as_nanos() as u64;
+            row[Op::ALL.len() + 1] = t2.elapsed().as_nanos() as u64;
+            per_step.push(row);
         }
     }
+    model.times.enabled = false;
     let op_ms = ops.then(|| {
-        let per = |s: f64| s * 1e3 / steps as f64;
-        let mut v: Vec<(&'static str, f64)> = Op::ALL
+        let names = Op::ALL
             .iter()
-            .map(|&op| (op.name(), per(model.times.ns[op as usize] as f64 * 1e-9)))
-            .collect();
-        v.push(("batch fetch", per(batch_s)));
-        v.push(("AdamW", per(adam_s)));
-        v
+            .map(|op| op.name())
+            .chain(["batch fetch", "AdamW"]);
+        names
+            .enumerate()
+            .map(|(k, name)| {
+                let mut v: Vec<f64> = per_step.iter().map(|r| r[k] as f64 * 1e-6).collect();
+                v.sort_by(f64::total_cmp);
+                (name, median(&v))
+            })
+            .collect()
     });
     let cpu_ms_per_step = match (cpu0, process_cpu_seconds()) {
         (Some(a), Some(b)) => Some((b - a) * 1e3 / steps as f64),
@@ -273,7 +282,7 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
     }
     if let Some(ops) = &r.op_ms {
         let total: f64 = ops.iter().map(|o| o.1).sum();
-        println!("  wall time per operation (mean ms/step over the timed steps; sum {total:.1}):");
+        println!("  wall time per operation (median ms over the timed steps; sum {total:.1}):");
         for (name, ms) in ops {
             println!("    {name:<20} {ms:8.2}  {:5.1}%", 100.0 * ms / total);
         }
