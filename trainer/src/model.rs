@@ -12,9 +12,7 @@ use std::time::Instant;
 use crate::ops::embedding::{embedding_backward, embedding_forward};
 use crate::ops::head_ce::{head_ce_forward, head_ce_forward_backward, head_logits, HeadScratch};
 use crate::ops::layernorm::{self, layernorm_backward, layernorm_forward};
-use crate::ops::linear::{linear_backward, linear_forward, LinearScratch};
-use crate::ops::relu::{relu_backward, relu_forward};
-use crate::ops::residual::{residual_backward, residual_forward};
+use crate::ops::linear::{linear_backward, linear_forward, Epilogue, LinearScratch};
 use crate::ops::Float;
 use crate::params::{Config, ParamsT};
 
@@ -60,19 +58,13 @@ pub struct Model<F> {
     d_res: Vec<F>,
     /// Gradient of a LayerNorm output / branch output [N, C].
     d_c: Vec<F>,
-    /// Gradient of a LayerNorm input, before it is added to `d_res` [N, C].
-    d_c2: Vec<F>,
-    /// fc1 pre-activation (forward) / its gradient (backward) [N, F].
+    /// Gradient of the fc1 pre-activation [N, F].
     d_f: Vec<F>,
-    /// Gradient of the FFN hidden activation [N, F].
-    d_f2: Vec<F>,
     /// Gradient of qkv [N, 3C].
     d_qkv: Vec<F>,
     /// Attention scratch, per sequence (probabilities are recomputed in the backward, never
     /// saved).
     attn: Vec<AttnScratch<F>>,
-    /// Branch outputs in the forward (projection / fc2) [N, C].
-    branch: Vec<F>,
     /// LayerNorm gain/shift gradient partials.
     ln_scratch: Vec<F>,
     /// Scratch of the linear layers (room for the largest of them).
@@ -91,7 +83,6 @@ pub enum Op {
     ProjLinear,
     Fc1Linear,
     Fc2Linear,
-    Pointwise,
     /// LM head + cross-entropy, forward and backward fused.
     HeadCe,
     LayerNormBwd,
@@ -100,12 +91,11 @@ pub enum Op {
     ProjLinearBwd,
     Fc1LinearBwd,
     Fc2LinearBwd,
-    PointwiseBwd,
     EmbeddingBwd,
 }
 
 impl Op {
-    pub const ALL: [Op; 17] = [
+    pub const ALL: [Op; 15] = [
         Op::Embedding,
         Op::LayerNorm,
         Op::QkvLinear,
@@ -113,7 +103,6 @@ impl Op {
         Op::ProjLinear,
         Op::Fc1Linear,
         Op::Fc2Linear,
-        Op::Pointwise,
         Op::HeadCe,
         Op::LayerNormBwd,
         Op::QkvLinearBwd,
@@ -121,7 +110,6 @@ impl Op {
         Op::ProjLinearBwd,
         Op::Fc1LinearBwd,
         Op::Fc2LinearBwd,
-        Op::PointwiseBwd,
         Op::EmbeddingBwd,
     ];
 
@@ -134,7 +122,6 @@ impl Op {
             Op::ProjLinear => "proj linear",
             Op::Fc1Linear => "fc1 linear",
             Op::Fc2Linear => "fc2 linear",
-            Op::Pointwise => "relu+residual",
             Op::HeadCe => "head+CE fwd+bwd",
             Op::LayerNormBwd => "layernorm bwd",
             Op::QkvLinearBwd => "qkv linear bwd",
@@ -142,7 +129,6 @@ impl Op {
             Op::ProjLinearBwd => "proj linear bwd",
             Op::Fc1LinearBwd => "fc1 linear bwd",
             Op::Fc2LinearBwd => "fc2 linear bwd",
-            Op::PointwiseBwd => "relu+residual bwd",
             Op::EmbeddingBwd => "embedding bwd",
         }
     }
@@ -230,14 +216,10 @@ impl<F: Float> Model<F> {
             head: HeadScratch::new(n, v, c),
             d_res: z(n * c),
             d_c: z(n * c),
-            d_c2: z(n * c),
             d_f: z(n * f),
-            d_f2: z(n * f),
             d_qkv: z(n * 3 * c),
             attn: attention::scratch(max_batch, max_seq, c),
-            branch: z(n * c),
             ln_scratch: z(layernorm::backward_scratch_len(n, c)),
-            // Wᵀ of qkv [C, 3C], proj [C, C], fc1 [C, F] and fc2 [F, C].
             // qkv [3C, C], proj [C, C], fc1 [F, C], fc2 [C, F] as (in, out).
             lin: LinearScratch::new(n, &[(c, 3 * c), (c, c), (c, f), (f, c)]),
             times: OpTimes::default(),
@@ -342,6 +324,7 @@ impl<F: Float> Model<F> {
                     &a.ln1[..nc],
                     &w[br.wqkv.clone()],
                     None,
+                    Epilogue::Plain,
                     &mut self.lin,
                     c,
                     3 * c,
@@ -362,19 +345,15 @@ impl<F: Float> Model<F> {
                 self.times,
                 Op::ProjLinear,
                 linear_forward(
-                    &mut self.branch[..nc],
+                    &mut a.resid_mid[..nc],
                     &a.atty[..nc],
                     &w[br.proj_w.clone()],
                     Some(&w[br.proj_b.clone()]),
+                    Epilogue::Residual(x),
                     &mut self.lin,
                     c,
                     c,
                 )
-            );
-            timed!(
-                self.times,
-                Op::Pointwise,
-                residual_forward(&mut a.resid_mid[..nc], x, &self.branch[..nc])
             );
             // FFN branch: x_next = resid_mid + fc2(ReLU(fc1(LN2(resid_mid)))).
             timed!(
@@ -395,37 +374,29 @@ impl<F: Float> Model<F> {
                 self.times,
                 Op::Fc1Linear,
                 linear_forward(
-                    &mut self.d_f[..nf],
+                    &mut a.act[..nf],
                     &a.ln2[..nc],
                     &w[br.fc1_w.clone()],
                     Some(&w[br.fc1_b.clone()]),
+                    Epilogue::Relu,
                     &mut self.lin,
                     c,
                     f,
                 )
-            );
-            timed!(
-                self.times,
-                Op::Pointwise,
-                relu_forward(&mut a.act[..nf], &self.d_f[..nf])
             );
             timed!(
                 self.times,
                 Op::Fc2Linear,
                 linear_forward(
-                    &mut self.branch[..nc],
+                    x_next,
                     &a.act[..nf],
                     &w[br.fc2_w.clone()],
                     Some(&w[br.fc2_b.clone()]),
+                    Epilogue::Residual(&a.resid_mid[..nc]),
                     &mut self.lin,
                     f,
                     c,
                 )
-            );
-            timed!(
-                self.times,
-                Op::Pointwise,
-                residual_forward(x_next, &a.resid_mid[..nc], &self.branch[..nc])
             );
         }
         let x = &self.resid[cfg.n_layers][..nc];
@@ -513,6 +484,7 @@ impl<F: Float> Model<F> {
                     &self.lnf_rstd[..n],
                     &w[r.lnf_w.clone()],
                     c,
+                    false,
                 )
             );
         }
@@ -525,24 +497,21 @@ impl<F: Float> Model<F> {
                 timed!(
                     self.times,
                     Op::Fc2LinearBwd,
+                    // d_f = dL/d(fc1 pre-activation): the ReLU backward is fused.
                     linear_backward(
-                        &mut self.d_f2[..nf],
+                        &mut self.d_f[..nf],
                         gw,
                         Some(gb),
                         &self.d_res[..nc],
                         &a.act[..nf],
                         &w[br.fc2_w.clone()],
+                        Some(&a.act[..nf]),
                         &mut self.lin,
                         f,
                         c,
                     )
                 );
             }
-            timed!(
-                self.times,
-                Op::PointwiseBwd,
-                relu_backward(&mut self.d_f[..nf], &a.act[..nf], &self.d_f2[..nf])
-            );
             {
                 let (gw, gb) = split2(gd, br.fc1_w.clone(), br.fc1_b.clone());
                 timed!(
@@ -555,6 +524,7 @@ impl<F: Float> Model<F> {
                         &self.d_f[..nf],
                         &a.ln2[..nc],
                         &w[br.fc1_w.clone()],
+                        None,
                         &mut self.lin,
                         c,
                         f,
@@ -566,8 +536,9 @@ impl<F: Float> Model<F> {
                 timed!(
                     self.times,
                     Op::LayerNormBwd,
+                    // d_res += dLN2(d_c): the residual stream also feeds LN2.
                     layernorm_backward(
-                        &mut self.d_c2[..nc],
+                        &mut self.d_res[..nc],
                         gw,
                         gb,
                         &mut self.ln_scratch,
@@ -577,14 +548,10 @@ impl<F: Float> Model<F> {
                         &a.ln2_rstd[..n],
                         &w[br.ln2_w.clone()],
                         c,
+                        true,
                     )
                 );
             }
-            timed!(
-                self.times,
-                Op::PointwiseBwd,
-                residual_backward(&mut self.d_res[..nc], &self.d_c2[..nc])
-            );
             // resid_mid = x + proj(atty): d(proj out) = d_res, which also flows to x.
             {
                 let (gw, gb) = split2(gd, br.proj_w.clone(), br.proj_b.clone());
@@ -598,6 +565,7 @@ impl<F: Float> Model<F> {
                         &self.d_res[..nc],
                         &a.atty[..nc],
                         &w[br.proj_w.clone()],
+                        None,
                         &mut self.lin,
                         c,
                         c,
@@ -626,6 +594,7 @@ impl<F: Float> Model<F> {
                     &self.d_qkv[..3 * nc],
                     &a.ln1[..nc],
                     &w[br.wqkv.clone()],
+                    None,
                     &mut self.lin,
                     c,
                     3 * c,
@@ -636,8 +605,9 @@ impl<F: Float> Model<F> {
                 timed!(
                     self.times,
                     Op::LayerNormBwd,
+                    // d_res += dLN1(d_c).
                     layernorm_backward(
-                        &mut self.d_c2[..nc],
+                        &mut self.d_res[..nc],
                         gw,
                         gb,
                         &mut self.ln_scratch,
@@ -647,14 +617,10 @@ impl<F: Float> Model<F> {
                         &a.ln1_rstd[..n],
                         &w[br.ln1_w.clone()],
                         c,
+                        true,
                     )
                 );
             }
-            timed!(
-                self.times,
-                Op::PointwiseBwd,
-                residual_backward(&mut self.d_res[..nc], &self.d_c2[..nc])
-            );
         }
         let (gt, gp) = split2(gd, r.tok_emb.clone(), r.pos_emb.clone());
         timed!(

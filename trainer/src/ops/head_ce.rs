@@ -268,7 +268,8 @@ pub fn head_ce_forward<F: Float>(
 pub fn head_logits<F: Float>(out: &mut [F], x: &[F], w: &[F], b: &[F], c: usize, v: usize) {
     let n = x.len() / c;
     let mut scratch = super::linear::LinearScratch::new(n, &[(c, v)]);
-    super::linear::linear_forward(out, x, w, Some(b), &mut scratch, c, v);
+    use super::linear::{linear_forward, Epilogue};
+    linear_forward(out, x, w, Some(b), Epilogue::Plain, &mut scratch, c, v);
 }
 
 /// Per-row softmax statistics of one tile, after its forward pass.

@@ -44,13 +44,26 @@ impl<F: Float> LinearScratch<F> {
     }
 }
 
-/// Forward: `out[N, O] = inp[N, I] · w[O, I]ᵀ (+ b[O])`.
+/// What the forward does with `y = x·Wᵀ (+ b)` on the way out, fused so that the result is
+/// written once.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a, F> {
+    /// `out = y`.
+    Plain,
+    /// `out = max(0, y)`: the FFN's ReLU.
+    Relu,
+    /// `out = r + y` for a residual stream `r` [N, O]: the block's skip connection.
+    Residual(&'a [F]),
+}
+
+/// Forward: `out[N, O] = epilogue(inp[N, I] · w[O, I]ᵀ (+ b[O]))`.
 #[allow(clippy::too_many_arguments)]
 pub fn linear_forward<F: Float>(
     out: &mut [F],
     inp: &[F],
     w: &[F],
     b: Option<&[F]>,
+    epilogue: Epilogue<F>,
     scratch: &mut LinearScratch<F>,
     i_dim: usize,
     o_dim: usize,
@@ -60,17 +73,32 @@ pub fn linear_forward<F: Float>(
     let wt = &scratch.w_packed;
     out.par_chunks_mut(ROW_CHUNK * o_dim)
         .zip(inp.par_chunks(ROW_CHUNK * i_dim))
-        .for_each(|(out, inp)| {
+        .enumerate()
+        .for_each(|(chunk, (out, inp))| {
             let rows = inp.len() / i_dim;
-            // With a bias, C starts as the bias rows and the product is added to it.
-            let update = match b {
-                Some(b) => {
+            // C starts as residual + bias, or the bias, and the product is added to it.
+            let update = match (epilogue, b) {
+                (Epilogue::Residual(res), b) => {
+                    let res = &res[chunk * ROW_CHUNK * o_dim..];
+                    for (row, r) in out.chunks_exact_mut(o_dim).zip(res.chunks_exact(o_dim)) {
+                        match b {
+                            Some(b) => {
+                                for ((o, &r), &b) in row.iter_mut().zip(r).zip(b) {
+                                    *o = r + b;
+                                }
+                            }
+                            None => row.copy_from_slice(r),
+                        }
+                    }
+                    Update::Accumulate
+                }
+                (_, Some(b)) => {
                     for row in out.chunks_exact_mut(o_dim) {
                         row.copy_from_slice(b);
                     }
                     Update::Accumulate
                 }
-                None => Update::Overwrite,
+                (_, None) => Update::Overwrite,
             };
             // out[rows, O] (+)= inp[rows, I] · Wᵀ[I, O]
             gemm(
@@ -83,11 +111,19 @@ pub fn linear_forward<F: Float>(
                 o_dim,
                 update,
             );
+            if let Epilogue::Relu = epilogue {
+                for o in out.iter_mut() {
+                    *o = if *o > F::ZERO { *o } else { F::ZERO };
+                }
+            }
         });
 }
 
 /// Backward. Overwrites all three gradients:
 /// `dinp[N, I] = dout[N, O] · w[O, I]`, `dw[O, I] = doutᵀ · inp`, `db[O] = Σ_rows dout`.
+///
+/// With `relu_out = Some(a)` (the input `inp` is `a = ReLU(z)` of the layer below), `dinp` is
+/// the gradient with respect to `z` instead: zero where `a ≤ 0` (the ReLU backward, fused).
 #[allow(clippy::too_many_arguments)]
 pub fn linear_backward<F: Float>(
     dinp: &mut [F],
@@ -96,6 +132,7 @@ pub fn linear_backward<F: Float>(
     dout: &[F],
     inp: &[F],
     w: &[F],
+    relu_out: Option<&[F]>,
     scratch: &mut LinearScratch<F>,
     i_dim: usize,
     o_dim: usize,
@@ -112,7 +149,8 @@ pub fn linear_backward<F: Float>(
         || {
             dinp.par_chunks_mut(ROW_CHUNK * i_dim)
                 .zip(dout.par_chunks(ROW_CHUNK * o_dim))
-                .for_each(|(dinp, dout)| {
+                .enumerate()
+                .for_each(|(chunk, (dinp, dout))| {
                     let rows = dout.len() / o_dim;
                     // dinp[rows, I] = dout[rows, O] · W[O, I]
                     gemm(
@@ -125,6 +163,13 @@ pub fn linear_backward<F: Float>(
                         i_dim,
                         Update::Overwrite,
                     );
+                    if let Some(a) = relu_out {
+                        let a = &a[chunk * ROW_CHUNK * i_dim..];
+                        // A select, not a branch: the signs are random, a branch mispredicts.
+                        for (d, &a) in dinp.iter_mut().zip(a) {
+                            *d = if a > F::ZERO { *d } else { F::ZERO };
+                        }
+                    }
                 });
         },
         || {

@@ -41,8 +41,6 @@ pub mod gemm;
 pub mod head_ce;
 pub mod layernorm;
 pub mod linear;
-pub mod relu;
-pub mod residual;
 
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
