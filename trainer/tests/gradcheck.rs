@@ -219,3 +219,40 @@ fn results_do_not_depend_on_the_thread_count() {
     assert!(run(2) == one, "2 threads differ from 1");
     assert!(run(3) == one, "3 threads differ from 1");
 }
+
+/// The GEMM's AVX-512 kernel and its portable fallback compute the same fused-multiply-add
+/// chains: loss and every gradient of the whole model are bit-identical with either (the full
+/// config at 5×256). On a CPU without AVX-512 both runs take the portable path.
+#[test]
+fn results_do_not_depend_on_the_gemm_kernel() {
+    use tinypoet_trainer::ops::gemm::set_portable_only;
+    let cfg = Config::TANG;
+    let (b, t) = (5, 256);
+    let p = golden_params(&cfg, 19);
+    let (x, y) = batch(&cfg, b, t, 23);
+    let run = |portable: bool| {
+        set_portable_only(portable);
+        let out = pool().install(|| {
+            let mut g = ParamsT::<f32>::zeros(&cfg);
+            let loss = Model::<f32>::new(&cfg, b, t).forward_backward(&p, &mut g, &x, &y, b, t);
+            (
+                loss.to_bits(),
+                g.data.iter().map(|v| v.to_bits()).collect::<Vec<u32>>(),
+            )
+        });
+        set_portable_only(false);
+        out
+    };
+    let (fast, portable) = (run(false), run(true));
+    assert!(fast.0 == portable.0, "losses differ");
+    let differing = fast
+        .1
+        .iter()
+        .zip(&portable.1)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        differing, 0,
+        "gradient entries that differ between the kernels"
+    );
+}
