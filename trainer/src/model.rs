@@ -1,14 +1,16 @@
 //! The whole model's forward and backward over preallocated activations (llm.c's
 //! `gpt2_forward` / `gpt2_backward`): backward is forward read upwards.
 //!
-//! Everything a step touches is allocated once in [`Model::new`] for up to `max_batch ×
-//! max_seq` positions; [`Model::forward_backward`] and [`Model::forward_loss`] allocate nothing.
+//! Everything a step touches — activations, gradients of activations, every kernel's packing
+//! buffers and partial sums — is allocated once in [`Model::new`] for up to `max_batch ×
+//! max_seq` positions; [`Model::forward_backward`] and [`Model::forward_loss`] allocate nothing
+//! (`tests/step_no_alloc.rs` counts every thread's allocations).
 //! Kernels run on the current rayon pool (the caller fixes its thread count); results do not
 //! depend on the thread count or schedule (see [`crate::ops`]).
 
-use crate::ops::attention::{self, attention_backward, attention_forward, AttnDims, AttnScratch};
 use std::time::Instant;
 
+use crate::ops::attention::{self, attention_backward, attention_forward, AttnDims, AttnScratch};
 use crate::ops::embedding::{embedding_backward, embedding_forward};
 use crate::ops::head_ce::{head_ce_forward, head_ce_forward_backward, head_logits, HeadScratch};
 use crate::ops::layernorm::{self, layernorm_backward, layernorm_forward};

@@ -1,7 +1,8 @@
 //! The matrix product behind every training kernel: `C (=|+=) A·B`, single-threaded, written for
-//! the shapes this model has. It allocates nothing: operands that are not already in a form the
-//! kernel reads (the transposed weights `Wᵀ`, attention's `Kᵀ` and `Vᵀ`) are packed by the caller
-//! into a [`PackedB`] it owns and reuses.
+//! the shapes this model has (one side is C = 64, the head size 16 or a 64-row tile; see
+//! `tinypoet bench gemm`). It allocates nothing: operands that are not already in a form the
+//! kernel reads (the transposed weights `Wᵀ`, a tile's `xᵀ`, attention's `Qᵀ` and `dOᵀ`) are
+//! packed by the caller into a [`PackedB`] it owns and reuses.
 //!
 //! Operands (element strides, all non-negative):
 //! * `A` [m × k], [`MatA`]: any strides, element (i, p) at `data[i·rs + p·cs]`. The kernel reads
@@ -10,10 +11,11 @@
 //!   [`PackedB`] (column panels of [`NR`], each `k × NR` row-major, zero-padded).
 //! * `C` [m × n]: row-major, row stride `rsc`.
 //!
-//! Loops, outermost first: blocks of [`KC`] along k (so a `KC × NR` panel of B is reused from L1
-//! by all row tiles), panels of [`NR`] columns, tiles of [`MR`] rows, then the register tile
-//! `MR × NR` (four 16-lane vectors per row, 24 accumulators) runs over the block's k. Products
-//! with at most 16 columns use a `16 × 16` tile instead ([`MR_NARROW`]).
+//! Loops, outermost first: blocks of [`KC`] along k (so a `KC × NR` panel of B is reused from
+//! cache by all row tiles), panels of [`NR`] columns, tiles of [`MR`] rows, then the register
+//! tile `MR × NR` (four 16-lane vectors per row, 24 accumulators) runs over the block's k; it
+//! prefetches the next row tile's C, which for the LM head's gradient partials streams from L3.
+//! Products with at most 16 columns use a `16 × 16` tile instead ([`MR_NARROW`]).
 //!
 //! Summation order: every element of C is one fused-multiply-add chain over p = 0, 1, …, k−1,
 //! `c ← fma(a_ip, b_pj, c)`, starting from 0 ([`Update::Overwrite`]) or from C's old value
