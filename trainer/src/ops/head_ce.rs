@@ -161,8 +161,10 @@ pub fn head_ce_forward_backward<F: Float>(
                         losses[r0 + r] = st.loss(r);
                     }
                     let first_tile = ti == 0;
-                    for (blk, v0) in (0..v).step_by(vb).enumerate() {
-                        let v1 = (v0 + vb).min(v);
+                    // Last block first: the forward just left its exponentials and W rows in L2.
+                    let nblk = v.div_ceil(vb);
+                    for blk in (0..nblk).rev() {
+                        let (v0, v1) = (blk * vb, ((blk + 1) * vb).min(v));
                         let dlb = &mut dl[..(v1 - v0) * rows];
                         // dlogitsᵀ of the block, and db_part[v0..v1] (+)= its row sums.
                         dlogits_block(
@@ -177,7 +179,7 @@ pub fn head_ce_forward_backward<F: Float>(
                             first_tile,
                         );
                         // dx[rows, C] (+)= dlogits[rows, v0..v1] · W[v0..v1, C]: one fma chain per
-                        // element over the whole vocabulary in order.
+                        // element over the vocabulary, blocks from the last, each in order.
                         gemm(
                             rows,
                             c,
@@ -189,7 +191,7 @@ pub fn head_ce_forward_backward<F: Float>(
                             },
                             &mut dx[r0 * c..],
                             c,
-                            if blk == 0 {
+                            if blk + 1 == nblk {
                                 Update::Overwrite
                             } else {
                                 Update::Accumulate
