@@ -324,6 +324,10 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
         packed,
         per_step,
     };
+    // The products of one 16×256 step as the kernels call them (attention: the average block,
+    // 160 keys; per step: fwd + recompute + dP for the score-shaped ones).
+    let (nq, kk) = (64, 160);
+    let attn = 16 * 4 * 4 * 4; // sequences × heads × blocks × layers
     let shapes = [
         g("head logitsᵀ = W·xᵀ", v, r, c, false, true, tiles),
         g("head dx = dl·W", r, c, v, true, false, tiles),
@@ -331,13 +335,13 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
         g("qkv fwd (256 rows)", 256, 3 * c, c, false, true, 64),
         g("fc1 fwd (256 rows)", 256, f, c, false, true, 64),
         g("fc2 fwd (256 rows)", 256, c, f, false, true, 64),
-        g("fc1 dinp (256 rows)", 256, c, f, false, false, 64),
-        g("fc2 dinp (256 rows)", 256, f, c, false, false, 64),
-        g("fc1 dW (32 outputs)", 32, c, n, true, false, 32),
-        g("fc2 dW (32 outputs)", 32, f, n, true, false, 8),
-        g("attn S = Q·Kᵀ", 64, 256, d, false, true, 16 * 4 * 4),
-        g("attn P·V", 64, d, 256, false, false, 16 * 4 * 4),
-        g("attn dK = dSᵀ·Q", 64, d, 256, true, false, 16 * 4 * 4),
+        g("fc1 dinp (256 rows)", 256, c, f, false, true, 64),
+        g("fc2 dinp (256 rows)", 256, f, c, false, true, 64),
+        g("fc1 dW part (1024 r.)", f, c, 1024, true, false, 16),
+        g("fc2 dWᵀ part (1024 r.)", f, c, 1024, true, false, 16),
+        g("attn Sᵀ, dPᵀ (k=D)", kk, nq, d, false, true, 3 * attn),
+        g("attn O, dQ (n=D)", nq, d, kk, true, false, 2 * attn),
+        g("attn dK, dV (n=D)", kk, d, nq, false, false, 2 * attn),
     ];
     println!(
         "bench gemm: one thread, {} kernel, median of {} runs, head tile {r} rows",
