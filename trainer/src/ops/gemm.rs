@@ -185,16 +185,46 @@ fn pack_panel<F: Float>(
     cs: usize,
 ) {
     let cols = NR.min(n - j0);
-    for j in 0..NR {
-        if j < cols {
-            // Read along p (contiguous in src when B is a transposed row-major matrix).
-            let base = (j0 + j) * cs;
-            for p in 0..k {
-                dst[p * NR + j] = src[base + p * rs];
+    if cs == 1 {
+        // B's rows are contiguous (a weight read as is): row copies.
+        for (p, d) in dst[..k * NR].chunks_exact_mut(NR).enumerate() {
+            d[..cols].copy_from_slice(&src[p * rs + j0..][..cols]);
+            d[cols..].fill(F::ZERO);
+        }
+    } else if rs == 1 {
+        // B is a transposed row-major matrix (Wᵀ, xᵀ, Qᵀ): transpose in 16 × 16 blocks, so that
+        // both the reads (16 floats of a source row) and the writes (16 of a panel row) are
+        // contiguous.
+        const TB: usize = 16;
+        for jb in (0..cols).step_by(TB) {
+            let jn = TB.min(cols - jb);
+            for pb in (0..k).step_by(TB) {
+                let pn = TB.min(k - pb);
+                // t[jj][pp] = B[pb + pp, j0 + jb + jj]; rows past jn stay zero (padding).
+                let mut t = [[F::ZERO; TB]; TB];
+                for (jj, t) in t.iter_mut().enumerate().take(jn) {
+                    t[..pn].copy_from_slice(&src[(j0 + jb + jj) * cs + pb..][..pn]);
+                }
+                for pp in 0..pn {
+                    let d = &mut dst[(pb + pp) * NR + jb..][..TB];
+                    for (jj, d) in d.iter_mut().enumerate() {
+                        *d = t[jj][pp];
+                    }
+                }
             }
-        } else {
+        }
+        let padded = cols.next_multiple_of(TB);
+        for d in dst[..k * NR].chunks_exact_mut(NR) {
+            d[padded..].fill(F::ZERO);
+        }
+    } else {
+        for j in 0..NR {
             for p in 0..k {
-                dst[p * NR + j] = F::ZERO;
+                dst[p * NR + j] = if j < cols {
+                    src[(j0 + j) * cs + p * rs]
+                } else {
+                    F::ZERO
+                };
             }
         }
     }
@@ -686,6 +716,31 @@ mod tests {
                     "{m}x{n}x{k}: AVX-512 and portable kernels differ at [{i},{j}]"
                 );
             }
+        }
+    }
+
+    /// The three packing paths (row copies, 16 × 16 transposes, general strides) give the same
+    /// panels, tails and zero padding included.
+    #[test]
+    fn packing_paths_agree() {
+        for &(k, n) in &[(1, 1), (16, 64), (17, 70), (64, 64), (5, 129), (33, 16)] {
+            let b = values(k * n, 6);
+            let bt: Vec<f32> = (0..n * k).map(|i| b[(i % k) * n + i / k]).collect();
+            // The same B[p, j] three ways: rows (cs = 1), transposed (rs = 1), padded strides.
+            let bpad: Vec<f32> = (0..k * n * 2)
+                .map(|i| if i % 2 == 0 { b[i / 2] } else { f32::NAN })
+                .collect();
+            let (mut p1, mut p2, mut p3) = (
+                PackedB::<f32>::new(k, n),
+                PackedB::<f32>::new(k, n),
+                PackedB::<f32>::new(k, n),
+            );
+            p1.pack(&b, k, n, n, 1);
+            p2.pack(&bt, k, n, 1, k);
+            p3.pack(&bpad, k, n, 2 * n, 2);
+            let len = n.div_ceil(NR) * k * NR;
+            assert_eq!(p1.data[..len], p2.data[..len], "{k}x{n}: transpose path");
+            assert_eq!(p1.data[..len], p3.data[..len], "{k}x{n}: general path");
         }
     }
 

@@ -182,7 +182,7 @@ impl Float for f64 {
 ///
 /// Cody–Waite range reduction `x = n·ln2 + r`, |r| ≤ ln2/2, then a degree-6 Taylor/minimax
 /// polynomial for `e^r` and `2^n` built in the exponent bits. Max relative error ≈ 2e-7 over the
-/// range that matters here (inputs ≤ 0 after max-subtraction); underflows to 0 below −87.
+/// range that matters here (inputs ≤ 0 after max-subtraction); exactly 0 below −87 (and for −∞).
 ///
 /// The reduction and the Horner steps are fused multiply-adds (`mul_add`: one instruction in
 /// the AVX-512 and AVX2+FMA variants the callers are compiled for, and correctly rounded, so the
@@ -196,6 +196,7 @@ pub fn exp_f32(x: f32) -> f32 {
     // Adding 1.5·2²³ rounds to the nearest integer in plain float arithmetic (no `round` call,
     // which would not vectorise), and leaves that integer in the low mantissa bits.
     const MAGIC: f32 = 12_582_912.0;
+    let x0 = x;
     let x = x.clamp(-87.0, 88.0);
     let t = x.mul_add(LOG2E, MAGIC);
     let n = t - MAGIC;
@@ -210,7 +211,14 @@ pub fn exp_f32(x: f32) -> f32 {
     // 2^n from the integer in t's mantissa: n ∈ [-126, 127] after the clamp.
     let ni = t.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
     let pow2n = f32::from_bits(((ni + 127) as u32) << 23);
-    p * pow2n
+    // Below −87 the true result is near or below the smallest normal f32: return exactly 0
+    // (a select, so it vectorises). Denormal results would be slow to compute with, and masked
+    // scores (−∞) must give exact zeros.
+    if x0 < -87.0 {
+        0.0
+    } else {
+        p * pow2n
+    }
 }
 
 /// Lanes of the explicit partial sums in the row kernels below: a fixed summation order that
