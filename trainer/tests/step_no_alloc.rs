@@ -4,9 +4,9 @@
 //! thread (the calling thread and the rayon workers), GEMM packing included: every buffer a step
 //! touches is allocated once, up front.
 //!
-//! The real 64-dim config at 9×128 (1,152 rows: two LM-head chunks, so the partial-gradient
-//! combine runs too), 2 threads, with the AVX-512 kernels (where the CPU has them) and again with
-//! the portable ones.
+//! The real 64-dim config at 9×128 (1,152 rows: nine LM-head tiles over four vocabulary parts,
+//! two weight-gradient partials), 2 threads, with the AVX-512 kernels (where the CPU has them)
+//! and again with the portable ones.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};

@@ -29,48 +29,64 @@
 //! So every logit is exponentiated once, and the tile crosses L3 twice (written, read back).
 //! The bias gradient is summed in the same pass that forms `dlogits`.
 //!
-//! Tile sizes (`tinypoet bench head` sweeps them; 2 threads, 16×256 rows): 32/64/96/128-row
-//! tiles and 256/512/1024-entry blocks all land within ~15% of each other, 64 × 512 among the
-//! best; 128-row tiles (4.4 MB, two of them live) were consistently slower.
+//! Parallelism: the rows go through in tiles, one after the other, and all threads work on the
+//! same tile: the vocabulary is split into [`VOCAB_PARTS`] fixed, equal ranges, each a task that
+//! owns its rows of `W`, `dW`, `db` and of the tile. So `W` crosses L3 twice per tile (not twice
+//! per thread's tile), `dW` is accumulated in place — one fma chain per element over all N rows
+//! in order, no per-thread partials to add up — and the working set stays near one tile. The
+//! parts' softmax statistics are merged, and their `dx` contributions added, in part order; the
+//! partition depends only on V, so the result is the same for any thread count or schedule.
+//!
+//! Tile sizes: `tinypoet bench head` sweeps them (see docs/results-training-numerics.md).
 
 use rayon::prelude::*;
 
 use super::gemm::{gemm, MatA, MatB, PackedB, Update};
-use super::{num_chunks, Float};
+use super::Float;
 
-/// Rows of one chunk (one parallel task, one partial `dW`).
-pub const CHUNK_ROWS: usize = 1024;
-/// Rows per tile: a tile of logits is `V × TILE_ROWS` floats (8548×64×4 B = 2.2 MB).
-pub const TILE_ROWS: usize = 64;
-/// Vocabulary entries per block of the online softmax and of the backward products.
-pub const VOCAB_BLOCK: usize = 512;
+/// Rows per tile: a tile of exponentials is `V × TILE_ROWS` floats (8548×128×4 B = 4.4 MB).
+pub const TILE_ROWS: usize = 128;
+/// Vocabulary entries per block of the online softmax and of the backward products (a block of
+/// a tile, 256×128×4 B = 128 KiB, stays in L2 through its passes).
+pub const VOCAB_BLOCK: usize = 256;
+/// Fixed vocabulary ranges processed in parallel (a multiple of the 2 threads `train` uses).
+pub const VOCAB_PARTS: usize = 4;
 /// Largest tile [`HeadScratch::with_tiles`] accepts (per-row statistics live on the stack).
 pub const MAX_TILE_ROWS: usize = 256;
 /// Vocabulary entries per partial sum of a block's exponentials (a two-level sum keeps the f32
-/// rounding error of a block's 512 terms near that of ~50).
+/// rounding error of a block's terms near that of ~40).
 const SUM_BLOCK: usize = 32;
+
+/// One vocabulary part's share of a tile, preallocated.
+#[derive(Clone, Debug)]
+struct HeadPart<F> {
+    /// Exponentials of the part's range for the tile's rows, vocabulary-major [len, rows].
+    e: Vec<F>,
+    /// Per block of the range: the row maxima its exponentials were taken against.
+    block_max: Vec<F>,
+    /// One block of dlogitsᵀ [vocab_block, rows].
+    dl: Vec<F>,
+    /// The range's contribution to the tile's dx [rows, C].
+    dx: Vec<F>,
+    /// Softmax statistics of the range for the tile's rows.
+    st: TileStats<F>,
+}
 
 /// Preallocated scratch for [`head_ce_forward_backward`] and [`head_ce_forward`].
 #[derive(Clone, Debug)]
 pub struct HeadScratch<F> {
-    /// Per chunk: one tile of transposed exponentials [V, TILE_ROWS].
-    tiles: Vec<F>,
-    /// Per chunk: one block of transposed dlogits [VOCAB_BLOCK, TILE_ROWS].
-    dl: Vec<F>,
-    /// Per chunk: per vocabulary block, the row maxima its exponentials were taken against
-    /// [⌈V/VOCAB_BLOCK⌉, TILE_ROWS].
-    block_max: Vec<F>,
-    /// Per chunk: the current tile's `xᵀ` [C, TILE_ROWS], packed for the logits product.
-    xts: Vec<PackedB<F>>,
-    /// Per chunk: partial weight gradient [V, C].
-    dw: Vec<F>,
-    /// Per chunk: partial bias gradient \[V\].
-    db: Vec<F>,
+    parts: Vec<HeadPart<F>>,
+    /// Statistics of the current tile merged over the parts.
+    merged: TileStats<F>,
+    /// The current tile's `xᵀ` [C, rows], packed for the logits products.
+    xt: PackedB<F>,
     v: usize,
     c: usize,
     max_rows: usize,
     tile_rows: usize,
     vocab_block: usize,
+    /// Vocabulary entries per part (the last part may have fewer).
+    part_len: usize,
 }
 
 impl<F: Float> HeadScratch<F> {
@@ -80,8 +96,8 @@ impl<F: Float> HeadScratch<F> {
     }
 
     /// Scratch with `tile_rows` (≤ [`MAX_TILE_ROWS`]) rows per tile and vocabulary blocks of
-    /// `vocab_block` entries (for benchmarks; the tile size does not change any result, the
-    /// vocabulary block changes the rounding of the softmax sums).
+    /// `vocab_block` entries (for benchmarks; they change the results only through the order of
+    /// the terms in the softmax sums and in `dx`).
     pub fn with_tiles(
         max_rows: usize,
         v: usize,
@@ -89,20 +105,28 @@ impl<F: Float> HeadScratch<F> {
         tile_rows: usize,
         vocab_block: usize,
     ) -> Self {
-        assert!((1..=MAX_TILE_ROWS).contains(&tile_rows) && vocab_block >= 1);
-        let chunks = num_chunks(max_rows, CHUNK_ROWS);
+        assert!((1..=MAX_TILE_ROWS).contains(&tile_rows) && vocab_block >= 1 && v >= 1);
+        let tr = tile_rows.min(max_rows.max(1));
+        let part_len = v.div_ceil(VOCAB_PARTS);
+        let parts = (0..v.div_ceil(part_len))
+            .map(|_| HeadPart {
+                e: vec![F::ZERO; part_len * tr],
+                block_max: vec![F::ZERO; part_len.div_ceil(vocab_block) * tr],
+                dl: vec![F::ZERO; vocab_block.min(part_len) * tr],
+                dx: vec![F::ZERO; tr * c],
+                st: TileStats::new(),
+            })
+            .collect();
         HeadScratch {
-            tiles: vec![F::ZERO; chunks * tile_rows * v],
-            dl: vec![F::ZERO; chunks * vocab_block * tile_rows],
-            block_max: vec![F::ZERO; chunks * v.div_ceil(vocab_block) * tile_rows],
-            xts: (0..chunks).map(|_| PackedB::new(c, tile_rows)).collect(),
-            tile_rows,
-            vocab_block,
-            dw: vec![F::ZERO; chunks * v * c],
-            db: vec![F::ZERO; chunks * v],
+            parts,
+            merged: TileStats::new(),
+            xt: PackedB::new(c, tr),
             v,
             c,
             max_rows,
+            tile_rows: tr,
+            vocab_block,
+            part_len,
         }
     }
 }
@@ -123,7 +147,7 @@ pub fn head_ce_forward_backward<F: Float>(
     b: &[F],
     targets: &[u16],
 ) -> f64 {
-    let (v, c) = (scratch.v, scratch.c);
+    let (v, c, pl) = (scratch.v, scratch.c, scratch.part_len);
     let n = targets.len();
     assert!(
         n <= scratch.max_rows,
@@ -131,103 +155,81 @@ pub fn head_ce_forward_backward<F: Float>(
         scratch.max_rows
     );
     let inv_n = F::ONE / F::from_usize(n);
-    let chunks = num_chunks(n, CHUNK_ROWS);
-    let dw_parts = &mut scratch.dw[..chunks * v * c];
-    let db_parts = &mut scratch.db[..chunks * v];
     let (tr, vb) = (scratch.tile_rows, scratch.vocab_block);
-    let nblocks = v.div_ceil(vb);
-    dx.par_chunks_mut(CHUNK_ROWS * c)
-        .zip(losses.par_chunks_mut(CHUNK_ROWS))
-        .zip(scratch.tiles.par_chunks_mut(tr * v))
-        .zip(scratch.dl.par_chunks_mut(vb * tr))
-        .zip(scratch.block_max.par_chunks_mut(nblocks * tr))
-        .zip(scratch.xts.par_iter_mut())
-        .zip(dw_parts.par_chunks_mut(v * c))
-        .zip(db_parts.par_chunks_mut(v))
-        .zip(x.par_chunks(CHUNK_ROWS * c))
-        .zip(targets.par_chunks(CHUNK_ROWS))
-        .for_each(
-            |(((((((((dx, losses), tile), dl), bmax), xp), pdw), pdb), x), tg)| {
-                let rows_in_chunk = tg.len();
-                for (ti, r0) in (0..rows_in_chunk).step_by(tr).enumerate() {
-                    let rows = tr.min(rows_in_chunk - r0);
-                    let xt = &x[r0 * c..(r0 + rows) * c];
-                    let lt = &mut tile[..v * rows];
-                    let tl = &tg[r0..r0 + rows];
-                    // xᵀ[C, rows]: element (p, j) = x[j·C + p].
-                    xp.pack(xt, c, rows, 1, c);
-                    let st = tile_forward(lt, bmax, xp, w, b, tl, rows, vb);
-                    for r in 0..rows {
-                        losses[r0 + r] = st.loss(r);
-                    }
-                    let first_tile = ti == 0;
-                    // Last block first: the forward just left its exponentials and W rows in L2.
-                    let nblk = v.div_ceil(vb);
-                    for blk in (0..nblk).rev() {
-                        let (v0, v1) = (blk * vb, ((blk + 1) * vb).min(v));
-                        let dlb = &mut dl[..(v1 - v0) * rows];
-                        // dlogitsᵀ of the block, and db_part[v0..v1] (+)= its row sums.
-                        dlogits_block(
-                            dlb,
-                            &mut pdb[v0..v1],
-                            &lt[v0 * rows..v1 * rows],
-                            &bmax[blk * rows..(blk + 1) * rows],
-                            &st,
-                            tl,
-                            v0,
-                            inv_n,
-                            first_tile,
-                        );
-                        // dx[rows, C] (+)= dlogits[rows, v0..v1] · W[v0..v1, C]: one fma chain per
-                        // element over the vocabulary, blocks from the last, each in order.
-                        gemm(
-                            rows,
-                            c,
-                            v1 - v0,
-                            MatA::transposed(dlb, rows),
-                            MatB::Rows {
-                                data: &w[v0 * c..v1 * c],
-                                rs: c,
-                            },
-                            &mut dx[r0 * c..],
-                            c,
-                            if blk + 1 == nblk {
-                                Update::Overwrite
-                            } else {
-                                Update::Accumulate
-                            },
-                        );
-                        // dW_part[v0..v1, C] (+)= dlogitsᵀ[v0..v1, rows] · x[rows, C]: one fma chain
-                        // per element over the chunk's rows in order.
-                        gemm(
-                            v1 - v0,
-                            c,
-                            rows,
-                            MatA::rows(dlb, rows),
-                            MatB::Rows { data: xt, rs: c },
-                            &mut pdw[v0 * c..v1 * c],
-                            c,
-                            if first_tile {
-                                Update::Overwrite
-                            } else {
-                                Update::Accumulate
-                            },
-                        );
-                    }
+    for (ti, r0) in (0..n).step_by(tr).enumerate() {
+        let rows = tr.min(n - r0);
+        let xt = &x[r0 * c..(r0 + rows) * c];
+        let tg = &targets[r0..r0 + rows];
+        tile_stats(scratch, xt, w, b, tg, &mut losses[r0..r0 + rows]);
+        let (merged, first_tile) = (&scratch.merged, ti == 0);
+        scratch
+            .parts
+            .par_iter_mut()
+            .zip(dw[..v * c].par_chunks_mut(pl * c))
+            .zip(db[..v].par_chunks_mut(pl))
+            .zip(w[..v * c].par_chunks(pl * c))
+            .enumerate()
+            .for_each(|(p, (((part, dw), db), w))| {
+                let nv = db.len();
+                // Last block first: the forward just left its exponentials in L2.
+                for blk in (0..nv.div_ceil(vb)).rev() {
+                    let (v0, v1) = (blk * vb, ((blk + 1) * vb).min(nv));
+                    let dlb = &mut part.dl[..(v1 - v0) * rows];
+                    // dlogitsᵀ of the block, and db[v0..v1] (+)= its row sums.
+                    dlogits_block(
+                        dlb,
+                        &mut db[v0..v1],
+                        &part.e[v0 * rows..v1 * rows],
+                        &part.block_max[blk * rows..(blk + 1) * rows],
+                        merged,
+                        tg,
+                        p * pl + v0,
+                        inv_n,
+                        first_tile,
+                    );
+                    // dx_part[rows, C] (+)= dlogits[rows, v0..v1] · W[v0..v1, C]: one fma chain
+                    // per element over the part's vocabulary, blocks from the last.
+                    gemm(
+                        rows,
+                        c,
+                        v1 - v0,
+                        MatA::transposed(dlb, rows),
+                        MatB::Rows {
+                            data: &w[v0 * c..v1 * c],
+                            rs: c,
+                        },
+                        &mut part.dx,
+                        c,
+                        if v1 == nv {
+                            Update::Overwrite
+                        } else {
+                            Update::Accumulate
+                        },
+                    );
+                    // dW[v0..v1, C] (+)= dlogitsᵀ[v0..v1, rows] · x[rows, C]: one fma chain per
+                    // element over all rows, tile after tile.
+                    gemm(
+                        v1 - v0,
+                        c,
+                        rows,
+                        MatA::rows(dlb, rows),
+                        MatB::Rows { data: xt, rs: c },
+                        &mut dw[v0 * c..v1 * c],
+                        c,
+                        if first_tile {
+                            Update::Overwrite
+                        } else {
+                            Update::Accumulate
+                        },
+                    );
                 }
-            },
-        );
-    // Fixed-order combine: dW = part₀ + part₁ + … (element-wise, so split freely over rows).
-    dw.par_chunks_mut(64 * c).enumerate().for_each(|(k, out)| {
-        let off = k * 64 * c;
-        out.copy_from_slice(&dw_parts[off..off + out.len()]);
-        for p in 1..chunks {
-            add_assign(out, &dw_parts[p * v * c + off..p * v * c + off + out.len()]);
+            });
+        // dx of the tile = the parts' contributions, added in part order.
+        let dxt = &mut dx[r0 * c..(r0 + rows) * c];
+        dxt.copy_from_slice(&scratch.parts[0].dx[..rows * c]);
+        for part in &scratch.parts[1..] {
+            add_assign(dxt, &part.dx[..rows * c]);
         }
-    });
-    db.copy_from_slice(&db_parts[..v]);
-    for p in 1..chunks {
-        add_assign(db, &db_parts[p * v..(p + 1) * v]);
     }
     mean_in_order(&losses[..n])
 }
@@ -241,34 +243,74 @@ pub fn head_ce_forward<F: Float>(
     b: &[F],
     targets: &[u16],
 ) -> f64 {
-    let (v, c) = (scratch.v, scratch.c);
+    let c = scratch.c;
     let n = targets.len();
     assert!(
         n <= scratch.max_rows,
         "head scratch sized for {} rows, got {n}",
         scratch.max_rows
     );
-    let (tr, vb) = (scratch.tile_rows, scratch.vocab_block);
-    let nblocks = v.div_ceil(vb);
-    losses[..n]
-        .par_chunks_mut(CHUNK_ROWS)
-        .zip(scratch.tiles.par_chunks_mut(tr * v))
-        .zip(scratch.block_max.par_chunks_mut(nblocks * tr))
-        .zip(scratch.xts.par_iter_mut())
-        .zip(x.par_chunks(CHUNK_ROWS * c))
-        .zip(targets.par_chunks(CHUNK_ROWS))
-        .for_each(|(((((losses, tile), bmax), xp), x), tg)| {
-            for r0 in (0..tg.len()).step_by(tr) {
-                let rows = tr.min(tg.len() - r0);
-                xp.pack(&x[r0 * c..(r0 + rows) * c], c, rows, 1, c);
-                let lt = &mut tile[..v * rows];
-                let st = tile_forward(lt, bmax, xp, w, b, &tg[r0..r0 + rows], rows, vb);
-                for r in 0..rows {
-                    losses[r0 + r] = st.loss(r);
-                }
-            }
-        });
+    let tr = scratch.tile_rows;
+    for r0 in (0..n).step_by(tr) {
+        let rows = tr.min(n - r0);
+        let (xt, tg) = (&x[r0 * c..(r0 + rows) * c], &targets[r0..r0 + rows]);
+        tile_stats(scratch, xt, w, b, tg, &mut losses[r0..r0 + rows]);
+    }
     mean_in_order(&losses[..n])
+}
+
+/// The forward pass of one tile of rows `x` [rows, C]: every part's exponentials and
+/// statistics (the parts in parallel), merged in part order into `scratch.merged`; the rows'
+/// losses into `losses` \[rows\].
+fn tile_stats<F: Float>(
+    scratch: &mut HeadScratch<F>,
+    x: &[F],
+    w: &[F],
+    b: &[F],
+    targets: &[u16],
+    losses: &mut [F],
+) {
+    let (v, c, pl, vb) = (scratch.v, scratch.c, scratch.part_len, scratch.vocab_block);
+    let rows = targets.len();
+    // xᵀ[C, rows]: element (p, j) = x[j·C + p].
+    scratch.xt.pack(x, c, rows, 1, c);
+    let xt = &scratch.xt;
+    scratch
+        .parts
+        .par_iter_mut()
+        .zip(w[..v * c].par_chunks(pl * c))
+        .zip(b[..v].par_chunks(pl))
+        .enumerate()
+        .for_each(|(p, ((part, w), b))| {
+            let e = &mut part.e[..b.len() * rows];
+            tile_forward(
+                &mut part.st,
+                e,
+                &mut part.block_max,
+                xt,
+                w,
+                b,
+                targets,
+                p * pl,
+                vb,
+            );
+        });
+    // The row maximum over the parts, each part's sum rescaled to it and added in part order;
+    // the target's logit from the part that holds it.
+    let (parts, st) = (&scratch.parts, &mut scratch.merged);
+    for r in 0..rows {
+        let m = parts
+            .iter()
+            .fold(F::NEG_INFINITY, |m, part| m.max(part.st.max[r]));
+        let mut s = F::ZERO;
+        for part in parts {
+            s += part.st.sum[r] * (part.st.max[r] - m).exp();
+        }
+        st.max[r] = m;
+        st.sum[r] = s;
+        st.target_logit[r] = parts[targets[r] as usize / pl].st.target_logit[r];
+        losses[r] = st.loss(r);
+    }
 }
 
 /// Plain logits `out[N, V] = x[N, C]·Wᵀ + b` (tests and tools; not used in training).
@@ -279,45 +321,53 @@ pub fn head_logits<F: Float>(out: &mut [F], x: &[F], w: &[F], b: &[F], c: usize,
     linear_forward(out, x, w, Some(b), Epilogue::Plain, &mut scratch, c, v);
 }
 
-/// Per-row softmax statistics of one tile, after its forward pass.
+/// Per-row softmax statistics of one tile (of one vocabulary part, or merged).
+#[derive(Clone, Debug)]
 struct TileStats<F> {
     /// Row maxima of the biased logits.
     max: [F; MAX_TILE_ROWS],
     /// Σ e^(logit − max) per row.
     sum: [F; MAX_TILE_ROWS],
-    /// Biased logit of each row's target.
+    /// Biased logit of each row's target (set by the part that holds the target).
     target_logit: [F; MAX_TILE_ROWS],
 }
 
 impl<F: Float> TileStats<F> {
+    fn new() -> Self {
+        TileStats {
+            max: [F::NEG_INFINITY; MAX_TILE_ROWS],
+            sum: [F::ZERO; MAX_TILE_ROWS],
+            target_logit: [F::ZERO; MAX_TILE_ROWS],
+        }
+    }
+
     /// `−log softmax(row r)[target] = ln(sum) + max − logit[target]`.
     fn loss(&self, r: usize) -> F {
         self.sum[r].ln() + self.max[r] - self.target_logit[r]
     }
 }
 
-/// Forward pass over one tile (`lt` [V, rows] receives the exponentials, `bmax` the maxima of
-/// each vocabulary block); returns the rows' softmax statistics.
+/// Forward pass of one vocabulary range (entries `v_base..v_base + b.len()`, weights `w`, bias
+/// `b`) over one tile: `e` [len, rows] receives the exponentials, `bmax` the maxima of each
+/// vocabulary block, `st` the range's statistics for the tile's rows.
 #[allow(clippy::too_many_arguments)]
 fn tile_forward<F: Float>(
-    lt: &mut [F],
+    st: &mut TileStats<F>,
+    e: &mut [F],
     bmax: &mut [F],
     xp: &PackedB<F>,
     w: &[F],
     b: &[F],
     targets: &[u16],
-    rows: usize,
+    v_base: usize,
     vb: usize,
-) -> TileStats<F> {
-    let (v, c) = (b.len(), xp.k());
-    let mut st = TileStats {
-        max: [F::NEG_INFINITY; MAX_TILE_ROWS],
-        sum: [F::ZERO; MAX_TILE_ROWS],
-        target_logit: [F::ZERO; MAX_TILE_ROWS],
-    };
+) {
+    let (v, c, rows) = (b.len(), xp.k(), targets.len());
+    st.max[..rows].fill(F::NEG_INFINITY);
+    st.sum[..rows].fill(F::ZERO);
     for (blk, v0) in (0..v).step_by(vb).enumerate() {
         let v1 = (v0 + vb).min(v);
-        let lb = &mut lt[v0 * rows..v1 * rows];
+        let lb = &mut e[v0 * rows..v1 * rows];
         // logitsᵀ[v0..v1, rows] = W[v0..v1, C] · xᵀ[C, rows]
         gemm(
             v1 - v0,
@@ -330,9 +380,8 @@ fn tile_forward<F: Float>(
             Update::Overwrite,
         );
         let bm = &mut bmax[blk * rows..(blk + 1) * rows];
-        online_softmax_block(lb, bm, &mut st, &b[v0..v1], targets, v0);
+        online_softmax_block(lb, bm, st, &b[v0..v1], targets, v_base + v0);
     }
-    st
 }
 
 /// One vocabulary block `lb` [v1−v0, rows] of raw logitsᵀ: add the bias, raise the running row
