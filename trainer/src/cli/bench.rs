@@ -41,11 +41,14 @@ pub struct BenchHeadArgs {
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Rows per tile, comma-separated candidates.
-    #[arg(long, value_delimiter = ',', default_value = "64")]
+    #[arg(long, value_delimiter = ',', default_value = "128")]
     pub tile_rows: Vec<usize>,
     /// Vocabulary entries per block, comma-separated candidates.
-    #[arg(long, value_delimiter = ',', default_value = "512")]
+    #[arg(long, value_delimiter = ',', default_value = "256")]
     pub vocab_block: Vec<usize>,
+    /// Vocabulary parts (processed in parallel), comma-separated candidates.
+    #[arg(long, value_delimiter = ',', default_value = "4")]
+    pub parts: Vec<usize>,
     /// Timed calls per candidate (the median is reported).
     #[arg(long, default_value_t = 5)]
     pub reps: usize,
@@ -418,8 +421,9 @@ fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
         a.tile_rows
             .iter()
             .all(|&t| (1..=MAX_TILE_ROWS).contains(&t))
-            && a.vocab_block.iter().all(|&b| b >= 1),
-        "tile rows must be in 1..={MAX_TILE_ROWS}, vocabulary blocks ≥ 1"
+            && a.vocab_block.iter().all(|&b| b >= 1)
+            && a.parts.iter().all(|&p| p >= 1),
+        "tile rows must be in 1..={MAX_TILE_ROWS}, vocabulary blocks and parts ≥ 1"
     );
     let cfg = Config::TANG;
     let (n, v, c) = (a.rows, cfg.vocab_size, cfg.dim);
@@ -453,9 +457,14 @@ fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
         crate::ops::gemm::f32_kernel_name(),
         a.reps
     );
-    for &tr in &a.tile_rows {
-        for &vb in &a.vocab_block {
-            let mut scratch = HeadScratch::with_tiles(n, v, c, tr, vb);
+    for (&tr, &vb, &np) in a
+        .tile_rows
+        .iter()
+        .flat_map(|t| a.vocab_block.iter().map(move |b| (t, b)))
+        .flat_map(|(t, b)| a.parts.iter().map(move |p| (t, b, p)))
+    {
+        {
+            let mut scratch = HeadScratch::with_tiles(n, v, c, tr, vb, np);
             let mut ms = Vec::new();
             let mut loss = 0.0;
             pool.install(|| {
@@ -480,7 +489,7 @@ fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
             ms.sort_by(f64::total_cmp);
             let m = median(&ms);
             println!(
-                "  tile {tr:>4} rows, vocab block {vb:>5}: {m:8.2} ms  {:6.1} GFLOP/s  (loss {loss:.5})",
+                "  tile {tr:>4} rows, vocab block {vb:>5}, {np:>2} parts: {m:8.2} ms  {:6.1} GFLOP/s  (loss {loss:.5})",
                 flops / m / 1e6
             );
         }

@@ -92,22 +92,24 @@ pub struct HeadScratch<F> {
 impl<F: Float> HeadScratch<F> {
     /// Scratch for up to `max_rows` rows, with the default tile sizes.
     pub fn new(max_rows: usize, v: usize, c: usize) -> Self {
-        Self::with_tiles(max_rows, v, c, TILE_ROWS, VOCAB_BLOCK)
+        Self::with_tiles(max_rows, v, c, TILE_ROWS, VOCAB_BLOCK, VOCAB_PARTS)
     }
 
-    /// Scratch with `tile_rows` (≤ [`MAX_TILE_ROWS`]) rows per tile and vocabulary blocks of
-    /// `vocab_block` entries (for benchmarks; they change the results only through the order of
-    /// the terms in the softmax sums and in `dx`).
+    /// Scratch with `tile_rows` (≤ [`MAX_TILE_ROWS`]) rows per tile, vocabulary blocks of
+    /// `vocab_block` entries and `parts` vocabulary parts (for benchmarks; they change the
+    /// results only through the order of the terms in the softmax sums and in `dx`).
     pub fn with_tiles(
         max_rows: usize,
         v: usize,
         c: usize,
         tile_rows: usize,
         vocab_block: usize,
+        parts: usize,
     ) -> Self {
         assert!((1..=MAX_TILE_ROWS).contains(&tile_rows) && vocab_block >= 1 && v >= 1);
+        assert!(parts >= 1, "at least one vocabulary part");
         let tr = tile_rows.min(max_rows.max(1));
-        let part_len = v.div_ceil(VOCAB_PARTS);
+        let part_len = v.div_ceil(parts);
         let parts = (0..v.div_ceil(part_len))
             .map(|_| HeadPart {
                 e: vec![F::ZERO; part_len * tr],
