@@ -1,18 +1,20 @@
 //! The whole model's forward and backward over preallocated activations (llm.c's
 //! `gpt2_forward` / `gpt2_backward`): backward is forward read upwards.
 //!
-//! Everything a step touches is allocated once in [`Model::new`] for up to `max_batch ×
-//! max_seq` positions; [`Model::forward_backward`] and [`Model::forward_loss`] allocate nothing.
+//! Everything a step touches — activations, gradients of activations, every kernel's packing
+//! buffers and partial sums — is allocated once in [`Model::new`] for up to `max_batch ×
+//! max_seq` positions; [`Model::forward_backward`] and [`Model::forward_loss`] allocate nothing
+//! (`tests/step_no_alloc.rs` counts every thread's allocations).
 //! Kernels run on the current rayon pool (the caller fixes its thread count); results do not
 //! depend on the thread count or schedule (see [`crate::ops`]).
 
-use crate::ops::attention::{attention_backward, attention_forward, AttnDims};
+use std::time::Instant;
+
+use crate::ops::attention::{self, attention_backward, attention_forward, AttnDims, AttnScratch};
 use crate::ops::embedding::{embedding_backward, embedding_forward};
 use crate::ops::head_ce::{head_ce_forward, head_ce_forward_backward, head_logits, HeadScratch};
 use crate::ops::layernorm::{self, layernorm_backward, layernorm_forward};
-use crate::ops::linear::{linear_backward, linear_forward};
-use crate::ops::relu::{relu_backward, relu_forward};
-use crate::ops::residual::{residual_backward, residual_forward};
+use crate::ops::linear::{linear_backward, linear_forward, Epilogue, LinearScratch};
 use crate::ops::Float;
 use crate::params::{Config, ParamsT};
 
@@ -25,8 +27,6 @@ struct BlockActs<F> {
     ln1_rstd: Vec<F>,
     /// Fused Q|K|V projections [N, 3C].
     qkv: Vec<F>,
-    /// Attention probabilities [B, H, T, T].
-    att: Vec<F>,
     /// Attention output before the output projection [N, C].
     atty: Vec<F>,
     /// Residual stream after the attention branch [N, C].
@@ -60,20 +60,116 @@ pub struct Model<F> {
     d_res: Vec<F>,
     /// Gradient of a LayerNorm output / branch output [N, C].
     d_c: Vec<F>,
-    /// Gradient of a LayerNorm input, before it is added to `d_res` [N, C].
-    d_c2: Vec<F>,
-    /// fc1 pre-activation (forward) / its gradient (backward) [N, F].
+    /// Gradient of the fc1 pre-activation [N, F].
     d_f: Vec<F>,
-    /// Gradient of the FFN hidden activation [N, F].
-    d_f2: Vec<F>,
     /// Gradient of qkv [N, 3C].
     d_qkv: Vec<F>,
-    /// Attention backward scratch [B, T, T].
-    d_att: Vec<F>,
-    /// Branch outputs in the forward (projection / fc2) [N, C].
-    branch: Vec<F>,
+    /// Attention scratch, per sequence (probabilities are recomputed in the backward, never
+    /// saved).
+    attn: Vec<AttnScratch<F>>,
     /// LayerNorm gain/shift gradient partials.
     ln_scratch: Vec<F>,
+    /// Scratch of the linear layers (room for the largest of them).
+    lin: LinearScratch<F>,
+    /// Wall time per operation, when enabled (`bench train --ops`).
+    pub times: OpTimes,
+}
+
+/// The operations [`OpTimes`] tells apart (forward and backward separately).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    Embedding,
+    LayerNorm,
+    QkvLinear,
+    Attention,
+    ProjLinear,
+    Fc1Linear,
+    Fc2Linear,
+    /// LM head + cross-entropy, forward and backward fused.
+    HeadCe,
+    LayerNormBwd,
+    QkvLinearBwd,
+    AttentionBwd,
+    ProjLinearBwd,
+    Fc1LinearBwd,
+    Fc2LinearBwd,
+    EmbeddingBwd,
+}
+
+impl Op {
+    pub const ALL: [Op; 15] = [
+        Op::Embedding,
+        Op::LayerNorm,
+        Op::QkvLinear,
+        Op::Attention,
+        Op::ProjLinear,
+        Op::Fc1Linear,
+        Op::Fc2Linear,
+        Op::HeadCe,
+        Op::LayerNormBwd,
+        Op::QkvLinearBwd,
+        Op::AttentionBwd,
+        Op::ProjLinearBwd,
+        Op::Fc1LinearBwd,
+        Op::Fc2LinearBwd,
+        Op::EmbeddingBwd,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Op::Embedding => "embedding",
+            Op::LayerNorm => "layernorm",
+            Op::QkvLinear => "qkv linear",
+            Op::Attention => "attention",
+            Op::ProjLinear => "proj linear",
+            Op::Fc1Linear => "fc1 linear",
+            Op::Fc2Linear => "fc2 linear",
+            Op::HeadCe => "head+CE fwd+bwd",
+            Op::LayerNormBwd => "layernorm bwd",
+            Op::QkvLinearBwd => "qkv linear bwd",
+            Op::AttentionBwd => "attention bwd",
+            Op::ProjLinearBwd => "proj linear bwd",
+            Op::Fc1LinearBwd => "fc1 linear bwd",
+            Op::Fc2LinearBwd => "fc2 linear bwd",
+            Op::EmbeddingBwd => "embedding bwd",
+        }
+    }
+}
+
+/// Accumulated wall time per [`Op`] over the forward/backward calls since the last reset. Off by
+/// default (then it costs one branch per operation); it never allocates.
+#[derive(Clone, Debug, Default)]
+pub struct OpTimes {
+    pub enabled: bool,
+    pub ns: [u64; Op::ALL.len()],
+}
+
+impl OpTimes {
+    #[inline]
+    fn start(&self) -> Option<Instant> {
+        self.enabled.then(Instant::now)
+    }
+
+    #[inline]
+    fn stop(&mut self, op: Op, t0: Option<Instant>) {
+        if let Some(t0) = t0 {
+            self.ns[op as usize] += t0.elapsed().as_nanos() as u64;
+        }
+    }
+
+    pub fn reset(&mut self) {
+        self.ns = [0; Op::ALL.len()];
+    }
+}
+
+/// Time `$body` as `$op` in `$times` (an [`OpTimes`] field, borrowed apart from the body's).
+macro_rules! timed {
+    ($times:expr, $op:expr, $body:expr) => {{
+        let t0 = $times.start();
+        let r = $body;
+        $times.stop($op, t0);
+        r
+    }};
 }
 
 /// The training model (f32).
@@ -92,7 +188,7 @@ impl<F: Float> Model<F> {
             cfg.dim.is_multiple_of(cfg.n_heads),
             "dim must be a multiple of n_heads"
         );
-        let (c, f, h, v) = (cfg.dim, cfg.ffn_dim, cfg.n_heads, cfg.vocab_size);
+        let (c, f, v) = (cfg.dim, cfg.ffn_dim, cfg.vocab_size);
         let n = max_batch * max_seq;
         let z = |len: usize| vec![F::ZERO; len];
         let blocks = (0..cfg.n_layers)
@@ -101,7 +197,6 @@ impl<F: Float> Model<F> {
                 ln1_mean: z(n),
                 ln1_rstd: z(n),
                 qkv: z(n * 3 * c),
-                att: z(max_batch * h * max_seq * max_seq),
                 atty: z(n * c),
                 resid_mid: z(n * c),
                 ln2: z(n * c),
@@ -123,13 +218,13 @@ impl<F: Float> Model<F> {
             head: HeadScratch::new(n, v, c),
             d_res: z(n * c),
             d_c: z(n * c),
-            d_c2: z(n * c),
             d_f: z(n * f),
-            d_f2: z(n * f),
             d_qkv: z(n * 3 * c),
-            d_att: z(max_batch * max_seq * max_seq),
-            branch: z(n * c),
+            attn: attention::scratch(max_batch, max_seq, c),
             ln_scratch: z(layernorm::backward_scratch_len(n, c)),
+            // qkv [3C, C], proj [C, C], fc1 [F, C], fc2 [C, F] as (in, out).
+            lin: LinearScratch::new(n, &[(c, 3 * c), (c, c), (c, f), (f, c)]),
+            times: OpTimes::default(),
         }
     }
 
@@ -191,13 +286,17 @@ impl<F: Float> Model<F> {
             c,
             h: cfg.n_heads,
         };
-        embedding_forward(
-            &mut self.resid[0][..nc],
-            inputs,
-            &w[r.tok_emb.clone()],
-            &w[r.pos_emb.clone()],
-            t,
-            c,
+        timed!(
+            self.times,
+            Op::Embedding,
+            embedding_forward(
+                &mut self.resid[0][..nc],
+                inputs,
+                &w[r.tok_emb.clone()],
+                &w[r.pos_emb.clone()],
+                t,
+                c,
+            )
         );
         for l in 0..cfg.n_layers {
             let br = &r.blocks[l];
@@ -205,80 +304,117 @@ impl<F: Float> Model<F> {
             let (x, x_next) = (&done[l][..nc], &mut rest[0][..nc]);
             let a = &mut self.blocks[l];
             // Attention branch: resid_mid = x + proj(attn(LN1(x))).
-            layernorm_forward(
-                &mut a.ln1[..nc],
-                &mut a.ln1_mean[..n],
-                &mut a.ln1_rstd[..n],
-                x,
-                &w[br.ln1_w.clone()],
-                &w[br.ln1_b.clone()],
-                c,
-                eps,
+            timed!(
+                self.times,
+                Op::LayerNorm,
+                layernorm_forward(
+                    &mut a.ln1[..nc],
+                    &mut a.ln1_mean[..n],
+                    &mut a.ln1_rstd[..n],
+                    x,
+                    &w[br.ln1_w.clone()],
+                    &w[br.ln1_b.clone()],
+                    c,
+                    eps,
+                )
             );
-            linear_forward(
-                &mut a.qkv[..3 * nc],
-                &a.ln1[..nc],
-                &w[br.wqkv.clone()],
-                None,
-                c,
-                3 * c,
+            timed!(
+                self.times,
+                Op::QkvLinear,
+                linear_forward(
+                    &mut a.qkv[..3 * nc],
+                    &a.ln1[..nc],
+                    &w[br.wqkv.clone()],
+                    None,
+                    Epilogue::Plain,
+                    &mut self.lin,
+                    c,
+                    3 * c,
+                )
             );
-            attention_forward(
-                &mut a.atty[..nc],
-                &mut a.att[..b * cfg.n_heads * t * t],
-                &a.qkv[..3 * nc],
-                dims,
-                scale,
+            timed!(
+                self.times,
+                Op::Attention,
+                attention_forward(
+                    &mut a.atty[..nc],
+                    &mut self.attn,
+                    &a.qkv[..3 * nc],
+                    dims,
+                    scale,
+                )
             );
-            linear_forward(
-                &mut self.branch[..nc],
-                &a.atty[..nc],
-                &w[br.proj_w.clone()],
-                Some(&w[br.proj_b.clone()]),
-                c,
-                c,
+            timed!(
+                self.times,
+                Op::ProjLinear,
+                linear_forward(
+                    &mut a.resid_mid[..nc],
+                    &a.atty[..nc],
+                    &w[br.proj_w.clone()],
+                    Some(&w[br.proj_b.clone()]),
+                    Epilogue::Residual(x),
+                    &mut self.lin,
+                    c,
+                    c,
+                )
             );
-            residual_forward(&mut a.resid_mid[..nc], x, &self.branch[..nc]);
             // FFN branch: x_next = resid_mid + fc2(ReLU(fc1(LN2(resid_mid)))).
-            layernorm_forward(
-                &mut a.ln2[..nc],
-                &mut a.ln2_mean[..n],
-                &mut a.ln2_rstd[..n],
-                &a.resid_mid[..nc],
-                &w[br.ln2_w.clone()],
-                &w[br.ln2_b.clone()],
-                c,
-                eps,
+            timed!(
+                self.times,
+                Op::LayerNorm,
+                layernorm_forward(
+                    &mut a.ln2[..nc],
+                    &mut a.ln2_mean[..n],
+                    &mut a.ln2_rstd[..n],
+                    &a.resid_mid[..nc],
+                    &w[br.ln2_w.clone()],
+                    &w[br.ln2_b.clone()],
+                    c,
+                    eps,
+                )
             );
-            linear_forward(
-                &mut self.d_f[..nf],
-                &a.ln2[..nc],
-                &w[br.fc1_w.clone()],
-                Some(&w[br.fc1_b.clone()]),
-                c,
-                f,
+            timed!(
+                self.times,
+                Op::Fc1Linear,
+                linear_forward(
+                    &mut a.act[..nf],
+                    &a.ln2[..nc],
+                    &w[br.fc1_w.clone()],
+                    Some(&w[br.fc1_b.clone()]),
+                    Epilogue::Relu,
+                    &mut self.lin,
+                    c,
+                    f,
+                )
             );
-            relu_forward(&mut a.act[..nf], &self.d_f[..nf]);
-            linear_forward(
-                &mut self.branch[..nc],
-                &a.act[..nf],
-                &w[br.fc2_w.clone()],
-                Some(&w[br.fc2_b.clone()]),
-                f,
-                c,
+            timed!(
+                self.times,
+                Op::Fc2Linear,
+                linear_forward(
+                    x_next,
+                    &a.act[..nf],
+                    &w[br.fc2_w.clone()],
+                    Some(&w[br.fc2_b.clone()]),
+                    Epilogue::Residual(&a.resid_mid[..nc]),
+                    &mut self.lin,
+                    f,
+                    c,
+                )
             );
-            residual_forward(x_next, &a.resid_mid[..nc], &self.branch[..nc]);
         }
         let x = &self.resid[cfg.n_layers][..nc];
-        layernorm_forward(
-            &mut self.lnf[..nc],
-            &mut self.lnf_mean[..n],
-            &mut self.lnf_rstd[..n],
-            x,
-            &w[r.lnf_w.clone()],
-            &w[r.lnf_b.clone()],
-            c,
-            eps,
+        timed!(
+            self.times,
+            Op::LayerNorm,
+            layernorm_forward(
+                &mut self.lnf[..nc],
+                &mut self.lnf_mean[..n],
+                &mut self.lnf_rstd[..n],
+                x,
+                &w[r.lnf_w.clone()],
+                &w[r.lnf_b.clone()],
+                c,
+                eps,
+            )
         );
     }
 
@@ -318,31 +454,40 @@ impl<F: Float> Model<F> {
         // Head + cross-entropy: d(lnf) into d_c, head grads written directly.
         let (g_lo, g_hi) = gd.split_at_mut(r.head_w.start);
         let (g_hw, g_hb) = g_hi.split_at_mut(r.head_w.len());
-        let loss = head_ce_forward_backward(
-            &mut self.d_c[..nc],
-            g_hw,
-            &mut g_hb[..r.head_b.len()],
-            &mut self.losses[..n],
-            &mut self.head,
-            &self.lnf[..nc],
-            &w[r.head_w.clone()],
-            &w[r.head_b.clone()],
-            targets,
+        let loss = timed!(
+            self.times,
+            Op::HeadCe,
+            head_ce_forward_backward(
+                &mut self.d_c[..nc],
+                g_hw,
+                &mut g_hb[..r.head_b.len()],
+                &mut self.losses[..n],
+                &mut self.head,
+                &self.lnf[..nc],
+                &w[r.head_w.clone()],
+                &w[r.head_b.clone()],
+                targets,
+            )
         );
         // Final LayerNorm: d_res = dLN_f(d_c).
         {
             let (gw, gb) = split2(g_lo, r.lnf_w.clone(), r.lnf_b.clone());
-            layernorm_backward(
-                &mut self.d_res[..nc],
-                gw,
-                gb,
-                &mut self.ln_scratch,
-                &self.d_c[..nc],
-                &self.resid[cfg.n_layers][..nc],
-                &self.lnf_mean[..n],
-                &self.lnf_rstd[..n],
-                &w[r.lnf_w.clone()],
-                c,
+            timed!(
+                self.times,
+                Op::LayerNormBwd,
+                layernorm_backward(
+                    &mut self.d_res[..nc],
+                    gw,
+                    gb,
+                    &mut self.ln_scratch,
+                    &self.d_c[..nc],
+                    &self.resid[cfg.n_layers][..nc],
+                    &self.lnf_mean[..n],
+                    &self.lnf_rstd[..n],
+                    &w[r.lnf_w.clone()],
+                    c,
+                    false,
+                )
             );
         }
         for l in (0..cfg.n_layers).rev() {
@@ -351,99 +496,140 @@ impl<F: Float> Model<F> {
             // x_next = resid_mid + fc2(act): d(fc2 out) = d_res, which also flows to resid_mid.
             {
                 let (gw, gb) = split2(gd, br.fc2_w.clone(), br.fc2_b.clone());
-                linear_backward(
-                    &mut self.d_f2[..nf],
-                    gw,
-                    Some(gb),
-                    &self.d_res[..nc],
-                    &a.act[..nf],
-                    &w[br.fc2_w.clone()],
-                    f,
-                    c,
+                timed!(
+                    self.times,
+                    Op::Fc2LinearBwd,
+                    // d_f = dL/d(fc1 pre-activation): the ReLU backward is fused.
+                    linear_backward(
+                        &mut self.d_f[..nf],
+                        gw,
+                        Some(gb),
+                        &self.d_res[..nc],
+                        &a.act[..nf],
+                        &w[br.fc2_w.clone()],
+                        Some(&a.act[..nf]),
+                        &mut self.lin,
+                        f,
+                        c,
+                    )
                 );
             }
-            relu_backward(&mut self.d_f[..nf], &a.act[..nf], &self.d_f2[..nf]);
             {
                 let (gw, gb) = split2(gd, br.fc1_w.clone(), br.fc1_b.clone());
-                linear_backward(
-                    &mut self.d_c[..nc],
-                    gw,
-                    Some(gb),
-                    &self.d_f[..nf],
-                    &a.ln2[..nc],
-                    &w[br.fc1_w.clone()],
-                    c,
-                    f,
+                timed!(
+                    self.times,
+                    Op::Fc1LinearBwd,
+                    linear_backward(
+                        &mut self.d_c[..nc],
+                        gw,
+                        Some(gb),
+                        &self.d_f[..nf],
+                        &a.ln2[..nc],
+                        &w[br.fc1_w.clone()],
+                        None,
+                        &mut self.lin,
+                        c,
+                        f,
+                    )
                 );
             }
             {
                 let (gw, gb) = split2(gd, br.ln2_w.clone(), br.ln2_b.clone());
-                layernorm_backward(
-                    &mut self.d_c2[..nc],
-                    gw,
-                    gb,
-                    &mut self.ln_scratch,
-                    &self.d_c[..nc],
-                    &a.resid_mid[..nc],
-                    &a.ln2_mean[..n],
-                    &a.ln2_rstd[..n],
-                    &w[br.ln2_w.clone()],
-                    c,
+                timed!(
+                    self.times,
+                    Op::LayerNormBwd,
+                    // d_res += dLN2(d_c): the residual stream also feeds LN2.
+                    layernorm_backward(
+                        &mut self.d_res[..nc],
+                        gw,
+                        gb,
+                        &mut self.ln_scratch,
+                        &self.d_c[..nc],
+                        &a.resid_mid[..nc],
+                        &a.ln2_mean[..n],
+                        &a.ln2_rstd[..n],
+                        &w[br.ln2_w.clone()],
+                        c,
+                        true,
+                    )
                 );
             }
-            residual_backward(&mut self.d_res[..nc], &self.d_c2[..nc]);
             // resid_mid = x + proj(atty): d(proj out) = d_res, which also flows to x.
             {
                 let (gw, gb) = split2(gd, br.proj_w.clone(), br.proj_b.clone());
-                linear_backward(
-                    &mut self.d_c[..nc],
-                    gw,
-                    Some(gb),
-                    &self.d_res[..nc],
-                    &a.atty[..nc],
-                    &w[br.proj_w.clone()],
-                    c,
-                    c,
+                timed!(
+                    self.times,
+                    Op::ProjLinearBwd,
+                    linear_backward(
+                        &mut self.d_c[..nc],
+                        gw,
+                        Some(gb),
+                        &self.d_res[..nc],
+                        &a.atty[..nc],
+                        &w[br.proj_w.clone()],
+                        None,
+                        &mut self.lin,
+                        c,
+                        c,
+                    )
                 );
             }
-            attention_backward(
-                &mut self.d_qkv[..3 * nc],
-                &mut self.d_att,
-                &self.d_c[..nc],
-                &a.qkv[..3 * nc],
-                &a.att[..b * cfg.n_heads * t * t],
-                dims,
-                scale,
+            timed!(
+                self.times,
+                Op::AttentionBwd,
+                attention_backward(
+                    &mut self.d_qkv[..3 * nc],
+                    &mut self.attn,
+                    &self.d_c[..nc],
+                    &a.qkv[..3 * nc],
+                    dims,
+                    scale,
+                )
             );
-            linear_backward(
-                &mut self.d_c[..nc],
-                &mut gd[br.wqkv.clone()],
-                None,
-                &self.d_qkv[..3 * nc],
-                &a.ln1[..nc],
-                &w[br.wqkv.clone()],
-                c,
-                3 * c,
+            timed!(
+                self.times,
+                Op::QkvLinearBwd,
+                linear_backward(
+                    &mut self.d_c[..nc],
+                    &mut gd[br.wqkv.clone()],
+                    None,
+                    &self.d_qkv[..3 * nc],
+                    &a.ln1[..nc],
+                    &w[br.wqkv.clone()],
+                    None,
+                    &mut self.lin,
+                    c,
+                    3 * c,
+                )
             );
             {
                 let (gw, gb) = split2(gd, br.ln1_w.clone(), br.ln1_b.clone());
-                layernorm_backward(
-                    &mut self.d_c2[..nc],
-                    gw,
-                    gb,
-                    &mut self.ln_scratch,
-                    &self.d_c[..nc],
-                    &self.resid[l][..nc],
-                    &a.ln1_mean[..n],
-                    &a.ln1_rstd[..n],
-                    &w[br.ln1_w.clone()],
-                    c,
+                timed!(
+                    self.times,
+                    Op::LayerNormBwd,
+                    // d_res += dLN1(d_c).
+                    layernorm_backward(
+                        &mut self.d_res[..nc],
+                        gw,
+                        gb,
+                        &mut self.ln_scratch,
+                        &self.d_c[..nc],
+                        &self.resid[l][..nc],
+                        &a.ln1_mean[..n],
+                        &a.ln1_rstd[..n],
+                        &w[br.ln1_w.clone()],
+                        c,
+                        true,
+                    )
                 );
             }
-            residual_backward(&mut self.d_res[..nc], &self.d_c2[..nc]);
         }
         let (gt, gp) = split2(gd, r.tok_emb.clone(), r.pos_emb.clone());
-        embedding_backward(gt, gp, &self.d_res[..nc], inputs, t, c);
+        timed!(
+            self.times,
+            Op::EmbeddingBwd,
+            embedding_backward(gt, gp, &self.d_res[..nc], inputs, t, c)
+        );
         F::from_f64(loss)
     }
 

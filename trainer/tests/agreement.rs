@@ -1,6 +1,8 @@
 //! 200-step agreement (issue 5): the losses of the first 200 training steps of the current
-//! (optimised) kernels match those recorded from the build before optimisation (commit 3ad5bf1,
-//! the first version of the kernels: `matrixmultiply` GEMMs, no tuning) within 1e-3 relative.
+//! (optimised) kernels match those recorded from the builds before optimisation within 1e-3
+//! relative: commit 3ad5bf1 (the first version of the kernels: `matrixmultiply` GEMMs, no
+//! tuning; `losses_200.txt`) and commit 1dc9fa3 (the `gemm` crate's GEMMs, the last build before
+//! the trainer's own; `losses_200_1dc9fa3.txt`).
 //!
 //! Setup: the real model config, torch-exact init (seed 2024), batches of 4×256 random windows
 //! (torch `randint` on MT19937) of a synthetic order-1 Markov token stream (so the loss actually
@@ -93,39 +95,45 @@ fn first_200_losses_match_the_pre_optimisation_build() {
         eprintln!("wrote {path}");
         return;
     }
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../tests/fixtures/agreement/losses_200.txt"
-    );
-    let text = std::fs::read_to_string(path).expect("agreement fixture");
-    let want: Vec<f32> = text
-        .lines()
-        .filter(|l| !l.starts_with('#'))
-        .map(|l| l.split('\t').nth(1).unwrap().parse().unwrap())
-        .collect();
-    assert_eq!(want.len(), STEPS);
-    assert!(
-        want[STEPS - 1] < want[0] - 3.0,
-        "the recorded run should learn"
-    );
-    let mut worst = (0.0f64, 0);
-    for (i, (&a, &b)) in losses.iter().zip(&want).enumerate() {
-        let rel = ((a - b) as f64 / b as f64).abs();
-        if rel > worst.0 {
-            worst = (rel, i);
+    for (fixture, build) in [
+        ("losses_200.txt", "3ad5bf1"),
+        ("losses_200_1dc9fa3.txt", "1dc9fa3"),
+    ] {
+        let path = format!(
+            "{}/../tests/fixtures/agreement/{fixture}",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let text = std::fs::read_to_string(&path).expect("agreement fixture");
+        let want: Vec<f32> = text
+            .lines()
+            .filter(|l| !l.starts_with('#'))
+            .map(|l| l.split('\t').nth(1).unwrap().parse().unwrap())
+            .collect();
+        assert_eq!(want.len(), STEPS);
+        assert!(
+            want[STEPS - 1] < want[0] - 3.0,
+            "the recorded run should learn"
+        );
+        let mut worst = (0.0f64, 0);
+        for (i, (&a, &b)) in losses.iter().zip(&want).enumerate() {
+            let rel = ((a - b) as f64 / b as f64).abs();
+            if rel > worst.0 {
+                worst = (rel, i);
+            }
         }
+        eprintln!(
+            "200-step agreement with {build}: loss {:.4} -> {:.4}, worst relative difference \
+             {:.2e} at step {}",
+            losses[0],
+            losses[STEPS - 1],
+            worst.0,
+            worst.1
+        );
+        assert!(
+            worst.0 <= 1e-3,
+            "vs {build}, step {}: relative difference {:e} > 1e-3",
+            worst.1,
+            worst.0
+        );
     }
-    eprintln!(
-        "200-step agreement: loss {:.4} -> {:.4}, worst relative difference {:.2e} at step {}",
-        losses[0],
-        losses[STEPS - 1],
-        worst.0,
-        worst.1
-    );
-    assert!(
-        worst.0 <= 1e-3,
-        "step {}: relative difference {:e} > 1e-3",
-        worst.1,
-        worst.0
-    );
 }

@@ -187,18 +187,18 @@ fn f32_kernels_match_f64_tiny() {
 
 #[test]
 fn f32_kernels_match_f64_full_config() {
-    // The real model at its full context. 5×256 = 1,280 rows: two LM-head chunks (the second
-    // one partial), so the fixed-order combine of the per-chunk dW/db partials is covered, as are
-    // the LayerNorm partials and every attention block boundary.
-    check_f32_vs_f64(Config::TANG, 5, 256);
+    // The real model near its full context. 5×250 = 1,250 rows: LM-head tiles of 128 rows (the
+    // last one partial) over four vocabulary parts, weight-gradient partials of 1,024 rows (the
+    // second partial), LayerNorm partials, and attention blocks of 64 queries (the last 58).
+    check_f32_vs_f64(Config::TANG, 5, 250);
 }
 
 /// Fixed partitions and fixed-order reductions: loss and every gradient are bit-identical with
-/// 1, 2 and 3 worker threads (the full config at 5×256: several LM-head chunks).
+/// 1, 2 and 3 worker threads (the full config at 5×250, see above).
 #[test]
 fn results_do_not_depend_on_the_thread_count() {
     let cfg = Config::TANG;
-    let (b, t) = (5, 256);
+    let (b, t) = (5, 250);
     let p = golden_params(&cfg, 13);
     let (x, y) = batch(&cfg, b, t, 17);
     let run = |threads: usize| {
@@ -218,4 +218,41 @@ fn results_do_not_depend_on_the_thread_count() {
     let one = run(1);
     assert!(run(2) == one, "2 threads differ from 1");
     assert!(run(3) == one, "3 threads differ from 1");
+}
+
+/// The GEMM's AVX-512 kernel and its portable fallback compute the same fused-multiply-add
+/// chains: loss and every gradient of the whole model are bit-identical with either (the full
+/// config at 5×250). On a CPU without AVX-512 both runs take the portable path.
+#[test]
+fn results_do_not_depend_on_the_gemm_kernel() {
+    use tinypoet_trainer::ops::gemm::set_portable_only;
+    let cfg = Config::TANG;
+    let (b, t) = (5, 250);
+    let p = golden_params(&cfg, 19);
+    let (x, y) = batch(&cfg, b, t, 23);
+    let run = |portable: bool| {
+        set_portable_only(portable);
+        let out = pool().install(|| {
+            let mut g = ParamsT::<f32>::zeros(&cfg);
+            let loss = Model::<f32>::new(&cfg, b, t).forward_backward(&p, &mut g, &x, &y, b, t);
+            (
+                loss.to_bits(),
+                g.data.iter().map(|v| v.to_bits()).collect::<Vec<u32>>(),
+            )
+        });
+        set_portable_only(false);
+        out
+    };
+    let (fast, portable) = (run(false), run(true));
+    assert!(fast.0 == portable.0, "losses differ");
+    let differing = fast
+        .1
+        .iter()
+        .zip(&portable.1)
+        .filter(|(a, b)| a != b)
+        .count();
+    assert_eq!(
+        differing, 0,
+        "gradient entries that differ between the kernels"
+    );
 }

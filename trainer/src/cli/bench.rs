@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::init::{init_params, InitScheme};
-use crate::model::TrainModel;
+use crate::model::{Op, TrainModel};
 use crate::mt19937::Mt19937;
 use crate::params::{Config, Params};
 
@@ -28,6 +28,45 @@ pub enum BenchCommand {
     Train(BenchTrainArgs),
     /// Decoding speed of tinypoet-core: every available backend vs the scalar one.
     Decode(super::bench_decode::BenchDecodeArgs),
+    /// GFLOP/s of the trainer's GEMM on the products one training step runs (one thread).
+    Gemm(BenchGemmArgs),
+    /// The fused LM head + cross-entropy (forward and backward) at candidate tile sizes.
+    Head(BenchHeadArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct BenchHeadArgs {
+    /// Rows N (batch·time).
+    #[arg(long, default_value_t = 4096)]
+    pub rows: usize,
+    /// Worker threads.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Rows per tile, comma-separated candidates.
+    #[arg(long, value_delimiter = ',', default_value = "128")]
+    pub tile_rows: Vec<usize>,
+    /// Vocabulary entries per block, comma-separated candidates.
+    #[arg(long, value_delimiter = ',', default_value = "256")]
+    pub vocab_block: Vec<usize>,
+    /// Vocabulary parts (processed in parallel), comma-separated candidates.
+    #[arg(long, value_delimiter = ',', default_value = "4")]
+    pub parts: Vec<usize>,
+    /// Timed calls per candidate (the median is reported).
+    #[arg(long, default_value_t = 5)]
+    pub reps: usize,
+}
+
+#[derive(Args, Debug)]
+pub struct BenchGemmArgs {
+    /// Repetitions per shape (the median is reported).
+    #[arg(long, default_value_t = 20)]
+    pub reps: usize,
+    /// Rows per LM-head tile (the `64` of the head's shapes).
+    #[arg(long, default_value_t = crate::ops::head_ce::TILE_ROWS)]
+    pub tile: usize,
+    /// Use the portable kernel instead of the AVX-512 one.
+    #[arg(long)]
+    pub portable: bool,
 }
 
 #[derive(Args, Debug)]
@@ -50,6 +89,9 @@ pub struct BenchTrainArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
+    /// Also print the wall time per operation (forward/backward kernels, batch, AdamW).
+    #[arg(long)]
+    pub ops: bool,
 }
 
 /// FLOPs of one step at 16×256 (spec §7: dense attention as the reference computes it).
@@ -59,6 +101,8 @@ pub fn run(args: BenchArgs) -> anyhow::Result<()> {
     match args.command {
         BenchCommand::Train(a) => bench_train(a),
         BenchCommand::Decode(a) => super::bench_decode::run(a),
+        BenchCommand::Gemm(a) => bench_gemm(a),
+        BenchCommand::Head(a) => bench_head(a),
     }
 }
 
@@ -71,6 +115,10 @@ pub struct TrainBench {
     /// busy machine this moves much less than wall time: it is the number to compare then.
     pub cpu_ms_per_step: Option<f64>,
     pub final_loss: f32,
+    /// Per-operation milliseconds (`ops`), the median over the timed steps of each: the
+    /// model's [`Op`]s, then the batch fetch and the AdamW update. (Medians, so a step slowed
+    /// by another process on the machine does not skew them.)
+    pub op_ms: Option<Vec<(&'static str, f64)>>,
 }
 
 /// Time `steps` training steps after `warmup` untimed ones on the current rayon pool.
@@ -80,6 +128,7 @@ pub fn time_train_steps(
     seq: usize,
     warmup: usize,
     steps: usize,
+    ops: bool,
 ) -> TrainBench {
     let mut params: Params = init_params(cfg, 2024, InitScheme::Fast);
     let mut grads = Params::zeros(cfg);
@@ -96,23 +145,49 @@ pub fn time_train_steps(
     let mut step_ms = Vec::with_capacity(steps);
     let mut final_loss = 0.0;
     let mut cpu0 = None;
+    // Per timed step: nanoseconds of each Op, then batch fetch and AdamW.
+    let mut per_step: Vec<[u64; Op::ALL.len() + 2]> = Vec::with_capacity(steps);
+    model.times.enabled = ops;
     for i in 0..warmup + steps {
         if i == warmup {
             cpu0 = process_cpu_seconds();
         }
+        model.times.reset();
         let t0 = Instant::now();
         for b in 0..batch {
             let s = rng.torch_randint(high) as usize;
             x[b * seq..(b + 1) * seq].copy_from_slice(&data[s..s + seq]);
             y[b * seq..(b + 1) * seq].copy_from_slice(&data[s + 1..s + seq + 1]);
         }
+        let t1 = Instant::now();
         final_loss = model.forward_backward(&params, &mut grads, &x, &y, batch, seq);
+        let t2 = Instant::now();
         opt.step(&mut params.data, &grads.data, 1e-3);
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         if i >= warmup {
             step_ms.push(ms);
+            let mut row = [0u64; Op::ALL.len() + 2];
+            row[..Op::ALL.len()].copy_from_slice(&model.times.ns);
+            row[Op::ALL.len()] = (t1 - t0).as_nanos() as u64;
+            row[Op::ALL.len() + 1] = t2.elapsed().as_nanos() as u64;
+            per_step.push(row);
         }
     }
+    model.times.enabled = false;
+    let op_ms = ops.then(|| {
+        let names = Op::ALL
+            .iter()
+            .map(|op| op.name())
+            .chain(["batch fetch", "AdamW"]);
+        names
+            .enumerate()
+            .map(|(k, name)| {
+                let mut v: Vec<f64> = per_step.iter().map(|r| r[k] as f64 * 1e-6).collect();
+                v.sort_by(f64::total_cmp);
+                (name, median(&v))
+            })
+            .collect()
+    });
     let cpu_ms_per_step = match (cpu0, process_cpu_seconds()) {
         (Some(a), Some(b)) => Some((b - a) * 1e3 / steps as f64),
         _ => None,
@@ -125,6 +200,7 @@ pub fn time_train_steps(
         median_ms,
         cpu_ms_per_step,
         final_loss,
+        op_ms,
     }
 }
 
@@ -175,7 +251,7 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         .num_threads(a.threads)
         .build()
         .context("building the thread pool")?;
-    let r = pool.install(|| time_train_steps(&cfg, a.batch, a.seq, a.warmup, a.steps));
+    let r = pool.install(|| time_train_steps(&cfg, a.batch, a.seq, a.warmup, a.steps, a.ops));
     let tokens = (a.batch * a.seq) as f64;
     let flops = FLOPS_PER_STEP_16X256 * tokens / 4096.0;
     let tok_s = tokens / (r.median_ms / 1e3);
@@ -208,6 +284,218 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         );
         println!("  CPU time {:.1} ms/step (all threads)", cpu);
         println!("  peak RSS {:.1} MiB", rss);
+        println!("  GEMM kernel: {}", crate::ops::gemm::f32_kernel_name());
+    }
+    if let Some(ops) = &r.op_ms {
+        let total: f64 = ops.iter().map(|o| o.1).sum();
+        println!("  wall time per operation (median ms over the timed steps; sum {total:.1}):");
+        for (name, ms) in ops {
+            println!("    {name:<20} {ms:8.2}  {:5.1}%", 100.0 * ms / total);
+        }
+    }
+    Ok(())
+}
+
+/// One product of the benchmark: `C[m×n] (=|+=) A[m×k]·B[k×n]` in the operand forms a kernel
+/// uses.
+struct GemmShape {
+    what: &'static str,
+    m: usize,
+    n: usize,
+    k: usize,
+    /// A read transposed (`dWᵀ`-style products).
+    a_t: bool,
+    /// B from a [`PackedB`] (transposed weights, `Kᵀ`).
+    packed: bool,
+    /// Times this product runs per 16×256 step (for the step-share column).
+    per_step: usize,
+}
+
+fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
+    use crate::ops::gemm::{gemm, set_portable_only, MatA, MatB, PackedB, Update};
+    ensure!(
+        a.reps >= 1 && a.tile >= 1,
+        "reps and tile must be at least 1"
+    );
+    set_portable_only(a.portable);
+    let (v, c, f, d, r) = (8548, 64, 256, 16, a.tile);
+    let n = 4096;
+    let tiles = n / r;
+    let g = |what, m, n, k, a_t, packed, per_step| GemmShape {
+        what,
+        m,
+        n,
+        k,
+        a_t,
+        packed,
+        per_step,
+    };
+    // The products of one 16×256 step as the kernels call them (attention: the average block,
+    // 160 keys; per step: fwd + recompute + dP for the score-shaped ones).
+    let (nq, kk) = (64, 160);
+    let attn = 16 * 4 * 4 * 4; // sequences × heads × blocks × layers
+    let shapes = [
+        g("head logitsᵀ = W·xᵀ", v, r, c, false, true, tiles),
+        g("head dx = dl·W", r, c, v, true, false, tiles),
+        g("head dW += dlᵀ·x", v, c, r, false, false, tiles),
+        g("qkv fwd (256 rows)", 256, 3 * c, c, false, true, 64),
+        g("fc1 fwd (256 rows)", 256, f, c, false, true, 64),
+        g("fc2 fwd (256 rows)", 256, c, f, false, true, 64),
+        g("fc1 dinp (256 rows)", 256, c, f, false, true, 64),
+        g("fc2 dinp (256 rows)", 256, f, c, false, true, 64),
+        g("fc1 dW part (1024 r.)", f, c, 1024, true, false, 16),
+        g("fc2 dWᵀ part (1024 r.)", f, c, 1024, true, false, 16),
+        g("attn Sᵀ, dPᵀ (k=D)", kk, nq, d, false, true, 3 * attn),
+        g("attn O, dQ (n=D)", nq, d, kk, true, false, 2 * attn),
+        g("attn dK, dV (n=D)", kk, d, nq, false, false, 2 * attn),
+    ];
+    println!(
+        "bench gemm: one thread, {} kernel, median of {} runs, head tile {r} rows",
+        crate::ops::gemm::f32_kernel_name(),
+        a.reps
+    );
+    println!(
+        "  {:<22} {:>5} {:>5} {:>5} {:>9} {:>8} {:>10}",
+        "product", "m", "n", "k", "µs", "GFLOP/s", "ms/step*"
+    );
+    let mut sum = 0.0;
+    for s in &shapes {
+        let fill = |len: usize, seed: u32| -> Vec<f32> {
+            (0..len)
+                .map(|i| ((i as u32).wrapping_mul(2_654_435_761) ^ seed) as f32 / u32::MAX as f32)
+                .collect()
+        };
+        let a_data = fill(s.m * s.k, 1);
+        let b_data = fill(s.k * s.n, 2);
+        let mut c_data = fill(s.m * s.n, 3);
+        let mut pb = PackedB::new(s.k, s.n);
+        if s.packed {
+            pb.pack(&b_data, s.k, s.n, s.n, 1);
+        }
+        let mut times = Vec::with_capacity(a.reps);
+        for _ in 0..a.reps + 2 {
+            let am = if s.a_t {
+                MatA::transposed(&a_data, s.m)
+            } else {
+                MatA::rows(&a_data, s.k)
+            };
+            let bm = if s.packed {
+                MatB::packed(&pb)
+            } else {
+                MatB::Rows {
+                    data: &b_data,
+                    rs: s.n,
+                }
+            };
+            let t0 = Instant::now();
+            gemm(s.m, s.n, s.k, am, bm, &mut c_data, s.n, Update::Accumulate);
+            times.push(t0.elapsed().as_secs_f64());
+        }
+        let mut sorted = times[2..].to_vec();
+        sorted.sort_by(f64::total_cmp);
+        let sec = median(&sorted);
+        let flops = 2.0 * (s.m * s.n * s.k) as f64;
+        let step_ms = sec * 1e3 * s.per_step as f64;
+        sum += step_ms;
+        println!(
+            "  {:<22} {:>5} {:>5} {:>5} {:>9.1} {:>8.1} {:>10.2}",
+            s.what,
+            s.m,
+            s.n,
+            s.k,
+            sec * 1e6,
+            flops / sec / 1e9,
+            step_ms
+        );
+        std::hint::black_box(&c_data);
+    }
+    println!("  * single-thread ms per 16×256 step for that product's count (listed shapes only; sum {sum:.1})");
+    set_portable_only(false);
+    Ok(())
+}
+
+fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
+    use crate::ops::head_ce::{head_ce_forward_backward, HeadScratch, MAX_TILE_ROWS};
+    ensure!(
+        a.rows >= 1 && a.reps >= 1 && a.threads >= 1,
+        "rows, reps, threads must be ≥ 1"
+    );
+    ensure!(
+        a.tile_rows
+            .iter()
+            .all(|&t| (1..=MAX_TILE_ROWS).contains(&t))
+            && a.vocab_block.iter().all(|&b| b >= 1)
+            && a.parts.iter().all(|&p| p >= 1),
+        "tile rows must be in 1..={MAX_TILE_ROWS}, vocabulary blocks and parts ≥ 1"
+    );
+    let cfg = Config::TANG;
+    let (n, v, c) = (a.rows, cfg.vocab_size, cfg.dim);
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(a.threads)
+        .build()
+        .context("building the thread pool")?;
+    let mut rng = Mt19937::init_genrand(5);
+    let mut unif = |scale: f32| (rng.next_u32() as f32 / u32::MAX as f32 * 2.0 - 1.0) * scale;
+    let x: Vec<f32> = (0..n * c).map(|_| unif(1.7)).collect();
+    let w: Vec<f32> = (0..v * c).map(|_| unif(0.125)).collect();
+    let b: Vec<f32> = (0..v).map(|_| unif(0.125)).collect();
+    let targets: Vec<u16> = (0..n)
+        .map(|_| (unif(0.5) + 0.5).abs().min(0.999) as u16)
+        .collect();
+    let targets: Vec<u16> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| ((i * 7919 + t as usize) % v) as u16)
+        .collect();
+    let (mut dx, mut dw, mut db, mut losses) = (
+        vec![0.0; n * c],
+        vec![0.0; v * c],
+        vec![0.0; v],
+        vec![0.0; n],
+    );
+    let flops = 6.0 * (n * v * c) as f64;
+    println!(
+        "bench head: {n} rows, V {v}, C {c}, {} threads, {} kernel, median of {} calls",
+        a.threads,
+        crate::ops::gemm::f32_kernel_name(),
+        a.reps
+    );
+    for (&tr, &vb, &np) in a
+        .tile_rows
+        .iter()
+        .flat_map(|t| a.vocab_block.iter().map(move |b| (t, b)))
+        .flat_map(|(t, b)| a.parts.iter().map(move |p| (t, b, p)))
+    {
+        {
+            let mut scratch = HeadScratch::with_tiles(n, v, c, tr, vb, np);
+            let mut ms = Vec::new();
+            let mut loss = 0.0;
+            pool.install(|| {
+                for i in 0..a.reps + 1 {
+                    let t0 = Instant::now();
+                    loss = head_ce_forward_backward(
+                        &mut dx,
+                        &mut dw,
+                        &mut db,
+                        &mut losses,
+                        &mut scratch,
+                        &x,
+                        &w,
+                        &b,
+                        &targets,
+                    );
+                    if i > 0 {
+                        ms.push(t0.elapsed().as_secs_f64() * 1e3);
+                    }
+                }
+            });
+            ms.sort_by(f64::total_cmp);
+            let m = median(&ms);
+            println!(
+                "  tile {tr:>4} rows, vocab block {vb:>5}, {np:>2} parts: {m:8.2} ms  {:6.1} GFLOP/s  (loss {loss:.5})",
+                flops / m / 1e6
+            );
+        }
     }
     Ok(())
 }

@@ -7,15 +7,34 @@
 //! model dim, not the head size), keys after the query are masked, softmax over keys, and head
 //! `h`'s output goes to features `h·D..(h+1)·D` of `out` [N, C].
 //!
-//! Work is split over sequences (`B` independent tasks). Inside a sequence the T×T products run
-//! in blocks of [`BLOCK`] query rows that only cover keys `0..block_end`, so the masked upper
-//! triangle is (mostly) never computed: about half the dense FLOPs.
+//! Work is split over sequences (`B` independent tasks). Inside a sequence each head runs over
+//! blocks of [`BLOCK`] queries, and a block only looks at keys `0..block_end`, so the masked
+//! upper triangle is (mostly) never computed: about half the dense FLOPs. A block's scores are
+//! held *transposed*, key-major — `Sᵀ` [keys, queries], computed as `K·Qᵀ` — so that the softmax
+//! over keys runs down the columns, vectorised across the block's queries with no per-row
+//! reductions, and the products read `Sᵀ`/`Pᵀ` either way without copies (shapes for a block of
+//! 64 queries against `k ≤ T` keys, D = 16):
+//!
+//! ```text
+//! forward                                    backward (P recomputed, never stored)
+//! Sᵀ [k, 64] = K [k, D] · Qᵀ [D, 64]         dPᵀ [k, 64] = V [k, D] · dOᵀ [D, 64]
+//! Pᵀ = column softmax of scale·Sᵀ            dSᵀ = scale·Pᵀ ⊙ (dPᵀ − colsum(Pᵀ ⊙ dPᵀ))
+//! O [64, D] = (Pᵀ)ᵀ · V [k, D]               dQ [64, D] = (dSᵀ)ᵀ · K [k, D]
+//!                                            dK [k, D] += dSᵀ · Q [64, D]
+//!                                            dV [k, D] += Pᵀ · dO [64, D]
+//! ```
+//!
+//! `Qᵀ`/`dOᵀ` of a block are packed for all heads at once (reading whole rows: C × 64 floats)
+//! into buffers each sequence task owns, and a block's `Pᵀ`/`dPᵀ` (≤ 64 KiB each) stay in cache;
+//! nothing of size T×T per head is kept, so the backward recomputes `Pᵀ` with the very same code
+//! (bit-identical) instead of reading it back.
 
 use rayon::prelude::*;
 
-use super::Float;
+use super::gemm::{gemm, MatA, MatB, PackedB, Update};
+use super::{Float, LANES};
 
-/// Query/key rows per block of the causal products.
+/// Queries per block.
 pub const BLOCK: usize = 64;
 
 /// Dimensions of one attention call.
@@ -31,82 +50,179 @@ pub struct AttnDims {
     pub h: usize,
 }
 
-/// Forward. `out` [B·T, C], `att` [B, H, T, T] (the softmax probabilities, saved for the
-/// backward; entries above the diagonal are written as 0), `qkv` [B·T, 3C].
-pub fn attention_forward<F: Float>(out: &mut [F], att: &mut [F], qkv: &[F], d: AttnDims, scale: F) {
+/// Per-sequence scratch of [`attention_forward`] and [`attention_backward`], allocated once.
+#[derive(Clone, Debug)]
+pub struct AttnScratch<F> {
+    /// `Qᵀ` of one block, all heads [C, BLOCK], packed.
+    qt: PackedB<F>,
+    /// `dOᵀ` of one block, all heads [C, BLOCK], packed (backward only).
+    dot: PackedB<F>,
+    /// `Pᵀ` of one block [T, BLOCK].
+    pt: Vec<F>,
+    /// `dPᵀ`, then `dSᵀ`, of one block [T, BLOCK] (backward only).
+    dpt: Vec<F>,
+}
+
+/// Scratch for `b` sequences of up to `t` positions with model dim `c`.
+pub fn scratch<F: Float>(b: usize, t: usize, c: usize) -> Vec<AttnScratch<F>> {
+    (0..b)
+        .map(|_| AttnScratch {
+            qt: PackedB::new(c, BLOCK),
+            dot: PackedB::new(c, BLOCK),
+            pt: vec![F::ZERO; t * BLOCK],
+            dpt: vec![F::ZERO; t * BLOCK],
+        })
+        .collect()
+}
+
+/// Forward. `out` [B·T, C] from `qkv` [B·T, 3C]; `scratch` holds ≥ B entries of [`scratch`].
+pub fn attention_forward<F: Float>(
+    out: &mut [F],
+    scratch: &mut [AttnScratch<F>],
+    qkv: &[F],
+    d: AttnDims,
+    scale: F,
+) {
     let AttnDims { t, c, h: nh, .. } = d;
     let hd = c / nh;
     let c3 = 3 * c;
     out.par_chunks_mut(t * c)
-        .zip(att.par_chunks_mut(nh * t * t))
+        .zip(scratch.par_iter_mut())
         .zip(qkv.par_chunks(t * c3))
-        .for_each(|((out, att), qkv)| {
-            for (h, att) in att.chunks_exact_mut(t * t).enumerate() {
-                let (qo, ko, vo) = (h * hd, c + h * hd, 2 * c + h * hd);
-                for i0 in (0..t).step_by(BLOCK) {
-                    let i1 = (i0 + BLOCK).min(t);
-                    // S[i0..i1, 0..i1] = scale · Q[i0..i1] · Kᵀ[:, 0..i1]      ([m×D]·[D×i1])
-                    F::gemm(
-                        i1 - i0,
+        .for_each(|((out, s), qkv)| {
+            for i0 in (0..t).step_by(BLOCK) {
+                let i1 = (i0 + BLOCK).min(t);
+                let nq = i1 - i0;
+                // Qᵀ[C, nq] of all heads: element (p, q) = qkv[(i0+q)·3C + p].
+                s.qt.pack(&qkv[i0 * c3..], c, nq, 1, c3);
+                for h in 0..nh {
+                    let vo = 2 * c + h * hd;
+                    let pt = &mut s.pt[..i1 * nq];
+                    probabilities_block(pt, &s.qt, qkv, d, h, i0, scale);
+                    // O[i0..i1, head] = (Pᵀ)ᵀ · V[0..i1]                    ([nq×i1]·[i1×D])
+                    gemm(
+                        nq,
                         hd,
                         i1,
-                        scale,
-                        &qkv[i0 * c3 + qo..],
-                        c3 as isize,
-                        1,
-                        &qkv[ko..],
-                        1,
-                        c3 as isize,
-                        F::ZERO,
-                        &mut att[i0 * t..],
-                        t as isize,
-                        1,
-                    );
-                    for i in i0..i1 {
-                        softmax_causal_row(&mut att[i * t..(i + 1) * t], i);
-                    }
-                    // out[i0..i1, head] = P[i0..i1, 0..i1] · V[0..i1]            ([m×i1]·[i1×D])
-                    F::gemm(
-                        i1 - i0,
-                        i1,
-                        hd,
-                        F::ONE,
-                        &att[i0 * t..],
-                        t as isize,
-                        1,
-                        &qkv[vo..],
-                        c3 as isize,
-                        1,
-                        F::ZERO,
+                        MatA::transposed(pt, nq),
+                        MatB::Rows {
+                            data: &qkv[vo..],
+                            rs: c3,
+                        },
                         &mut out[i0 * c + h * hd..],
-                        c as isize,
-                        1,
+                        c,
+                        Update::Overwrite,
                     );
                 }
             }
         });
 }
 
-/// In place on one score row: softmax over keys `0..=i`, zeros after.
-#[inline]
-fn softmax_causal_row<F: Float>(row: &mut [F], i: usize) {
-    let (live, masked) = row.split_at_mut(i + 1);
-    super::softmax_in_place(live);
-    masked.fill(F::ZERO);
+/// `Pᵀ` [i1, nq] of head `h` for the queries `i0..i1` (i1 = min(i0 + BLOCK, T), nq = i1 − i0),
+/// from the block's packed `Qᵀ` of all heads: column q holds query i0+q's probabilities over
+/// keys `0..=i0+q`, then exact zeros.
+fn probabilities_block<F: Float>(
+    pt: &mut [F],
+    qt: &PackedB<F>,
+    qkv: &[F],
+    d: AttnDims,
+    h: usize,
+    i0: usize,
+    scale: F,
+) {
+    let AttnDims { t, c, h: nh, .. } = d;
+    let hd = c / nh;
+    let c3 = 3 * c;
+    let ko = c + h * hd;
+    let i1 = (i0 + BLOCK).min(t);
+    let nq = i1 - i0;
+    // Sᵀ[0..i1, nq] = K[0..i1] · Qᵀ (this head's D rows of it)             ([i1×D]·[D×nq])
+    gemm(
+        i1,
+        nq,
+        hd,
+        MatA::rows(&qkv[ko..], c3),
+        MatB::packed_rows(qt, h * hd),
+        pt,
+        nq,
+        Update::Overwrite,
+    );
+    softmax_columns_causal(pt, nq, i0, scale);
 }
 
-/// Backward. Overwrites `dqkv` [B·T, 3C] from `dout` [B·T, C], the saved `qkv` and `att`.
-/// `scratch` holds [B, T, T] floats (dP, then dS in place).
+/// Column softmax of `scale·Sᵀ` in place, `st` [i1, nq]: column q over keys `0..=i0+q` (the
+/// keys after it — in the block's diagonal rows `i0..i1` — masked and set to exactly 0).
+fn softmax_columns_causal<F: Float>(st: &mut [F], nq: usize, i0: usize, scale: F) {
+    dispatch_simd!(
+        softmax_cols,
+        fn(st: &mut [F], nq: usize, i0: usize, scale: F) -> (),
+        softmax_columns_causal_lanes(st, nq, i0, scale)
+    )
+}
+
+#[inline(always)]
+fn softmax_columns_causal_lanes<F: Float>(st: &mut [F], nq: usize, i0: usize, scale: F) {
+    // Mask first: key j > query i0+q, i.e. in diagonal row j = i0+r, the columns q < r.
+    for (r, row) in st[i0 * nq..].chunks_exact_mut(nq).enumerate() {
+        row[..r].fill(F::NEG_INFINITY);
+    }
+    let mut q0 = 0;
+    while nq - q0 >= BLOCK {
+        softmax_columns::<F, BLOCK>(st, nq, q0, scale);
+        q0 += BLOCK;
+    }
+    while nq - q0 >= LANES {
+        softmax_columns::<F, LANES>(st, nq, q0, scale);
+        q0 += LANES;
+    }
+    for q in q0..nq {
+        softmax_columns::<F, 1>(st, nq, q, scale);
+    }
+    // The masked keys came out as exact zeros (e^−∞ = 0, also in the f32 `exp`): the products
+    // read them.
+}
+
+/// Columns `q0..q0+W` of [`softmax_columns_causal_lanes`] (maxima, exponentials and sums held
+/// in registers while the loops run down the keys; sums in key order).
+#[inline(always)]
+fn softmax_columns<F: Float, const W: usize>(st: &mut [F], nq: usize, q0: usize, scale: F) {
+    let mut m = [F::NEG_INFINITY; W];
+    for row in st.chunks_exact(nq) {
+        // (Slicing first lets the compiler drop the bounds checks and vectorise.)
+        let x = &row[q0..q0 + W];
+        for k in 0..W {
+            m[k] = m[k].max(x[k]);
+        }
+    }
+    let mut sum = [F::ZERO; W];
+    for row in st.chunks_exact_mut(nq) {
+        let x = &mut row[q0..q0 + W];
+        for k in 0..W {
+            let e = ((x[k] - m[k]) * scale).exp();
+            x[k] = e;
+            sum[k] += e;
+        }
+    }
+    let inv: [F; W] = std::array::from_fn(|k| F::ONE / sum[k]);
+    for row in st.chunks_exact_mut(nq) {
+        let x = &mut row[q0..q0 + W];
+        for k in 0..W {
+            x[k] *= inv[k];
+        }
+    }
+}
+
+/// Backward. Overwrites `dqkv` [B·T, 3C] from `dout` [B·T, C] and the saved `qkv`; `scratch` as
+/// in the forward.
 ///
 /// With P = softmax(S): `dP = dO·Vᵀ`, `dV = Pᵀ·dO`, `dS = P ⊙ (dP − rowsum(P ⊙ dP))`,
-/// `dQ = scale·dS·K`, `dK = scale·dSᵀ·Q` (the scale is folded into dS).
-#[allow(clippy::too_many_arguments)]
+/// `dQ = scale·dS·K`, `dK = scale·dSᵀ·Q` (the scale is folded into dS). Each key's dK and dV are
+/// summed over the query blocks in order.
 pub fn attention_backward<F: Float>(
     dqkv: &mut [F],
-    scratch: &mut [F],
+    scratch: &mut [AttnScratch<F>],
     dout: &[F],
     qkv: &[F],
-    att: &[F],
     d: AttnDims,
     scale: F,
 ) {
@@ -114,95 +230,129 @@ pub fn attention_backward<F: Float>(
     let hd = c / nh;
     let c3 = 3 * c;
     dqkv.par_chunks_mut(t * c3)
-        .zip(scratch.par_chunks_mut(t * t))
+        .zip(scratch.par_iter_mut())
         .zip(dout.par_chunks(t * c))
         .zip(qkv.par_chunks(t * c3))
-        .zip(att.par_chunks(nh * t * t))
-        .for_each(|((((dqkv, dp), dout), qkv), att)| {
-            for (h, p) in att.chunks_exact(t * t).enumerate() {
-                let (qo, ko, vo) = (h * hd, c + h * hd, 2 * c + h * hd);
-                for i0 in (0..t).step_by(BLOCK) {
-                    let i1 = (i0 + BLOCK).min(t);
-                    // dP[i0..i1, 0..i1] = dO[i0..i1] · Vᵀ                        ([m×D]·[D×i1])
-                    F::gemm(
-                        i1 - i0,
-                        hd,
+        .for_each(|(((dqkv, s), dout), qkv)| {
+            // dK and dV are sums over the query blocks: start from 0.
+            for row in dqkv.chunks_exact_mut(c3) {
+                row[c..].fill(F::ZERO);
+            }
+            for i0 in (0..t).step_by(BLOCK) {
+                let i1 = (i0 + BLOCK).min(t);
+                let nq = i1 - i0;
+                // Qᵀ and dOᵀ [C, nq] of all heads.
+                s.qt.pack(&qkv[i0 * c3..], c, nq, 1, c3);
+                s.dot.pack(&dout[i0 * c..], c, nq, 1, c);
+                for h in 0..nh {
+                    let (qo, ko, vo) = (h * hd, c + h * hd, 2 * c + h * hd);
+                    let pt = &mut s.pt[..i1 * nq];
+                    let dpt = &mut s.dpt[..i1 * nq];
+                    probabilities_block(pt, &s.qt, qkv, d, h, i0, scale);
+                    // dPᵀ[0..i1, nq] = V[0..i1] · dOᵀ (this head's rows)        ([i1×D]·[D×nq])
+                    gemm(
                         i1,
-                        F::ONE,
-                        &dout[i0 * c + h * hd..],
-                        c as isize,
-                        1,
-                        &qkv[vo..],
-                        1,
-                        c3 as isize,
-                        F::ZERO,
-                        &mut dp[i0 * t..],
-                        t as isize,
-                        1,
+                        nq,
+                        hd,
+                        MatA::rows(&qkv[vo..], c3),
+                        MatB::packed_rows(&s.dot, h * hd),
+                        dpt,
+                        nq,
+                        Update::Overwrite,
                     );
-                    for i in i0..i1 {
-                        let prow = &p[i * t..i * t + i1];
-                        let drow = &mut dp[i * t..i * t + i1];
-                        super::softmax_backward_in_place(&mut drow[..=i], &prow[..=i], scale);
-                        // Keys after the query inside this block: read by the dK product below.
-                        drow[i + 1..].fill(F::ZERO);
-                    }
-                    // dQ[i0..i1] = dS[i0..i1, 0..i1] · K[0..i1]                  ([m×i1]·[i1×D])
-                    F::gemm(
-                        i1 - i0,
-                        i1,
+                    softmax_backward_columns(dpt, pt, nq, scale);
+                    // dQ[i0..i1] = (dSᵀ)ᵀ · K[0..i1]                            ([nq×i1]·[i1×D])
+                    gemm(
+                        nq,
                         hd,
-                        F::ONE,
-                        &dp[i0 * t..],
-                        t as isize,
-                        1,
-                        &qkv[ko..],
-                        c3 as isize,
-                        1,
-                        F::ZERO,
+                        i1,
+                        MatA::transposed(dpt, nq),
+                        MatB::Rows {
+                            data: &qkv[ko..],
+                            rs: c3,
+                        },
                         &mut dqkv[i0 * c3 + qo..],
-                        c3 as isize,
-                        1,
+                        c3,
+                        Update::Overwrite,
                     );
-                }
-                for j0 in (0..t).step_by(BLOCK) {
-                    let j1 = (j0 + BLOCK).min(t);
-                    // Only queries i ≥ j0 attend to keys j0..j1.
-                    // dK[j0..j1] = dS[j0.., j0..j1]ᵀ · Q[j0..]                   ([m×(T−j0)]·[(T−j0)×D])
-                    F::gemm(
-                        j1 - j0,
-                        t - j0,
+                    // dK[0..i1] += dSᵀ · Q[i0..i1]                              ([i1×nq]·[nq×D])
+                    gemm(
+                        i1,
                         hd,
-                        F::ONE,
-                        &dp[j0 * t + j0..],
-                        1,
-                        t as isize,
-                        &qkv[j0 * c3 + qo..],
-                        c3 as isize,
-                        1,
-                        F::ZERO,
-                        &mut dqkv[j0 * c3 + ko..],
-                        c3 as isize,
-                        1,
+                        nq,
+                        MatA::rows(dpt, nq),
+                        MatB::Rows {
+                            data: &qkv[i0 * c3 + qo..],
+                            rs: c3,
+                        },
+                        &mut dqkv[ko..],
+                        c3,
+                        Update::Accumulate,
                     );
-                    // dV[j0..j1] = P[j0.., j0..j1]ᵀ · dO[j0..]
-                    F::gemm(
-                        j1 - j0,
-                        t - j0,
+                    // dV[0..i1] += Pᵀ · dO[i0..i1]
+                    gemm(
+                        i1,
                         hd,
-                        F::ONE,
-                        &p[j0 * t + j0..],
-                        1,
-                        t as isize,
-                        &dout[j0 * c + h * hd..],
-                        c as isize,
-                        1,
-                        F::ZERO,
-                        &mut dqkv[j0 * c3 + vo..],
-                        c3 as isize,
-                        1,
+                        nq,
+                        MatA::rows(pt, nq),
+                        MatB::Rows {
+                            data: &dout[i0 * c + h * hd..],
+                            rs: c,
+                        },
+                        &mut dqkv[vo..],
+                        c3,
+                        Update::Accumulate,
                     );
                 }
             }
         });
+}
+
+/// `dpt ← scale·pt ⊙ (dpt − colsum(pt ⊙ dpt))` column-wise over `[rows, nq]` (the columns' dot
+/// products summed in key order). Masked entries have `pt = 0` and come out 0.
+fn softmax_backward_columns<F: Float>(dpt: &mut [F], pt: &[F], nq: usize, scale: F) {
+    dispatch_simd!(
+        softmax_bwd_cols,
+        fn(dpt: &mut [F], pt: &[F], nq: usize, scale: F) -> (),
+        softmax_backward_columns_lanes(dpt, pt, nq, scale)
+    )
+}
+
+#[inline(always)]
+fn softmax_backward_columns_lanes<F: Float>(dpt: &mut [F], pt: &[F], nq: usize, scale: F) {
+    let mut q0 = 0;
+    while nq - q0 >= BLOCK {
+        softmax_backward_cols::<F, BLOCK>(dpt, pt, nq, q0, scale);
+        q0 += BLOCK;
+    }
+    while nq - q0 >= LANES {
+        softmax_backward_cols::<F, LANES>(dpt, pt, nq, q0, scale);
+        q0 += LANES;
+    }
+    for q in q0..nq {
+        softmax_backward_cols::<F, 1>(dpt, pt, nq, q, scale);
+    }
+}
+
+#[inline(always)]
+fn softmax_backward_cols<F: Float, const W: usize>(
+    dpt: &mut [F],
+    pt: &[F],
+    nq: usize,
+    q0: usize,
+    scale: F,
+) {
+    let mut dot = [F::ZERO; W];
+    for (d, p) in dpt.chunks_exact(nq).zip(pt.chunks_exact(nq)) {
+        let (d, p) = (&d[q0..q0 + W], &p[q0..q0 + W]);
+        for k in 0..W {
+            dot[k] += p[k] * d[k];
+        }
+    }
+    for (d, p) in dpt.chunks_exact_mut(nq).zip(pt.chunks_exact(nq)) {
+        let (d, p) = (&mut d[q0..q0 + W], &p[q0..q0 + W]);
+        for k in 0..W {
+            d[k] = scale * p[k] * (d[k] - dot[k]);
+        }
+    }
 }

@@ -3,47 +3,132 @@
 //! The head is about 63% of a training step's FLOPs, and the full logits (16×256×8548 f32 =
 //! 140 MB) would be written once and read back several times. Here the rows are processed in
 //! tiles of [`TILE_ROWS`]: each tile's logits are computed, turned into losses and, for training,
-//! into `dlogits = (softmax − onehot)/N` in place, and immediately consumed by the two backward
-//! products while they are still in cache. Nothing of size N×V ever exists.
+//! into `dlogits = (softmax − onehot)/N`, and immediately consumed by the two backward products
+//! while they are still in cache. Nothing of size N×V ever exists.
 //!
-//! Parallelism: rows are split into fixed chunks of [`CHUNK_ROWS`]. Each chunk accumulates its
-//! own partial `dW`/`db`; the partials are then added in chunk order. The partition depends only
-//! on N, so the result is the same for any thread count or schedule.
+//! A tile is stored *transposed*, vocabulary-major: `lt` [V, rows], so that all three products
+//! read and write it contiguously (shapes for a 64-row tile, C = 64):
+//!
+//! ```text
+//! logitsᵀ [V, 64] = W [V, C] · xᵀ [C, 64]          xᵀ packed per tile (16 KiB, stays in L1)
+//! dx      [64, C] = dlogits [64, V] · W [V, C]      dlogits read as (dlogitsᵀ)ᵀ
+//! dW     [V, C] += dlogitsᵀ [V, 64] · x [64, C]
+//! ```
+//!
+//! and the softmax runs down the columns, vectorised across the tile's 64 rows.
+//!
+//! A tile (2.2 MB) does not fit in L2, so each pass over it would cost an L3 round trip. Both
+//! halves therefore work in vocabulary blocks of [`VOCAB_BLOCK`] (128 KiB of a tile, which stays
+//! in L2 through all the passes on it):
+//! * forward: a block's logits are computed, biased and exponentiated at once against the running
+//!   row maxima (online softmax: when a block raises a row's maximum from m to m′, the row's sum
+//!   so far is rescaled by e^(m−m′)); the block's exponentials and the maxima they used are kept;
+//! * backward (training): a block's `dlogits = e·e^(m_block − m)/sum − onehot`, scaled by 1/N, are
+//!   formed in an L2 scratch block and consumed at once by the dx and dW products.
+//!
+//! So every logit is exponentiated once, and the tile crosses L3 twice (written, read back).
+//! The bias gradient is summed in the same pass that forms `dlogits`.
+//!
+//! Parallelism: the rows go through in tiles, one after the other, and all threads work on the
+//! same tile: the vocabulary is split into [`VOCAB_PARTS`] fixed, equal ranges, each a task that
+//! owns its rows of `W`, `dW`, `db` and of the tile. So `W` crosses L3 twice per tile (not twice
+//! per thread's tile), `dW` is accumulated in place — one fma chain per element over all N rows
+//! in order, no per-thread partials to add up — and the working set stays near one tile. The
+//! parts' softmax statistics are merged, and their `dx` contributions added, in part order; the
+//! partition depends only on V, so the result is the same for any thread count or schedule.
+//!
+//! Tile sizes: `tinypoet bench head` sweeps them (see docs/results-training-numerics.md).
 
 use rayon::prelude::*;
 
-use super::{num_chunks, Float};
+use super::gemm::{gemm, MatA, MatB, PackedB, Update};
+use super::Float;
 
-/// Rows of one chunk (one parallel task, one partial `dW`).
-pub const CHUNK_ROWS: usize = 1024;
-/// Rows per tile: tile logits are `TILE_ROWS × V` floats (64×8548×4 B = 2.2 MB).
-pub const TILE_ROWS: usize = 64;
+/// Rows per tile: a tile of exponentials is `V × TILE_ROWS` floats (8548×128×4 B = 4.4 MB).
+pub const TILE_ROWS: usize = 128;
+/// Vocabulary entries per block of the online softmax and of the backward products (a block of
+/// a tile, 256×128×4 B = 128 KiB, stays in L2 through its passes).
+pub const VOCAB_BLOCK: usize = 256;
+/// Fixed vocabulary ranges processed in parallel (a multiple of the 2 threads `train` uses).
+pub const VOCAB_PARTS: usize = 4;
+/// Largest tile [`HeadScratch::with_tiles`] accepts (per-row statistics live on the stack).
+pub const MAX_TILE_ROWS: usize = 256;
+/// Vocabulary entries per partial sum of a block's exponentials (a two-level sum keeps the f32
+/// rounding error of a block's terms near that of ~40).
+const SUM_BLOCK: usize = 32;
+
+/// One vocabulary part's share of a tile, preallocated.
+#[derive(Clone, Debug)]
+struct HeadPart<F> {
+    /// Exponentials of the part's range for the tile's rows, vocabulary-major [len, rows].
+    e: Vec<F>,
+    /// Per block of the range: the row maxima its exponentials were taken against.
+    block_max: Vec<F>,
+    /// One block of dlogitsᵀ [vocab_block, rows].
+    dl: Vec<F>,
+    /// The range's contribution to the tile's dx [rows, C].
+    dx: Vec<F>,
+    /// Softmax statistics of the range for the tile's rows.
+    st: TileStats<F>,
+}
 
 /// Preallocated scratch for [`head_ce_forward_backward`] and [`head_ce_forward`].
 #[derive(Clone, Debug)]
 pub struct HeadScratch<F> {
-    /// Per chunk: one tile of logits [TILE_ROWS, V].
-    tiles: Vec<F>,
-    /// Per chunk: partial weight gradient [V, C].
-    dw: Vec<F>,
-    /// Per chunk: partial bias gradient \[V\].
-    db: Vec<F>,
+    parts: Vec<HeadPart<F>>,
+    /// Statistics of the current tile merged over the parts.
+    merged: TileStats<F>,
+    /// The current tile's `xᵀ` [C, rows], packed for the logits products.
+    xt: PackedB<F>,
     v: usize,
     c: usize,
     max_rows: usize,
+    tile_rows: usize,
+    vocab_block: usize,
+    /// Vocabulary entries per part (the last part may have fewer).
+    part_len: usize,
 }
 
 impl<F: Float> HeadScratch<F> {
-    /// Scratch for up to `max_rows` rows.
+    /// Scratch for up to `max_rows` rows, with the default tile sizes.
     pub fn new(max_rows: usize, v: usize, c: usize) -> Self {
-        let chunks = num_chunks(max_rows, CHUNK_ROWS);
+        Self::with_tiles(max_rows, v, c, TILE_ROWS, VOCAB_BLOCK, VOCAB_PARTS)
+    }
+
+    /// Scratch with `tile_rows` (≤ [`MAX_TILE_ROWS`]) rows per tile, vocabulary blocks of
+    /// `vocab_block` entries and `parts` vocabulary parts (for benchmarks; they change the
+    /// results only through the order of the terms in the softmax sums and in `dx`).
+    pub fn with_tiles(
+        max_rows: usize,
+        v: usize,
+        c: usize,
+        tile_rows: usize,
+        vocab_block: usize,
+        parts: usize,
+    ) -> Self {
+        assert!((1..=MAX_TILE_ROWS).contains(&tile_rows) && vocab_block >= 1 && v >= 1);
+        assert!(parts >= 1, "at least one vocabulary part");
+        let tr = tile_rows.min(max_rows.max(1));
+        let part_len = v.div_ceil(parts);
+        let parts = (0..v.div_ceil(part_len))
+            .map(|_| HeadPart {
+                e: vec![F::ZERO; part_len * tr],
+                block_max: vec![F::ZERO; part_len.div_ceil(vocab_block) * tr],
+                dl: vec![F::ZERO; vocab_block.min(part_len) * tr],
+                dx: vec![F::ZERO; tr * c],
+                st: TileStats::new(),
+            })
+            .collect();
         HeadScratch {
-            tiles: vec![F::ZERO; chunks * TILE_ROWS * v],
-            dw: vec![F::ZERO; chunks * v * c],
-            db: vec![F::ZERO; chunks * v],
+            parts,
+            merged: TileStats::new(),
+            xt: PackedB::new(c, tr),
             v,
             c,
             max_rows,
+            tile_rows: tr,
+            vocab_block,
+            part_len,
         }
     }
 }
@@ -64,7 +149,7 @@ pub fn head_ce_forward_backward<F: Float>(
     b: &[F],
     targets: &[u16],
 ) -> f64 {
-    let (v, c) = (scratch.v, scratch.c);
+    let (v, c, pl) = (scratch.v, scratch.c, scratch.part_len);
     let n = targets.len();
     assert!(
         n <= scratch.max_rows,
@@ -72,97 +157,81 @@ pub fn head_ce_forward_backward<F: Float>(
         scratch.max_rows
     );
     let inv_n = F::ONE / F::from_usize(n);
-    let chunks = num_chunks(n, CHUNK_ROWS);
-    let dw_parts = &mut scratch.dw[..chunks * v * c];
-    let db_parts = &mut scratch.db[..chunks * v];
-    dx.par_chunks_mut(CHUNK_ROWS * c)
-        .zip(losses.par_chunks_mut(CHUNK_ROWS))
-        .zip(scratch.tiles.par_chunks_mut(TILE_ROWS * v))
-        .zip(dw_parts.par_chunks_mut(v * c))
-        .zip(db_parts.par_chunks_mut(v))
-        .zip(x.par_chunks(CHUNK_ROWS * c))
-        .zip(targets.par_chunks(CHUNK_ROWS))
-        .for_each(|((((((dx, losses), tile), pdw), pdb), x), tg)| {
-            let rows_in_chunk = tg.len();
-            for (ti, r0) in (0..rows_in_chunk).step_by(TILE_ROWS).enumerate() {
-                let rows = TILE_ROWS.min(rows_in_chunk - r0);
-                let xt = &x[r0 * c..(r0 + rows) * c];
-                let lt = &mut tile[..rows * v];
-                // logits[rows, V] = x[rows, C] · Wᵀ[C, V]   (bias added in the row pass)
-                F::gemm(
-                    rows,
-                    c,
-                    v,
-                    F::ONE,
-                    xt,
-                    c as isize,
-                    1,
-                    w,
-                    1,
-                    c as isize,
-                    F::ZERO,
-                    lt,
-                    v as isize,
-                    1,
-                );
-                for (r, row) in lt.chunks_exact_mut(v).enumerate() {
-                    losses[r0 + r] = rows_softmax_ce(row, b, tg[r0 + r] as usize, Some(inv_n));
+    let (tr, vb) = (scratch.tile_rows, scratch.vocab_block);
+    for (ti, r0) in (0..n).step_by(tr).enumerate() {
+        let rows = tr.min(n - r0);
+        let xt = &x[r0 * c..(r0 + rows) * c];
+        let tg = &targets[r0..r0 + rows];
+        tile_stats(scratch, xt, w, b, tg, &mut losses[r0..r0 + rows]);
+        let (merged, first_tile) = (&scratch.merged, ti == 0);
+        scratch
+            .parts
+            .par_iter_mut()
+            .zip(dw[..v * c].par_chunks_mut(pl * c))
+            .zip(db[..v].par_chunks_mut(pl))
+            .zip(w[..v * c].par_chunks(pl * c))
+            .enumerate()
+            .for_each(|(p, (((part, dw), db), w))| {
+                let nv = db.len();
+                // Last block first: the forward just left its exponentials in L2.
+                for blk in (0..nv.div_ceil(vb)).rev() {
+                    let (v0, v1) = (blk * vb, ((blk + 1) * vb).min(nv));
+                    let dlb = &mut part.dl[..(v1 - v0) * rows];
+                    // dlogitsᵀ of the block, and db[v0..v1] (+)= its row sums.
+                    dlogits_block(
+                        dlb,
+                        &mut db[v0..v1],
+                        &part.e[v0 * rows..v1 * rows],
+                        &part.block_max[blk * rows..(blk + 1) * rows],
+                        merged,
+                        tg,
+                        p * pl + v0,
+                        inv_n,
+                        first_tile,
+                    );
+                    // dx_part[rows, C] (+)= dlogits[rows, v0..v1] · W[v0..v1, C]: one fma chain
+                    // per element over the part's vocabulary, blocks from the last.
+                    gemm(
+                        rows,
+                        c,
+                        v1 - v0,
+                        MatA::transposed(dlb, rows),
+                        MatB::Rows {
+                            data: &w[v0 * c..v1 * c],
+                            rs: c,
+                        },
+                        &mut part.dx,
+                        c,
+                        if v1 == nv {
+                            Update::Overwrite
+                        } else {
+                            Update::Accumulate
+                        },
+                    );
+                    // dW[v0..v1, C] (+)= dlogitsᵀ[v0..v1, rows] · x[rows, C]: one fma chain per
+                    // element over all rows, tile after tile.
+                    gemm(
+                        v1 - v0,
+                        c,
+                        rows,
+                        MatA::rows(dlb, rows),
+                        MatB::Rows { data: xt, rs: c },
+                        &mut dw[v0 * c..v1 * c],
+                        c,
+                        if first_tile {
+                            Update::Overwrite
+                        } else {
+                            Update::Accumulate
+                        },
+                    );
                 }
-                // dx[rows, C] = dlogits[rows, V] · W[V, C]
-                F::gemm(
-                    rows,
-                    v,
-                    c,
-                    F::ONE,
-                    lt,
-                    v as isize,
-                    1,
-                    w,
-                    c as isize,
-                    1,
-                    F::ZERO,
-                    &mut dx[r0 * c..],
-                    c as isize,
-                    1,
-                );
-                // dW_part[V, C] (+)= dlogitsᵀ[V, rows] · x[rows, C]
-                let beta = if ti == 0 { F::ZERO } else { F::ONE };
-                F::gemm(
-                    v,
-                    rows,
-                    c,
-                    F::ONE,
-                    lt,
-                    1,
-                    v as isize,
-                    xt,
-                    c as isize,
-                    1,
-                    beta,
-                    pdw,
-                    c as isize,
-                    1,
-                );
-                // db_part[V] (+)= column sums of dlogits, rows in order.
-                if ti == 0 {
-                    pdb.fill(F::ZERO);
-                }
-                for row in lt.chunks_exact(v) {
-                    add_assign(pdb, row);
-                }
-            }
-        });
-    // Fixed-order combine: dW = part₀ + part₁ + … (element-wise, so split freely over rows).
-    dw.par_chunks_mut(64 * c).enumerate().for_each(|(k, out)| {
-        let off = k * 64 * c;
-        out.copy_from_slice(&dw_parts[off..off + out.len()]);
-        for p in 1..chunks {
-            add_assign(out, &dw_parts[p * v * c + off..p * v * c + off + out.len()]);
+            });
+        // dx of the tile = the parts' contributions, added in part order.
+        let dxt = &mut dx[r0 * c..(r0 + rows) * c];
+        dxt.copy_from_slice(&scratch.parts[0].dx[..rows * c]);
+        for part in &scratch.parts[1..] {
+            add_assign(dxt, &part.dx[..rows * c]);
         }
-    });
-    db.copy_from_slice(&db_parts[..v]);
-    for p in 1..chunks {
-        add_assign(db, &db_parts[p * v..(p + 1) * v]);
     }
     mean_in_order(&losses[..n])
 }
@@ -176,135 +245,383 @@ pub fn head_ce_forward<F: Float>(
     b: &[F],
     targets: &[u16],
 ) -> f64 {
-    let (v, c) = (scratch.v, scratch.c);
+    let c = scratch.c;
     let n = targets.len();
     assert!(
         n <= scratch.max_rows,
         "head scratch sized for {} rows, got {n}",
         scratch.max_rows
     );
-    losses[..n]
-        .par_chunks_mut(CHUNK_ROWS)
-        .zip(scratch.tiles.par_chunks_mut(TILE_ROWS * v))
-        .zip(x.par_chunks(CHUNK_ROWS * c))
-        .zip(targets.par_chunks(CHUNK_ROWS))
-        .for_each(|(((losses, tile), x), tg)| {
-            for r0 in (0..tg.len()).step_by(TILE_ROWS) {
-                let rows = TILE_ROWS.min(tg.len() - r0);
-                let lt = &mut tile[..rows * v];
-                F::gemm(
-                    rows,
-                    c,
-                    v,
-                    F::ONE,
-                    &x[r0 * c..],
-                    c as isize,
-                    1,
-                    w,
-                    1,
-                    c as isize,
-                    F::ZERO,
-                    lt,
-                    v as isize,
-                    1,
-                );
-                for (r, row) in lt.chunks_exact_mut(v).enumerate() {
-                    losses[r0 + r] = rows_softmax_ce(row, b, tg[r0 + r] as usize, None);
-                }
-            }
-        });
+    let tr = scratch.tile_rows;
+    for r0 in (0..n).step_by(tr) {
+        let rows = tr.min(n - r0);
+        let (xt, tg) = (&x[r0 * c..(r0 + rows) * c], &targets[r0..r0 + rows]);
+        tile_stats(scratch, xt, w, b, tg, &mut losses[r0..r0 + rows]);
+    }
     mean_in_order(&losses[..n])
+}
+
+/// The forward pass of one tile of rows `x` [rows, C]: every part's exponentials and
+/// statistics (the parts in parallel), merged in part order into `scratch.merged`; the rows'
+/// losses into `losses` \[rows\].
+fn tile_stats<F: Float>(
+    scratch: &mut HeadScratch<F>,
+    x: &[F],
+    w: &[F],
+    b: &[F],
+    targets: &[u16],
+    losses: &mut [F],
+) {
+    let (v, c, pl, vb) = (scratch.v, scratch.c, scratch.part_len, scratch.vocab_block);
+    let rows = targets.len();
+    // xᵀ[C, rows]: element (p, j) = x[j·C + p].
+    scratch.xt.pack(x, c, rows, 1, c);
+    let xt = &scratch.xt;
+    scratch
+        .parts
+        .par_iter_mut()
+        .zip(w[..v * c].par_chunks(pl * c))
+        .zip(b[..v].par_chunks(pl))
+        .enumerate()
+        .for_each(|(p, ((part, w), b))| {
+            let e = &mut part.e[..b.len() * rows];
+            tile_forward(
+                &mut part.st,
+                e,
+                &mut part.block_max,
+                xt,
+                w,
+                b,
+                targets,
+                p * pl,
+                vb,
+            );
+        });
+    // The row maximum over the parts, each part's sum rescaled to it and added in part order;
+    // the target's logit from the part that holds it.
+    let (parts, st) = (&scratch.parts, &mut scratch.merged);
+    for r in 0..rows {
+        let m = parts
+            .iter()
+            .fold(F::NEG_INFINITY, |m, part| m.max(part.st.max[r]));
+        let mut s = F::ZERO;
+        for part in parts {
+            s += part.st.sum[r] * (part.st.max[r] - m).exp();
+        }
+        st.max[r] = m;
+        st.sum[r] = s;
+        st.target_logit[r] = parts[targets[r] as usize / pl].st.target_logit[r];
+        losses[r] = st.loss(r);
+    }
 }
 
 /// Plain logits `out[N, V] = x[N, C]·Wᵀ + b` (tests and tools; not used in training).
 pub fn head_logits<F: Float>(out: &mut [F], x: &[F], w: &[F], b: &[F], c: usize, v: usize) {
-    super::linear::linear_forward(out, x, w, Some(b), c, v);
+    let n = x.len() / c;
+    let mut scratch = super::linear::LinearScratch::new(n, &[(c, v)]);
+    use super::linear::{linear_forward, Epilogue};
+    linear_forward(out, x, w, Some(b), Epilogue::Plain, &mut scratch, c, v);
 }
 
-/// One row: adds the bias to `row` (raw logits), returns `−log softmax(row)[target]`, and if
-/// `grad_scale` is given overwrites `row` with `(softmax(row) − onehot(target))·grad_scale`.
-#[inline]
-fn rows_softmax_ce<F: Float>(row: &mut [F], b: &[F], target: usize, grad_scale: Option<F>) -> F {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::is_x86_feature_detected!("avx512f") {
-            // SAFETY: the CPU supports the features the function was compiled for.
-            return unsafe { softmax_ce_avx512(row, b, target, grad_scale) };
-        }
-        if std::is_x86_feature_detected!("avx2") {
-            // SAFETY: as above.
-            return unsafe { softmax_ce_avx2(row, b, target, grad_scale) };
+/// Per-row softmax statistics of one tile (of one vocabulary part, or merged).
+#[derive(Clone, Debug)]
+struct TileStats<F> {
+    /// Row maxima of the biased logits.
+    max: [F; MAX_TILE_ROWS],
+    /// Σ e^(logit − max) per row.
+    sum: [F; MAX_TILE_ROWS],
+    /// Biased logit of each row's target (set by the part that holds the target).
+    target_logit: [F; MAX_TILE_ROWS],
+}
+
+impl<F: Float> TileStats<F> {
+    fn new() -> Self {
+        TileStats {
+            max: [F::NEG_INFINITY; MAX_TILE_ROWS],
+            sum: [F::ZERO; MAX_TILE_ROWS],
+            target_logit: [F::ZERO; MAX_TILE_ROWS],
         }
     }
-    softmax_ce_row(row, b, target, grad_scale)
+
+    /// `−log softmax(row r)[target] = ln(sum) + max − logit[target]`.
+    fn loss(&self, r: usize) -> F {
+        self.sum[r].ln() + self.max[r] - self.target_logit[r]
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx512f,avx512vl,avx2")]
-unsafe fn softmax_ce_avx512<F: Float>(row: &mut [F], b: &[F], target: usize, gs: Option<F>) -> F {
-    softmax_ce_row(row, b, target, gs)
+/// Forward pass of one vocabulary range (entries `v_base..v_base + b.len()`, weights `w`, bias
+/// `b`) over one tile: `e` [len, rows] receives the exponentials, `bmax` the maxima of each
+/// vocabulary block, `st` the range's statistics for the tile's rows.
+#[allow(clippy::too_many_arguments)]
+fn tile_forward<F: Float>(
+    st: &mut TileStats<F>,
+    e: &mut [F],
+    bmax: &mut [F],
+    xp: &PackedB<F>,
+    w: &[F],
+    b: &[F],
+    targets: &[u16],
+    v_base: usize,
+    vb: usize,
+) {
+    let (v, c, rows) = (b.len(), xp.k(), targets.len());
+    st.max[..rows].fill(F::NEG_INFINITY);
+    st.sum[..rows].fill(F::ZERO);
+    for (blk, v0) in (0..v).step_by(vb).enumerate() {
+        let v1 = (v0 + vb).min(v);
+        let lb = &mut e[v0 * rows..v1 * rows];
+        // logitsᵀ[v0..v1, rows] = W[v0..v1, C] · xᵀ[C, rows]
+        gemm(
+            v1 - v0,
+            rows,
+            c,
+            MatA::rows(&w[v0 * c..v1 * c], c),
+            MatB::packed(xp),
+            lb,
+            rows,
+            Update::Overwrite,
+        );
+        let bm = &mut bmax[blk * rows..(blk + 1) * rows];
+        online_softmax_block(lb, bm, st, &b[v0..v1], targets, v_base + v0);
+    }
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn softmax_ce_avx2<F: Float>(row: &mut [F], b: &[F], target: usize, gs: Option<F>) -> F {
-    softmax_ce_row(row, b, target, gs)
+/// One vocabulary block `lb` [v1−v0, rows] of raw logitsᵀ: add the bias, raise the running row
+/// maxima, rescale the running sums, replace the logits by `e^(logit − max)` and add them to the
+/// sums (two-level, in vocabulary order). Records the maxima used in `bm` \[rows\].
+fn online_softmax_block<F: Float>(
+    lb: &mut [F],
+    bm: &mut [F],
+    st: &mut TileStats<F>,
+    bias: &[F],
+    targets: &[u16],
+    v0: usize,
+) {
+    dispatch_simd!(
+        online_softmax,
+        fn(
+            lb: &mut [F],
+            bm: &mut [F],
+            st: &mut TileStats<F>,
+            bias: &[F],
+            targets: &[u16],
+            v0: usize,
+        ) -> (),
+        online_softmax_block_lanes(lb, bm, st, bias, targets, v0)
+    )
 }
 
-/// Lanes of the explicit partial sums: a fixed summation order that still vectorises, identical
-/// in every instruction-set variant above.
+/// Lanes of the explicit vector loops below: the tile's rows are processed in groups of 64 (four
+/// AVX-512 registers of f32), then 16, then one by one, each group's per-row state held in a
+/// local array (registers) while the loop runs down the vocabulary.
 const LANES: usize = 16;
+const WIDE: usize = 64;
 
 #[inline(always)]
-fn softmax_ce_row<F: Float>(row: &mut [F], b: &[F], target: usize, grad_scale: Option<F>) -> F {
-    // Pass 1: add bias, find the max (max is exact in any order).
-    let mut mx = [F::NEG_INFINITY; LANES];
-    let mut rc = row.chunks_exact_mut(LANES);
-    let mut bc = b.chunks_exact(LANES);
-    for (r, bb) in (&mut rc).zip(&mut bc) {
-        for k in 0..LANES {
-            r[k] += bb[k];
-            mx[k] = mx[k].max(r[k]);
+fn online_softmax_block_lanes<F: Float>(
+    lb: &mut [F],
+    bm: &mut [F],
+    st: &mut TileStats<F>,
+    bias: &[F],
+    targets: &[u16],
+    v0: usize,
+) {
+    let rows = bm.len();
+    let mut r0 = 0;
+    while rows - r0 >= WIDE {
+        online_softmax_lanes::<F, WIDE>(lb, bm, st, bias, targets, v0, r0);
+        r0 += WIDE;
+    }
+    while rows - r0 >= LANES {
+        online_softmax_lanes::<F, LANES>(lb, bm, st, bias, targets, v0, r0);
+        r0 += LANES;
+    }
+    for r in r0..rows {
+        online_softmax_lanes::<F, 1>(lb, bm, st, bias, targets, v0, r);
+    }
+}
+
+/// Rows `r0..r0+W` of one vocabulary block: bias, block maxima, new running maxima (rescaling
+/// the running sums), exponentials and their sums (per SUM_BLOCK entries, then added up).
+#[inline(always)]
+fn online_softmax_lanes<F: Float, const W: usize>(
+    lb: &mut [F],
+    bm: &mut [F],
+    st: &mut TileStats<F>,
+    bias: &[F],
+    targets: &[u16],
+    v0: usize,
+    r0: usize,
+) {
+    let rows = bm.len();
+    let mut m = [F::NEG_INFINITY; W];
+    for (col, &bv) in lb.chunks_exact_mut(rows).zip(bias) {
+        let x = &mut col[r0..r0 + W];
+        for k in 0..W {
+            x[k] += bv;
+            m[k] = m[k].max(x[k]);
         }
     }
-    let mut m = F::NEG_INFINITY;
-    for (r, &bb) in rc.into_remainder().iter_mut().zip(bc.remainder()) {
-        *r += bb;
-        m = m.max(*r);
+    for (k, &t) in targets[r0..r0 + W].iter().enumerate() {
+        let t = t as usize;
+        if (v0..v0 + bias.len()).contains(&t) {
+            st.target_logit[r0 + k] = lb[(t - v0) * rows + r0 + k];
+        }
     }
-    for &x in &mx {
-        m = m.max(x);
+    for k in 0..W {
+        let (m_run, s) = (&mut st.max[r0 + k], &mut st.sum[r0 + k]);
+        let m_new = m_run.max(m[k]);
+        if *s != F::ZERO {
+            *s *= (*m_run - m_new).exp();
+        }
+        *m_run = m_new;
+        m[k] = m_new;
+        bm[r0 + k] = m_new;
     }
-    let target_logit = row[target];
-    // Pass 2: exponentials and their sum, 16 running sums then combined in lane order.
+    let mut total = [F::ZERO; W];
+    for part_block in lb.chunks_mut(SUM_BLOCK * rows) {
+        let mut part = [F::ZERO; W];
+        for col in part_block.chunks_exact_mut(rows) {
+            let x = &mut col[r0..r0 + W];
+            for k in 0..W {
+                let e = (x[k] - m[k]).exp();
+                x[k] = e;
+                part[k] += e;
+            }
+        }
+        for k in 0..W {
+            total[k] += part[k];
+        }
+    }
+    for (s, &t) in st.sum[r0..r0 + W].iter_mut().zip(&total) {
+        *s += t;
+    }
+}
+
+/// `dlb` [v1−v0, rows] = dlogitsᵀ of one vocabulary block starting at `v0`:
+/// `(e·e^(m_block − m)/sum − onehot(target))·scale` from the block's exponentials `eb`, and
+/// `db` \[v1−v0\] (=|+=) its row sums (16 lanes, then the lanes in order, then the one-hot
+/// terms in row order).
+#[allow(clippy::too_many_arguments)]
+fn dlogits_block<F: Float>(
+    dlb: &mut [F],
+    db: &mut [F],
+    eb: &[F],
+    bm: &[F],
+    st: &TileStats<F>,
+    targets: &[u16],
+    v0: usize,
+    scale: F,
+    first: bool,
+) {
+    dispatch_simd!(
+        dlogits,
+        fn(
+            dlb: &mut [F],
+            db: &mut [F],
+            eb: &[F],
+            bm: &[F],
+            st: &TileStats<F>,
+            targets: &[u16],
+            v0: usize,
+            scale: F,
+            first: bool,
+        ) -> (),
+        dlogits_block_lanes(dlb, db, eb, bm, st, targets, v0, scale, first)
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn dlogits_block_lanes<F: Float>(
+    dlb: &mut [F],
+    db: &mut [F],
+    eb: &[F],
+    bm: &[F],
+    st: &TileStats<F>,
+    targets: &[u16],
+    v0: usize,
+    scale: F,
+    first: bool,
+) {
+    let rows = bm.len();
+    let mut f = [F::ZERO; MAX_TILE_ROWS];
+    for r in 0..rows {
+        f[r] = (bm[r] - st.max[r]).exp() * (scale / st.sum[r]);
+    }
+    if rows == WIDE {
+        // The common case, with the factors in registers.
+        dlogits_rows::<F, WIDE>(dlb, db, eb, &f[..WIDE], first);
+    } else {
+        for ((d, e), db) in dlb
+            .chunks_exact_mut(rows)
+            .zip(eb.chunks_exact(rows))
+            .zip(db.iter_mut())
+        {
+            dlogits_row(d, e, &f[..rows], db, first);
+        }
+    }
+    let nv = eb.len() / rows;
+    for (r, &t) in targets.iter().enumerate() {
+        let t = t as usize;
+        if (v0..v0 + nv).contains(&t) {
+            dlb[(t - v0) * rows + r] -= scale;
+            db[t - v0] -= scale;
+        }
+    }
+}
+
+/// [`dlogits_block_lanes`] for tiles of exactly `W` rows.
+#[inline(always)]
+fn dlogits_rows<F: Float, const W: usize>(
+    dlb: &mut [F],
+    db: &mut [F],
+    eb: &[F],
+    f: &[F],
+    first: bool,
+) {
+    let f: [F; W] = std::array::from_fn(|k| f[k]);
+    for ((d, e), db) in dlb
+        .chunks_exact_mut(W)
+        .zip(eb.chunks_exact(W))
+        .zip(db.iter_mut())
+    {
+        dlogits_row(d, e, &f, db, first);
+    }
+}
+
+/// One vocabulary entry: `d = e·f` over the tile's rows, and `db (=|+=) Σ d` (16 lanes, then
+/// the lanes in order, then the rows past the last full lane group).
+#[inline(always)]
+fn dlogits_row<F: Float>(d: &mut [F], e: &[F], f: &[F], db: &mut F, first: bool) {
     let mut acc = [F::ZERO; LANES];
-    let mut rc = row.chunks_exact_mut(LANES);
-    for r in &mut rc {
+    let (mut dc, mut ec, mut fc) = (
+        d.chunks_exact_mut(LANES),
+        e.chunks_exact(LANES),
+        f.chunks_exact(LANES),
+    );
+    for ((d, e), f) in (&mut dc).zip(&mut ec).zip(&mut fc) {
         for k in 0..LANES {
-            let e = (r[k] - m).exp();
-            r[k] = e;
-            acc[k] += e;
+            let x = e[k] * f[k];
+            d[k] = x;
+            acc[k] += x;
         }
     }
-    let mut sum = F::ZERO;
+    let mut lanes = F::ZERO;
     for &a in &acc {
-        sum += a;
+        lanes += a;
     }
-    for r in rc.into_remainder() {
-        let e = (*r - m).exp();
-        *r = e;
-        sum += e;
+    for ((d, &e), &f) in dc
+        .into_remainder()
+        .iter_mut()
+        .zip(ec.remainder())
+        .zip(fc.remainder())
+    {
+        let x = e * f;
+        *d = x;
+        lanes += x;
     }
-    let loss = sum.ln() + m - target_logit;
-    // Pass 3: dlogits = (e/sum − onehot)·scale.
-    if let Some(scale) = grad_scale {
-        let f = scale / sum;
-        for r in row.iter_mut() {
-            *r *= f;
-        }
-        row[target] -= scale;
-    }
-    loss
+    *db = if first { lanes } else { *db + lanes };
 }
 
 #[inline]

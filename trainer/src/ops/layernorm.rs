@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{num_chunks, Float};
+use super::{num_chunks, Float, LANES};
 
 /// Rows per parallel task; also the partition of the gain/shift gradient reduction.
 pub const CHUNK_ROWS: usize = 256;
@@ -27,42 +27,96 @@ pub fn layernorm_forward<F: Float>(
     c: usize,
     eps: F,
 ) {
-    let inv_c = F::ONE / F::from_usize(c);
     out.par_chunks_mut(CHUNK_ROWS * c)
         .zip(mean.par_chunks_mut(CHUNK_ROWS))
         .zip(rstd.par_chunks_mut(CHUNK_ROWS))
         .zip(inp.par_chunks(CHUNK_ROWS * c))
-        .for_each(|(((out, mean), rstd), inp)| {
-            for (((o, x), m), s) in out
-                .chunks_exact_mut(c)
-                .zip(inp.chunks_exact(c))
-                .zip(mean.iter_mut())
-                .zip(rstd.iter_mut())
-            {
-                let mut sum = F::ZERO;
-                for &v in x {
-                    sum += v;
-                }
-                let mu = sum * inv_c;
-                let mut var = F::ZERO;
-                for &v in x {
-                    let d = v - mu;
-                    var += d * d;
-                }
-                let r = F::ONE / (var * inv_c + eps).sqrt();
-                for (((o, &v), &wi), &bi) in o.iter_mut().zip(x).zip(w).zip(b) {
-                    *o = (v - mu) * r * wi + bi;
-                }
-                *m = mu;
-                *s = r;
-            }
-        });
+        .for_each(|(((out, mean), rstd), inp)| forward_rows(out, mean, rstd, inp, w, b, c, eps));
+}
+
+#[allow(clippy::too_many_arguments)]
+fn forward_rows<F: Float>(
+    out: &mut [F],
+    mean: &mut [F],
+    rstd: &mut [F],
+    inp: &[F],
+    w: &[F],
+    b: &[F],
+    c: usize,
+    eps: F,
+) {
+    dispatch_simd!(
+        ln_forward,
+        fn(
+            out: &mut [F],
+            mean: &mut [F],
+            rstd: &mut [F],
+            inp: &[F],
+            w: &[F],
+            b: &[F],
+            c: usize,
+            eps: F,
+        ) -> (),
+        forward_rows_lanes(out, mean, rstd, inp, w, b, c, eps)
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn forward_rows_lanes<F: Float>(
+    out: &mut [F],
+    mean: &mut [F],
+    rstd: &mut [F],
+    inp: &[F],
+    w: &[F],
+    b: &[F],
+    c: usize,
+    eps: F,
+) {
+    let inv_c = F::ONE / F::from_usize(c);
+    for (((o, x), m), s) in out
+        .chunks_exact_mut(c)
+        .zip(inp.chunks_exact(c))
+        .zip(mean.iter_mut())
+        .zip(rstd.iter_mut())
+    {
+        let mu = lane_sum(x, |v| v) * inv_c;
+        let var = lane_sum(x, |v| (v - mu) * (v - mu)) * inv_c;
+        let r = F::ONE / (var + eps).sqrt();
+        for (((o, &v), &wi), &bi) in o.iter_mut().zip(x).zip(w).zip(b) {
+            *o = (v - mu) * r * wi + bi;
+        }
+        *m = mu;
+        *s = r;
+    }
+}
+
+/// `Σ f(x[i])` in [`LANES`] partial sums (lane k takes i ≡ k mod 16 in order), the lanes then
+/// added in order and the tail after them: a fixed order that vectorises.
+#[inline(always)]
+fn lane_sum<F: Float>(x: &[F], f: impl Fn(F) -> F) -> F {
+    let mut acc = [F::ZERO; LANES];
+    let mut it = x.chunks_exact(LANES);
+    for ch in &mut it {
+        for k in 0..LANES {
+            acc[k] += f(ch[k]);
+        }
+    }
+    let mut s = F::ZERO;
+    for &a in &acc {
+        s += a;
+    }
+    for &v in it.remainder() {
+        s += f(v);
+    }
+    s
 }
 
 /// Backward. With `x̂ = (x − mean)·rstd` and `g = dout·w`:
 /// `dx = rstd·(g − mean(g) − x̂·mean(g·x̂))`, `dw = Σ_rows dout·x̂`, `db = Σ_rows dout`.
 ///
-/// Overwrites `dinp` [N, C], `dw` and `db` \[C\]. The row sums for `dw`/`db` are taken per fixed
+/// Writes `dinp` [N, C] — overwritten, or with `accumulate` added to (`dinp +=`: the residual
+/// stream's gradient, which the LayerNorm's input also feeds) — and overwrites `dw` and `db` \[C\]. The row sums for `dw`/`db` are taken per fixed
 /// chunk of [`CHUNK_ROWS`] rows into `scratch` ([`backward_scratch_len`] floats) and then added
 /// chunk by chunk in order, so they do not depend on scheduling.
 #[allow(clippy::too_many_arguments)]
@@ -77,10 +131,10 @@ pub fn layernorm_backward<F: Float>(
     rstd: &[F],
     w: &[F],
     c: usize,
+    accumulate: bool,
 ) {
     let n = mean.len();
     let chunks = num_chunks(n, CHUNK_ROWS);
-    let inv_c = F::ONE / F::from_usize(c);
     let scratch = &mut scratch[..chunks * 2 * c];
     dinp.par_chunks_mut(CHUNK_ROWS * c)
         .zip(scratch.par_chunks_mut(2 * c))
@@ -89,35 +143,7 @@ pub fn layernorm_backward<F: Float>(
         .zip(mean.par_chunks(CHUNK_ROWS))
         .zip(rstd.par_chunks(CHUNK_ROWS))
         .for_each(|(((((dinp, part), dout), inp), mean), rstd)| {
-            let (pdw, pdb) = part.split_at_mut(c);
-            pdw.fill(F::ZERO);
-            pdb.fill(F::ZERO);
-            for ((((dx, dy), x), &mu), &r) in dinp
-                .chunks_exact_mut(c)
-                .zip(dout.chunks_exact(c))
-                .zip(inp.chunks_exact(c))
-                .zip(mean)
-                .zip(rstd)
-            {
-                // Two row reductions: mean(g) and mean(g·x̂).
-                let mut g_mean = F::ZERO;
-                let mut gx_mean = F::ZERO;
-                for i in 0..c {
-                    let xh = (x[i] - mu) * r;
-                    let g = dy[i] * w[i];
-                    g_mean += g;
-                    gx_mean += g * xh;
-                    pdw[i] += dy[i] * xh;
-                    pdb[i] += dy[i];
-                }
-                g_mean *= inv_c;
-                gx_mean *= inv_c;
-                for i in 0..c {
-                    let xh = (x[i] - mu) * r;
-                    let g = dy[i] * w[i];
-                    dx[i] = (g - g_mean - xh * gx_mean) * r;
-                }
-            }
+            backward_rows(dinp, part, dout, inp, mean, rstd, w, c, accumulate)
         });
     // Fixed-order combine of the per-chunk partial sums.
     dw.fill(F::ZERO);
@@ -126,6 +152,108 @@ pub fn layernorm_backward<F: Float>(
         for i in 0..c {
             dw[i] += part[i];
             db[i] += part[c + i];
+        }
+    }
+}
+
+/// One chunk of rows of [`layernorm_backward`]: `dinp` rows and the chunk's `[dw | db]` partial
+/// sums in `part` [2C] (rows in order).
+#[allow(clippy::too_many_arguments)]
+fn backward_rows<F: Float>(
+    dinp: &mut [F],
+    part: &mut [F],
+    dout: &[F],
+    inp: &[F],
+    mean: &[F],
+    rstd: &[F],
+    w: &[F],
+    c: usize,
+    accumulate: bool,
+) {
+    dispatch_simd!(
+        ln_backward,
+        fn(
+            dinp: &mut [F],
+            part: &mut [F],
+            dout: &[F],
+            inp: &[F],
+            mean: &[F],
+            rstd: &[F],
+            w: &[F],
+            c: usize,
+            accumulate: bool,
+        ) -> (),
+        backward_rows_lanes(dinp, part, dout, inp, mean, rstd, w, c, accumulate)
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn backward_rows_lanes<F: Float>(
+    dinp: &mut [F],
+    part: &mut [F],
+    dout: &[F],
+    inp: &[F],
+    mean: &[F],
+    rstd: &[F],
+    w: &[F],
+    c: usize,
+    accumulate: bool,
+) {
+    let inv_c = F::ONE / F::from_usize(c);
+    let (pdw, pdb) = part.split_at_mut(c);
+    pdw.fill(F::ZERO);
+    pdb.fill(F::ZERO);
+    for ((((dx, dy), x), &mu), &r) in dinp
+        .chunks_exact_mut(c)
+        .zip(dout.chunks_exact(c))
+        .zip(inp.chunks_exact(c))
+        .zip(mean)
+        .zip(rstd)
+    {
+        // Two row reductions, mean(g) and mean(g·x̂) with g = dy·w and x̂ = (x − mean)·rstd, in
+        // LANES partial sums.
+        let (mut a1, mut a2) = ([F::ZERO; LANES], [F::ZERO; LANES]);
+        let mut ity = dy.chunks_exact(LANES);
+        let mut itw = w.chunks_exact(LANES);
+        let mut itx = x.chunks_exact(LANES);
+        for ((y, w), x) in (&mut ity).zip(&mut itw).zip(&mut itx) {
+            for k in 0..LANES {
+                let g = y[k] * w[k];
+                a1[k] += g;
+                a2[k] += g * ((x[k] - mu) * r);
+            }
+        }
+        let (mut g_mean, mut gx_mean) = (F::ZERO, F::ZERO);
+        for k in 0..LANES {
+            g_mean += a1[k];
+            gx_mean += a2[k];
+        }
+        for ((&y, &w), &x) in ity
+            .remainder()
+            .iter()
+            .zip(itw.remainder())
+            .zip(itx.remainder())
+        {
+            let g = y * w;
+            g_mean += g;
+            gx_mean += g * ((x - mu) * r);
+        }
+        g_mean *= inv_c;
+        gx_mean *= inv_c;
+        let rows = dx
+            .iter_mut()
+            .zip(dy)
+            .zip(x)
+            .zip(w)
+            .zip(pdw.iter_mut())
+            .zip(pdb.iter_mut());
+        for (((((dx, &dy), &x), &w), pdw), pdb) in rows {
+            let xh = (x - mu) * r;
+            *pdw += dy * xh;
+            *pdb += dy;
+            let v = (dy * w - g_mean - xh * gx_mean) * r;
+            *dx = if accumulate { *dx + v } else { v };
         }
     }
 }

@@ -1,62 +1,129 @@
 //! Linear layer `y = x·Wᵀ + b` with PyTorch's `[out, in]` weight layout.
 //!
-//! Both products run through the GEMM crate. Parallelism is over fixed blocks of the *output*
-//! matrix, each block computed by one single-threaded GEMM over the full reduction dimension,
-//! so every output element is summed in the same order on every run.
+//! The forward and the input gradient are split over fixed blocks of rows, each block one
+//! single-threaded [`gemm`] over the full reduction dimension. The weight gradient reduces over
+//! the N rows: it is split into fixed chunks of [`WGRAD_ROWS`] rows, each chunk's partial
+//! `dW`/`db` computed by one task, and the partials added in chunk order — every block of the
+//! input is then read once, and the result depends only on N, never on the thread count.
 
 use rayon::prelude::*;
 
-use super::Float;
+use super::gemm::{gemm, MatA, MatB, PackedB, Update};
+use super::{num_chunks, Float};
 
 /// Rows of `x`/`y` per task in the forward and in the input-gradient product.
 const ROW_CHUNK: usize = 256;
-/// Rows of `W` (output features) per task in the weight-gradient product.
-const OUT_CHUNK: usize = 16;
+/// Rows per partial weight gradient.
+pub const WGRAD_ROWS: usize = 1024;
 
-/// Forward: `out[N, O] = inp[N, I] · w[O, I]ᵀ (+ b[O])`.
+/// Scratch of the linear layers (shared by all of them: they run one at a time), allocated once.
+#[derive(Clone, Debug)]
+pub struct LinearScratch<F> {
+    /// `Wᵀ` (forward) or `W` (backward), packed once per call and shared by every row block.
+    w_packed: PackedB<F>,
+    /// Per chunk of [`WGRAD_ROWS`] rows: the partial weight gradient (`[O, I]` or `[I, O]`).
+    wparts: Vec<F>,
+    /// Per chunk: the partial bias gradient `[O]`.
+    bparts: Vec<F>,
+}
+
+impl<F: Float> LinearScratch<F> {
+    /// Room for up to `max_rows` rows through any of the layers `(i_dim, o_dim)` listed.
+    pub fn new(max_rows: usize, layers: &[(usize, usize)]) -> Self {
+        let chunks = num_chunks(max_rows, WGRAD_ROWS);
+        // Packed Wᵀ [I, O] (forward) and W [O, I] (backward).
+        let packed: Vec<(usize, usize)> =
+            layers.iter().flat_map(|&(i, o)| [(i, o), (o, i)]).collect();
+        let max_w = layers.iter().map(|&(i, o)| i * o).max().unwrap_or(0);
+        let max_o = layers.iter().map(|&(_, o)| o).max().unwrap_or(0);
+        LinearScratch {
+            w_packed: PackedB::for_shapes(&packed),
+            wparts: vec![F::ZERO; chunks * max_w],
+            bparts: vec![F::ZERO; chunks * max_o],
+        }
+    }
+}
+
+/// What the forward does with `y = x·Wᵀ (+ b)` on the way out, fused so that the result is
+/// written once.
+#[derive(Clone, Copy, Debug)]
+pub enum Epilogue<'a, F> {
+    /// `out = y`.
+    Plain,
+    /// `out = max(0, y)`: the FFN's ReLU.
+    Relu,
+    /// `out = r + y` for a residual stream `r` [N, O]: the block's skip connection.
+    Residual(&'a [F]),
+}
+
+/// Forward: `out[N, O] = epilogue(inp[N, I] · w[O, I]ᵀ (+ b[O]))`.
+#[allow(clippy::too_many_arguments)]
 pub fn linear_forward<F: Float>(
     out: &mut [F],
     inp: &[F],
     w: &[F],
     b: Option<&[F]>,
+    epilogue: Epilogue<F>,
+    scratch: &mut LinearScratch<F>,
     i_dim: usize,
     o_dim: usize,
 ) {
+    // Wᵀ[I, O]: element (p, j) = w[j·I + p].
+    scratch.w_packed.pack(w, i_dim, o_dim, 1, i_dim);
+    let wt = &scratch.w_packed;
     out.par_chunks_mut(ROW_CHUNK * o_dim)
         .zip(inp.par_chunks(ROW_CHUNK * i_dim))
-        .for_each(|(out, inp)| {
+        .enumerate()
+        .for_each(|(chunk, (out, inp))| {
             let rows = inp.len() / i_dim;
-            let beta = match b {
-                Some(b) => {
+            // C starts as residual + bias, or the bias, and the product is added to it.
+            let update = match (epilogue, b) {
+                (Epilogue::Residual(res), b) => {
+                    let res = &res[chunk * ROW_CHUNK * o_dim..];
+                    for (row, r) in out.chunks_exact_mut(o_dim).zip(res.chunks_exact(o_dim)) {
+                        match b {
+                            Some(b) => {
+                                for ((o, &r), &b) in row.iter_mut().zip(r).zip(b) {
+                                    *o = r + b;
+                                }
+                            }
+                            None => row.copy_from_slice(r),
+                        }
+                    }
+                    Update::Accumulate
+                }
+                (_, Some(b)) => {
                     for row in out.chunks_exact_mut(o_dim) {
                         row.copy_from_slice(b);
                     }
-                    F::ONE
+                    Update::Accumulate
                 }
-                None => F::ZERO,
+                (_, None) => Update::Overwrite,
             };
-            // C[rows×O] = A[rows×I] · B[I×O], B = Wᵀ read through strides (no copy).
-            F::gemm(
+            // out[rows, O] (+)= inp[rows, I] · Wᵀ[I, O]
+            gemm(
                 rows,
-                i_dim,
                 o_dim,
-                F::ONE,
-                inp,
-                i_dim as isize,
-                1,
-                w,
-                1,
-                i_dim as isize,
-                beta,
+                i_dim,
+                MatA::rows(inp, i_dim),
+                MatB::packed(wt),
                 out,
-                o_dim as isize,
-                1,
+                o_dim,
+                update,
             );
+            if let Epilogue::Relu = epilogue {
+                for o in out.iter_mut() {
+                    *o = if *o > F::ZERO { *o } else { F::ZERO };
+                }
+            }
         });
 }
 
 /// Backward. Overwrites all three gradients:
 /// `dinp[N, I] = dout[N, O] · w[O, I]`, `dw[O, I] = doutᵀ · inp`, `db[O] = Σ_rows dout`.
+///
+/// With `relu_out = Some(a)` (the input `inp` is `a = ReLU(z)` of the layer below), `dinp` is
+/// the gradient with respect to `z` instead: zero where `a ≤ 0` (the ReLU backward, fused).
 #[allow(clippy::too_many_arguments)]
 pub fn linear_backward<F: Float>(
     dinp: &mut [F],
@@ -65,87 +132,134 @@ pub fn linear_backward<F: Float>(
     dout: &[F],
     inp: &[F],
     w: &[F],
+    relu_out: Option<&[F]>,
+    scratch: &mut LinearScratch<F>,
     i_dim: usize,
     o_dim: usize,
 ) {
     let n = inp.len() / i_dim;
+    let chunks = num_chunks(n, WGRAD_ROWS);
+    let (oi, with_bias) = (o_dim * i_dim, db.is_some());
+    // W[O, I] as the B operand of dinp = dout·W: element (p, j) = w[p·I + j].
+    scratch.w_packed.pack(w, o_dim, i_dim, i_dim, 1);
+    let wp = &scratch.w_packed;
+    let wparts = &mut scratch.wparts[..chunks * oi];
+    let bparts = &mut scratch.bparts[..chunks * o_dim];
     rayon::join(
         || {
             dinp.par_chunks_mut(ROW_CHUNK * i_dim)
                 .zip(dout.par_chunks(ROW_CHUNK * o_dim))
-                .for_each(|(dinp, dout)| {
+                .enumerate()
+                .for_each(|(chunk, (dinp, dout))| {
                     let rows = dout.len() / o_dim;
-                    F::gemm(
+                    // dinp[rows, I] = dout[rows, O] · W[O, I]
+                    gemm(
                         rows,
-                        o_dim,
                         i_dim,
-                        F::ONE,
-                        dout,
-                        o_dim as isize,
-                        1,
-                        w,
-                        i_dim as isize,
-                        1,
-                        F::ZERO,
+                        o_dim,
+                        MatA::rows(dout, o_dim),
+                        MatB::packed(wp),
                         dinp,
-                        i_dim as isize,
-                        1,
+                        i_dim,
+                        Update::Overwrite,
                     );
+                    if let Some(a) = relu_out {
+                        let a = &a[chunk * ROW_CHUNK * i_dim..];
+                        // A select, not a branch: the signs are random, a branch mispredicts.
+                        for (d, &a) in dinp.iter_mut().zip(a) {
+                            *d = if a > F::ZERO { *d } else { F::ZERO };
+                        }
+                    }
                 });
         },
-        || match db {
-            Some(db) => dw
-                .par_chunks_mut(OUT_CHUNK * i_dim)
-                .zip(db.par_chunks_mut(OUT_CHUNK))
-                .enumerate()
-                .for_each(|(k, (dw, db))| {
-                    weight_grad_block(dw, Some(db), k * OUT_CHUNK, dout, inp, n, i_dim, o_dim)
-                }),
-            None => dw
-                .par_chunks_mut(OUT_CHUNK * i_dim)
-                .enumerate()
-                .for_each(|(k, dw)| {
-                    weight_grad_block(dw, None, k * OUT_CHUNK, dout, inp, n, i_dim, o_dim)
-                }),
+        || {
+            wparts
+                .par_chunks_mut(oi)
+                .zip(bparts.par_chunks_mut(o_dim))
+                .zip(dout.par_chunks(WGRAD_ROWS * o_dim))
+                .zip(inp.par_chunks(WGRAD_ROWS * i_dim))
+                .for_each(|(((part, bpart), dout), inp)| {
+                    weight_grad_part(part, bpart, dout, inp, i_dim, o_dim, with_bias)
+                });
         },
     );
+    // Fixed-order combine of the partials (transposing them back when stored as [I, O]).
+    let transposed = i_dim > o_dim;
+    dw.par_chunks_mut(i_dim).enumerate().for_each(|(o, row)| {
+        for (i, d) in row.iter_mut().enumerate() {
+            let at = if transposed {
+                i * o_dim + o
+            } else {
+                o * i_dim + i
+            };
+            let mut s = wparts[at];
+            for q in 1..chunks {
+                s += wparts[q * oi + at];
+            }
+            *d = s;
+        }
+    });
+    if let Some(db) = db {
+        db.copy_from_slice(&bparts[..o_dim]);
+        for q in 1..chunks {
+            for (d, &p) in db.iter_mut().zip(&bparts[q * o_dim..(q + 1) * o_dim]) {
+                *d += p;
+            }
+        }
+    }
 }
 
-/// One block of output features `o0..o0+rows`: `dw[rows, I] = dout[:, o0..]ᵀ · inp` and the
-/// matching bias sums, each over all `n` rows in order.
-#[allow(clippy::too_many_arguments)]
-fn weight_grad_block<F: Float>(
-    dw: &mut [F],
-    db: Option<&mut [F]>,
-    o0: usize,
+/// One chunk of rows: the partial weight gradient (one fma chain per element over the chunk's
+/// rows in order) and, if `with_bias`, the column sums of `dout` (rows in order).
+///
+/// The product is laid out so that its B operand has the shorter row stride (a long one makes
+/// the rows of a B panel collide in the same L1 sets): `part[O, I] = doutᵀ·inp` when I ≤ O,
+/// else `part[I, O] = inpᵀ·dout`.
+fn weight_grad_part<F: Float>(
+    part: &mut [F],
+    bpart: &mut [F],
     dout: &[F],
     inp: &[F],
-    n: usize,
     i_dim: usize,
     o_dim: usize,
+    with_bias: bool,
 ) {
-    let rows = dw.len() / i_dim;
-    // A = doutᵀ restricted to columns o0..o0+rows: element (o, r) at dout[r·O + o0 + o].
-    F::gemm(
-        rows,
-        n,
-        i_dim,
-        F::ONE,
-        &dout[o0..],
-        1,
-        o_dim as isize,
-        inp,
-        i_dim as isize,
-        1,
-        F::ZERO,
-        dw,
-        i_dim as isize,
-        1,
-    );
-    if let Some(db) = db {
-        db.fill(F::ZERO);
+    let rows = inp.len() / i_dim;
+    if i_dim <= o_dim {
+        // part[O, I] = doutᵀ[O, rows] · inp[rows, I]
+        gemm(
+            o_dim,
+            i_dim,
+            rows,
+            MatA::transposed(dout, o_dim),
+            MatB::Rows {
+                data: inp,
+                rs: i_dim,
+            },
+            part,
+            i_dim,
+            Update::Overwrite,
+        );
+    } else {
+        // part[I, O] = inpᵀ[I, rows] · dout[rows, O]
+        gemm(
+            i_dim,
+            o_dim,
+            rows,
+            MatA::transposed(inp, i_dim),
+            MatB::Rows {
+                data: dout,
+                rs: o_dim,
+            },
+            part,
+            o_dim,
+            Update::Overwrite,
+        );
+    }
+    if with_bias {
+        bpart.fill(F::ZERO);
         for row in dout.chunks_exact(o_dim) {
-            for (d, &g) in db.iter_mut().zip(&row[o0..o0 + rows]) {
+            for (d, &g) in bpart.iter_mut().zip(row) {
                 *d += g;
             }
         }

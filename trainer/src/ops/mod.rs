@@ -10,14 +10,37 @@
 //! problem's dimensions (never on the number of threads), and every reduction across partitions is
 //! combined in a fixed order. Results are therefore bit-identical for any rayon schedule.
 
+/// Run `$body` (an expression using only its arguments) compiled for AVX-512, else AVX2+FMA,
+/// else the baseline target, chosen at run time. The arithmetic is the same in every variant (the
+/// compiler introduces no fused multiply-add; explicit `mul_add`s are correctly rounded in all of
+/// them), so results do not depend on the variant.
+macro_rules! dispatch_simd {
+    ($name:ident, fn($($arg:ident: $ty:ty),* $(,)?) -> $ret:ty, $body:expr $(,)?) => {{
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
+            unsafe fn avx512<F: Float>($($arg: $ty),*) -> $ret { $body }
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn avx2<F: Float>($($arg: $ty),*) -> $ret { $body }
+            if std::is_x86_feature_detected!("avx512f") {
+                // SAFETY: the CPU supports the features the variant was compiled for.
+                return unsafe { avx512::<F>($($arg),*) };
+            }
+            if std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma") {
+                // SAFETY: as above.
+                return unsafe { avx2::<F>($($arg),*) };
+            }
+        }
+        $body
+    }};
+}
+
 pub mod attention;
 pub mod embedding;
 pub mod gemm;
 pub mod head_ce;
 pub mod layernorm;
 pub mod linear;
-pub mod relu;
-pub mod residual;
 
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
@@ -52,29 +75,15 @@ pub trait Float:
     /// about 2 ulp (see [`exp_f32`]); for `f64` it is the libm `exp`.
     fn exp(self) -> Self;
     fn max(self, other: Self) -> Self;
-    /// `C[m×n] = alpha·A[m×k]·B[k×n] + beta·C` with arbitrary row/column strides (in elements),
-    /// single-threaded: callers parallelise over independent blocks of `C`. `beta = 0` ignores
-    /// the old contents of `C` (they may be garbage).
+    /// `self·a + b` with a single rounding (IEEE fused multiply-add): the GEMM's only
+    /// arithmetic, so that every kernel variant gives the same bits.
+    fn mul_add(self, a: Self, b: Self) -> Self;
+    /// Run one checked product (see [`gemm::gemm`]) with the best kernel for this type.
     ///
-    /// Backed by the `gemm` crate (runtime-dispatched AVX-512/AVX2 kernels). It measured faster
-    /// than `matrixmultiply` here on every shape this model uses (see `bench/README.md`).
-    #[allow(clippy::too_many_arguments)]
-    fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: &[Self],
-        rsa: isize,
-        csa: isize,
-        b: &[Self],
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: &mut [Self],
-        rsc: isize,
-        csc: isize,
-    );
+    /// # Safety
+    /// The product's operands must cover its extents, as [`gemm::gemm`] checks before calling.
+    #[doc(hidden)]
+    unsafe fn gemm_product(p: &gemm::Product<Self>);
 }
 
 impl Float for f32 {
@@ -113,52 +122,13 @@ impl Float for f32 {
             other
         }
     }
-    fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: &[Self],
-        rsa: isize,
-        csa: isize,
-        b: &[Self],
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: &mut [Self],
-        rsc: isize,
-        csc: isize,
-    ) {
-        gemm::check_extent(m, k, a.len(), rsa, csa, "A");
-        gemm::check_extent(k, n, b.len(), rsb, csb, "B");
-        gemm::check_extent(m, n, c.len(), rsc, csc, "C");
-        // SAFETY: the three extent checks above prove every index the kernel touches
-        // (max over i<m, j<n of i·rs + j·cs) lies inside the corresponding slice, and
-        // strides are non-negative, so no out-of-bounds access is possible.
-        let _inside = GemmScope::enter();
-        unsafe {
-            ::gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                csc,
-                rsc,
-                beta != Self::ZERO,
-                a.as_ptr(),
-                csa,
-                rsa,
-                b.as_ptr(),
-                csb,
-                rsb,
-                beta,
-                alpha,
-                false,
-                false,
-                false,
-                ::gemm::Parallelism::None,
-            )
-        }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f32::mul_add(self, a, b)
+    }
+    unsafe fn gemm_product(p: &gemm::Product<Self>) {
+        // SAFETY: forwarded contract.
+        unsafe { gemm::product_f32(p) }
     }
 }
 
@@ -198,50 +168,13 @@ impl Float for f64 {
             other
         }
     }
-    fn gemm(
-        m: usize,
-        k: usize,
-        n: usize,
-        alpha: Self,
-        a: &[Self],
-        rsa: isize,
-        csa: isize,
-        b: &[Self],
-        rsb: isize,
-        csb: isize,
-        beta: Self,
-        c: &mut [Self],
-        rsc: isize,
-        csc: isize,
-    ) {
-        gemm::check_extent(m, k, a.len(), rsa, csa, "A");
-        gemm::check_extent(k, n, b.len(), rsb, csb, "B");
-        gemm::check_extent(m, n, c.len(), rsc, csc, "C");
-        // SAFETY: as for f32 above.
-        let _inside = GemmScope::enter();
-        unsafe {
-            ::gemm::gemm(
-                m,
-                n,
-                k,
-                c.as_mut_ptr(),
-                csc,
-                rsc,
-                beta != Self::ZERO,
-                a.as_ptr(),
-                csa,
-                rsa,
-                b.as_ptr(),
-                csb,
-                rsb,
-                beta,
-                alpha,
-                false,
-                false,
-                false,
-                ::gemm::Parallelism::None,
-            )
-        }
+    #[inline(always)]
+    fn mul_add(self, a: Self, b: Self) -> Self {
+        f64::mul_add(self, a, b)
+    }
+    unsafe fn gemm_product(p: &gemm::Product<Self>) {
+        // SAFETY: forwarded contract.
+        unsafe { gemm::product_portable(p) }
     }
 }
 
@@ -249,7 +182,11 @@ impl Float for f64 {
 ///
 /// Cody–Waite range reduction `x = n·ln2 + r`, |r| ≤ ln2/2, then a degree-6 Taylor/minimax
 /// polynomial for `e^r` and `2^n` built in the exponent bits. Max relative error ≈ 2e-7 over the
-/// range that matters here (inputs ≤ 0 after max-subtraction); underflows to 0 below −87.
+/// range that matters here (inputs ≤ 0 after max-subtraction); exactly 0 below −87 (and for −∞).
+///
+/// The reduction and the Horner steps are fused multiply-adds (`mul_add`: one instruction in
+/// the AVX-512 and AVX2+FMA variants the callers are compiled for, and correctly rounded, so the
+/// same bits, everywhere).
 #[inline(always)]
 pub fn exp_f32(x: f32) -> f32 {
     const LOG2E: f32 = std::f32::consts::LOG2_E;
@@ -259,154 +196,34 @@ pub fn exp_f32(x: f32) -> f32 {
     // Adding 1.5·2²³ rounds to the nearest integer in plain float arithmetic (no `round` call,
     // which would not vectorise), and leaves that integer in the low mantissa bits.
     const MAGIC: f32 = 12_582_912.0;
+    let x0 = x;
     let x = x.clamp(-87.0, 88.0);
-    let t = x * LOG2E + MAGIC;
+    let t = x.mul_add(LOG2E, MAGIC);
     let n = t - MAGIC;
-    let r = (x - n * LN2_HI) - n * LN2_LO;
+    let r = n.mul_add(-LN2_LO, n.mul_add(-LN2_HI, x));
     // e^r ≈ 1 + r + r²/2! + … + r⁶/6!, Horner form; |r| ≤ ln2/2 so the error is ≈ 1e-7.
-    let p = 1.0 / 720.0;
-    let p = p * r + 1.0 / 120.0;
-    let p = p * r + 1.0 / 24.0;
-    let p = p * r + 1.0 / 6.0;
-    let p = p * r + 0.5;
-    let p = p * r + 1.0;
-    let p = p * r + 1.0;
+    let p = (1.0f32 / 720.0).mul_add(r, 1.0 / 120.0);
+    let p = p.mul_add(r, 1.0 / 24.0);
+    let p = p.mul_add(r, 1.0 / 6.0);
+    let p = p.mul_add(r, 0.5);
+    let p = p.mul_add(r, 1.0);
+    let p = p.mul_add(r, 1.0);
     // 2^n from the integer in t's mantissa: n ∈ [-126, 127] after the clamp.
     let ni = t.to_bits().wrapping_sub(MAGIC.to_bits()) as i32;
     let pow2n = f32::from_bits(((ni + 127) as u32) << 23);
-    p * pow2n
-}
-
-thread_local! {
-    static GEMM_DEPTH: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
-}
-
-/// Marks the current thread as inside a GEMM-crate call (see [`inside_gemm`]).
-struct GemmScope;
-
-impl GemmScope {
-    #[inline]
-    fn enter() -> Self {
-        GEMM_DEPTH.with(|d| d.set(d.get() + 1));
-        GemmScope
+    // Below −87 the true result is near or below the smallest normal f32: return exactly 0
+    // (a select, so it vectorises). Denormal results would be slow to compute with, and masked
+    // scores (−∞) must give exact zeros.
+    if x0 < -87.0 {
+        0.0
+    } else {
+        p * pow2n
     }
-}
-
-impl Drop for GemmScope {
-    #[inline]
-    fn drop(&mut self) {
-        GEMM_DEPTH.with(|d| d.set(d.get() - 1));
-    }
-}
-
-/// Whether the current thread is inside a call into the GEMM crate. The crate allocates its
-/// packing scratch on every call (it has no API for caller-provided scratch); the allocation test
-/// uses this to tell those allocations apart from the trainer's own, which must be zero.
-pub fn inside_gemm() -> bool {
-    GEMM_DEPTH.with(|d| d.get() > 0)
 }
 
 /// Lanes of the explicit partial sums in the row kernels below: a fixed summation order that
 /// still vectorises, identical in every instruction-set variant.
 pub const LANES: usize = 16;
-
-/// Run `$body` (an expression using only its arguments) compiled for AVX-512, else AVX2, else
-/// the baseline target, chosen at run time. The arithmetic is the same in every variant (no
-/// fused multiply-add is introduced by the compiler), so results do not depend on the variant.
-macro_rules! dispatch_simd {
-    ($name:ident, fn($($arg:ident: $ty:ty),*) -> $ret:ty, $body:expr) => {{
-        #[cfg(target_arch = "x86_64")]
-        {
-            #[target_feature(enable = "avx512f,avx512vl,avx2")]
-            unsafe fn avx512<F: Float>($($arg: $ty),*) -> $ret { $body }
-            #[target_feature(enable = "avx2")]
-            unsafe fn avx2<F: Float>($($arg: $ty),*) -> $ret { $body }
-            if std::is_x86_feature_detected!("avx512f") {
-                // SAFETY: the CPU supports the features the variant was compiled for.
-                return unsafe { avx512::<F>($($arg),*) };
-            }
-            if std::is_x86_feature_detected!("avx2") {
-                // SAFETY: as above.
-                return unsafe { avx2::<F>($($arg),*) };
-            }
-        }
-        $body
-    }};
-}
-
-/// Softmax of `x` in place (max-subtracted).
-pub fn softmax_in_place<F: Float>(x: &mut [F]) {
-    dispatch_simd!(softmax, fn(x: &mut [F]) -> (), softmax_lanes(x))
-}
-
-#[inline(always)]
-fn softmax_lanes<F: Float>(x: &mut [F]) {
-    let mut mx = [F::NEG_INFINITY; LANES];
-    let mut it = x.chunks_exact(LANES);
-    for c in &mut it {
-        for k in 0..LANES {
-            mx[k] = mx[k].max(c[k]);
-        }
-    }
-    let mut m = F::NEG_INFINITY;
-    for &v in it.remainder().iter().chain(mx.iter()) {
-        m = m.max(v);
-    }
-    let mut acc = [F::ZERO; LANES];
-    let mut it = x.chunks_exact_mut(LANES);
-    for c in &mut it {
-        for k in 0..LANES {
-            let e = (c[k] - m).exp();
-            c[k] = e;
-            acc[k] += e;
-        }
-    }
-    let mut sum = F::ZERO;
-    for &a in &acc {
-        sum += a;
-    }
-    for v in it.into_remainder() {
-        let e = (*v - m).exp();
-        *v = e;
-        sum += e;
-    }
-    let inv = F::ONE / sum;
-    for v in x.iter_mut() {
-        *v *= inv;
-    }
-}
-
-/// Softmax backward in place: `d ← scale·p ⊙ (d − Σ p ⊙ d)` (d = dL/dsoftmax on entry,
-/// `scale`·dL/dscores on exit).
-pub fn softmax_backward_in_place<F: Float>(d: &mut [F], p: &[F], scale: F) {
-    dispatch_simd!(
-        softmax_bwd,
-        fn(d: &mut [F], p: &[F], scale: F) -> (),
-        softmax_backward_lanes(d, p, scale)
-    )
-}
-
-#[inline(always)]
-fn softmax_backward_lanes<F: Float>(d: &mut [F], p: &[F], scale: F) {
-    let mut acc = [F::ZERO; LANES];
-    let (dc, pc) = (d.chunks_exact(LANES), p.chunks_exact(LANES));
-    let (dr, pr) = (dc.remainder(), pc.remainder());
-    for (a, b) in dc.zip(pc) {
-        for k in 0..LANES {
-            acc[k] += a[k] * b[k];
-        }
-    }
-    let mut dot = F::ZERO;
-    for &a in &acc {
-        dot += a;
-    }
-    for (&a, &b) in dr.iter().zip(pr) {
-        dot += a * b;
-    }
-    for (dv, &pv) in d.iter_mut().zip(p) {
-        *dv = scale * pv * (*dv - dot);
-    }
-}
 
 /// Split `0..n` into fixed-size chunks of `chunk` items: the partition depends only on the
 /// problem size, so parallel results never depend on the thread count.
