@@ -386,9 +386,10 @@ fn tile_forward<F: Float>(
     }
 }
 
-/// One vocabulary block `lb` [v1−v0, rows] of raw logitsᵀ: add the bias, raise the running row
-/// maxima, rescale the running sums, replace the logits by `e^(logit − max)` and add them to the
-/// sums (two-level, in vocabulary order). Records the maxima used in `bm` \[rows\].
+/// One vocabulary block `lb` [v1−v0, rows] of raw logitsᵀ (bias not yet added): raise the
+/// running row maxima of the biased logits, rescale the running sums, replace the logits by
+/// `e^(logit + bias − max)` and add them to the sums (two-level, in vocabulary order). Records
+/// the maxima used in `bm` \[rows\].
 fn online_softmax_block<F: Float>(
     lb: &mut [F],
     bm: &mut [F],
@@ -454,18 +455,19 @@ fn online_softmax_lanes<F: Float, const W: usize>(
     r0: usize,
 ) {
     let rows = bm.len();
+    // Maxima of the biased logits (the bias is added again in the exponential pass rather than
+    // stored: one write pass less over the block).
     let mut m = [F::NEG_INFINITY; W];
-    for (col, &bv) in lb.chunks_exact_mut(rows).zip(bias) {
-        let x = &mut col[r0..r0 + W];
+    for (col, &bv) in lb.chunks_exact(rows).zip(bias) {
+        let x = &col[r0..r0 + W];
         for k in 0..W {
-            x[k] += bv;
-            m[k] = m[k].max(x[k]);
+            m[k] = m[k].max(x[k] + bv);
         }
     }
     for (k, &t) in targets[r0..r0 + W].iter().enumerate() {
         let t = t as usize;
         if (v0..v0 + bias.len()).contains(&t) {
-            st.target_logit[r0 + k] = lb[(t - v0) * rows + r0 + k];
+            st.target_logit[r0 + k] = lb[(t - v0) * rows + r0 + k] + bias[t - v0];
         }
     }
     for k in 0..W {
@@ -479,12 +481,12 @@ fn online_softmax_lanes<F: Float, const W: usize>(
         bm[r0 + k] = m_new;
     }
     let mut total = [F::ZERO; W];
-    for part_block in lb.chunks_mut(SUM_BLOCK * rows) {
+    for (part_block, bias) in lb.chunks_mut(SUM_BLOCK * rows).zip(bias.chunks(SUM_BLOCK)) {
         let mut part = [F::ZERO; W];
-        for col in part_block.chunks_exact_mut(rows) {
+        for (col, &bv) in part_block.chunks_exact_mut(rows).zip(bias) {
             let x = &mut col[r0..r0 + W];
             for k in 0..W {
-                let e = (x[k] - m[k]).exp();
+                let e = (x[k] + bv - m[k]).exp();
                 x[k] = e;
                 part[k] += e;
             }
