@@ -6,28 +6,31 @@
 //! into `dlogits = (softmax − onehot)/N`, and immediately consumed by the two backward products
 //! while they are still in cache. Nothing of size N×V ever exists.
 //!
-//! A tile is stored *transposed*, vocabulary-major: `lt` [V, rows], so that all three products
-//! read and write it contiguously (shapes for a 64-row tile, C = 64):
+//! A tile is stored *transposed*, vocabulary-major: `e` [V, rows], so that all three products
+//! read and write it contiguously (shapes for a 128-row tile, C = 64):
 //!
 //! ```text
-//! logitsᵀ [V, 64] = W [V, C] · xᵀ [C, 64]          xᵀ packed per tile (16 KiB, stays in L1)
-//! dx      [64, C] = dlogits [64, V] · W [V, C]      dlogits read as (dlogitsᵀ)ᵀ
-//! dW     [V, C] += dlogitsᵀ [V, 64] · x [64, C]
+//! logitsᵀ [V, 128] = W [V, C] · xᵀ [C, 128]        xᵀ packed per tile (32 KiB, stays in L1)
+//! dx      [128, C] = dlogits [128, V] · W [V, C]
+//! dW     [V, C]   += dlogitsᵀ [V, 128] · x [128, C]
 //! ```
 //!
-//! and the softmax runs down the columns, vectorised across the tile's 64 rows.
+//! and the softmax runs down the columns, vectorised across the tile's rows.
 //!
-//! A tile (2.2 MB) does not fit in L2, so each pass over it would cost an L3 round trip. Both
+//! A tile (4.4 MB) does not fit in L2, so each pass over it would cost an L3 round trip. Both
 //! halves therefore work in vocabulary blocks of [`VOCAB_BLOCK`] (128 KiB of a tile, which stays
 //! in L2 through all the passes on it):
-//! * forward: a block's logits are computed, biased and exponentiated at once against the running
-//!   row maxima (online softmax: when a block raises a row's maximum from m to m′, the row's sum
-//!   so far is rescaled by e^(m−m′)); the block's exponentials and the maxima they used are kept;
-//! * backward (training): a block's `dlogits = e·e^(m_block − m)/sum − onehot`, scaled by 1/N, are
-//!   formed in an L2 scratch block and consumed at once by the dx and dW products.
+//! * forward: a block's logits are computed, then exponentiated at once against the running row
+//!   maxima (online softmax: when a block raises a row's maximum from m to m′, the row's sum so
+//!   far is rescaled by e^(m−m′)); the block's exponentials `e` and the maxima they used are kept;
+//! * backward (training): `dlogits = e·f − onehot/N` with one factor per row and block,
+//!   `f = e^(m_block − m)/(sum·N)`. It is never written out: the products take `e` as it is and
+//!   apply `f` on their short side — `dx += diag(f)·(eᵀ·W)`, `dW += e·(diag(f)·x)` — and the
+//!   one-hot terms are a row of `W` (or of `x`) per row of the tile, subtracted after.
 //!
-//! So every logit is exponentiated once, and the tile crosses L3 twice (written, read back).
-//! The bias gradient is summed in the same pass that forms `dlogits`.
+//! So every logit is exponentiated once, the tile crosses L3 twice (written, read back), and no
+//! pass writes over it again. The bias gradient `db = e·f` is summed in the backward's first
+//! read of a block.
 //!
 //! Parallelism: the rows go through in tiles, one after the other, and all threads work on the
 //! same tile: the vocabulary is split into [`VOCAB_PARTS`] fixed, equal ranges, each a task that
@@ -64,10 +67,12 @@ struct HeadPart<F> {
     e: Vec<F>,
     /// Per block of the range: the row maxima its exponentials were taken against.
     block_max: Vec<F>,
-    /// One block of dlogitsᵀ [vocab_block, rows].
-    dl: Vec<F>,
     /// The range's contribution to the tile's dx [rows, C].
     dx: Vec<F>,
+    /// One block's `eᵀ·W` [rows, C], before its rows are scaled into `dx`.
+    dx_block: Vec<F>,
+    /// The tile's `x` [rows, C] with each row scaled by the block's softmax factor.
+    xs: Vec<F>,
     /// Softmax statistics of the range for the tile's rows.
     st: TileStats<F>,
 }
@@ -114,8 +119,9 @@ impl<F: Float> HeadScratch<F> {
             .map(|_| HeadPart {
                 e: vec![F::ZERO; part_len * tr],
                 block_max: vec![F::ZERO; part_len.div_ceil(vocab_block) * tr],
-                dl: vec![F::ZERO; vocab_block.min(part_len) * tr],
                 dx: vec![F::ZERO; tr * c],
+                dx_block: vec![F::ZERO; tr * c],
+                xs: vec![F::ZERO; tr * c],
                 st: TileStats::new(),
             })
             .collect();
@@ -173,49 +179,63 @@ pub fn head_ce_forward_backward<F: Float>(
             .enumerate()
             .for_each(|(p, (((part, dw), db), w))| {
                 let nv = db.len();
+                let HeadPart {
+                    e,
+                    block_max,
+                    dx,
+                    dx_block,
+                    xs,
+                    ..
+                } = part;
+                let (dx, dx_block, xs) = (
+                    &mut dx[..rows * c],
+                    &mut dx_block[..rows * c],
+                    &mut xs[..rows * c],
+                );
                 // Last block first: the forward just left its exponentials in L2.
                 for blk in (0..nv.div_ceil(vb)).rev() {
                     let (v0, v1) = (blk * vb, ((blk + 1) * vb).min(nv));
-                    let dlb = &mut part.dl[..(v1 - v0) * rows];
-                    // dlogitsᵀ of the block, and db[v0..v1] (+)= its row sums.
-                    dlogits_block(
-                        dlb,
+                    let eb = &e[v0 * rows..v1 * rows];
+                    // dlogits[r, v] = e[v, r]·f[r] − onehot/N with f[r] = e^(m_block − m)/(sum·N):
+                    // the products below take e as it is and apply f on the short side.
+                    let mut f = [F::ZERO; MAX_TILE_ROWS];
+                    let f = &mut f[..rows];
+                    let bm = &block_max[blk * rows..(blk + 1) * rows];
+                    // f, db[v0..v1] (=|+=) e·f, and xs = diag(f)·x.
+                    bias_grad_block(
                         &mut db[v0..v1],
-                        &part.e[v0 * rows..v1 * rows],
-                        &part.block_max[blk * rows..(blk + 1) * rows],
+                        xs,
+                        f,
+                        eb,
+                        bm,
                         merged,
-                        tg,
-                        p * pl + v0,
+                        xt,
                         inv_n,
                         first_tile,
                     );
-                    // dx_part[rows, C] (+)= dlogits[rows, v0..v1] · W[v0..v1, C]: one fma chain
-                    // per element over the part's vocabulary, blocks from the last.
+                    // dx_block[rows, C] = eᵀ[rows, v0..v1] · W[v0..v1, C]; dx (=|+=) diag(f)·dx_block.
                     gemm(
                         rows,
                         c,
                         v1 - v0,
-                        MatA::transposed(dlb, rows),
+                        MatA::transposed(eb, rows),
                         MatB::Rows {
                             data: &w[v0 * c..v1 * c],
                             rs: c,
                         },
-                        &mut part.dx,
+                        dx_block,
                         c,
-                        if v1 == nv {
-                            Update::Overwrite
-                        } else {
-                            Update::Accumulate
-                        },
+                        Update::Overwrite,
                     );
-                    // dW[v0..v1, C] (+)= dlogitsᵀ[v0..v1, rows] · x[rows, C]: one fma chain per
-                    // element over all rows, tile after tile.
+                    scale_rows_into(dx, dx_block, f, c, v1 == nv);
+                    // dW[v0..v1, C] (=|+=) e[v0..v1, rows] · xs[rows, C]: one fma chain per element
+                    // over all rows, tile after tile.
                     gemm(
                         v1 - v0,
                         c,
                         rows,
-                        MatA::rows(dlb, rows),
-                        MatB::Rows { data: xt, rs: c },
+                        MatA::rows(eb, rows),
+                        MatB::Rows { data: xs, rs: c },
                         &mut dw[v0 * c..v1 * c],
                         c,
                         if first_tile {
@@ -224,6 +244,22 @@ pub fn head_ce_forward_backward<F: Float>(
                             Update::Accumulate
                         },
                     );
+                    // The one-hot terms, rows in order: −1/N at each row's target.
+                    for (r, &t) in tg.iter().enumerate() {
+                        let Some(j) = (t as usize).checked_sub(p * pl + v0) else {
+                            continue;
+                        };
+                        if j < v1 - v0 {
+                            let j = v0 + j;
+                            db[j] -= inv_n;
+                            for (d, &wv) in dx[r * c..(r + 1) * c].iter_mut().zip(&w[j * c..]) {
+                                *d -= inv_n * wv;
+                            }
+                            for (d, &xv) in dw[j * c..(j + 1) * c].iter_mut().zip(&xt[r * c..]) {
+                                *d -= inv_n * xv;
+                            }
+                        }
+                    }
                 }
             });
         // dx of the tile = the parts' contributions, added in part order.
@@ -500,130 +536,105 @@ fn online_softmax_lanes<F: Float, const W: usize>(
     }
 }
 
-/// `dlb` [v1−v0, rows] = dlogitsᵀ of one vocabulary block starting at `v0`:
-/// `(e·e^(m_block − m)/sum − onehot(target))·scale` from the block's exponentials `eb`, and
-/// `db` \[v1−v0\] (=|+=) its row sums (16 lanes, then the lanes in order, then the one-hot
-/// terms in row order).
+/// The short-side work of one vocabulary block's backward, `eb` [v1−v0, rows] its
+/// exponentials taken against the maxima `bm` \[rows\]: the factors `f` \[rows\] that turn them
+/// into `dlogits` (without the one-hot terms), `f = e^(bm − max)·scale/sum`; `db` \[v1−v0\]
+/// (=|+=) `eb·f` (16 lanes, then the lanes in order, then the rows past the last full lane
+/// group); and `xs` [rows, C] = `diag(f)·x`.
 #[allow(clippy::too_many_arguments)]
-fn dlogits_block<F: Float>(
-    dlb: &mut [F],
+fn bias_grad_block<F: Float>(
     db: &mut [F],
+    xs: &mut [F],
+    f: &mut [F],
     eb: &[F],
     bm: &[F],
     st: &TileStats<F>,
-    targets: &[u16],
-    v0: usize,
+    x: &[F],
     scale: F,
     first: bool,
 ) {
     dispatch_simd!(
-        dlogits,
+        bias_grad,
         fn(
-            dlb: &mut [F],
             db: &mut [F],
+            xs: &mut [F],
+            f: &mut [F],
             eb: &[F],
             bm: &[F],
             st: &TileStats<F>,
-            targets: &[u16],
-            v0: usize,
+            x: &[F],
             scale: F,
             first: bool,
         ) -> (),
-        dlogits_block_lanes(dlb, db, eb, bm, st, targets, v0, scale, first)
+        bias_grad_block_lanes(db, xs, f, eb, bm, st, x, scale, first)
     )
 }
 
 #[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn dlogits_block_lanes<F: Float>(
-    dlb: &mut [F],
+fn bias_grad_block_lanes<F: Float>(
     db: &mut [F],
+    xs: &mut [F],
+    f: &mut [F],
     eb: &[F],
     bm: &[F],
     st: &TileStats<F>,
-    targets: &[u16],
-    v0: usize,
+    x: &[F],
     scale: F,
     first: bool,
 ) {
-    let rows = bm.len();
-    let mut f = [F::ZERO; MAX_TILE_ROWS];
-    for r in 0..rows {
-        f[r] = (bm[r] - st.max[r]).exp() * (scale / st.sum[r]);
+    let rows = f.len();
+    for (r, f) in f.iter_mut().enumerate() {
+        *f = (bm[r] - st.max[r]).exp() * (scale / st.sum[r]);
     }
-    if rows == WIDE {
-        // The common case, with the factors in registers.
-        dlogits_rows::<F, WIDE>(dlb, db, eb, &f[..WIDE], first);
-    } else {
-        for ((d, e), db) in dlb
-            .chunks_exact_mut(rows)
-            .zip(eb.chunks_exact(rows))
-            .zip(db.iter_mut())
-        {
-            dlogits_row(d, e, &f[..rows], db, first);
-        }
+    for (e, db) in eb.chunks_exact(rows).zip(db.iter_mut()) {
+        bias_grad_entry(e, f, db, first);
     }
-    let nv = eb.len() / rows;
-    for (r, &t) in targets.iter().enumerate() {
-        let t = t as usize;
-        if (v0..v0 + nv).contains(&t) {
-            dlb[(t - v0) * rows + r] -= scale;
-            db[t - v0] -= scale;
+    let c = x.len() / rows.max(1);
+    for ((xs, x), &f) in xs.chunks_exact_mut(c).zip(x.chunks_exact(c)).zip(&*f) {
+        for (xs, &x) in xs.iter_mut().zip(x) {
+            *xs = x * f;
         }
     }
 }
 
-/// [`dlogits_block_lanes`] for tiles of exactly `W` rows.
+/// One vocabulary entry: `db (=|+=) Σ_rows e·f`.
 #[inline(always)]
-fn dlogits_rows<F: Float, const W: usize>(
-    dlb: &mut [F],
-    db: &mut [F],
-    eb: &[F],
-    f: &[F],
-    first: bool,
-) {
-    let f: [F; W] = std::array::from_fn(|k| f[k]);
-    for ((d, e), db) in dlb
-        .chunks_exact_mut(W)
-        .zip(eb.chunks_exact(W))
-        .zip(db.iter_mut())
-    {
-        dlogits_row(d, e, &f, db, first);
-    }
-}
-
-/// One vocabulary entry: `d = e·f` over the tile's rows, and `db (=|+=) Σ d` (16 lanes, then
-/// the lanes in order, then the rows past the last full lane group).
-#[inline(always)]
-fn dlogits_row<F: Float>(d: &mut [F], e: &[F], f: &[F], db: &mut F, first: bool) {
+fn bias_grad_entry<F: Float>(e: &[F], f: &[F], db: &mut F, first: bool) {
     let mut acc = [F::ZERO; LANES];
-    let (mut dc, mut ec, mut fc) = (
-        d.chunks_exact_mut(LANES),
-        e.chunks_exact(LANES),
-        f.chunks_exact(LANES),
-    );
-    for ((d, e), f) in (&mut dc).zip(&mut ec).zip(&mut fc) {
+    let (mut ec, mut fc) = (e.chunks_exact(LANES), f.chunks_exact(LANES));
+    for (e, f) in (&mut ec).zip(&mut fc) {
         for k in 0..LANES {
-            let x = e[k] * f[k];
-            d[k] = x;
-            acc[k] += x;
+            acc[k] += e[k] * f[k];
         }
     }
     let mut lanes = F::ZERO;
     for &a in &acc {
         lanes += a;
     }
-    for ((d, &e), &f) in dc
-        .into_remainder()
-        .iter_mut()
-        .zip(ec.remainder())
-        .zip(fc.remainder())
-    {
-        let x = e * f;
-        *d = x;
-        lanes += x;
+    for (&e, &f) in ec.remainder().iter().zip(fc.remainder()) {
+        lanes += e * f;
     }
     *db = if first { lanes } else { *db + lanes };
+}
+
+/// `dst` [rows, C] (= | +=) `diag(f)·src`: overwrite for the first block a part processes.
+fn scale_rows_into<F: Float>(dst: &mut [F], src: &[F], f: &[F], c: usize, overwrite: bool) {
+    dispatch_simd!(
+        scale_rows,
+        fn(dst: &mut [F], src: &[F], f: &[F], c: usize, overwrite: bool) -> (),
+        for ((d, s), &f) in dst.chunks_exact_mut(c).zip(src.chunks_exact(c)).zip(f) {
+            if overwrite {
+                for (d, &s) in d.iter_mut().zip(s) {
+                    *d = s * f;
+                }
+            } else {
+                for (d, &s) in d.iter_mut().zip(s) {
+                    *d += s * f;
+                }
+            }
+        }
+    )
 }
 
 #[inline]
