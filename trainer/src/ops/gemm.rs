@@ -184,6 +184,23 @@ fn pack_panel<F: Float>(
     rs: usize,
     cs: usize,
 ) {
+    dispatch_simd!(
+        pack_panel,
+        fn(dst: &mut [F], src: &[F], j0: usize, k: usize, n: usize, rs: usize, cs: usize) -> (),
+        pack_panel_any(dst, src, j0, k, n, rs, cs)
+    )
+}
+
+#[inline(always)]
+fn pack_panel_any<F: Float>(
+    dst: &mut [F],
+    src: &[F],
+    j0: usize,
+    k: usize,
+    n: usize,
+    rs: usize,
+    cs: usize,
+) {
     let cols = NR.min(n - j0);
     if cs == 1 {
         // B's rows are contiguous (a weight read as is): row copies.
@@ -203,7 +220,13 @@ fn pack_panel<F: Float>(
                 // t[jj][pp] = B[pb + pp, j0 + jb + jj]; rows past jn stay zero (padding).
                 let mut t = [[F::ZERO; TB]; TB];
                 for (jj, t) in t.iter_mut().enumerate().take(jn) {
-                    t[..pn].copy_from_slice(&src[(j0 + jb + jj) * cs + pb..][..pn]);
+                    let row = &src[(j0 + jb + jj) * cs + pb..][..pn];
+                    if pn == TB {
+                        // A whole block row: a fixed-size copy (a vector move, not a call).
+                        t.copy_from_slice(row);
+                    } else {
+                        t[..pn].copy_from_slice(row);
+                    }
                 }
                 for pp in 0..pn {
                     let d = &mut dst[(pb + pp) * NR + jb..][..TB];

@@ -77,28 +77,15 @@ pub fn linear_forward<F: Float>(
         .for_each(|(chunk, (out, inp))| {
             let rows = inp.len() / i_dim;
             // C starts as residual + bias, or the bias, and the product is added to it.
-            let update = match (epilogue, b) {
-                (Epilogue::Residual(res), b) => {
-                    let res = &res[chunk * ROW_CHUNK * o_dim..];
-                    for (row, r) in out.chunks_exact_mut(o_dim).zip(res.chunks_exact(o_dim)) {
-                        match b {
-                            Some(b) => {
-                                for ((o, &r), &b) in row.iter_mut().zip(r).zip(b) {
-                                    *o = r + b;
-                                }
-                            }
-                            None => row.copy_from_slice(r),
-                        }
-                    }
-                    Update::Accumulate
-                }
-                (_, Some(b)) => {
-                    for row in out.chunks_exact_mut(o_dim) {
-                        row.copy_from_slice(b);
-                    }
-                    Update::Accumulate
-                }
-                (_, None) => Update::Overwrite,
+            let res = match epilogue {
+                Epilogue::Residual(res) => Some(&res[chunk * ROW_CHUNK * o_dim..][..out.len()]),
+                _ => None,
+            };
+            let update = if res.is_some() || b.is_some() {
+                init_rows(out, res, b, o_dim);
+                Update::Accumulate
+            } else {
+                Update::Overwrite
             };
             // out[rows, O] (+)= inp[rows, I] · Wᵀ[I, O]
             gemm(
@@ -112,9 +99,7 @@ pub fn linear_forward<F: Float>(
                 update,
             );
             if let Epilogue::Relu = epilogue {
-                for o in out.iter_mut() {
-                    *o = if *o > F::ZERO { *o } else { F::ZERO };
-                }
+                relu(out);
             }
         });
 }
@@ -164,11 +149,7 @@ pub fn linear_backward<F: Float>(
                         Update::Overwrite,
                     );
                     if let Some(a) = relu_out {
-                        let a = &a[chunk * ROW_CHUNK * i_dim..];
-                        // A select, not a branch: the signs are random, a branch mispredicts.
-                        for (d, &a) in dinp.iter_mut().zip(a) {
-                            *d = if a > F::ZERO { *d } else { F::ZERO };
-                        }
+                        relu_backward(dinp, &a[chunk * ROW_CHUNK * i_dim..]);
                     }
                 });
         },
@@ -257,11 +238,69 @@ fn weight_grad_part<F: Float>(
         );
     }
     if with_bias {
-        bpart.fill(F::ZERO);
-        for row in dout.chunks_exact(o_dim) {
-            for (d, &g) in bpart.iter_mut().zip(row) {
-                *d += g;
+        column_sums(bpart, dout);
+    }
+}
+
+/// `out` [rows, O] = `res + b`, `res`, or `b` in every row (the start of C for the product).
+fn init_rows<F: Float>(out: &mut [F], res: Option<&[F]>, b: Option<&[F]>, o_dim: usize) {
+    dispatch_simd!(
+        init_rows,
+        fn(out: &mut [F], res: Option<&[F]>, b: Option<&[F]>, o_dim: usize) -> (),
+        match (res, b) {
+            (Some(res), Some(b)) => {
+                for (row, r) in out.chunks_exact_mut(o_dim).zip(res.chunks_exact(o_dim)) {
+                    for ((o, &r), &b) in row.iter_mut().zip(r).zip(b) {
+                        *o = r + b;
+                    }
+                }
+            }
+            (Some(res), None) => out.copy_from_slice(res),
+            (None, Some(b)) => {
+                for row in out.chunks_exact_mut(o_dim) {
+                    row.copy_from_slice(b);
+                }
+            }
+            (None, None) => {}
+        }
+    )
+}
+
+/// `out = max(0, out)`.
+fn relu<F: Float>(out: &mut [F]) {
+    dispatch_simd!(
+        relu,
+        fn(out: &mut [F]) -> (),
+        for o in out.iter_mut() {
+            *o = if *o > F::ZERO { *o } else { F::ZERO };
+        }
+    )
+}
+
+/// The ReLU backward, given its output `a`: `d = 0` where `a ≤ 0`.
+fn relu_backward<F: Float>(d: &mut [F], a: &[F]) {
+    dispatch_simd!(
+        relu_backward,
+        fn(d: &mut [F], a: &[F]) -> (),
+        // A select, not a branch: the signs are random, a branch mispredicts.
+        for (d, &a) in d.iter_mut().zip(a) {
+            *d = if a > F::ZERO { *d } else { F::ZERO };
+        }
+    )
+}
+
+/// `sums` \[O\] = column sums of `m` [rows, O], rows in order.
+fn column_sums<F: Float>(sums: &mut [F], m: &[F]) {
+    dispatch_simd!(
+        column_sums,
+        fn(sums: &mut [F], m: &[F]) -> (),
+        {
+            sums.fill(F::ZERO);
+            for row in m.chunks_exact(sums.len()) {
+                for (d, &g) in sums.iter_mut().zip(row) {
+                    *d += g;
+                }
             }
         }
-    }
+    )
 }
