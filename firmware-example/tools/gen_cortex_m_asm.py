@@ -9,6 +9,29 @@ cortex_m.rs holds both parts.
 """
 import sys
 
+def function_start(name, L):
+    """A global Thumb function `name` in its own section (so the linker can drop it unused)."""
+    A = L.append
+    A(f'    .section .text.{name},"ax",%progbits')
+    A(f'    .global {name}')
+    A(f'    .type {name},%function')
+    A('    .thumb_func')
+    A('    .p2align 2')
+    A(f'{name}:')
+
+def dot4(L, acc, tmp, w, xa, xb, first):
+    """acc (+)= the dot product of the 4 i8 weights in `w` with the 4 i16 activations in the
+    pairs xa = (x0, x2), xb = (x1, x3): SXTB16 splits w into (w0, w2) in `tmp` and (w1, w3) in
+    `w` (clobbered), two SMLADs add both pairs (the first of a sum starts it with SMUAD)."""
+    A = L.append
+    A(f'    sxtb16 {tmp}, {w}')          # (w0, w2)
+    A(f'    sxtb16 {w}, {w}, ror #8')    # (w1, w3)
+    if first:
+        A(f'    smuad {acc}, {tmp}, {xa}')
+    else:
+        A(f'    smlad {acc}, {tmp}, {xa}, {acc}')
+    A(f'    smlad {acc}, {w}, {xb}, {acc}')
+
 def body(W, xreg, L):
     A = L.append
     words = W // 2
@@ -30,12 +53,7 @@ def kernel(W):
     L = []
     A = L.append
     name = f"tinypoet_f16_axpy{W}"
-    A(f'    .section .text.{name},"ax",%progbits')
-    A(f'    .global {name}')
-    A(f'    .type {name},%function')
-    A('    .thumb_func')
-    A('    .p2align 2')
-    A(f'{name}:')
+    function_start(name, L)
     A('    push {{r4, lr}}')
     A('    ldr r4, [sp, #8]')              # n_in (5th argument, above the 2 pushed words)
     regs = 's16' if W == 1 else f's16-s{16 + W - 1}'
@@ -81,12 +99,7 @@ def convert():
     L = []
     A = L.append
     name = 'tinypoet_f16_to_f32_16'
-    A(f'    .section .text.{name},"ax",%progbits')
-    A(f'    .global {name}')
-    A(f'    .type {name},%function')
-    A('    .thumb_func')
-    A('    .p2align 2')
-    A(f'{name}:')
+    function_start(name, L)
     A('    cmp r2, #0')
     A('    beq 2f')
     A('    vpush {{s16-s23}}')
@@ -113,13 +126,7 @@ def q8_group(L, first_smuad):
         A('    ldm r2!, {{r8, r9}}')         # 8 weights
         for half, w in ((0, 'r8'), (1, 'r9')):
             xa, xb = ('r4', 'r5') if half == 0 else ('r6', 'r7')
-            A(f'    sxtb16 r10, {w}')          # (w0, w2)
-            A(f'    sxtb16 {w}, {w}, ror #8')  # (w1, w3)
-            if block == 0 and half == 0 and first_smuad:
-                A(f'    smuad r11, r10, {xa}')
-            else:
-                A(f'    smlad r11, r10, {xa}, r11')
-            A(f'    smlad r11, {w}, {xb}, r11')
+            dot4(L, 'r11', 'r10', w, xa, xb, block == 0 and half == 0 and first_smuad)
 
 def q8_kernel(pairs):
     """tinypoet_q8_matvec32[x2](y, xq, w, ws, n_out, n_groups): for o in 0..n_out, groups g
@@ -130,12 +137,7 @@ def q8_kernel(pairs):
     L = []
     A = L.append
     name = 'tinypoet_q8_matvec32x2' if pairs else 'tinypoet_q8_matvec32'
-    A(f'    .section .text.{name},"ax",%progbits')
-    A(f'    .global {name}')
-    A(f'    .type {name},%function')
-    A('    .thumb_func')
-    A('    .p2align 2')
-    A(f'{name}:')
+    function_start(name, L)
     A('    push {{r4-r11, lr}}')
     A('    ldr lr, [sp, #36]')        # n_out (5th argument, above 9 pushed words)
     A('    ldr r12, [sp, #40]')       # n_groups
@@ -196,12 +198,7 @@ def q8_kernel_2rows64():
     L = []
     A = L.append
     name = 'tinypoet_q8_matvec64r2'
-    A(f'    .section .text.{name},"ax",%progbits')
-    A(f'    .global {name}')
-    A(f'    .type {name},%function')
-    A('    .thumb_func')
-    A('    .p2align 2')
-    A(f'{name}:')
+    function_start(name, L)
     A('    push {{r4-r11, lr}}')
     A('    ldr r12, [sp, #36]')       # n_pairs (5th argument)
     A('    vmov s8, r1')
@@ -218,13 +215,7 @@ def q8_kernel_2rows64():
             for acc, (w0, w1) in (('lr', ('r8', 'r9')), ('r3', ('r10', 'r11'))):
                 for half, w in enumerate((w0, w1)):
                     xa, xb = ('r4', 'r5') if half == 0 else ('r6', 'r7')
-                    A(f'    sxtb16 r12, {w}')
-                    A(f'    sxtb16 {w}, {w}, ror #8')
-                    if block == 0 and half == 0:
-                        A(f'    smuad {acc}, r12, {xa}')
-                    else:
-                        A(f'    smlad {acc}, r12, {xa}, {acc}')
-                    A(f'    smlad {acc}, {w}, {xb}, {acc}')
+                    dot4(L, acc, 'r12', w, xa, xb, block == 0 and half == 0)
         A(f'    vmov {isum0}, lr')
         A(f'    vmov {isum1}, r3')
         A(f'    vldmia r1!, {{{{{xs}}}}}')

@@ -40,10 +40,31 @@ pub fn reference_points(run: &str) -> Vec<RefPoint> {
 }
 
 struct Series {
-    label: String,
+    label: &'static str,
     color: &'static str,
     dashed: bool,
     points: Vec<(f64, f64)>,
+}
+
+impl Series {
+    /// The SVG attribute of a dashed line (empty for a solid one).
+    fn dash_attr(&self) -> &'static str {
+        if self.dashed {
+            r#" stroke-dasharray="6 4""#
+        } else {
+            ""
+        }
+    }
+}
+
+/// `(step, loss)` points to plot.
+fn curve(points: impl Iterator<Item = (u64, f64)>) -> Vec<(f64, f64)> {
+    points.map(|(step, y)| (step as f64, y)).collect()
+}
+
+/// Train-loss points: step 0 has none (0 by convention), so it is left out.
+fn train_curve(points: impl Iterator<Item = (u64, f64)>) -> Vec<(f64, f64)> {
+    curve(points.filter(|&(step, _)| step > 0))
 }
 
 /// Render the SVG. The x range covers our steps (at least 100) and the reference points up to
@@ -59,54 +80,50 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
     };
     let colab = refs("colab");
     let seed = refs("seed");
+    // Ours solid, the reference's dashed.
+    let ours = |label, color, points| Series {
+        label,
+        color,
+        dashed: false,
+        points,
+    };
+    let reference = |label, color, points| Series {
+        label,
+        color,
+        dashed: true,
+        points,
+    };
     let series = vec![
-        Series {
-            label: "ours: eval (deterministic, whole eval split)".into(),
-            color: "#d62728",
-            dashed: false,
-            points: rows.iter().map(|r| (r.step as f64, r.eval_loss)).collect(),
-        },
-        Series {
-            label: "ours: eval (reference estimator, random batches)".into(),
-            color: "#ff9896",
-            dashed: false,
-            points: rows
-                .iter()
-                .map(|r| (r.step as f64, r.eval_loss_reference))
-                .collect(),
-        },
-        Series {
-            label: "ours: train (mean since previous eval)".into(),
-            color: "#1f77b4",
-            dashed: false,
-            points: rows
-                .iter()
-                .filter(|r| r.step > 0)
-                .map(|r| (r.step as f64, r.train_loss))
-                .collect(),
-        },
-        Series {
-            label: "TutorialLLM Colab (K=100): eval".into(),
-            color: "#555555",
-            dashed: true,
-            points: colab.iter().map(|p| (p.step as f64, p.eval_loss)).collect(),
-        },
-        Series {
-            label: "TutorialLLM Colab (K=100): train".into(),
-            color: "#aaaaaa",
-            dashed: true,
-            points: colab
-                .iter()
-                .filter(|p| p.step > 0)
-                .map(|p| (p.step as f64, p.train_loss))
-                .collect(),
-        },
-        Series {
-            label: "TutorialLLM seed README (K=50): eval".into(),
-            color: "#2ca02c",
-            dashed: true,
-            points: seed.iter().map(|p| (p.step as f64, p.eval_loss)).collect(),
-        },
+        ours(
+            "ours: eval (deterministic, whole eval split)",
+            "#d62728",
+            curve(rows.iter().map(|r| (r.step, r.eval_loss))),
+        ),
+        ours(
+            "ours: eval (reference estimator, random batches)",
+            "#ff9896",
+            curve(rows.iter().map(|r| (r.step, r.eval_loss_reference))),
+        ),
+        ours(
+            "ours: train (mean since previous eval)",
+            "#1f77b4",
+            train_curve(rows.iter().map(|r| (r.step, r.train_loss))),
+        ),
+        reference(
+            "TutorialLLM Colab (K=100): eval",
+            "#555555",
+            curve(colab.iter().map(|p| (p.step, p.eval_loss))),
+        ),
+        reference(
+            "TutorialLLM Colab (K=100): train",
+            "#aaaaaa",
+            train_curve(colab.iter().map(|p| (p.step, p.train_loss))),
+        ),
+        reference(
+            "TutorialLLM seed README (K=50): eval",
+            "#2ca02c",
+            curve(seed.iter().map(|p| (p.step, p.eval_loss))),
+        ),
     ];
 
     // y range over everything finite, padded a little.
@@ -200,11 +217,7 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
         if pts.is_empty() {
             continue;
         }
-        let dash = if se.dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
+        let dash = se.dash_attr();
         let _ = writeln!(
             s,
             r#"<polyline fill="none" stroke="{}" stroke-width="1.6"{dash} points="{}"/>"#,
@@ -226,11 +239,7 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
     for (i, se) in series.iter().enumerate() {
         let lx = ml + if i % 2 == 0 { 0.0 } else { pw / 2.0 };
         let ly = mt + ph + 60.0 + 20.0 * (i / 2) as f64;
-        let dash = if se.dashed {
-            r#" stroke-dasharray="6 4""#
-        } else {
-            ""
-        };
+        let dash = se.dash_attr();
         let _ = writeln!(
             s,
             r#"<line x1="{lx:.1}" y1="{ly:.1}" x2="{:.1}" y2="{ly:.1}" stroke="{}" stroke-width="2"{dash}/><text x="{:.1}" y="{:.1}">{}</text>"#,
@@ -238,7 +247,7 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
             se.color,
             lx + 34.0,
             ly + 4.0,
-            xml_escape(&se.label)
+            xml_escape(se.label)
         );
     }
     s.push_str("</svg>\n");

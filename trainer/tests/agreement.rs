@@ -21,19 +21,6 @@ const STEPS: usize = 200;
 const B: usize = 4;
 const T: usize = 256;
 
-fn config() -> Config {
-    Config {
-        vocab_size: 8548,
-        dim: 64,
-        n_heads: 4,
-        n_layers: 4,
-        context: 256,
-        ffn_dim: 256,
-        ln_eps: 1e-5,
-        attn_scale: 0.125,
-    }
-}
-
 /// Order-1 Markov chain over 512 of the vocabulary's ids (spread over the whole range): each has
 /// 4 successors drawn at random, and the next token is one of them, uniformly. Learnable within
 /// 200 steps (the entropy floor is ln 4 ≈ 1.39).
@@ -54,7 +41,8 @@ fn markov_stream(v: usize, len: usize, seed: u64) -> Vec<u16> {
 }
 
 fn train_losses() -> Vec<f32> {
-    let cfg = config();
+    // The real model config (the fixtures were recorded with it).
+    let cfg = Config::TANG;
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(2)
         .build()

@@ -93,10 +93,7 @@ impl Package {
     fn standard() -> Package {
         let mut files = BTreeMap::new();
         for (n, text) in package_files() {
-            files.insert(
-                format!("package/dist/quantangshi/{}", tang::tang_file_name(n)),
-                text.into_bytes(),
-            );
+            files.insert(Package::tang_member(n), text.into_bytes());
         }
         // Files the recipe must not read.
         files.insert(
@@ -118,6 +115,15 @@ impl Package {
         format!("package/dist/quantangshi/{}", tang::tang_file_name(n))
     }
 
+    /// Every `poet.tang.*.json` member (the recipe's and the one under `error/`) becomes `bytes`.
+    fn replace_tang_files(&mut self, bytes: &[u8]) {
+        for (k, v) in self.files.iter_mut() {
+            if k.contains("poet.tang.") {
+                *v = bytes.to_vec();
+            }
+        }
+    }
+
     fn entries(&self) -> Vec<(String, Vec<u8>)> {
         let mut v: Vec<(String, Vec<u8>)> = self
             .files
@@ -134,33 +140,30 @@ impl Package {
         v
     }
 
+    /// The entries as a tar archive written to `w`; returns `w`.
+    fn tar_into<W: Write>(&self, w: W) -> W {
+        let mut tar = tar::Builder::new(w);
+        for (name, bytes) in self.entries() {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(0o644);
+            h.set_cksum();
+            tar.append_data(&mut h, &name, &bytes[..]).unwrap();
+        }
+        tar.into_inner().unwrap()
+    }
+
     fn write_tgz(&self, path: &Path) {
         let gz = flate2::write::GzEncoder::new(
             std::fs::File::create(path).unwrap(),
             flate2::Compression::fast(),
         );
-        let mut tar = tar::Builder::new(gz);
-        for (name, bytes) in self.entries() {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(bytes.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            tar.append_data(&mut h, &name, &bytes[..]).unwrap();
-        }
-        tar.into_inner().unwrap().finish().unwrap();
+        self.tar_into(gz).finish().unwrap();
     }
 
     /// An uncompressed tar.
     fn write_tar(&self, path: &Path) {
-        let mut tar = tar::Builder::new(std::fs::File::create(path).unwrap());
-        for (name, bytes) in self.entries() {
-            let mut h = tar::Header::new_gnu();
-            h.set_size(bytes.len() as u64);
-            h.set_mode(0o644);
-            h.set_cksum();
-            tar.append_data(&mut h, &name, &bytes[..]).unwrap();
-        }
-        tar.into_inner().unwrap();
+        self.tar_into(std::fs::File::create(path).unwrap());
     }
 
     fn write_dir(&self, root: &Path) {
@@ -241,6 +244,17 @@ fn assert_prepare_fails(from: &Path, names_file: &str, expect: &[&str]) {
         Vec::<PathBuf>::new(),
         "no output on error"
     );
+}
+
+/// The standard package changed by `edit`, written as the tarball `name`: prepare must fail on
+/// it as [`assert_prepare_fails`] checks, naming `name` and saying each of `expect`.
+fn assert_package_fails(name: &str, edit: impl FnOnce(&mut Package), expect: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join(name);
+    let mut pkg = Package::standard();
+    edit(&mut pkg);
+    pkg.write_tgz(&p);
+    assert_prepare_fails(&p, name, expect);
 }
 
 #[test]
@@ -449,25 +463,21 @@ fn truncated_tarball() {
 
 #[test]
 fn tarball_without_the_tang_folder() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("other.tgz");
-    let mut pkg = Package::standard();
-    pkg.files.retain(|k, _| !k.contains("quantangshi"));
-    pkg.write_tgz(&p);
-    assert_prepare_fails(&p, "other.tgz", &["not the chinese-poetry npm package"]);
+    assert_package_fails(
+        "other.tgz",
+        |pkg| pkg.files.retain(|k, _| !k.contains("quantangshi")),
+        &["not the chinese-poetry npm package"],
+    );
 }
 
 #[test]
 fn other_package_version_extra_file() {
     // A later version with one more Tang file: a different file set.
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("chinese-poetry-9.9.9.tgz");
-    let mut pkg = Package::standard();
-    pkg.files.insert(Package::tang_member(58), b"[]".to_vec());
-    pkg.write_tgz(&p);
-    assert_prepare_fails(
-        &p,
+    assert_package_fails(
         "chinese-poetry-9.9.9.tgz",
+        |pkg| {
+            pkg.files.insert(Package::tang_member(58), b"[]".to_vec());
+        },
         &[
             "unsupported chinese-poetry package",
             "unexpected poet.tang.58000.json",
@@ -477,14 +487,11 @@ fn other_package_version_extra_file() {
 
 #[test]
 fn other_package_version_missing_file() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("old.tgz");
-    let mut pkg = Package::standard();
-    pkg.files.remove(&Package::tang_member(57));
-    pkg.write_tgz(&p);
-    assert_prepare_fails(
-        &p,
+    assert_package_fails(
         "old.tgz",
+        |pkg| {
+            pkg.files.remove(&Package::tang_member(57));
+        },
         &[
             "unsupported chinese-poetry package",
             "found 57 files",
@@ -495,53 +502,37 @@ fn other_package_version_missing_file() {
 
 #[test]
 fn other_package_version_same_file_set() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("v2.tgz");
-    let mut pkg = Package::standard();
-    pkg.version = Some("2.0.0".into());
-    pkg.write_tgz(&p);
-    assert_prepare_fails(&p, "v2.tgz", &["package.json", "version 2.0.0"]);
+    assert_package_fails(
+        "v2.tgz",
+        |pkg| pkg.version = Some("2.0.0".into()),
+        &["package.json", "version 2.0.0"],
+    );
 }
 
 #[test]
 fn empty_package() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("empty.tgz");
-    let mut pkg = Package::standard();
-    for (k, v) in pkg.files.iter_mut() {
-        if k.contains("poet.tang.") {
-            *v = b"[]".to_vec();
-        }
-    }
-    pkg.write_tgz(&p);
-    assert_prepare_fails(&p, "empty.tgz", &["empty corpus"]);
+    assert_package_fails(
+        "empty.tgz",
+        |pkg| pkg.replace_tang_files(b"[]"),
+        &["empty corpus"],
+    );
 }
 
 #[test]
 fn package_where_every_poem_is_filtered() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("filtered.tgz");
-    let mut pkg = Package::standard();
-    for (k, v) in pkg.files.iter_mut() {
-        if k.contains("poet.tang.") {
-            *v = serde_json::to_vec(&vec![poem(1, 5, 1)]).unwrap();
-        }
-    }
-    pkg.write_tgz(&p);
-    assert_prepare_fails(&p, "filtered.tgz", &["empty corpus", "filters"]);
+    let one_line_poem = serde_json::to_vec(&vec![poem(1, 5, 1)]).unwrap();
+    assert_package_fails(
+        "filtered.tgz",
+        |pkg| pkg.replace_tang_files(&one_line_poem),
+        &["empty corpus", "filters"],
+    );
 }
 
 #[test]
 fn invalid_utf8_inside_the_package_names_the_member() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("utf8.tgz");
-    let mut pkg = Package::standard();
-    let f = pkg.files.get_mut(&Package::tang_member(3)).unwrap();
-    f[20] = 0xFF;
-    pkg.write_tgz(&p);
-    assert_prepare_fails(
-        &p,
+    assert_package_fails(
         "utf8.tgz",
+        |pkg| pkg.files.get_mut(&Package::tang_member(3)).unwrap()[20] = 0xFF,
         &[
             "package/dist/quantangshi/poet.tang.3000.json",
             "invalid UTF-8 at byte 20",
@@ -551,15 +542,12 @@ fn invalid_utf8_inside_the_package_names_the_member() {
 
 #[test]
 fn invalid_json_inside_the_package_names_the_member() {
-    let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("json.tgz");
-    let mut pkg = Package::standard();
-    pkg.files
-        .insert(Package::tang_member(5), b"[{\"title\": \"x\", ".to_vec());
-    pkg.write_tgz(&p);
-    assert_prepare_fails(
-        &p,
+    assert_package_fails(
         "json.tgz",
+        |pkg| {
+            pkg.files
+                .insert(Package::tang_member(5), b"[{\"title\": \"x\", ".to_vec());
+        },
         &[
             "package/dist/quantangshi/poet.tang.5000.json",
             "invalid JSON",

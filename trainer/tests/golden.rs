@@ -29,19 +29,9 @@ impl Fixture {
         }
     }
 
+    /// The manifest's `config` object has the fields of [`Config`] under their names.
     fn config(&self) -> Config {
-        let c = &self.meta["config"];
-        let u = |k: &str| c[k].as_u64().unwrap() as usize;
-        Config {
-            vocab_size: u("vocab_size"),
-            dim: u("dim"),
-            n_heads: u("n_heads"),
-            n_layers: u("n_layers"),
-            context: u("context"),
-            ffn_dim: u("ffn_dim"),
-            ln_eps: c["ln_eps"].as_f64().unwrap() as f32,
-            attn_scale: c["attn_scale"].as_f64().unwrap() as f32,
-        }
+        serde_json::from_value(self.meta["config"].clone()).expect("fixture config")
     }
 
     fn raw(&self, name: &str, dtype: &str, width: usize) -> &[u8] {

@@ -17,7 +17,7 @@ use tinypoet_trainer::interop::{
     ImportError, Target, META_CONFIG, META_VOCAB,
 };
 use tinypoet_trainer::params::{Config, Params};
-use tinypoet_trainer::train::{self, ModelShape, RunIo, Start, TrainData, TrainOptions};
+use tinypoet_trainer::train::{self, ModelShape, Start, TrainOptions};
 
 mod loop_common;
 
@@ -442,6 +442,8 @@ fn cli_export_import_round_trip_and_errors() {
     let d = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
     let data = prepare(dir.path());
     let data = data.to_str().unwrap();
+    // `tinypoet import FROM --data <the prepared data> -o OUT`
+    let import = |from: &str, out: &str| run(&["import", from, "--data", data, "-o", out]);
     let mut args = vec![
         "train",
         "--data",
@@ -479,14 +481,7 @@ fn cli_export_import_round_trip_and_errors() {
         &d("m.safetensors"),
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    let o = run(&[
-        "import",
-        &d("m.safetensors"),
-        "--data",
-        data,
-        "-o",
-        &d("back.ckpt"),
-    ]);
+    let o = import(&d("m.safetensors"), &d("back.ckpt"));
     assert!(o.status.success(), "{}", stderr(&o));
     let a = checkpoint::load(std::path::Path::new(&ckpt)).unwrap();
     let b = checkpoint::load(std::path::Path::new(&d("back.ckpt"))).unwrap();
@@ -524,14 +519,7 @@ fn cli_export_import_round_trip_and_errors() {
     assert!(sorted(t1) == sorted(t2));
 
     // Into a blob: the core loads it, `inspect` reads its manifest.
-    let o = run(&[
-        "import",
-        &d("m.safetensors"),
-        "--data",
-        data,
-        "-o",
-        &d("m.tpb"),
-    ]);
+    let o = import(&d("m.safetensors"), &d("m.tpb"));
     assert!(o.status.success(), "{}", stderr(&o));
     let blob = std::fs::read(d("m.tpb")).unwrap();
     let model = tinypoet_core::Model::load(&blob).unwrap();
@@ -588,44 +576,16 @@ fn cli_export_import_round_trip_and_errors() {
     ]);
     assert_one_line_error(&o, "vocabulary has");
     std::fs::write(d("junk.safetensors"), b"not a safetensors file at all").unwrap();
-    let o = run(&[
-        "import",
-        &d("junk.safetensors"),
-        "--data",
-        data,
-        "-o",
-        &bad_out,
-    ]);
+    let o = import(&d("junk.safetensors"), &bad_out);
     assert_one_line_error(&o, "not a readable safetensors file");
-    let o = run(&[
-        "import",
-        &d("missing.safetensors"),
-        "--data",
-        data,
-        "-o",
-        &bad_out,
-    ]);
+    let o = import(&d("missing.safetensors"), &bad_out);
     assert_one_line_error(&o, "missing.safetensors");
     let mut sd = Sd::parse(&std::fs::read(d("m.safetensors")).unwrap());
     sd.tensors.retain(|t| t.0 != "project.bias");
     std::fs::write(d("short.safetensors"), sd.bytes()).unwrap();
-    let o = run(&[
-        "import",
-        &d("short.safetensors"),
-        "--data",
-        data,
-        "-o",
-        &bad_out,
-    ]);
+    let o = import(&d("short.safetensors"), &bad_out);
     assert_one_line_error(&o, "1 missing tensor: project.bias");
-    let o = run(&[
-        "import",
-        &d("m.safetensors"),
-        "--data",
-        data,
-        "-o",
-        &d("bad.bin"),
-    ]);
+    let o = import(&d("m.safetensors"), &d("bad.bin"));
     assert_one_line_error(&o, "--format ckpt|blob");
     assert!(!std::path::Path::new(&bad_out).exists());
     assert!(!std::path::Path::new(&d("bad.bin")).exists());
@@ -639,31 +599,12 @@ fn cli_export_import_round_trip_and_errors() {
 
 // ---------------------------------------------------------------- resume from an import
 
-/// The shared small generated corpus as a vocabulary and token ids.
-fn corpus() -> (Vec<char>, Vec<u16>) {
-    let text = loop_common::corpus_text();
-    let mut vocab: Vec<char> = text.chars().chain(['\0']).collect();
-    vocab.sort_unstable();
-    vocab.dedup();
-    let ids = text
-        .chars()
-        .map(|c| vocab.binary_search(&c).unwrap() as u16)
-        .collect();
-    (vocab, ids)
-}
-
 #[test]
 fn resuming_an_imported_torch_init_equals_a_fresh_run() {
     // The documented promise of `imported_checkpoint`: weights equal to a fresh default run's
     // torch init, imported from safetensors and resumed, train exactly like that fresh run.
-    let (vocab, ids) = corpus();
-    let split = ids.len() * 9 / 10;
-    let data = TrainData {
-        vocab: &vocab,
-        train: &ids[..split],
-        eval: &ids[split..],
-        dataset_hash: "cd".repeat(32),
-    };
+    let (vocab, ids) = loop_common::corpus_ids();
+    let data = loop_common::train_data(&vocab, &ids, &"cd".repeat(32));
     let shape = shape();
     let steps = 3;
     let fresh_opts = TrainOptions {
@@ -674,13 +615,7 @@ fn resuming_an_imported_torch_init_equals_a_fresh_run() {
     };
     let cfg = shape.config(vocab.len());
     let dir = tempfile::tempdir().unwrap();
-    let io = |sub: &str| RunIo {
-        out_dir: dir.path().join(sub),
-        interrupt: None,
-        threads: 1,
-        progress: false,
-        print: false,
-    };
+    let io = |sub: &str| loop_common::run_io(&dir.path().join(sub), 1);
     let fresh = train::train(&data, Start::Fresh(fresh_opts), &io("fresh")).unwrap();
 
     let init = init_params(&cfg, 2024, InitScheme::Torch);

@@ -3,22 +3,10 @@
 
 use tinypoet_trainer::checkpoint::{self, Checkpoint};
 use tinypoet_trainer::metrics::MetricRow;
-use tinypoet_trainer::train::{self, ModelShape, RunIo, Start, TrainData, TrainOptions};
+use tinypoet_trainer::train::{self, ModelShape, RunIo, Start, TrainOptions};
 
 mod loop_common;
-
-/// The shared small generated corpus (`loop_common::corpus_text`) as a vocabulary and token ids.
-fn corpus() -> (Vec<char>, Vec<u16>) {
-    let text = loop_common::corpus_text();
-    let mut vocab: Vec<char> = text.chars().chain(['\0', '\n']).collect();
-    vocab.sort_unstable();
-    vocab.dedup();
-    let ids = text
-        .chars()
-        .map(|c| vocab.binary_search(&c).unwrap() as u16)
-        .collect();
-    (vocab, ids)
-}
+use loop_common::{corpus_ids, run_io, train_data};
 
 fn options(steps: u64) -> TrainOptions {
     TrainOptions {
@@ -44,17 +32,7 @@ fn options(steps: u64) -> TrainOptions {
 }
 
 fn io(dir: &std::path::Path) -> RunIo<'static> {
-    io_threads(dir, 2)
-}
-
-fn io_threads(dir: &std::path::Path, threads: usize) -> RunIo<'static> {
-    RunIo {
-        out_dir: dir.to_path_buf(),
-        interrupt: None,
-        threads,
-        progress: false,
-        print: false,
-    }
+    run_io(dir, 2)
 }
 
 fn timeless(rows: &[MetricRow]) -> Vec<MetricRow> {
@@ -85,14 +63,8 @@ fn assert_same_state(a: &Checkpoint, b: &Checkpoint) {
 
 #[test]
 fn twenty_steps_equal_ten_plus_resume_plus_ten_bit_for_bit() {
-    let (vocab, ids) = corpus();
-    let split = ids.len() * 9 / 10;
-    let data = TrainData {
-        vocab: &vocab,
-        train: &ids[..split],
-        eval: &ids[split..],
-        dataset_hash: "00".repeat(32),
-    };
+    let (vocab, ids) = corpus_ids();
+    let data = train_data(&vocab, &ids, &"00".repeat(32));
     let straight = tempfile::tempdir().unwrap();
     let out = train::train(&data, Start::Fresh(options(20)), &io(straight.path())).unwrap();
     assert_eq!(out.step, 20);
@@ -151,18 +123,12 @@ fn twenty_steps_equal_ten_plus_resume_plus_ten_bit_for_bit() {
 
 #[test]
 fn the_thread_count_does_not_change_the_run() {
-    let (vocab, ids) = corpus();
-    let split = ids.len() * 9 / 10;
-    let data = TrainData {
-        vocab: &vocab,
-        train: &ids[..split],
-        eval: &ids[split..],
-        dataset_hash: "00".repeat(32),
-    };
+    let (vocab, ids) = corpus_ids();
+    let data = train_data(&vocab, &ids, &"00".repeat(32));
     let one = tempfile::tempdir().unwrap();
     let two = tempfile::tempdir().unwrap();
-    let a = train::train(&data, Start::Fresh(options(12)), &io_threads(one.path(), 1)).unwrap();
-    let b = train::train(&data, Start::Fresh(options(12)), &io_threads(two.path(), 3)).unwrap();
+    let a = train::train(&data, Start::Fresh(options(12)), &run_io(one.path(), 1)).unwrap();
+    let b = train::train(&data, Start::Fresh(options(12)), &run_io(two.path(), 3)).unwrap();
     assert_same_state(
         &checkpoint::load(&a.checkpoint_path).unwrap(),
         &checkpoint::load(&b.checkpoint_path).unwrap(),
@@ -171,14 +137,8 @@ fn the_thread_count_does_not_change_the_run() {
 
 #[test]
 fn interrupt_then_resume_is_bit_identical_with_warmup_cosine() {
-    let (vocab, ids) = corpus();
-    let split = ids.len() * 9 / 10;
-    let data = TrainData {
-        vocab: &vocab,
-        train: &ids[..split],
-        eval: &ids[split..],
-        dataset_hash: "00".repeat(32),
-    };
+    let (vocab, ids) = corpus_ids();
+    let data = train_data(&vocab, &ids, &"00".repeat(32));
     let opts = TrainOptions {
         schedule: train::Schedule::WarmupCosine {
             warmup_steps: 4,

@@ -51,6 +51,27 @@ pub fn has_avx2_f16c() -> bool {
     }
 }
 
+/// Mask of the first `min(left, 16)` lanes of a 16-lane vector (the tail of a loop over 16 at
+/// a time; `left >= 1`).
+#[inline(always)]
+const fn lanes16(left: usize) -> u16 {
+    if left >= 16 {
+        0xFFFF
+    } else {
+        (1u16 << left) - 1
+    }
+}
+
+/// Mask of the first `min(left, 8)` lanes of an 8-lane vector (`left >= 1`).
+#[inline(always)]
+const fn lanes8(left: usize) -> u8 {
+    if left >= 8 {
+        0xFF
+    } else {
+        (1u8 << left) - 1
+    }
+}
+
 /// AVX-512 (VL/BW) f16 mat-vec on 256-bit vectors: tiles of 64 outputs in 8 accumulators,
 /// then 8 at a time, then one masked tile. (On Zen 4, 256-bit `vcvtph2ps` streams faster than
 /// the 512-bit form; the per-output order is the same either way.)
@@ -89,8 +110,7 @@ pub unsafe fn matvec_f16_avx512(y: &mut [f32], x: &[f32], w: &[u8], stride: usiz
         o += 64;
     }
     while o < n_out {
-        let left = n_out - o;
-        let m: u8 = if left >= 8 { 0xFF } else { (1u8 << left) - 1 };
+        let m = lanes8(n_out - o);
         let mut acc = _mm256_maskz_loadu_ps(m, yp.add(o));
         let mut p = wp.add(o);
         for &xk in x {
@@ -115,12 +135,7 @@ pub unsafe fn matvec_f32_avx512(y: &mut [f32], x: &[f32], w: &[f32], stride: usi
     let yp = y.as_mut_ptr();
     let mut o = 0;
     while o < n_out {
-        let left = n_out - o;
-        let m: u16 = if left >= 16 {
-            0xFFFF
-        } else {
-            (1u16 << left) - 1
-        };
+        let m = lanes16(n_out - o);
         let mut a = _mm512_maskz_loadu_ps(m, yp.add(o));
         let mut p = wp.add(o);
         for &xk in x {
@@ -308,12 +323,7 @@ pub unsafe fn softmax_avx512(x: &mut [f32]) {
     let mut mvec = _mm512_set1_ps(f32::NEG_INFINITY);
     let mut i = 0;
     while i < n {
-        let left = n - i;
-        let mask: u16 = if left >= 16 {
-            0xFFFF
-        } else {
-            (1u16 << left) - 1
-        };
+        let mask = lanes16(n - i);
         let v = _mm512_mask_loadu_ps(mvec, mask, p.add(i));
         mvec = _mm512_max_ps(v, mvec);
         i += 16;
@@ -333,12 +343,7 @@ pub unsafe fn softmax_avx512(x: &mut [f32]) {
         i += 32;
     }
     while i < n {
-        let left = n - i;
-        let mask: u16 = if left >= 16 {
-            0xFFFF
-        } else {
-            (1u16 << left) - 1
-        };
+        let mask = lanes16(n - i);
         let e = exp_at(p, i, mask, m);
         _mm512_mask_storeu_ps(p.add(i), mask, e);
         acc = _mm512_mask_add_ps(acc, mask, acc, e);
@@ -353,12 +358,7 @@ pub unsafe fn softmax_avx512(x: &mut [f32]) {
     let sv = _mm512_set1_ps(s);
     let mut i = 0;
     while i < n {
-        let left = n - i;
-        let mask: u16 = if left >= 16 {
-            0xFFFF
-        } else {
-            (1u16 << left) - 1
-        };
+        let mask = lanes16(n - i);
         let v = _mm512_maskz_loadu_ps(mask, p.add(i));
         _mm512_mask_storeu_ps(p.add(i), mask, _mm512_div_ps(v, sv));
         i += 16;
@@ -376,12 +376,7 @@ pub unsafe fn f16_to_f32_avx512(dst: &mut [f32], src: &[u8]) {
     let d = dst.as_mut_ptr();
     let mut i = 0;
     while i < n {
-        let left = n - i;
-        let mask: u16 = if left >= 16 {
-            0xFFFF
-        } else {
-            (1u16 << left) - 1
-        };
+        let mask = lanes16(n - i);
         let h = _mm256_maskz_loadu_epi16(mask, s.add(i));
         _mm512_mask_storeu_ps(d.add(i), mask, _mm512_cvtph_ps(h));
         i += 16;
@@ -399,12 +394,7 @@ pub unsafe fn f32_to_f16_avx512(dst: &mut [u16], src: &[f32]) {
     let d = dst.as_mut_ptr() as *mut i16;
     let mut i = 0;
     while i < n {
-        let left = n - i;
-        let mask: u16 = if left >= 16 {
-            0xFFFF
-        } else {
-            (1u16 << left) - 1
-        };
+        let mask = lanes16(n - i);
         let v = _mm512_maskz_loadu_ps(mask, s.add(i));
         let h = _mm512_cvtps_ph::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(v);
         _mm256_mask_storeu_epi16(d.add(i), mask, h);

@@ -1,9 +1,12 @@
-//! Helpers shared by the CLI, kill and resume tests: a small generated corpus prepared with
-//! `tinypoet prepare --format text`, and a tiny training configuration.
+//! Helpers shared by the CLI, kill, resume and interop tests: a small generated corpus prepared
+//! with `tinypoet prepare --format text` (or tokenized here for `train::train`), and a tiny
+//! training configuration.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use tinypoet_trainer::train::{RunIo, TrainData};
 
 pub fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_tinypoet")
@@ -31,6 +34,42 @@ pub fn corpus_text() -> String {
         }
     }
     text
+}
+
+/// The generated corpus as a sorted vocabulary (`'\0'` and `'\n'` included) and token ids, for
+/// runs through the library (`train::train`) rather than the CLI.
+pub fn corpus_ids() -> (Vec<char>, Vec<u16>) {
+    let text = corpus_text();
+    let mut vocab: Vec<char> = text.chars().chain(['\0', '\n']).collect();
+    vocab.sort_unstable();
+    vocab.dedup();
+    let ids = text
+        .chars()
+        .map(|c| vocab.binary_search(&c).unwrap() as u16)
+        .collect();
+    (vocab, ids)
+}
+
+/// `ids` split 90/10 into train and eval tokens.
+pub fn train_data<'a>(vocab: &'a [char], ids: &'a [u16], dataset_hash: &str) -> TrainData<'a> {
+    let split = ids.len() * 9 / 10;
+    TrainData {
+        vocab,
+        train: &ids[..split],
+        eval: &ids[split..],
+        dataset_hash: dataset_hash.to_string(),
+    }
+}
+
+/// Quiet run output into `out_dir` with `threads` kernel threads, no interrupt flag.
+pub fn run_io(out_dir: &Path, threads: usize) -> RunIo<'static> {
+    RunIo {
+        out_dir: out_dir.to_path_buf(),
+        interrupt: None,
+        threads,
+        progress: false,
+        print: false,
+    }
 }
 
 /// Prepare the generated corpus into `dir/small.tpd` with the real `prepare` command.
