@@ -291,16 +291,12 @@ fn relu_backward<F: Float>(d: &mut [F], a: &[F]) {
 
 /// `sums` \[O\] = column sums of `m` [rows, O], rows in order.
 fn column_sums<F: Float>(sums: &mut [F], m: &[F]) {
-    dispatch_simd!(
-        column_sums,
-        fn(sums: &mut [F], m: &[F]) -> (),
-        {
-            sums.fill(F::ZERO);
-            for row in m.chunks_exact(sums.len()) {
-                for (d, &g) in sums.iter_mut().zip(row) {
-                    *d += g;
-                }
+    dispatch_simd!(column_sums, fn(sums: &mut [F], m: &[F]) -> (), {
+        sums.fill(F::ZERO);
+        for row in m.chunks_exact(sums.len()) {
+            for (d, &g) in sums.iter_mut().zip(row) {
+                *d += g;
             }
         }
-    )
+    })
 }
