@@ -95,6 +95,15 @@ impl<'a, F> MatB<'a, F> {
     pub fn packed_rows(pb: &'a PackedB<F>, p0: usize) -> Self {
         MatB::Packed { pb, p0 }
     }
+
+    /// The packed operand's rows from `p0` on and columns from `j0` on, for a product whose
+    /// columns all lie in the first panel (`j0 + n ≤ NR`): read as plain rows of stride `NR`.
+    pub fn packed_from(pb: &'a PackedB<F>, p0: usize, j0: usize) -> Self {
+        MatB::Rows {
+            data: &pb.data[(p0 * NR + j0).min(pb.k * NR)..pb.k * NR],
+            rs: NR,
+        }
+    }
 }
 
 /// A `k × n` right operand packed in column panels of [`NR`]: panel `q` holds columns
