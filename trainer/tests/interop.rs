@@ -443,8 +443,15 @@ fn cli_export_import_round_trip_and_errors() {
     let d = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
     let data = prepare(dir.path());
     let data = data.to_str().unwrap();
-    // `tinypoet import FROM --data <the prepared data> -o OUT`
-    let import = |from: &str, out: &str| run(&["import", from, "--data", data, "-o", out]);
+    // `tinypoet import FROM --data <the prepared data> -o OUT [--dtype int8]`
+    let import_as = |from: &str, out: &str, int8: bool| {
+        let mut args = vec!["import", from, "--data", data, "-o", out];
+        if int8 {
+            args.extend(["--dtype", "int8"]);
+        }
+        run(&args)
+    };
+    let import = |from: &str, out: &str| import_as(from, out, false);
     let mut args = vec![
         "train",
         "--data",
@@ -538,16 +545,7 @@ fn cli_export_import_round_trip_and_errors() {
     // Into an int8 blob (`--dtype int8`): the exporter's quantization, so the same weights as
     // `export --dtype int8` of the checkpoint (bit-identical logits), and logits and eval loss
     // within the int8 bars of the other tests (5e-2, 0.05) of the f16 import's.
-    let o = run(&[
-        "import",
-        &d("m.safetensors"),
-        "--data",
-        data,
-        "-o",
-        &d("m8.tpb"),
-        "--dtype",
-        "int8",
-    ]);
+    let o = import_as(&d("m.safetensors"), &d("m8.tpb"), true);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("int8 blob"), "{}", stderr(&o));
     let blob8 = std::fs::read(d("m8.tpb")).unwrap();
@@ -640,16 +638,7 @@ fn cli_export_import_round_trip_and_errors() {
     let o = import(&d("m.safetensors"), &d("bad.bin"));
     assert_one_line_error(&o, "--format ckpt|blob");
     // --dtype is for blobs, as in `export`; a checkpoint holds f32.
-    let o = run(&[
-        "import",
-        &d("m.safetensors"),
-        "--data",
-        data,
-        "-o",
-        &bad_out,
-        "--dtype",
-        "int8",
-    ]);
+    let o = import_as(&d("m.safetensors"), &bad_out, true);
     assert_one_line_error(&o, "a checkpoint holds f32 weights");
     assert!(!std::path::Path::new(&bad_out).exists());
     assert!(!std::path::Path::new(&d("bad.bin")).exists());

@@ -5,18 +5,17 @@
 use tinypoet_trainer::init::{golden_params, SplitMix64};
 use tinypoet_trainer::model::{Buffer, ModelError, Tokens, TrainModel};
 use tinypoet_trainer::params::{Config, Params};
+use tinypoet_trainer::train::ModelShape;
 
 fn tiny() -> Config {
-    Config {
-        vocab_size: 37,
+    let shape = ModelShape {
         dim: 8,
         n_heads: 2,
         n_layers: 2,
         context: 12,
         ffn_dim: 16,
-        ln_eps: 1e-5,
-        attn_scale: 8f32.powf(-0.5),
-    }
+    };
+    shape.config(37)
 }
 
 const B: usize = 3;
