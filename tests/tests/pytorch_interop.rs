@@ -109,8 +109,12 @@ fn pytorch_logits_match_the_trainer_forward() {
         .num_threads(2)
         .build()
         .unwrap();
-    let logits = pool
-        .install(|| TrainModel::new(&g.config, 1, t).forward_logits(&imp.params, &g.tokens, 1, t));
+    let logits = pool.install(|| {
+        TrainModel::new(&g.config, 1, t)
+            .unwrap()
+            .forward_logits(&imp.params, &g.tokens, 1, t)
+            .unwrap()
+    });
     let d = logits
         .iter()
         .zip(&g.logits)

@@ -38,9 +38,9 @@ fn compare_with(params: &Params, dtype: WeightDtype, kv: KvPrecision) -> (f32, f
         .build()
         .unwrap();
     let (trainer_logits, trainer_loss) = pool.install(|| {
-        let mut m = TrainModel::new(&cfg, 1, T);
-        let logits = m.forward_logits(params, inputs, 1, T);
-        let loss = m.forward_loss(params, inputs, targets, 1, T);
+        let mut m = TrainModel::new(&cfg, 1, T).unwrap();
+        let logits = m.forward_logits(params, inputs, 1, T).unwrap();
+        let loss = m.forward_loss(params, inputs, targets, 1, T).unwrap();
         (logits, loss as f64)
     });
 

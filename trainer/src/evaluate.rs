@@ -24,7 +24,7 @@
 //! window's tokens one by one into a fresh decoder state, so the f16 model's loss is directly
 //! comparable with the f32 checkpoint's.
 
-use crate::model::TrainModel;
+use crate::model::{ModelError, TrainModel};
 use crate::mt19937::Mt19937;
 use crate::params::Params;
 
@@ -82,6 +82,10 @@ pub fn random_batch(
 }
 
 /// The reference estimator (module docs). Consumes `n_batches · b` draws of `rng`.
+///
+/// # Errors
+/// The model's [`ModelError`] when `b`/`t` exceed its capacity, `params` do not fit it or `eval`
+/// holds an id outside the vocabulary.
 #[allow(clippy::too_many_arguments)]
 pub fn reference_loss(
     model: &mut TrainModel,
@@ -92,7 +96,7 @@ pub fn reference_loss(
     b: usize,
     t: usize,
     scratch: &mut EvalScratch,
-) -> f64 {
+) -> Result<f64, ModelError> {
     let mut sum = 0.0f64;
     for _ in 0..n_batches {
         random_batch(
@@ -109,14 +113,19 @@ pub fn reference_loss(
             &scratch.targets[..b * t],
             b,
             t,
-        );
+        )?;
         sum += loss as f64;
     }
-    sum / n_batches.max(1) as f64
+    Ok(sum / n_batches.max(1) as f64)
 }
 
 /// The deterministic estimator (module docs) with the trainer's kernels, `batch` full windows per
 /// forward pass. Returns `(mean CE, number of predictions)`.
+///
+/// # Errors
+/// The model's [`ModelError`] when `window` (or `batch` windows) exceed its capacity, `params`
+/// do not fit it or `eval` holds an id outside the vocabulary (evaluation writes nothing but the
+/// model's scratch, so an error loses nothing).
 pub fn deterministic_loss(
     model: &mut TrainModel,
     params: &Params,
@@ -124,7 +133,14 @@ pub fn deterministic_loss(
     window: usize,
     batch: usize,
     scratch: &mut EvalScratch,
-) -> (f64, usize) {
+) -> Result<(f64, usize), ModelError> {
+    // `windows` needs a positive length; the model gives the typed error for the rest.
+    if window == 0 || window > model.max_seq() {
+        return Err(ModelError::SeqOutOfRange {
+            got: window,
+            max: model.max_seq(),
+        });
+    }
     let ws = windows(eval.len(), window);
     let predictions = eval.len().saturating_sub(1);
     let mut sum = 0.0f64;
@@ -144,17 +160,17 @@ pub fn deterministic_loss(
             &scratch.targets[..n],
             b,
             window,
-        );
+        )?;
         sum += mean as f64 * n as f64;
     }
     if let Some(last) = ws.iter().find(|w| w.len < window) {
         let n = last.len;
         scratch.inputs[..n].copy_from_slice(&eval[last.start..last.start + n]);
         scratch.targets[..n].copy_from_slice(&eval[last.start + 1..last.start + n + 1]);
-        let mean = model.forward_loss(params, &scratch.inputs[..n], &scratch.targets[..n], 1, n);
+        let mean = model.forward_loss(params, &scratch.inputs[..n], &scratch.targets[..n], 1, n)?;
         sum += mean as f64 * n as f64;
     }
-    (sum / predictions.max(1) as f64, predictions)
+    Ok((sum / predictions.max(1) as f64, predictions))
 }
 
 /// The deterministic estimator through the core (module docs): each window is fed token by

@@ -172,22 +172,122 @@ macro_rules! timed {
     }};
 }
 
+/// Which parameter-shaped buffer a [`ModelError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Buffer {
+    /// The parameters the model runs with.
+    Params,
+    /// The gradient buffer [`Model::forward_backward`] writes.
+    Grads,
+}
+
+impl std::fmt::Display for Buffer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Buffer::Params => "parameter buffer",
+            Buffer::Grads => "gradient buffer",
+        })
+    }
+}
+
+/// Which token-id slice a [`ModelError`] is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tokens {
+    Inputs,
+    Targets,
+}
+
+impl std::fmt::Display for Tokens {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Tokens::Inputs => "inputs",
+            Tokens::Targets => "targets",
+        })
+    }
+}
+
+/// Why a [`Model`] rejected a call. Every check runs before any work, so after an error the
+/// model, the parameters and the gradient buffer are exactly as they were, and the next good
+/// call gives the same result as if the bad one had never been made.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum ModelError {
+    /// [`Model::new`]: an empty capacity, or sequences longer than the model's context.
+    #[error(
+        "cannot allocate a model for {max_batch} sequences of {max_seq} tokens: both must be \
+         positive and the sequence length at most the context {context}"
+    )]
+    Capacity {
+        max_batch: usize,
+        max_seq: usize,
+        context: usize,
+    },
+    /// [`Model::new`]: the model width does not split into the attention heads.
+    #[error("model width {dim} is not a positive multiple of the head count {n_heads}")]
+    HeadsDoNotDivideDim { dim: usize, n_heads: usize },
+    /// The parameter or gradient buffer was made for another model shape.
+    #[error("the {buffer} was made for another config ({got:?}); the model has {expected:?}")]
+    ConfigMismatch {
+        buffer: Buffer,
+        got: Box<Config>,
+        expected: Box<Config>,
+    },
+    /// The parameter or gradient buffer's flat data does not hold its layout's element count.
+    #[error("the {buffer} holds {got} values; its config needs {expected}")]
+    BufferLength {
+        buffer: Buffer,
+        got: usize,
+        expected: usize,
+    },
+    /// The batch size `b` is 0 or more than the model was allocated for.
+    #[error("batch size {got} is outside 1..={max} (the model's capacity)")]
+    BatchOutOfRange { got: usize, max: usize },
+    /// The sequence length `t` is 0 or more than the model was allocated for.
+    #[error("sequence length {got} is outside 1..={max} (the model's capacity)")]
+    SeqOutOfRange { got: usize, max: usize },
+    /// `inputs` or `targets` does not hold `b·t` token ids.
+    #[error("{which} hold {got} token ids; batch {b} × sequence {t} needs {expected}")]
+    TokensLength {
+        which: Tokens,
+        got: usize,
+        expected: usize,
+        b: usize,
+        t: usize,
+    },
+    /// A token id at `position` (flat index into the `b·t` ids) of `inputs` or `targets` is not
+    /// below the vocabulary size (the first such id).
+    #[error("{which}: token id {id} at position {position} is outside the vocabulary of {vocab}")]
+    TokenOutOfVocab {
+        which: Tokens,
+        id: u16,
+        vocab: usize,
+        position: usize,
+    },
+}
+
 /// The training model (f32).
 pub type TrainModel = Model<f32>;
 
 impl<F: Float> Model<F> {
     /// Allocate every buffer for batches of up to `max_batch` sequences of up to `max_seq`
     /// (≤ `cfg.context`) tokens.
-    pub fn new(cfg: &Config, max_batch: usize, max_seq: usize) -> Self {
-        assert!(
-            max_seq <= cfg.context,
-            "max_seq {max_seq} exceeds context {}",
-            cfg.context
-        );
-        assert!(
-            cfg.dim.is_multiple_of(cfg.n_heads),
-            "dim must be a multiple of n_heads"
-        );
+    ///
+    /// # Errors
+    /// [`ModelError::Capacity`] when `max_batch` or `max_seq` is 0 or `max_seq` exceeds the
+    /// context; [`ModelError::HeadsDoNotDivideDim`] when the heads do not split the width.
+    pub fn new(cfg: &Config, max_batch: usize, max_seq: usize) -> Result<Self, ModelError> {
+        if max_batch == 0 || max_seq == 0 || max_seq > cfg.context {
+            return Err(ModelError::Capacity {
+                max_batch,
+                max_seq,
+                context: cfg.context,
+            });
+        }
+        if cfg.n_heads == 0 || !cfg.dim.is_multiple_of(cfg.n_heads) {
+            return Err(ModelError::HeadsDoNotDivideDim {
+                dim: cfg.dim,
+                n_heads: cfg.n_heads,
+            });
+        }
         let (c, f, v) = (cfg.dim, cfg.ffn_dim, cfg.vocab_size);
         let n = max_batch * max_seq;
         let z = |len: usize| vec![F::ZERO; len];
@@ -205,7 +305,7 @@ impl<F: Float> Model<F> {
                 act: z(n * f),
             })
             .collect();
-        Model {
+        Ok(Model {
             cfg: *cfg,
             max_batch,
             max_seq,
@@ -225,13 +325,47 @@ impl<F: Float> Model<F> {
             // qkv [3C, C], proj [C, C], fc1 [F, C], fc2 [C, F] as (in, out).
             lin: LinearScratch::new(n, &[(c, 3 * c), (c, c), (c, f), (f, c)]),
             times: OpTimes::default(),
-        }
+        })
     }
 
     pub fn config(&self) -> &Config {
         &self.cfg
     }
 
+    /// The largest batch (sequences per call) this model was allocated for.
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// The longest sequence this model was allocated for.
+    pub fn max_seq(&self) -> usize {
+        self.max_seq
+    }
+
+    /// Check that `buf` (parameters or gradients) was made for this model's config and still
+    /// holds every element. O(1).
+    fn check_buffer(&self, buf: &ParamsT<F>, buffer: Buffer) -> Result<(), ModelError> {
+        if buf.config() != &self.cfg {
+            return Err(ModelError::ConfigMismatch {
+                buffer,
+                got: Box::new(*buf.config()),
+                expected: Box::new(self.cfg),
+            });
+        }
+        let expected = buf.layout.num_params();
+        if buf.data.len() != expected {
+            return Err(ModelError::BufferLength {
+                buffer,
+                got: buf.data.len(),
+                expected,
+            });
+        }
+        Ok(())
+    }
+
+    /// Every check of a call's arguments, done once before any work, so that a rejected call
+    /// leaves the model (and the caller's buffers) exactly as they were. One pass over the
+    /// token ids; everything else is O(1).
     fn check_batch(
         &self,
         p: &ParamsT<F>,
@@ -239,34 +373,46 @@ impl<F: Float> Model<F> {
         targets: Option<&[u16]>,
         b: usize,
         t: usize,
-    ) {
-        assert_eq!(
-            p.config(),
-            &self.cfg,
-            "parameters were made for another config"
-        );
-        assert!(
-            b >= 1 && b <= self.max_batch,
-            "batch {b} outside 1..={}",
-            self.max_batch
-        );
-        assert!(
-            t >= 1 && t <= self.max_seq,
-            "sequence length {t} outside 1..={}",
-            self.max_seq
-        );
-        assert_eq!(inputs.len(), b * t, "inputs must hold b*t token ids");
-        let v = self.cfg.vocab_size;
-        let bad = |ids: &[u16]| ids.iter().find(|&&id| id as usize >= v).copied();
-        if let Some(id) = bad(inputs) {
-            panic!("input token id {id} is outside the vocabulary (size {v})");
+    ) -> Result<(), ModelError> {
+        self.check_buffer(p, Buffer::Params)?;
+        if b == 0 || b > self.max_batch {
+            return Err(ModelError::BatchOutOfRange {
+                got: b,
+                max: self.max_batch,
+            });
         }
-        if let Some(targets) = targets {
-            assert_eq!(targets.len(), b * t, "targets must hold b*t token ids");
-            if let Some(id) = bad(targets) {
-                panic!("target token id {id} is outside the vocabulary (size {v})");
+        if t == 0 || t > self.max_seq {
+            return Err(ModelError::SeqOutOfRange {
+                got: t,
+                max: self.max_seq,
+            });
+        }
+        let vocab = self.cfg.vocab_size;
+        let check = |ids: &[u16], which: Tokens| {
+            if ids.len() != b * t {
+                return Err(ModelError::TokensLength {
+                    which,
+                    got: ids.len(),
+                    expected: b * t,
+                    b,
+                    t,
+                });
             }
+            match ids.iter().position(|&id| id as usize >= vocab) {
+                Some(position) => Err(ModelError::TokenOutOfVocab {
+                    which,
+                    id: ids[position],
+                    vocab,
+                    position,
+                }),
+                None => Ok(()),
+            }
+        };
+        check(inputs, Tokens::Inputs)?;
+        if let Some(targets) = targets {
+            check(targets, Tokens::Targets)?;
         }
+        Ok(())
     }
 
     /// Forward through the blocks and the final LayerNorm, leaving `lnf` [N, C] ready for the
@@ -420,6 +566,12 @@ impl<F: Float> Model<F> {
 
     /// Mean cross-entropy over the `b·t` positions, and its gradient with respect to every
     /// parameter written into `g` (overwritten, not accumulated). `inputs`/`targets`: [b·t].
+    ///
+    /// # Errors
+    /// A [`ModelError`] when `p` or `g` was made for another config, `b` or `t` is outside this
+    /// model's capacity, or `inputs`/`targets` have the wrong length or hold an id outside the
+    /// vocabulary. Everything is checked before any work: on an error `g` and the model are
+    /// untouched.
     pub fn forward_backward(
         &mut self,
         p: &ParamsT<F>,
@@ -428,13 +580,9 @@ impl<F: Float> Model<F> {
         targets: &[u16],
         b: usize,
         t: usize,
-    ) -> F {
-        self.check_batch(p, inputs, Some(targets), b, t);
-        assert_eq!(
-            g.config(),
-            &self.cfg,
-            "gradient buffer was made for another config"
-        );
+    ) -> Result<F, ModelError> {
+        self.check_batch(p, inputs, Some(targets), b, t)?;
+        self.check_buffer(g, Buffer::Grads)?;
         self.forward_trunk(p, inputs, b, t);
         let cfg = self.cfg;
         let (c, f) = (cfg.dim, cfg.ffn_dim);
@@ -630,10 +778,13 @@ impl<F: Float> Model<F> {
             Op::EmbeddingBwd,
             embedding_backward(gt, gp, &self.d_res[..nc], inputs, t, c)
         );
-        F::from_f64(loss)
+        Ok(F::from_f64(loss))
     }
 
     /// Mean cross-entropy over the `b·t` positions, forward only (evaluation).
+    ///
+    /// # Errors
+    /// As [`Self::forward_backward`] (without the gradient buffer), checked before any work.
     pub fn forward_loss(
         &mut self,
         p: &ParamsT<F>,
@@ -641,8 +792,8 @@ impl<F: Float> Model<F> {
         targets: &[u16],
         b: usize,
         t: usize,
-    ) -> F {
-        self.check_batch(p, inputs, Some(targets), b, t);
+    ) -> Result<F, ModelError> {
+        self.check_batch(p, inputs, Some(targets), b, t)?;
         self.forward_trunk(p, inputs, b, t);
         let n = b * t;
         let r = p.layout.ranges();
@@ -655,7 +806,7 @@ impl<F: Float> Model<F> {
             &p.data[r.head_b.clone()],
             targets,
         );
-        F::from_f64(loss)
+        Ok(F::from_f64(loss))
     }
 
     /// Per-position losses [b·t] of the last [`Self::forward_loss`] / [`Self::forward_backward`].
@@ -677,8 +828,17 @@ impl<F: Float> Model<F> {
     }
 
     /// Logits [b·t, V] (allocates its output; for tests and tools, not the training loop).
-    pub fn forward_logits(&mut self, p: &ParamsT<F>, inputs: &[u16], b: usize, t: usize) -> Vec<F> {
-        self.check_batch(p, inputs, None, b, t);
+    ///
+    /// # Errors
+    /// As [`Self::forward_loss`] (without the targets), checked before any work.
+    pub fn forward_logits(
+        &mut self,
+        p: &ParamsT<F>,
+        inputs: &[u16],
+        b: usize,
+        t: usize,
+    ) -> Result<Vec<F>, ModelError> {
+        self.check_batch(p, inputs, None, b, t)?;
         self.forward_trunk(p, inputs, b, t);
         let (n, c, v) = (b * t, self.cfg.dim, self.cfg.vocab_size);
         let r = p.layout.ranges();
@@ -691,7 +851,7 @@ impl<F: Float> Model<F> {
             c,
             v,
         );
-        out
+        Ok(out)
     }
 }
 

@@ -487,7 +487,7 @@ fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<R
     let (b, t) = (st.opts.batch, st.opts.seq);
     let k = st.opts.eval_interval;
     let schedule = st.opts.lr_schedule();
-    let mut model = TrainModel::new(&st.cfg, b, t);
+    let mut model = TrainModel::new(&st.cfg, b, t)?;
     let mut inputs = vec![0u16; b * t];
     let mut targets = vec![0u16; b * t];
     let mut scratch = EvalScratch::new(b, t);
@@ -504,7 +504,22 @@ fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<R
         // 1. batch
         evaluate::random_batch(data.train, &mut st.rng, b, t, &mut inputs, &mut targets);
         // 2. forward + backward
-        let loss = model.forward_backward(&st.params, &mut st.grads, &inputs, &targets, b, t);
+        let kept = || match last_good {
+            Some(s) => format!(
+                "the last good checkpoint {} (step {s}) is kept",
+                ckpt_path.display()
+            ),
+            None => "no checkpoint had been written yet".to_string(),
+        };
+        // A rejected batch changed nothing (the model checks before any work).
+        let loss = match model.forward_backward(&st.params, &mut st.grads, &inputs, &targets, b, t)
+        {
+            Ok(loss) => loss,
+            Err(e) => {
+                pb.finish_and_clear();
+                bail!("training stopped at step {i}: {e}; {}", kept());
+            }
+        };
         let grad_norm = global_norm(&st.grads.data);
         let train_time = t0.elapsed().as_secs_f64();
         // 4 (checked before the evaluation so a broken state is never evaluated or saved).
@@ -515,14 +530,7 @@ fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<R
             } else {
                 format!("gradient norm is {grad_norm}")
             };
-            let kept = match last_good {
-                Some(s) => format!(
-                    "the last good checkpoint {} (step {s}) is kept",
-                    ckpt_path.display()
-                ),
-                None => "no checkpoint had been written yet".to_string(),
-            };
-            bail!("training stopped at step {i}: the {what}; {kept}");
+            bail!("training stopped at step {i}: the {what}; {}", kept());
         }
         // 3. evaluation hook
         if i % k == 0 {
@@ -664,8 +672,8 @@ fn evaluation(
         b,
         t,
         scratch,
-    );
-    let (eval_det, _) = evaluate::deterministic_loss(model, &st.params, data.eval, t, b, scratch);
+    )?;
+    let (eval_det, _) = evaluate::deterministic_loss(model, &st.params, data.eval, t, b, scratch)?;
     let sample = crate::export::sample_through_core(
         &st.params,
         data.vocab,

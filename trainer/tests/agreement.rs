@@ -52,7 +52,7 @@ fn train_losses() -> Vec<f32> {
         let mut p = init_params(&cfg, 2024, InitScheme::Torch);
         let mut g = Params::zeros(&cfg);
         let mut opt = AdamW::new(p.data.len(), AdamWConfig::default());
-        let mut model = TrainModel::new(&cfg, B, T);
+        let mut model = TrainModel::new(&cfg, B, T).unwrap();
         let mut rng = Mt19937::init_genrand(7);
         let (mut x, mut y) = (vec![0u16; B * T], vec![0u16; B * T]);
         let mut losses = Vec::with_capacity(STEPS);
@@ -62,7 +62,7 @@ fn train_losses() -> Vec<f32> {
                 x[b * T..(b + 1) * T].copy_from_slice(&data[s..s + T]);
                 y[b * T..(b + 1) * T].copy_from_slice(&data[s + 1..s + T + 1]);
             }
-            losses.push(model.forward_backward(&p, &mut g, &x, &y, B, T));
+            losses.push(model.forward_backward(&p, &mut g, &x, &y, B, T).unwrap());
             opt.step(&mut p.data, &g.data, 1e-3);
         }
         losses

@@ -83,12 +83,12 @@ fn model_allocs_per_step(threads: usize) -> u64 {
         let p =
             tinypoet_trainer::init::init_params(&cfg, 1, tinypoet_trainer::init::InitScheme::Fast);
         let mut g = Params::zeros(&cfg);
-        let mut m = TrainModel::new(&cfg, 2, 16);
+        let mut m = TrainModel::new(&cfg, 2, 16).unwrap();
         let x: Vec<u16> = (0..32).map(|i| (i % 12) as u16).collect();
         let y: Vec<u16> = (0..32).map(|i| ((i + 1) % 12) as u16).collect();
-        m.forward_backward(&p, &mut g, &x, &y, 2, 16);
+        m.forward_backward(&p, &mut g, &x, &y, 2, 16).unwrap();
         let a = ALLOCS.load(Ordering::SeqCst);
-        m.forward_backward(&p, &mut g, &x, &y, 2, 16);
+        m.forward_backward(&p, &mut g, &x, &y, 2, 16).unwrap();
         ALLOCS.load(Ordering::SeqCst) - a
     })
 }

@@ -119,10 +119,10 @@ fn reduced_config_matches_pytorch_logits_loss_grads_and_three_adamw_steps() {
     pool().install(|| {
         let mut p = fx.params(&cfg, "param.");
         let mut g = Params::zeros(&cfg);
-        let mut model = TrainModel::new(&cfg, b, t);
+        let mut model = TrainModel::new(&cfg, b, t).unwrap();
         let x0 = fx.u16s("x0");
 
-        let logits = model.forward_logits(&p, &x0, b, t);
+        let logits = model.forward_logits(&p, &x0, b, t).unwrap();
         let r = worst_ratio(&logits, &fx.f32s("logits"), 1e-5, 1e-4);
         eprintln!("reduced logits: worst err/tol {r:.3}");
         assert!(r <= 1.0, "logits differ from PyTorch: worst err/tol {r}");
@@ -131,7 +131,7 @@ fn reduced_config_matches_pytorch_logits_loss_grads_and_three_adamw_steps() {
         let mut report = BTreeMap::new();
         for (step, &torch_loss) in torch_losses.iter().enumerate() {
             let (x, y) = (fx.u16s(&format!("x{step}")), fx.u16s(&format!("y{step}")));
-            let loss = model.forward_backward(&p, &mut g, &x, &y, b, t);
+            let loss = model.forward_backward(&p, &mut g, &x, &y, b, t).unwrap();
             let rel = (loss as f64 - torch_loss).abs() / torch_loss;
             eprintln!(
                 "reduced loss step {step}: ours {loss} torch {} (rel {rel:.2e})",
@@ -202,9 +202,9 @@ fn full_config_matches_pytorch_loss_logits_grad_norms_and_samples() {
     let p = golden_params(&cfg, fx.meta["weights_seed"].as_u64().unwrap());
     let (x, y) = (fx.u16s("x"), fx.u16s("y"));
     pool().install(|| {
-        let mut model = TrainModel::new(&cfg, b, t);
+        let mut model = TrainModel::new(&cfg, b, t).unwrap();
         let mut g = Params::zeros(&cfg);
-        let loss = model.forward_backward(&p, &mut g, &x, &y, b, t) as f64;
+        let loss = model.forward_backward(&p, &mut g, &x, &y, b, t).unwrap() as f64;
         let want = fx.meta["loss"].as_f64().unwrap();
         eprintln!(
             "full loss: ours {loss} torch {want} (rel {:.2e})",
@@ -212,7 +212,7 @@ fn full_config_matches_pytorch_loss_logits_grad_norms_and_samples() {
         );
         assert!((loss - want).abs() <= 1e-4 * want);
 
-        let logits = model.forward_logits(&p, &x, b, t);
+        let logits = model.forward_logits(&p, &x, b, t).unwrap();
         let v = cfg.vocab_size;
         let pos = fx.u32s("logit_positions");
         let ours: Vec<f32> = pos

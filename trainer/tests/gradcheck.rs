@@ -73,9 +73,9 @@ fn check_fd(cfg: Config, b: usize, t: usize, per_tensor: usize) {
         let p32 = golden_params(&cfg, 7);
         let mut p: ParamsT<f64> = p32.cast();
         let mut g = ParamsT::<f64>::zeros(&cfg);
-        let mut model = Model::<f64>::new(&cfg, b, t);
+        let mut model = Model::<f64>::new(&cfg, b, t).unwrap();
         let (x, y) = batch(&cfg, b, t, 11);
-        model.forward_backward(&p, &mut g, &x, &y, b, t);
+        model.forward_backward(&p, &mut g, &x, &y, b, t).unwrap();
         let base_pattern = model.relu_pattern_digest(b * t);
         let c = cfg.dim;
         let h = 1e-4;
@@ -105,7 +105,7 @@ fn check_fd(cfg: Config, b: usize, t: usize, per_tensor: usize) {
                 let mut kink = false;
                 for (k, off) in [2.0, 1.0, -1.0, -2.0].into_iter().enumerate() {
                     p.data[at] = orig + off * h;
-                    f[k] = model.forward_loss(&p, &x, &y, b, t);
+                    f[k] = model.forward_loss(&p, &x, &y, b, t).unwrap();
                     kink |= model.relu_pattern_digest(b * t) != base_pattern;
                 }
                 p.data[at] = orig;
@@ -150,8 +150,14 @@ fn check_f32_vs_f64(cfg: Config, b: usize, t: usize) {
         let (x, y) = batch(&cfg, b, t, 5);
         let mut g32 = ParamsT::<f32>::zeros(&cfg);
         let mut g64 = ParamsT::<f64>::zeros(&cfg);
-        let l32 = Model::<f32>::new(&cfg, b, t).forward_backward(&p32, &mut g32, &x, &y, b, t);
-        let l64 = Model::<f64>::new(&cfg, b, t).forward_backward(&p64, &mut g64, &x, &y, b, t);
+        let l32 = Model::<f32>::new(&cfg, b, t)
+            .unwrap()
+            .forward_backward(&p32, &mut g32, &x, &y, b, t)
+            .unwrap();
+        let l64 = Model::<f64>::new(&cfg, b, t)
+            .unwrap()
+            .forward_backward(&p64, &mut g64, &x, &y, b, t)
+            .unwrap();
         let lrel = ((l32 as f64 - l64) / l64).abs();
         assert!(lrel <= 1e-6, "loss f32 {l32} vs f64 {l64}");
         let mut worst = (0.0, String::new());
@@ -208,7 +214,10 @@ fn results_do_not_depend_on_the_thread_count() {
             .unwrap();
         pool.install(|| {
             let mut g = ParamsT::<f32>::zeros(&cfg);
-            let loss = Model::<f32>::new(&cfg, b, t).forward_backward(&p, &mut g, &x, &y, b, t);
+            let loss = Model::<f32>::new(&cfg, b, t)
+                .unwrap()
+                .forward_backward(&p, &mut g, &x, &y, b, t)
+                .unwrap();
             (
                 loss.to_bits(),
                 g.data.iter().map(|v| v.to_bits()).collect::<Vec<u32>>(),
@@ -234,7 +243,10 @@ fn results_do_not_depend_on_the_gemm_kernel() {
         set_portable_only(portable);
         let out = pool().install(|| {
             let mut g = ParamsT::<f32>::zeros(&cfg);
-            let loss = Model::<f32>::new(&cfg, b, t).forward_backward(&p, &mut g, &x, &y, b, t);
+            let loss = Model::<f32>::new(&cfg, b, t)
+                .unwrap()
+                .forward_backward(&p, &mut g, &x, &y, b, t)
+                .unwrap();
             (
                 loss.to_bits(),
                 g.data.iter().map(|v| v.to_bits()).collect::<Vec<u32>>(),

@@ -1,6 +1,7 @@
 //! PyTorch interop through safetensors (issue 8, item 3): a round trip checkpoint →
 //! safetensors → checkpoint is bit-exact; F16/BF16 files convert exactly; every kind of bad
-//! file is a typed, one-line error; the CLI writes nothing on error; an imported torch-init
+//! file is a typed, one-line error; the CLI writes nothing on error; `import --dtype int8`
+//! writes the exporter's int8 blob; an imported torch-init
 //! model resumed with `train --resume` trains exactly like a fresh run.
 //! (The comparison with PyTorch itself is `tests/tests/pytorch_interop.rs`, on fixtures from
 //! `tests/golden/make_golden.py`.)
@@ -442,8 +443,15 @@ fn cli_export_import_round_trip_and_errors() {
     let d = |n: &str| dir.path().join(n).to_str().unwrap().to_string();
     let data = prepare(dir.path());
     let data = data.to_str().unwrap();
-    // `tinypoet import FROM --data <the prepared data> -o OUT`
-    let import = |from: &str, out: &str| run(&["import", from, "--data", data, "-o", out]);
+    // `tinypoet import FROM --data <the prepared data> -o OUT [--dtype int8]`
+    let import_as = |from: &str, out: &str, int8: bool| {
+        let mut args = vec!["import", from, "--data", data, "-o", out];
+        if int8 {
+            args.extend(["--dtype", "int8"]);
+        }
+        run(&args)
+    };
+    let import = |from: &str, out: &str| import_as(from, out, false);
     let mut args = vec![
         "train",
         "--data",
@@ -532,6 +540,48 @@ fn cli_export_import_round_trip_and_errors() {
         .manifest()
         .recipe
         .starts_with("imported from PyTorch safetensors m.safetensors"));
+    assert_eq!(model.q8_group(), None);
+
+    // Into an int8 blob (`--dtype int8`): the exporter's quantization, so the same weights as
+    // `export --dtype int8` of the checkpoint (bit-identical logits), and logits and eval loss
+    // within the int8 bars of the other tests (5e-2, 0.05) of the f16 import's.
+    let o = import_as(&d("m.safetensors"), &d("m8.tpb"), true);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("int8 blob"), "{}", stderr(&o));
+    let blob8 = std::fs::read(d("m8.tpb")).unwrap();
+    let model8 = tinypoet_core::Model::load(&blob8).unwrap();
+    assert_eq!(model8.q8_group(), Some(16), "dim 16: groups of 16");
+    assert_eq!(model8.config(), model.config());
+    assert_eq!(model8.manifest().steps, 12);
+    assert!(blob8.len() < blob.len());
+    let o = run(&["export", &ckpt, "-o", &d("e8.tpb"), "--dtype", "int8"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let exported8 = std::fs::read(d("e8.tpb")).unwrap();
+    let tokens: Vec<u16> = (0..16u16).map(|i| (i * 7 + 3) % 40).collect();
+    let logits8 = core_logits(&blob8, &tokens);
+    let bits32 = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+    assert!(bits32(&logits8) == bits32(&core_logits(&exported8, &tokens)));
+    let logits16 = core_logits(&blob, &tokens);
+    let max_diff = logits8
+        .iter()
+        .zip(&logits16)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    eprintln!("int8 vs f16 import: max |logit diff| {max_diff:.3e}");
+    // Measured 1.9e-2; 5e-2 is the int8 logit bar of `tests/tests/trainer_core_agreement.rs`.
+    assert!(
+        max_diff > 0.0,
+        "int8 logits equal the f16 ones: not quantized?"
+    );
+    assert!(max_diff <= 5e-2, "max |int8 - f16| = {max_diff:e}");
+    let eval_blob = |b: &str| -> f64 {
+        let o = run(&["eval", "--model", b, "--data", data, "--threads", "1"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        stdout(&o).trim().parse().unwrap()
+    };
+    let (l16, l8) = (eval_blob(&d("m.tpb")), eval_blob(&d("m8.tpb")));
+    eprintln!("eval loss of the imports: f16 {l16:.4}, int8 {l8:.4}");
+    assert!((l8 - l16).abs() < 0.05, "int8 {l8} vs f16 {l16}");
 
     // Training continues from the imported checkpoint.
     let mut args = vec!["train", "--data", data, "--resume"];
@@ -587,6 +637,9 @@ fn cli_export_import_round_trip_and_errors() {
     assert_one_line_error(&o, "1 missing tensor: project.bias");
     let o = import(&d("m.safetensors"), &d("bad.bin"));
     assert_one_line_error(&o, "--format ckpt|blob");
+    // --dtype is for blobs, as in `export`; a checkpoint holds f32.
+    let o = import_as(&d("m.safetensors"), &bad_out, true);
+    assert_one_line_error(&o, "a checkpoint holds f32 weights");
     assert!(!std::path::Path::new(&bad_out).exists());
     assert!(!std::path::Path::new(&d("bad.bin")).exists());
     let leftovers: Vec<_> = std::fs::read_dir(dir.path())
@@ -595,6 +648,19 @@ fn cli_export_import_round_trip_and_errors() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty());
+}
+
+/// The core's logits after each of `tokens`, fed one by one from position 0.
+fn core_logits(blob: &[u8], tokens: &[u16]) -> Vec<f32> {
+    use tinypoet_core::{state_words, Decoder, KvPrecision, Model};
+    let model = Model::load(blob).unwrap();
+    let mut state = vec![0f32; state_words(model.config(), KvPrecision::F16)];
+    let mut dec = Decoder::new(&model, &mut state, KvPrecision::F16).unwrap();
+    let mut out = Vec::new();
+    for &t in tokens {
+        out.extend_from_slice(dec.feed(t).unwrap());
+    }
+    out
 }
 
 // ---------------------------------------------------------------- resume from an import

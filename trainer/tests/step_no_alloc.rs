@@ -61,7 +61,7 @@ fn allocations_per_step(portable: bool, warmup: usize, steps: usize) -> Vec<(usi
     let mut p = init_params(&cfg, 1, InitScheme::Fast);
     let mut g = Params::zeros(&cfg);
     let mut opt = AdamW::new(p.data.len(), AdamWConfig::default());
-    let mut model = TrainModel::new(&cfg, b, t);
+    let mut model = TrainModel::new(&cfg, b, t).unwrap();
     let data: Vec<u16> = (0..50_000u32)
         .map(|i| (i.wrapping_mul(2_654_435_761) % 8548) as u16)
         .collect();
@@ -76,10 +76,10 @@ fn allocations_per_step(portable: bool, warmup: usize, steps: usize) -> Vec<(usi
                 x[s * t..(s + 1) * t].copy_from_slice(&data[o..o + t]);
                 y[s * t..(s + 1) * t].copy_from_slice(&data[o + 1..o + t + 1]);
             }
-            let loss = model.forward_backward(&p, &mut g, &x, &y, b, t);
+            let loss = model.forward_backward(&p, &mut g, &x, &y, b, t).unwrap();
             clip_grad_norm(&mut g.data, 1.0);
             opt.step(&mut p.data, &g.data, 1e-3);
-            let eval = model.forward_loss(&p, &x, &y, b, t);
+            let eval = model.forward_loss(&p, &x, &y, b, t).unwrap();
             let after = (ALLOCS.load(Ordering::SeqCst), BYTES.load(Ordering::SeqCst));
             assert!(loss.is_finite() && eval.is_finite());
             (after.0 - before.0, after.1 - before.1)

@@ -12,7 +12,7 @@ use clap::{Args, Subcommand};
 
 use crate::adamw::{AdamW, AdamWConfig};
 use crate::init::{init_params, InitScheme};
-use crate::model::{Op, TrainModel};
+use crate::model::{ModelError, Op, TrainModel};
 use crate::mt19937::Mt19937;
 use crate::params::{Config, Params};
 
@@ -122,6 +122,10 @@ pub struct TrainBench {
 }
 
 /// Time `steps` training steps after `warmup` untimed ones on the current rayon pool.
+///
+/// # Errors
+/// [`ModelError`] when `batch`/`seq` do not fit `cfg` (the synthetic batches themselves are
+/// always valid).
 pub fn time_train_steps(
     cfg: &Config,
     batch: usize,
@@ -129,11 +133,11 @@ pub fn time_train_steps(
     warmup: usize,
     steps: usize,
     ops: bool,
-) -> TrainBench {
+) -> Result<TrainBench, ModelError> {
     let mut params: Params = init_params(cfg, 2024, InitScheme::Fast);
     let mut grads = Params::zeros(cfg);
     let mut opt = AdamW::new(params.data.len(), AdamWConfig::default());
-    let mut model = TrainModel::new(cfg, batch, seq);
+    let mut model = TrainModel::new(cfg, batch, seq)?;
     // A synthetic "train split" the size of the real one (1.55 M tokens).
     let mut rng = Mt19937::init_genrand(2024);
     let data: Vec<u16> = (0..1_552_553)
@@ -160,7 +164,7 @@ pub fn time_train_steps(
             y[b * seq..(b + 1) * seq].copy_from_slice(&data[s + 1..s + seq + 1]);
         }
         let t1 = Instant::now();
-        final_loss = model.forward_backward(&params, &mut grads, &x, &y, batch, seq);
+        final_loss = model.forward_backward(&params, &mut grads, &x, &y, batch, seq)?;
         let t2 = Instant::now();
         opt.step(&mut params.data, &grads.data, 1e-3);
         let ms = t0.elapsed().as_secs_f64() * 1e3;
@@ -195,13 +199,13 @@ pub fn time_train_steps(
     let mut sorted = step_ms.clone();
     sorted.sort_by(f64::total_cmp);
     let median_ms = median(&sorted);
-    TrainBench {
+    Ok(TrainBench {
         step_ms,
         median_ms,
         cpu_ms_per_step,
         final_loss,
         op_ms,
-    }
+    })
 }
 
 /// User + system CPU seconds of this process so far (Linux `/proc/self/stat`, 100 Hz ticks).
@@ -251,7 +255,7 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         .num_threads(a.threads)
         .build()
         .context("building the thread pool")?;
-    let r = pool.install(|| time_train_steps(&cfg, a.batch, a.seq, a.warmup, a.steps, a.ops));
+    let r = pool.install(|| time_train_steps(&cfg, a.batch, a.seq, a.warmup, a.steps, a.ops))?;
     let tokens = (a.batch * a.seq) as f64;
     let flops = FLOPS_PER_STEP_16X256 * tokens / 4096.0;
     let tok_s = tokens / (r.median_ms / 1e3);

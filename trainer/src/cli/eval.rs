@@ -75,11 +75,18 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             );
         }
         let batch = args.batch.max(1);
-        let (loss, n) = pool.install(|| {
-            let mut model = TrainModel::new(params.config(), batch, window);
+        let (loss, n) = pool.install(|| -> anyhow::Result<(f64, usize)> {
+            let mut model = TrainModel::new(params.config(), batch, window)?;
             let mut scratch = EvalScratch::new(batch, window);
-            evaluate::deterministic_loss(&mut model, &params, eval, window, batch, &mut scratch)
-        });
+            Ok(evaluate::deterministic_loss(
+                &mut model,
+                &params,
+                eval,
+                window,
+                batch,
+                &mut scratch,
+            )?)
+        })?;
         (
             format!(
                 "checkpoint {} (f32, step {})",

@@ -138,7 +138,8 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         let window = ckpt.meta.options.seq;
         let batch = ckpt.meta.options.batch;
         let (f32_loss, blob_loss) = pool.install(|| -> anyhow::Result<(f64, f64)> {
-            let mut model = TrainModel::new(params.config(), batch, window);
+            let mut model = TrainModel::new(params.config(), batch, window)
+                .context("the checkpoint's batch/sequence options")?;
             let mut scratch = EvalScratch::new(batch, window);
             let (l32, _) = evaluate::deterministic_loss(
                 &mut model,
@@ -147,7 +148,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
                 window,
                 batch,
                 &mut scratch,
-            );
+            )?;
             let core_model = tinypoet_core::Model::load(&bytes)
                 .map_err(|e| anyhow!("the exported blob does not load: {e}"))?;
             let (l16, _) = evaluate::core_loss(&core_model, ds.pretrain_eval(), window)?;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
+use super::export::BlobDtype;
 use crate::checkpoint;
 use crate::export::{self, hex, unhex32, ManifestInfo};
 use crate::interop::{self, META_STEPS};
@@ -15,7 +16,8 @@ use crate::interop::{self, META_STEPS};
 pub enum ImportFormat {
     /// A trainer checkpoint (.ckpt): for `eval --checkpoint`, `export` and `train --resume`.
     Ckpt,
-    /// An f16 blob (.tpb) for the core: `generate --model`, `eval --model`, the firmware.
+    /// A blob (.tpb) for the core, f16 or int8 (`--dtype`): `generate --model`, `eval --model`,
+    /// the firmware.
     Blob,
 }
 
@@ -27,6 +29,8 @@ Examples:
   #   from safetensors.torch import save_file; save_file(model.state_dict(), 'model.safetensors')
   tinypoet import model.safetensors --data data/tang.tpd -o imported.ckpt
   tinypoet import model.safetensors --data data/tang.tpd -o imported.tpb
+  # int8 matrices (groups of 32, f16 scales), as `tinypoet export --dtype int8`:
+  tinypoet import model.safetensors --data data/tang.tpd -o imported-int8.tpb --dtype int8
   tinypoet eval --checkpoint imported.ckpt --data data/tang.tpd
 
 The tensor names and shapes are TutorialLLM's state_dict (token_embedding_table.weight,
@@ -38,7 +42,8 @@ dataset's (the reference builds it from the same corpus): its size must match th
 A checkpoint starts at step 0 with fresh AdamW moments and the reference's options (lr 1e-3,
 batch 16, sequence = the model's context, seed 2024); `tinypoet train --data D --resume
 imported.ckpt` pretrains on from these weights as a fresh run would from its initial ones. A
-blob is f16, like `tinypoet export`'s. The output is written atomically (temporary file,
+blob is f16, or int8 with --dtype int8, quantized exactly as `tinypoet export --dtype int8`
+quantizes a checkpoint. The output is written atomically (temporary file,
 fsync, rename); on any error nothing is written.")]
 pub struct ImportArgs {
     /// The safetensors file (a TutorialLLM state_dict, or one `tinypoet export --format
@@ -54,6 +59,9 @@ pub struct ImportArgs {
     /// What to write [default: from the extension of --output: .tpb = blob, .ckpt = ckpt].
     #[arg(long, value_enum)]
     pub format: Option<ImportFormat>,
+    /// Weight precision of the blob (a checkpoint is always f32).
+    #[arg(long, value_enum, default_value_t = BlobDtype::F16)]
+    pub dtype: BlobDtype,
 }
 
 fn format_of(args: &ImportArgs) -> anyhow::Result<ImportFormat> {
@@ -79,11 +87,16 @@ fn file_name(p: &Path) -> String {
 
 pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     let format = format_of(&args)?;
+    if format == ImportFormat::Ckpt && args.dtype != BlobDtype::F16 {
+        bail!("--dtype selects the blob's precision; a checkpoint holds f32 weights");
+    }
     let ds = crate::corpus::Dataset::load(&args.data)
         .with_context(|| format!("loading {}", args.data.display()))?;
     let imported = interop::read_state_dict_file(&args.input, ds.vocab())
         .with_context(|| format!("cannot import {}", args.input.display()))?;
     let cfg = *imported.params.config();
+    // Checked before anything is written (int8 needs group sizes that divide the widths).
+    let dtype = args.dtype.weight_dtype(&cfg)?;
     eprintln!(
         "read {}: {} parameters ({}), {} tril buffers skipped; model: vocabulary {}, dim {}, \
          {} heads, {} layers, context {}, ffn {}",
@@ -120,18 +133,18 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
                     &hex(&imported.sha256)[..16]
                 ),
             };
-            export::blob_bytes(&imported.params, ds.vocab(), &info)?
+            export::blob_bytes_as(&imported.params, ds.vocab(), &info, dtype)?
         }
     };
     checkpoint::write_atomic(&args.output, &bytes)?;
+    let what = match format {
+        ImportFormat::Ckpt => "checkpoint at step 0, fresh optimizer state".to_string(),
+        ImportFormat::Blob => format!("{} blob", args.dtype.label()),
+    };
     eprintln!(
-        "wrote {} ({} bytes, {})",
+        "wrote {} ({} bytes, {what})",
         args.output.display(),
-        bytes.len(),
-        match format {
-            ImportFormat::Ckpt => "checkpoint at step 0, fresh optimizer state",
-            ImportFormat::Blob => "f16 blob",
-        }
+        bytes.len()
     );
     Ok(())
 }
