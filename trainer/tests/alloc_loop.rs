@@ -2,7 +2,8 @@
 //! 2 threads): with evaluation only at step 0 and at the end and no periodic checkpoints, a
 //! 45-step run makes as many heap allocations as a 5-step run — up to a few one-off ones that
 //! land in either run (thread start-up timing) — where a single allocation per step would add
-//! 40. `forward_backward` on its own allocates exactly nothing. Uses a counting global
+//! 40. `forward_backward` on its own allocates nothing (at most one one-off in 10 calls: the
+//! pool's first steal). Uses a counting global
 //! allocator (every thread).
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -70,8 +71,8 @@ fn count(data: &TrainData, steps: u64) -> u64 {
     ALLOCS.load(Ordering::SeqCst) - before
 }
 
-/// Heap allocations made by one `forward_backward` call after a first one, on `threads`.
-fn model_allocs_per_step(threads: usize) -> u64 {
+/// Heap allocations made by 10 `forward_backward` calls after two warm-up calls, on `threads`.
+fn model_allocs_per_10_steps(threads: usize) -> u64 {
     use tinypoet_trainer::model::TrainModel;
     use tinypoet_trainer::params::Params;
     let cfg = shape().config(12);
@@ -86,9 +87,13 @@ fn model_allocs_per_step(threads: usize) -> u64 {
         let mut m = TrainModel::new(&cfg, 2, 16).unwrap();
         let x: Vec<u16> = (0..32).map(|i| (i % 12) as u16).collect();
         let y: Vec<u16> = (0..32).map(|i| ((i + 1) % 12) as u16).collect();
-        m.forward_backward(&p, &mut g, &x, &y, 2, 16).unwrap();
+        for _ in 0..2 {
+            m.forward_backward(&p, &mut g, &x, &y, 2, 16).unwrap();
+        }
         let a = ALLOCS.load(Ordering::SeqCst);
-        m.forward_backward(&p, &mut g, &x, &y, 2, 16).unwrap();
+        for _ in 0..10 {
+            m.forward_backward(&p, &mut g, &x, &y, 2, 16).unwrap();
+        }
         ALLOCS.load(Ordering::SeqCst) - a
     })
 }
@@ -109,10 +114,14 @@ fn the_loop_adds_no_allocation_to_a_step() {
     let short = count(&data, 5);
     let long = count(&data, 45);
     for threads in [1, 2] {
-        let model = model_allocs_per_step(threads);
-        assert_eq!(
-            model, 0,
-            "forward_backward allocations per step ({threads} threads)"
+        // The work-stealing pool may grow a worker's job queue once, the first time that worker
+        // steals (scheduling decides which call that is: seen once in ~40 runs); an allocation
+        // made by every call adds ≥ 10.
+        let model = model_allocs_per_10_steps(threads);
+        eprintln!("forward_backward, {threads} threads: {model} allocations in 10 calls");
+        assert!(
+            model <= 1,
+            "forward_backward made {model} allocations in 10 calls ({threads} threads)"
         );
     }
     // One-off allocations (a lazily created thread-local, thread start-up) can land in either
