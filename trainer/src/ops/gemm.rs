@@ -226,6 +226,17 @@ fn pack_panel_any<F: Float>(
             let jn = TB.min(cols - jb);
             for pb in (0..k).step_by(TB) {
                 let pn = TB.min(k - pb);
+                if jn == TB
+                    && pn == TB
+                    && F::transpose16(
+                        &mut dst[pb * NR + jb..],
+                        NR,
+                        &src[(j0 + jb) * cs + pb..],
+                        cs,
+                    )
+                {
+                    continue;
+                }
                 // t[jj][pp] = B[pb + pp, j0 + jb + jj]; rows past jn stay zero (padding).
                 let mut t = [[F::ZERO; TB]; TB];
                 for (jj, t) in t.iter_mut().enumerate().take(jn) {
@@ -512,6 +523,20 @@ pub(crate) unsafe fn product_portable<F: Float>(p: &Product<F>) {
 ///
 /// # Safety
 /// As [`run_blocked`].
+/// [`Float::transpose16`] for f32: `dst[p·ds + j] = src[j·ss + p]`, p, j < 16, with the
+/// AVX-512 kernel where the CPU has it (`false` otherwise, or if a slice is too short).
+pub(crate) fn transpose16_f32(dst: &mut [f32], ds: usize, src: &[f32], ss: usize) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if use_avx512() && dst.len() >= 15 * ds + 16 && src.len() >= 15 * ss + 16 {
+        // SAFETY: AVX-512F is present; the 16 rows of 16 floats read and written lie inside the
+        // slices (checked just above).
+        unsafe { avx512::transpose16(dst.as_mut_ptr(), ds, src.as_ptr(), ss) };
+        return true;
+    }
+    let _ = (dst, ds, src, ss);
+    false
+}
+
 pub(crate) unsafe fn product_f32(p: &Product<f32>) {
     #[cfg(target_arch = "x86_64")]
     if use_avx512() {
@@ -539,6 +564,56 @@ mod avx512 {
                 run_blocked::<f32, MR_NARROW>(p, |t| tile_narrow(t))
             } else {
                 run_blocked::<f32, MR>(p, |t| tile(t))
+            }
+        }
+    }
+
+    /// A 16 × 16 transpose in registers: rows `src + j·ss` (16 floats each) become the columns
+    /// of rows `dst + p·ds`. Four rounds of two-input shuffles (32-bit, 64-bit, then 128-bit
+    /// lanes twice).
+    ///
+    /// # Safety
+    /// AVX-512F; `src + j·ss + 0..16` readable and `dst + p·ds + 0..16` writable for j, p < 16.
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn transpose16(dst: *mut f32, ds: usize, src: *const f32, ss: usize) {
+        // SAFETY (loads/stores): inside the rows the caller guarantees.
+        unsafe {
+            let r: [__m512; 16] = std::array::from_fn(|j| _mm512_loadu_ps(src.add(j * ss)));
+            // Pairs of rows interleaved by 32-bit element: t[2i], t[2i+1] from r[2i], r[2i+1].
+            let mut t = [_mm512_setzero_ps(); 16];
+            for i in 0..8 {
+                t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+                t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+            }
+            // Then by 64-bit element across pairs of pairs.
+            let mut u = [_mm512_setzero_ps(); 16];
+            for i in 0..4 {
+                let (a, b, c, d) = (t[4 * i], t[4 * i + 1], t[4 * i + 2], t[4 * i + 3]);
+                let pd = |x: __m512| _mm512_castps_pd(x);
+                u[4 * i] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(a), pd(c)));
+                u[4 * i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(a), pd(c)));
+                u[4 * i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(pd(b), pd(d)));
+                u[4 * i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(pd(b), pd(d)));
+            }
+            // Now u[4i + k] holds, in each 128-bit lane l, column 4l + k of rows 4i..4i+4.
+            // 128-bit lanes: gather lanes 0/2 and 1/3 of row groups (0,1), (2,3).
+            let mut w = [_mm512_setzero_ps(); 16];
+            for k in 0..4 {
+                w[k] = _mm512_shuffle_f32x4::<0x88>(u[k], u[4 + k]);
+                w[4 + k] = _mm512_shuffle_f32x4::<0xDD>(u[k], u[4 + k]);
+                w[8 + k] = _mm512_shuffle_f32x4::<0x88>(u[8 + k], u[12 + k]);
+                w[12 + k] = _mm512_shuffle_f32x4::<0xDD>(u[8 + k], u[12 + k]);
+            }
+            for k in 0..4 {
+                // Columns k, 4+k, 8+k, 12+k.
+                let c0 = _mm512_shuffle_f32x4::<0x88>(w[k], w[8 + k]);
+                let c2 = _mm512_shuffle_f32x4::<0xDD>(w[k], w[8 + k]);
+                let c1 = _mm512_shuffle_f32x4::<0x88>(w[4 + k], w[12 + k]);
+                let c3 = _mm512_shuffle_f32x4::<0xDD>(w[4 + k], w[12 + k]);
+                _mm512_storeu_ps(dst.add(k * ds), c0);
+                _mm512_storeu_ps(dst.add((4 + k) * ds), c1);
+                _mm512_storeu_ps(dst.add((8 + k) * ds), c2);
+                _mm512_storeu_ps(dst.add((12 + k) * ds), c3);
             }
         }
     }
@@ -643,6 +718,24 @@ mod avx512 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vector 16 × 16 transpose (where the CPU has it) against its definition, with row
+    /// strides longer than 16 on both sides.
+    #[test]
+    fn transpose16_is_a_transpose() {
+        let (ss, ds) = (21, 64);
+        let src: Vec<f32> = (0..16 * ss).map(|i| i as f32).collect();
+        let mut dst = vec![-1.0f32; 16 * ds];
+        if !transpose16_f32(&mut dst, ds, &src, ss) {
+            return; // no vector kernel on this CPU: the plain loop is used (and tested below)
+        }
+        for p in 0..16 {
+            for j in 0..16 {
+                assert_eq!(dst[p * ds + j], src[j * ss + p], "p {p} j {j}");
+            }
+            assert!(dst[p * ds + 16..(p + 1) * ds].iter().all(|&x| x == -1.0));
+        }
+    }
 
     /// Deterministic pseudo-random values in [-1, 1).
     fn values(len: usize, seed: u64) -> Vec<f32> {

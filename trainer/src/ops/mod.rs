@@ -84,6 +84,12 @@ pub trait Float:
     /// The product's operands must cover its extents, as [`gemm::gemm`] checks before calling.
     #[doc(hidden)]
     unsafe fn gemm_product(p: &gemm::Product<Self>);
+    /// `dst[p·ds + j] = src[j·ss + p]` for p, j < 16 with a vector kernel where this type and
+    /// CPU have one (then `true`); `false` leaves `dst` alone for the caller's plain loop.
+    #[doc(hidden)]
+    fn transpose16(_dst: &mut [Self], _ds: usize, _src: &[Self], _ss: usize) -> bool {
+        false
+    }
 }
 
 impl Float for f32 {
@@ -129,6 +135,9 @@ impl Float for f32 {
     unsafe fn gemm_product(p: &gemm::Product<Self>) {
         // SAFETY: forwarded contract.
         unsafe { gemm::product_f32(p) }
+    }
+    fn transpose16(dst: &mut [Self], ds: usize, src: &[Self], ss: usize) -> bool {
+        gemm::transpose16_f32(dst, ds, src, ss)
     }
 }
 
