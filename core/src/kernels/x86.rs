@@ -515,6 +515,29 @@ fn q8_scale_bits(w: &super::Q8Matrix, i: usize) -> u32 {
     }
 }
 
+/// Scales `idx[r]` of `w` as f32 for the lanes in `rmask` (others 0), by one gather.
+///
+/// # Safety
+/// CPU has avx512f/bw/vl; every `idx[r]` in `rmask` is below `w.rows() * w.n_in() / w.group()`
+/// (the number of scales), which is at most `i32::MAX`.
+#[inline(always)]
+unsafe fn q8_scales16(w: &super::Q8Matrix, idx: __m512i, rmask: u16) -> __m512 {
+    let p = w.scales().as_ptr();
+    let zero = _mm512_setzero_si512();
+    if w.scale_dtype() == super::ScaleDtype::F32 {
+        return _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), rmask, idx, p as *const _);
+    }
+    // f16: a dword at byte 2 * idx (the scale in its low half); the dword of the very last
+    // scale would end 2 bytes past the slice, so that lane is read on its own
+    let last = (w.scales().len() / 2).saturating_sub(1);
+    let tail = rmask & _mm512_cmpeq_epi32_mask(idx, _mm512_set1_epi32(last as i32));
+    let mut v = _mm512_mask_i32gather_epi32::<2>(zero, rmask & !tail, idx, p as *const _);
+    if tail != 0 {
+        v = _mm512_mask_set1_epi32(v, tail, q8_scale_bits(w, last) as i32);
+    }
+    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v))
+}
+
 /// Sums across lanes of 16 vectors at once: lane r of the result = the sum of the 16 i32
 /// lanes of `s[r]` (wrapping). 15 adds and 30 shuffles.
 #[inline(always)]
@@ -562,6 +585,14 @@ unsafe fn q8_block16(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix, o: usize, n
     let vp = w.values().as_ptr() as *const i8;
     let yp = y.as_mut_ptr().add(o);
     let mut acc = _mm512_maskz_loadu_ps(rmask, yp);
+    // index of row r's first scale, (o + r) * ng (< rows * ng <= i32::MAX)
+    let row_idx = _mm512_mullo_epi32(
+        _mm512_add_epi32(
+            _mm512_set1_epi32(o as i32),
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        ),
+        _mm512_set1_epi32(ng as i32),
+    );
     for gi in 0..ng {
         // group gi: activations at i16 2*gi*words, weights of row r at (o+r)*n_in + gi*g
         let xg = xi.add(2 * gi * words);
@@ -578,17 +609,11 @@ unsafe fn q8_block16(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix, o: usize, n
             k += 32;
         }
         let isum = _mm512_cvtepi32_ps(transpose_sum16(&s));
-        let mut sb = [0u32; 16];
-        for (r, b) in sb.iter_mut().enumerate().take(nr) {
-            *b = q8_scale_bits(w, (o + r) * ng + gi);
-        }
-        let ws = if w.scale_dtype() == super::ScaleDtype::F32 {
-            _mm512_loadu_ps(sb.as_ptr() as *const f32)
-        } else {
-            _mm512_cvtph_ps(_mm512_cvtepi32_epi16(_mm512_loadu_si512(
-                sb.as_ptr() as *const _
-            )))
-        };
+        let ws = q8_scales16(
+            w,
+            _mm512_add_epi32(row_idx, _mm512_set1_epi32(gi as i32)),
+            rmask,
+        );
         let xs = _mm512_set1_ps(*xq.as_ptr().add(gi * words + g / 2));
         // the scalar order: the group's scale, then the product, then the add
         let sc = _mm512_mul_ps(ws, xs);
@@ -607,6 +632,10 @@ unsafe fn q8_block16(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix, o: usize, n
 pub unsafe fn matvec_q8_avx512(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
     if w.group() < 4 || y.is_empty() {
         return; // only the empty default matrix; nothing to do
+    }
+    if w.scales().len() / 2 > i32::MAX as usize {
+        // scale indices would not fit the gathers' i32 offsets
+        return super::scalar::matvec_q8_body(y, xq, w);
     }
     let n_out = y.len();
     let mut o = 0;
@@ -638,6 +667,41 @@ unsafe fn transpose_sum8(s: &[__m256i; 8]) -> __m256i {
     )
 }
 
+/// AVX2 version of [`q8_scales16`]; `rmask` is a dword mask (all ones = lane used).
+///
+/// # Safety
+/// CPU has avx2 and f16c; indices as for [`q8_scales16`].
+#[inline(always)]
+unsafe fn q8_scales8(w: &super::Q8Matrix, idx: __m256i, rmask: __m256i) -> __m256 {
+    let p = w.scales().as_ptr();
+    if w.scale_dtype() == super::ScaleDtype::F32 {
+        let m = _mm256_castsi256_ps(rmask);
+        return _mm256_mask_i32gather_ps::<4>(_mm256_setzero_ps(), p as *const _, idx, m);
+    }
+    let last = (w.scales().len() / 2).saturating_sub(1);
+    let tail = _mm256_and_si256(
+        rmask,
+        _mm256_cmpeq_epi32(idx, _mm256_set1_epi32(last as i32)),
+    );
+    let safe = _mm256_andnot_si256(tail, rmask);
+    let zero = _mm256_setzero_si256();
+    let mut v = _mm256_mask_i32gather_epi32::<2>(zero, p as *const _, idx, safe);
+    if _mm256_testz_si256(tail, tail) == 0 {
+        let b = _mm256_set1_epi32(q8_scale_bits(w, last) as i32);
+        v = _mm256_blendv_epi8(v, b, tail);
+    }
+    // the low halves of the 8 dwords, in order, then f16 -> f32
+    let lo = _mm256_shuffle_epi8(
+        v,
+        _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1,
+            -1, -1, -1, -1, -1, -1, -1,
+        ),
+    );
+    let lo = _mm256_permute4x64_epi64::<0b11_01_10_00>(lo);
+    _mm256_cvtph_ps(_mm256_castsi256_si128(lo))
+}
+
 /// Dword mask (sign bit set = load) of the first `min(left, 8)` dwords.
 #[inline(always)]
 unsafe fn dwords8(left: usize) -> __m256i {
@@ -662,6 +726,13 @@ unsafe fn q8_block8(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix, o: usize, nr
     let vp = w.values().as_ptr() as *const i8;
     let yp = y.as_mut_ptr().add(o);
     let mut acc = _mm256_maskload_ps(yp, rmask);
+    let row_idx = _mm256_mullo_epi32(
+        _mm256_add_epi32(
+            _mm256_set1_epi32(o as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        ),
+        _mm256_set1_epi32(ng as i32),
+    );
     for gi in 0..ng {
         let xg = xi.add(2 * gi * words);
         let wg = vp.add(o * n_in + gi * g);
@@ -691,19 +762,11 @@ unsafe fn q8_block8(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix, o: usize, nr
             }
         }
         let isum = _mm256_cvtepi32_ps(transpose_sum8(&s));
-        let mut sb = [0u32; 8];
-        for (r, b) in sb.iter_mut().enumerate().take(nr) {
-            *b = q8_scale_bits(w, (o + r) * ng + gi);
-        }
-        let bits = _mm256_loadu_si256(sb.as_ptr() as *const __m256i);
-        let ws = if w.scale_dtype() == super::ScaleDtype::F32 {
-            _mm256_castsi256_ps(bits)
-        } else {
-            // the 8 low halves, in order, then f16 -> f32
-            let lo16 = _mm256_packus_epi32(bits, bits); // [0..4, 0..4 | 4..8, 4..8]
-            let lo16 = _mm256_permute4x64_epi64::<0b11_01_10_00>(lo16);
-            _mm256_cvtph_ps(_mm256_castsi256_si128(lo16))
-        };
+        let ws = q8_scales8(
+            w,
+            _mm256_add_epi32(row_idx, _mm256_set1_epi32(gi as i32)),
+            rmask,
+        );
         let xs = _mm256_set1_ps(*xq.as_ptr().add(gi * words + g / 2));
         let sc = _mm256_mul_ps(ws, xs);
         let p = _mm256_mul_ps(isum, sc);
@@ -720,6 +783,10 @@ unsafe fn q8_block8(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix, o: usize, nr
 pub unsafe fn matvec_q8_avx2(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
     if w.group() < 4 || y.is_empty() {
         return;
+    }
+    if w.scales().len() / 2 > i32::MAX as usize {
+        // scale indices would not fit the gathers' i32 offsets
+        return super::scalar::matvec_q8_body(y, xq, w);
     }
     let n_out = y.len();
     let mut o = 0;
