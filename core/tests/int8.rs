@@ -322,12 +322,14 @@ fn bytemuck_cast(w: &[f32]) -> &[i16] {
 #[test]
 fn matvec_q8_follows_the_documented_order_on_every_backend() {
     let mut r = TestRng(41);
-    for case in 0..600 {
-        let g = [4, 8, 32, 32, 64, 1024][case % 6];
+    for case in 0..720 {
+        // groups that are and are not multiples of the SIMD chunks (16 and 32 values); row
+        // counts that are and are not multiples of the SIMD blocks (8 and 16 rows)
+        let g = [4, 8, 12, 16, 20, 32, 32, 36, 48, 64, 100, 1024][case % 12];
         let n_in = g * (1 + r.below(if g >= 64 { 3 } else { 9 }));
         let rows = 1 + r.below(if case % 5 == 0 { 700 } else { 70 });
         let n_out = rows - r.below(rows.min(3));
-        let scale = if case % 3 == 0 {
+        let scale = if case / 12 % 3 == 0 {
             ScaleDtype::F32
         } else {
             ScaleDtype::F16
@@ -361,6 +363,63 @@ fn matvec_q8_follows_the_documented_order_on_every_backend() {
             assert!(
                 y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
                 "{be:?} {n_out}/{rows}x{n_in} g{g} {scale:?}"
+            );
+        }
+    }
+}
+
+/// The SIMD kernels against the scalar body on inputs `quantize_q8` never produces: any i16
+/// activations (down to -32768, so a group's i32 sum can wrap) and any i8 weights, with f16
+/// and f32 scales of every magnitude. The scalar body adds with wrapping arithmetic, and so
+/// do the SIMD ones (in another order, which wrapping addition does not see): same bits.
+#[test]
+fn matvec_q8_simd_equals_scalar_on_any_activation_values() {
+    let mut r = TestRng(43);
+    let simd: Vec<Backend> = backends()
+        .into_iter()
+        .filter(|&b| b != Backend::Scalar)
+        .collect();
+    for case in 0..300 {
+        let g = [4, 12, 16, 24, 32, 40, 64, 1024][case % 8];
+        let n_in = g * (1 + r.below(if g >= 64 { 2 } else { 6 }));
+        let rows = 1 + r.below(40);
+        let n_out = rows - r.below(rows.min(2));
+        let scale = if case / 8 % 2 == 0 {
+            ScaleDtype::F16
+        } else {
+            ScaleDtype::F32
+        };
+        let extreme = case % 5 == 0; // every weight -128, every activation -32768
+        let (mut values, scales) = random_q8(&mut r, rows, n_in, g, scale);
+        if extreme {
+            values.fill(0x80);
+        }
+        let words = g / 2 + 1;
+        let mut xq = vec![0f32; kernels::q8_act_words(n_in, g)];
+        for (i, v) in xq.iter_mut().enumerate() {
+            *v = if i % words == g / 2 {
+                // the group's activation scale: any magnitude, either sign
+                ((r.normal() * 4.0).exp2() * r.normal()) as f32
+            } else if extreme {
+                f32::from_bits(0x8000_8000)
+            } else {
+                f32::from_bits(r.next_u64() as u32)
+            };
+        }
+        let w = Q8Matrix::new(&values, &scales, scale, g, rows, n_in).unwrap();
+        let y0: Vec<f32> = (0..n_out).map(|_| r.normal() as f32).collect();
+        let mut want = y0.clone();
+        kernels::matvec_q8(Backend::Scalar, &mut want, &xq, &w);
+        if extreme && g == 1024 {
+            // 1024 products of 2^22: the group sum wraps to 0, and the output stays y0
+            assert_eq!(want, y0);
+        }
+        for &be in &simd {
+            let mut y = y0.clone();
+            kernels::matvec_q8(be, &mut y, &xq, &w);
+            assert!(
+                y.iter().zip(&want).all(|(a, b)| a.to_bits() == b.to_bits()),
+                "{be:?} case {case}: {n_out}/{rows}x{n_in} g{g} {scale:?}"
             );
         }
     }

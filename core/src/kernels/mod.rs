@@ -344,7 +344,8 @@ pub fn matvec_q8(backend: Backend, y: &mut [f32], xq: &[f32], w: &Q8Matrix) {
     match backend {
         #[cfg(target_arch = "x86_64")]
         Backend::X86Avx512 if x86::has_avx512() => {
-            // SAFETY: CPU support checked; the body checks its own bounds.
+            // SAFETY: CPU support checked; `y` and `xq` sizes checked above, `w`'s own sizes by
+            // `Q8Matrix::new`.
             unsafe { x86::matvec_q8_avx512(y, xq, w) }
         }
         #[cfg(target_arch = "x86_64")]

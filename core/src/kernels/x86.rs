@@ -446,25 +446,355 @@ pub unsafe fn attn_values_f16_avx512(
     }
 }
 
-// ---- int8: the portable body compiled for wider vectors ----
+// ---- int8 (see the module docs of `kernels`, "int8") ----
 //
-// The integer dot products are exact, so the compiler may vectorize them freely; the float
-// steps per output are unchanged scalar code (Rust never contracts to FMA): bit-identical.
+// A block of R rows (16 for AVX-512, 8 for AVX2) runs one group at a time. For each chunk of
+// the group (32 or 16 values) the activations are loaded once, put back in natural order (the
+// shared layout stores every 4 as 0, 2, 1, 3) and multiplied with each row's weights, sign
+// extended to i16, by `pmaddwd` (two i16 x i16 products summed into each i32 lane), one i32
+// accumulator vector per row. The R accumulators are then summed across their lanes in one
+// transposing tree, so lane r holds row r's exact group sum `isum`. Integer adds wrap modulo
+// 2^32 like the scalar body's `wrapping_add`, and wrapping addition does not depend on the
+// order, so `isum` equals the scalar one for any input. The float steps then run with lane r
+// = row r, in the scalar order: `s = w_scale * x_scale`, `p = isum as f32 * s`, `acc += p`
+// (separate roundings, no FMA), groups ascending, `acc` starting from `y[o]`. The last
+// `n_out % R` rows run the same block with the missing rows masked off. The tail of a group
+// that is not a multiple of the chunk (groups are multiples of 4) is read with masked loads,
+// so the padding lanes are 0 and no byte past the group (or the matrix) is touched.
 
-/// [`super::scalar::matvec_q8`] compiled with AVX2.
-///
-/// # Safety
-/// CPU has avx2 (the body checks its own bounds).
-#[target_feature(enable = "avx2")]
-pub unsafe fn matvec_q8_avx2(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
-    super::scalar::matvec_q8_body(y, xq, w)
+/// `vpermw` indices (and `pshufb` bytes below) that swap elements 1 and 2 of every 4 i16: the
+/// activation layout's order `0, 2, 1, 3` back to `0, 1, 2, 3` (the swap is its own inverse).
+const Q8_UNPAIR16: [i16; 32] = {
+    let mut t = [0i16; 32];
+    let mut i = 0;
+    while i < 32 {
+        let q = (i / 4) * 4;
+        t[i] = (q + [0, 2, 1, 3][i % 4]) as i16;
+        i += 1;
+    }
+    t
+};
+
+/// The same swap as bytes of each 128-bit lane (for `pshufb`).
+const Q8_UNPAIR8: [i8; 32] = {
+    let mut t = [0i8; 32];
+    let mut i = 0;
+    while i < 32 {
+        let e = Q8_UNPAIR16[(i % 16) / 2] as usize; // element within the lane (0..8)
+        t[i] = (2 * e + i % 2) as i8;
+        i += 1;
+    }
+    t
+};
+
+/// Mask of the first `min(left, 32)` lanes of a 32-lane vector (`left >= 1`).
+#[inline(always)]
+const fn lanes32(left: usize) -> u32 {
+    if left >= 32 {
+        u32::MAX
+    } else {
+        (1u32 << left) - 1
+    }
 }
 
-/// [`super::scalar::matvec_q8`] compiled with AVX-512.
+/// Scale `i` of `w` as raw bits: the f16 bits zero-extended, or the f32 bits; 0 past the end
+/// (never, for indices below `rows * n_in / group`).
+#[inline(always)]
+fn q8_scale_bits(w: &super::Q8Matrix, i: usize) -> u32 {
+    let s = w.scales();
+    if w.scale_dtype() == super::ScaleDtype::F32 {
+        match s.get(4 * i..4 * i + 4) {
+            Some(b) => u32::from_le_bytes([b[0], b[1], b[2], b[3]]),
+            None => 0,
+        }
+    } else {
+        match s.get(2 * i..2 * i + 2) {
+            Some(b) => u16::from_le_bytes([b[0], b[1]]) as u32,
+            None => 0,
+        }
+    }
+}
+
+/// Scales `idx[r]` of `w` as f32 for the lanes in `rmask` (others 0), by one gather.
 ///
 /// # Safety
-/// CPU has avx512f/bw/vl (the body checks its own bounds).
-#[target_feature(enable = "avx2,avx512f,avx512bw,avx512vl")]
+/// CPU has avx512f/bw/vl; every `idx[r]` in `rmask` is below `w.rows() * w.n_in() / w.group()`
+/// (the number of scales), which is at most `i32::MAX`.
+#[inline(always)]
+unsafe fn q8_scales16(w: &super::Q8Matrix, idx: __m512i, rmask: u16) -> __m512 {
+    let p = w.scales().as_ptr();
+    let zero = _mm512_setzero_si512();
+    if w.scale_dtype() == super::ScaleDtype::F32 {
+        return _mm512_mask_i32gather_ps::<4>(_mm512_setzero_ps(), rmask, idx, p as *const _);
+    }
+    // f16: a dword at byte 2 * idx (the scale in its low half); the dword of the very last
+    // scale would end 2 bytes past the slice, so that lane is read on its own
+    let last = (w.scales().len() / 2).saturating_sub(1);
+    let tail = rmask & _mm512_cmpeq_epi32_mask(idx, _mm512_set1_epi32(last as i32));
+    let mut v = _mm512_mask_i32gather_epi32::<2>(zero, rmask & !tail, idx, p as *const _);
+    if tail != 0 {
+        v = _mm512_mask_set1_epi32(v, tail, q8_scale_bits(w, last) as i32);
+    }
+    _mm512_cvtph_ps(_mm512_cvtepi32_epi16(v))
+}
+
+/// Sums across lanes of 16 vectors at once: lane r of the result = the sum of the 16 i32
+/// lanes of `s[r]` (wrapping). 15 adds and 30 shuffles.
+#[inline(always)]
+unsafe fn transpose_sum16(s: &[__m512i; 16]) -> __m512i {
+    // per 128-bit lane of t[i]: [a0+a2, b0+b2, a1+a3, b1+b3] for a = s[2i], b = s[2i+1]
+    let mut t = [_mm512_setzero_si512(); 8];
+    for (i, ti) in t.iter_mut().enumerate() {
+        let (a, b) = (s[2 * i], s[2 * i + 1]);
+        *ti = _mm512_add_epi32(_mm512_unpacklo_epi32(a, b), _mm512_unpackhi_epi32(a, b));
+    }
+    // per 128-bit lane of u[j]: the lane's partial sums of rows 4j, 4j+1, 4j+2, 4j+3
+    let mut u = [_mm512_setzero_si512(); 4];
+    for (j, uj) in u.iter_mut().enumerate() {
+        let (a, b) = (t[2 * j], t[2 * j + 1]);
+        *uj = _mm512_add_epi32(_mm512_unpacklo_epi64(a, b), _mm512_unpackhi_epi64(a, b));
+    }
+    // 128-bit lanes of v[k]: rows 8k..8k+4 (lanes 0+1, 2+3), rows 8k+4..8k+8 (0+1, 2+3)
+    let mut v = [_mm512_setzero_si512(); 2];
+    for (k, vk) in v.iter_mut().enumerate() {
+        let (a, b) = (u[2 * k], u[2 * k + 1]);
+        *vk = _mm512_add_epi32(
+            _mm512_shuffle_i32x4::<0b10_00_10_00>(a, b),
+            _mm512_shuffle_i32x4::<0b11_01_11_01>(a, b),
+        );
+    }
+    // 128-bit lane q: rows 4q..4q+4, complete
+    _mm512_add_epi32(
+        _mm512_shuffle_i32x4::<0b10_00_10_00>(v[0], v[1]),
+        _mm512_shuffle_i32x4::<0b11_01_11_01>(v[0], v[1]),
+    )
+}
+
+/// Rows `o..o + nr` (`1 <= nr <= 16`) of the int8 mat-vec, lane r = row `o + r`.
+///
+/// # Safety
+/// CPU has avx512f/bw/vl; `w` is a valid [`super::Q8Matrix`] with `o + nr <= w.rows()`,
+/// group `g >= 4`; `xq` holds `q8_act_words(w.n_in(), g)` words; `y` holds `o + nr` values.
+#[inline(always)]
+unsafe fn q8_block16(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix, o: usize, nr: usize) {
+    let (n_in, g) = (w.n_in(), w.group());
+    let (ng, words) = (n_in / g, g / 2 + 1);
+    let rmask = lanes16(nr);
+    let unpair = _mm512_loadu_si512(Q8_UNPAIR16.as_ptr() as *const _);
+    let xi = xq.as_ptr() as *const i16;
+    let vp = w.values().as_ptr() as *const i8;
+    let yp = y.as_mut_ptr().add(o);
+    let mut acc = _mm512_maskz_loadu_ps(rmask, yp);
+    // index of row r's first scale, (o + r) * ng (< rows * ng <= i32::MAX)
+    let row_idx = _mm512_mullo_epi32(
+        _mm512_add_epi32(
+            _mm512_set1_epi32(o as i32),
+            _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15),
+        ),
+        _mm512_set1_epi32(ng as i32),
+    );
+    for gi in 0..ng {
+        // group gi: activations at i16 2*gi*words, weights of row r at (o+r)*n_in + gi*g
+        let xg = xi.add(2 * gi * words);
+        let wg = vp.add(o * n_in + gi * g);
+        let mut s = [_mm512_setzero_si512(); 16];
+        let mut k = 0;
+        while k < g {
+            let m = lanes32(g - k);
+            let xv = _mm512_permutexvar_epi16(unpair, _mm512_maskz_loadu_epi16(m, xg.add(k)));
+            for (r, sr) in s.iter_mut().enumerate().take(nr) {
+                let wv = _mm512_cvtepi8_epi16(_mm256_maskz_loadu_epi8(m, wg.add(r * n_in + k)));
+                *sr = _mm512_add_epi32(*sr, _mm512_madd_epi16(wv, xv));
+            }
+            k += 32;
+        }
+        let isum = _mm512_cvtepi32_ps(transpose_sum16(&s));
+        let ws = q8_scales16(
+            w,
+            _mm512_add_epi32(row_idx, _mm512_set1_epi32(gi as i32)),
+            rmask,
+        );
+        let xs = _mm512_set1_ps(*xq.as_ptr().add(gi * words + g / 2));
+        // the scalar order: the group's scale, then the product, then the add
+        let sc = _mm512_mul_ps(ws, xs);
+        let p = _mm512_mul_ps(isum, sc);
+        acc = _mm512_add_ps(acc, p);
+    }
+    _mm512_mask_storeu_ps(yp, rmask, acc);
+}
+
+/// The int8 mat-vec ([`super::matvec_q8`]), 16 rows per block.
+///
+/// # Safety
+/// CPU has avx512f/bw/vl; `y.len() <= w.rows()` and `xq.len() >= q8_act_words(w.n_in(),
+/// w.group())` (checked by the dispatcher; `w`'s own sizes are checked by `Q8Matrix::new`).
+#[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 pub unsafe fn matvec_q8_avx512(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
-    super::scalar::matvec_q8_body(y, xq, w)
+    if w.group() < 4 || y.is_empty() {
+        return; // only the empty default matrix; nothing to do
+    }
+    if w.scales().len() / 2 > i32::MAX as usize {
+        // scale indices would not fit the gathers' i32 offsets
+        return super::scalar::matvec_q8_body(y, xq, w);
+    }
+    let n_out = y.len();
+    let mut o = 0;
+    while o + 16 <= n_out {
+        q8_block16(y, xq, w, o, 16);
+        o += 16;
+    }
+    if o < n_out {
+        q8_block16(y, xq, w, o, n_out - o);
+    }
+}
+
+/// AVX2 version of [`transpose_sum16`] for 8 vectors of 8 lanes.
+#[inline(always)]
+unsafe fn transpose_sum8(s: &[__m256i; 8]) -> __m256i {
+    let mut t = [_mm256_setzero_si256(); 4];
+    for (i, ti) in t.iter_mut().enumerate() {
+        let (a, b) = (s[2 * i], s[2 * i + 1]);
+        *ti = _mm256_add_epi32(_mm256_unpacklo_epi32(a, b), _mm256_unpackhi_epi32(a, b));
+    }
+    let mut u = [_mm256_setzero_si256(); 2];
+    for (j, uj) in u.iter_mut().enumerate() {
+        let (a, b) = (t[2 * j], t[2 * j + 1]);
+        *uj = _mm256_add_epi32(_mm256_unpacklo_epi64(a, b), _mm256_unpackhi_epi64(a, b));
+    }
+    _mm256_add_epi32(
+        _mm256_permute2x128_si256::<0x20>(u[0], u[1]),
+        _mm256_permute2x128_si256::<0x31>(u[0], u[1]),
+    )
+}
+
+/// AVX2 version of [`q8_scales16`]; `rmask` is a dword mask (all ones = lane used).
+///
+/// # Safety
+/// CPU has avx2 and f16c; indices as for [`q8_scales16`].
+#[inline(always)]
+unsafe fn q8_scales8(w: &super::Q8Matrix, idx: __m256i, rmask: __m256i) -> __m256 {
+    let p = w.scales().as_ptr();
+    if w.scale_dtype() == super::ScaleDtype::F32 {
+        let m = _mm256_castsi256_ps(rmask);
+        return _mm256_mask_i32gather_ps::<4>(_mm256_setzero_ps(), p as *const _, idx, m);
+    }
+    let last = (w.scales().len() / 2).saturating_sub(1);
+    let tail = _mm256_and_si256(
+        rmask,
+        _mm256_cmpeq_epi32(idx, _mm256_set1_epi32(last as i32)),
+    );
+    let safe = _mm256_andnot_si256(tail, rmask);
+    let zero = _mm256_setzero_si256();
+    let mut v = _mm256_mask_i32gather_epi32::<2>(zero, p as *const _, idx, safe);
+    if _mm256_testz_si256(tail, tail) == 0 {
+        let b = _mm256_set1_epi32(q8_scale_bits(w, last) as i32);
+        v = _mm256_blendv_epi8(v, b, tail);
+    }
+    // the low halves of the 8 dwords, in order, then f16 -> f32
+    let lo = _mm256_shuffle_epi8(
+        v,
+        _mm256_setr_epi8(
+            0, 1, 4, 5, 8, 9, 12, 13, -1, -1, -1, -1, -1, -1, -1, -1, 0, 1, 4, 5, 8, 9, 12, 13, -1,
+            -1, -1, -1, -1, -1, -1, -1,
+        ),
+    );
+    let lo = _mm256_permute4x64_epi64::<0b11_01_10_00>(lo);
+    _mm256_cvtph_ps(_mm256_castsi256_si128(lo))
+}
+
+/// Dword mask (sign bit set = load) of the first `min(left, 8)` dwords.
+#[inline(always)]
+unsafe fn dwords8(left: usize) -> __m256i {
+    let n = left.min(8) as i32;
+    _mm256_cmpgt_epi32(
+        _mm256_set1_epi32(n),
+        _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+    )
+}
+
+/// Rows `o..o + nr` (`1 <= nr <= 8`) of the int8 mat-vec, lane r = row `o + r`.
+///
+/// # Safety
+/// CPU has avx2 and f16c; otherwise as for [`q8_block16`].
+#[inline(always)]
+unsafe fn q8_block8(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix, o: usize, nr: usize) {
+    let (n_in, g) = (w.n_in(), w.group());
+    let (ng, words) = (n_in / g, g / 2 + 1);
+    let rmask = dwords8(nr);
+    let unpair = _mm256_loadu_si256(Q8_UNPAIR8.as_ptr() as *const __m256i);
+    let xi = xq.as_ptr() as *const i16;
+    let vp = w.values().as_ptr() as *const i8;
+    let yp = y.as_mut_ptr().add(o);
+    let mut acc = _mm256_maskload_ps(yp, rmask);
+    let row_idx = _mm256_mullo_epi32(
+        _mm256_add_epi32(
+            _mm256_set1_epi32(o as i32),
+            _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7),
+        ),
+        _mm256_set1_epi32(ng as i32),
+    );
+    for gi in 0..ng {
+        let xg = xi.add(2 * gi * words);
+        let wg = vp.add(o * n_in + gi * g);
+        let mut s = [_mm256_setzero_si256(); 8];
+        let mut k = 0;
+        while k + 16 <= g {
+            let xv = _mm256_shuffle_epi8(_mm256_loadu_si256(xg.add(k) as *const __m256i), unpair);
+            for (r, sr) in s.iter_mut().enumerate().take(nr) {
+                let wb = _mm_loadu_si128(wg.add(r * n_in + k) as *const __m128i);
+                let wv = _mm256_cvtepi8_epi16(wb);
+                *sr = _mm256_add_epi32(*sr, _mm256_madd_epi16(wv, xv));
+            }
+            k += 16;
+        }
+        if k < g {
+            // 4, 8 or 12 values left: 2-6 dwords of activations, 1-3 dwords of weights
+            let left = g - k;
+            let xv = _mm256_shuffle_epi8(
+                _mm256_maskload_epi32(xg.add(k) as *const i32, dwords8(left / 2)),
+                unpair,
+            );
+            let wm = _mm256_castsi256_si128(dwords8(left / 4));
+            for (r, sr) in s.iter_mut().enumerate().take(nr) {
+                let wb = _mm_maskload_epi32(wg.add(r * n_in + k) as *const i32, wm);
+                let wv = _mm256_cvtepi8_epi16(wb);
+                *sr = _mm256_add_epi32(*sr, _mm256_madd_epi16(wv, xv));
+            }
+        }
+        let isum = _mm256_cvtepi32_ps(transpose_sum8(&s));
+        let ws = q8_scales8(
+            w,
+            _mm256_add_epi32(row_idx, _mm256_set1_epi32(gi as i32)),
+            rmask,
+        );
+        let xs = _mm256_set1_ps(*xq.as_ptr().add(gi * words + g / 2));
+        let sc = _mm256_mul_ps(ws, xs);
+        let p = _mm256_mul_ps(isum, sc);
+        acc = _mm256_add_ps(acc, p);
+    }
+    _mm256_maskstore_ps(yp, rmask, acc);
+}
+
+/// The int8 mat-vec ([`super::matvec_q8`]), 8 rows per block.
+///
+/// # Safety
+/// CPU has avx2 and f16c; bounds as for [`matvec_q8_avx512`].
+#[target_feature(enable = "avx2,f16c")]
+pub unsafe fn matvec_q8_avx2(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
+    if w.group() < 4 || y.is_empty() {
+        return;
+    }
+    if w.scales().len() / 2 > i32::MAX as usize {
+        // scale indices would not fit the gathers' i32 offsets
+        return super::scalar::matvec_q8_body(y, xq, w);
+    }
+    let n_out = y.len();
+    let mut o = 0;
+    while o + 8 <= n_out {
+        q8_block8(y, xq, w, o, 8);
+        o += 8;
+    }
+    if o < n_out {
+        q8_block8(y, xq, w, o, n_out - o);
+    }
 }
