@@ -160,9 +160,9 @@ fn probabilities_block<F: Float>(
 /// offset `ao` (keys' `K` or `V` of one head) and `B` [D, nq] (`Qᵀ` or `dOᵀ`), skipping the
 /// entries that the causal mask removes at the granularity of [`LANES`] queries: diagonal key
 /// group `j` (keys `i0 + 16j .. i0 + 16j + 16`) only meets the queries from `16j` on. The
-/// skipped entries of `out` are left as they were: every reader stays inside the computed part
-/// (a query group reads keys up to its own, [`query_groups`]; a diagonal key group reads the
-/// queries from its own on).
+/// skipped entries of `out` are left as they were; the callers make them exact: the causal mask
+/// sets them to −∞ in `Sᵀ` (so `Pᵀ` is exactly 0 there), and the backward zeroes them in `dPᵀ`
+/// (so `dSᵀ` is exactly 0), which is what `dK`/`dV` read over the whole diagonal square.
 fn scores_block<'b, F: Float>(
     out: &mut [F],
     qkv: &[F],
