@@ -199,6 +199,24 @@ fn f32_kernels_match_f64_full_config() {
     check_f32_vs_f64(Config::TANG, 5, 250);
 }
 
+/// The loss and every gradient of one full-model `forward_backward`, as bits (for the
+/// bit-identity tests below), on the current rayon pool.
+fn loss_and_grad_bits(
+    cfg: &Config,
+    p: &ParamsT<f32>,
+    x: &[u16],
+    y: &[u16],
+    b: usize,
+    t: usize,
+) -> (u32, Vec<u32>) {
+    let mut g = ParamsT::<f32>::zeros(cfg);
+    let loss = Model::<f32>::new(cfg, b, t)
+        .unwrap()
+        .forward_backward(p, &mut g, x, y, b, t)
+        .unwrap();
+    (loss.to_bits(), g.data.iter().map(|v| v.to_bits()).collect())
+}
+
 /// Fixed partitions and fixed-order reductions: loss and every gradient are bit-identical with
 /// 1, 2 and 3 worker threads (the full config at 5×250, see above).
 #[test]
@@ -212,17 +230,7 @@ fn results_do_not_depend_on_the_thread_count() {
             .num_threads(threads)
             .build()
             .unwrap();
-        pool.install(|| {
-            let mut g = ParamsT::<f32>::zeros(&cfg);
-            let loss = Model::<f32>::new(&cfg, b, t)
-                .unwrap()
-                .forward_backward(&p, &mut g, &x, &y, b, t)
-                .unwrap();
-            (
-                loss.to_bits(),
-                g.data.iter().map(|v| v.to_bits()).collect::<Vec<u32>>(),
-            )
-        })
+        pool.install(|| loss_and_grad_bits(&cfg, &p, &x, &y, b, t))
     };
     let one = run(1);
     assert!(run(2) == one, "2 threads differ from 1");
@@ -241,17 +249,7 @@ fn results_do_not_depend_on_the_gemm_kernel() {
     let (x, y) = batch(&cfg, b, t, 23);
     let run = |portable: bool| {
         set_portable_only(portable);
-        let out = pool().install(|| {
-            let mut g = ParamsT::<f32>::zeros(&cfg);
-            let loss = Model::<f32>::new(&cfg, b, t)
-                .unwrap()
-                .forward_backward(&p, &mut g, &x, &y, b, t)
-                .unwrap();
-            (
-                loss.to_bits(),
-                g.data.iter().map(|v| v.to_bits()).collect::<Vec<u32>>(),
-            )
-        });
+        let out = pool().install(|| loss_and_grad_bits(&cfg, &p, &x, &y, b, t));
         set_portable_only(false);
         out
     };
