@@ -64,7 +64,7 @@ fn round_trip_small_blob() {
     assert!(parsed.manifest.eval_loss_blob.is_nan());
     assert_eq!(parsed.manifest.corpus_sha256, [7; 32]);
     assert_eq!(parsed.manifest.recipe, "test recipe");
-    assert_eq!(parsed.tokenizer().chars().collect::<Vec<_>>(), vocab);
+    assert_eq!(parsed.vocab_chars().collect::<Vec<_>>(), vocab);
     assert_eq!(parsed.n_tensors(), cfg.n_tensors());
     for ((t, spec), p) in parsed.tensors().zip(tensor_specs(&cfg)).zip(&params) {
         assert_eq!(t.entry.name, spec.name.as_str());

@@ -108,7 +108,7 @@ fn round_trip_int8_blob() {
         };
         let (vocab, params, b) = int8_blob(&cfg, 3, dtype);
         let parsed = blob::parse(&b).unwrap();
-        assert_eq!(parsed.tokenizer().chars().collect::<Vec<_>>(), vocab);
+        assert_eq!(parsed.vocab_chars().collect::<Vec<_>>(), vocab);
         for ((t, spec), p) in parsed.tensors().zip(tensor_specs(&cfg)).zip(&params) {
             assert_eq!(t.bytes.as_ptr() as usize % 64, b.as_ptr() as usize % 64);
             if spec.kind.is_matrix() {
