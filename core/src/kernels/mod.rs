@@ -17,8 +17,8 @@
 //!
 //! Backends: [`Backend::Scalar`] (portable reference), [`Backend::X86Avx512`] and
 //! [`Backend::X86Avx2F16c`] (compile-time target features, or runtime detection with the
-//! `std` feature), and [`Backend::CortexM`], a hook in `cortex_m.rs` whose body the firmware
-//! may replace with a `vcvtb`/`vcvtt` + `vmla` kernel as long as the order above is kept.
+//! `std` feature), and [`Backend::CortexM`] (`cortex_m.rs`: `vcvtb`/`vcvtt` + `vmla` f16
+//! tiles and an `SXTB16`/`SMLAD` int8 kernel in `global_asm!`, in the order above).
 //!
 //! # int8
 //!
