@@ -184,7 +184,8 @@ fn check_entry<'a>(
     if expected_len != Some(e.nbytes) {
         return Err(Error::TensorSize { index });
     }
-    // Float tensors must use the canonical layout; int8 may choose (issue 8).
+    // Float tensors must use the canonical layout; an int8 Linear weight may be stored either
+    // way (valid v1, though the loader only runs row-major), other int8 tensors row-major.
     let layout_ok = match e.dtype {
         Dtype::F16 | Dtype::F32 => e.layout == layout_of(spec.kind),
         Dtype::Q8 { .. } => spec.kind.is_linear_weight() || e.layout == Layout::RowMajor,
