@@ -23,7 +23,7 @@ pub mod text;
 
 use std::path::Path;
 
-pub use dataset::{hex, Dataset, DatasetError, FormatError, Header, Items, ItemsView, PairsView};
+pub use dataset::{Dataset, DatasetError, FormatError, Header, Items, ItemsView, PairsView};
 pub use source::{read_source, Corpus, CorpusError, InputFormat, Source, SourceKind};
 pub use tang::{FilterRule, Poem};
 pub use text::{UnknownChar, UnknownId, Vocab};
