@@ -79,8 +79,8 @@ fn crate_paths(text: &str) -> Vec<Vec<String>> {
                 .collect();
             // `crate::a::{b, c}`: also try each group member as a submodule of `a`.
             let tail = &after[path.len()..];
-            if tail.starts_with('{') {
-                let group: String = tail[1..].chars().take_while(|c| *c != '}').collect();
+            if let Some(group) = tail.strip_prefix('{') {
+                let group: String = group.chars().take_while(|c| *c != '}').collect();
                 for member in group.split(',') {
                     let m = member.trim().split("::").next().unwrap_or("").trim();
                     if !m.is_empty() && m != "self" {
@@ -125,7 +125,9 @@ fn trainer_modules_point_one_way_without_cycles() {
             let top = |f: &str| f.split('/').next().unwrap().to_string();
             let sideways = from == to && from == 2 && top(&rel) != top(&target);
             if to > from || sideways {
-                violations.push(format!("{rel} (layer {from}) imports {target} (layer {to})"));
+                violations.push(format!(
+                    "{rel} (layer {from}) imports {target} (layer {to})"
+                ));
             }
             deps.insert(target);
         }
@@ -184,7 +186,10 @@ fn the_checker_sees_paths_and_groups() {
         "use crate::run::{checkpoint, options::TrainOptions};\n// crate::cli::x\nlet a = crate::io::fsx::hex(&b);",
     );
     let joined: Vec<String> = p.iter().map(|s| s.join("::")).collect();
-    assert!(joined.contains(&"run::checkpoint".to_string()), "{joined:?}");
+    assert!(
+        joined.contains(&"run::checkpoint".to_string()),
+        "{joined:?}"
+    );
     assert!(joined.contains(&"run::options".to_string()), "{joined:?}");
     assert!(joined.contains(&"io::fsx::hex".to_string()), "{joined:?}");
     assert!(!joined.iter().any(|s| s.starts_with("cli")), "{joined:?}");
@@ -192,6 +197,9 @@ fn the_checker_sees_paths_and_groups() {
         resolve(&["run", "checkpoint", "Checkpoint"]).as_deref(),
         Some("run/checkpoint.rs")
     );
-    assert_eq!(resolve(&["nn", "ops", "gemm", "gemm"]).as_deref(), Some("nn/ops/gemm.rs"));
+    assert_eq!(
+        resolve(&["nn", "ops", "gemm", "gemm"]).as_deref(),
+        Some("nn/ops/gemm.rs")
+    );
     assert_eq!(resolve(&["stages"]).as_deref(), Some("stages/mod.rs"));
 }

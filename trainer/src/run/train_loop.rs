@@ -3,10 +3,10 @@
 //! its loss and its evaluation; `stages/` holds them.
 //!
 //! Per iteration `i` (0-based; "step i" = after `i` updates), in the reference's order:
-//! 1. + 2. the stage fetches its batch (drawing from the run's torch-compatible MT19937 stream
-//!    if it samples) and computes the loss and the gradient ([`Objective::loss_and_grad`]; the
-//!    gradient does not depend on what the evaluation hook does, because evaluation only reads
-//!    the parameters);
+//! 1. the stage fetches its batch, drawing from the run's torch-compatible MT19937 stream if it
+//!    samples ([`Objective::loss_and_grad`]);
+//! 2. forward and backward, in the same call (the gradient does not depend on what the
+//!    evaluation hook does, because evaluation only reads the parameters);
 //! 3. if `i % K == 0`: the stage's evaluation ([`Objective::evaluate`], which may draw from the
 //!    same stream after this iteration's batch, like the reference) and a sample from the prompt
 //!    generated through `tinypoet-core`, printed as `Step i, train loss X, evaluate loss Y` where X

@@ -8,7 +8,7 @@
 //! * [`dataset`] the `.tpd` file: [`Dataset::load`] is what the trainer calls.
 //!
 //! ```no_run
-//! use tinypoet_trainer::corpus::Dataset;
+//! use tinypoet_trainer::data::corpus::Dataset;
 //! let ds = Dataset::load("data/tang.tpd")?;
 //! let train: &[u16] = ds.pretrain_train();
 //! let ids = ds.encode("春夜喜雨")?;
