@@ -159,10 +159,13 @@
 //! ## Decoding and the context
 //!
 //! [`Decoder::feed`] runs one position and returns the logits of the next token;
-//! [`Decoder::prefill`] feeds many and runs the LM head only for the last; [`Decoder::reset`]
-//! starts over; [`Decoder::window_nll`] is the evaluation fast path (feed a window one token
-//! at a time and sum the f64 negative log-likelihood of the targets), which is how the
-//! trainer measures a blob's loss. When the context (T positions) is full, the next feed **slides**: the last
+//! [`Decoder::prefill`] (or [`Decoder::prefill_iter`], straight from a tokenizer) feeds many
+//! and runs the LM head only for the last; [`Decoder::logits_mut`] lets a constraint mask the
+//! logits and [`Decoder::sample_with`] draws from them with the context as repetition history;
+//! [`Decoder::reset`] starts over; [`Decoder::window_nll`] is the evaluation fast path (feed a
+//! window one token at a time and sum the f64 negative log-likelihood of the targets), which
+//! is how the trainer measures a blob's loss. That public API is all the [`Generator`] uses.
+//! When the context (T positions) is full, the next feed **slides**: the last
 //! [`Decoder::slide_keep`] tokens (default T/2) are re-prefilled at positions `0..keep` and the
 //! new token follows, so generation can run for any length.
 //!
