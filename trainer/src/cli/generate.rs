@@ -7,13 +7,13 @@
 //! to stderr.
 
 use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use tinypoet_core::{
-    state_words, Decoder, GenerateSettings, KvPrecision, Model, SamplerSettings, StopReason,
+    state_words, Decoder, Error, GenerateSettings, Generator, KvPrecision, Model, Prompt,
+    SamplerSettings, StopReason,
 };
 
 /// File name of the bundled model, looked up under `models/`.
@@ -77,11 +77,6 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         bail!("the prompt is empty: give the poem's first character(s), e.g. 春");
     }
     let tok = model.tokenizer();
-    for c in args.prompt.chars() {
-        if tok.id(c).is_err() {
-            bail!("{}", unknown_char_message(c, |x| tok.id(x).is_ok()));
-        }
-    }
     let stops: Vec<String> = if args.no_stop {
         Vec::new()
     } else if args.stop.is_empty() {
@@ -104,39 +99,36 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         stop: &stop_refs,
         stop_at_end_of_text: true,
     };
-    settings
-        .sampler
-        .validate()
-        .map_err(|e| anyhow!("invalid sampler setting: {e}"))?;
     let mut state = vec![0f32; state_words(model.config(), KvPrecision::F16)];
     let mut dec = Decoder::new(&model, &mut state, KvPrecision::F16).map_err(|e| anyhow!("{e}"))?;
+    // Validates the settings, tokenizes the prompt (once) and prefills it.
+    let mut gen =
+        Generator::new(&mut dec, Prompt::Text(&args.prompt), &settings).map_err(|e| match e {
+            Error::UnknownChar(c) => anyhow!("{}", unknown_char_message(c, |x| tok.id(x).is_ok())),
+            Error::InvalidSampler(_) => anyhow!("invalid sampler setting: {e}"),
+            e => anyhow!("generation failed: {e}"),
+        })?;
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut write_err: Option<std::io::Error> = None;
     let write_now = |out: &mut std::io::StdoutLock, s: &str| -> std::io::Result<()> {
         out.write_all(s.as_bytes())?;
         out.flush()
     };
     write_now(&mut out, &args.prompt).context("writing to stdout")?;
     let mut buf = [0u8; 4];
-    let summary = dec
-        .generate(&args.prompt, &settings, |c| {
-            match write_now(&mut out, c.encode_utf8(&mut buf)) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    write_err = Some(e);
-                    ControlFlow::Break(())
-                }
+    while let Some(c) = gen
+        .next_char()
+        .map_err(|e| anyhow!("generation failed: {e}"))?
+    {
+        if let Err(e) = write_now(&mut out, c.encode_utf8(&mut buf)) {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                return Ok(());
             }
-        })
-        .map_err(|e| anyhow!("generation failed: {e}"))?;
-    if let Some(e) = write_err {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            return Ok(());
+            return Err(anyhow!(e).context("writing to stdout"));
         }
-        return Err(anyhow!(e).context("writing to stdout"));
     }
+    let summary = gen.summary();
     write_now(&mut out, "\n").context("writing to stdout")?;
     let reason = match summary.reason {
         StopReason::EndOfText => "end of text".to_string(),
