@@ -376,7 +376,7 @@ fn run_in_pool<O: Objective>(
             };
             st.loss_acc = 0.0;
             st.loss_count = 0;
-            let lr = schedule.lr_at(st.opts.lr, i);
+            let lr = schedule.lr_at(i);
             let row = evaluation(
                 &mut st,
                 data,
@@ -402,7 +402,7 @@ fn run_in_pool<O: Objective>(
         if let Some(max) = st.opts.grad_clip {
             clip_grad_norm(&mut st.grads.data, max);
         }
-        let lr = schedule.lr_at(st.opts.lr, i);
+        let lr = schedule.lr_at(i);
         st.adam.step(&mut st.params.data, &st.grads.data, lr);
         st.step = i + 1;
         st.wall_time_s += train_time + t1.elapsed().as_secs_f64();
@@ -433,7 +433,7 @@ fn run_in_pool<O: Objective>(
         } else {
             st.loss_acc / st.loss_count as f64
         };
-        let lr = schedule.lr_at(st.opts.lr, st.step.saturating_sub(1));
+        let lr = schedule.lr_at(st.step.saturating_sub(1));
         let final_step = st.step;
         let row = evaluation(
             &mut st, data, objective, &mut model, &prompt, final_step, train_mean, lr, None, true,
