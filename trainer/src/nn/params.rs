@@ -36,6 +36,19 @@ impl Default for ModelShape {
     }
 }
 
+impl From<&Config> for ModelShape {
+    /// The shape of a full config (its vocabulary size, epsilon and attention scale dropped).
+    fn from(c: &Config) -> Self {
+        ModelShape {
+            dim: c.dim,
+            n_heads: c.n_heads,
+            n_layers: c.n_layers,
+            context: c.context,
+            ffn_dim: c.ffn_dim,
+        }
+    }
+}
+
 impl ModelShape {
     /// The full config for a vocabulary of `vocab_size` characters. The attention scale is
     /// `dim^-0.5` (the reference scales by the model dim, not the head size).

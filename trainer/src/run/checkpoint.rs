@@ -350,13 +350,7 @@ pub fn checkpoint_params(ckpt: &Checkpoint) -> anyhow::Result<Params> {
 pub fn imported_checkpoint(params: Params, vocab: &[char], dataset_hash: &str) -> Checkpoint {
     let cfg = *params.config();
     let options = TrainOptions {
-        model: ModelShape {
-            dim: cfg.dim,
-            n_heads: cfg.n_heads,
-            n_layers: cfg.n_layers,
-            context: cfg.context,
-            ffn_dim: cfg.ffn_dim,
-        },
+        model: ModelShape::from(&cfg),
         seq: cfg.context,
         ..TrainOptions::default()
     };
