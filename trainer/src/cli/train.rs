@@ -7,6 +7,8 @@ use std::sync::OnceLock;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
+#[cfg(feature = "crash-test")]
+use crate::io::fsx::WritePoint;
 use crate::nn::adamw::Schedule;
 use crate::nn::params::ModelShape;
 use crate::run::checkpoint;
@@ -247,12 +249,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
     };
     let interrupt = install_ctrlc()?;
+    #[cfg(feature = "crash-test")]
+    let kill_hook = super::crash_test::KillHook::from_env();
+    #[cfg(feature = "crash-test")]
+    let observe = |point: WritePoint<'_>| {
+        if let Some(h) = &kill_hook {
+            h.observe(point)
+        }
+    };
+    #[cfg(feature = "crash-test")]
+    let on_save: Option<&(dyn Fn(WritePoint<'_>) + Sync)> = Some(&observe);
+    #[cfg(not(feature = "crash-test"))]
+    let on_save = None;
     let io = RunIo {
         out_dir: args.out.clone(),
         interrupt: Some(interrupt),
         threads: args.threads,
         progress: !args.no_progress,
         print: true,
+        on_save,
     };
     let shape = match &start {
         Start::Fresh(o) => o.model,
