@@ -16,6 +16,8 @@ use tinypoet_core::{
     SamplerSettings, StopReason,
 };
 
+use crate::nn::init::SplitMix64;
+
 /// File name of the bundled model, looked up under `models/`.
 pub const BUNDLED_MODEL: &str = "models/tinypoet-tang.tpb";
 
@@ -207,11 +209,8 @@ fn random_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    // SplitMix64 finaliser over time and pid, so two runs in the same tick still differ.
-    let mut z = t ^ ((std::process::id() as u64) << 32);
-    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-    (z ^ (z >> 31)) % 1_000_000
+    // One SplitMix64 output over time and pid, so two runs in the same tick still differ.
+    SplitMix64(t ^ ((std::process::id() as u64) << 32)).next() % 1_000_000
 }
 
 fn is_cjk_ideograph(c: char) -> bool {

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod bench_decode;
+#[cfg(feature = "crash-test")]
+pub mod crash_test;
 pub mod eval;
 pub mod export;
 pub mod generate;
