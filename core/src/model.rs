@@ -235,4 +235,18 @@ impl<'a> Model<'a> {
     pub fn tokenizer(&self) -> Tokenizer<'a> {
         self.blob.tokenizer()
     }
+
+    /// The blob's rhyme table, if it has the optional section (crate docs, "Rhyme table").
+    pub fn rhyme_table(&self) -> Option<blob::RhymeTable<'a>> {
+        self.blob.rhyme
+    }
+
+    /// The verse constraint for `spec` over this model's vocabulary and rhyme table
+    /// ([`crate::constrain::Verse::new`]).
+    pub fn verse(
+        &self,
+        spec: &crate::constrain::FormSpec<'_>,
+    ) -> Result<crate::constrain::Verse<'a>, Error> {
+        crate::constrain::Verse::new(spec, &self.tokenizer(), self.blob.rhyme)
+    }
 }

@@ -5,7 +5,9 @@ mod parse;
 mod write;
 
 pub use parse::{parse, Blob, TensorEntries, TensorView};
-pub use write::{encoded_len, quantize_group, with_rhyme_table, with_rhyme_table_len, write, BlobInput};
+pub use write::{
+    encoded_len, quantize_group, with_rhyme_table, with_rhyme_table_len, write, BlobInput,
+};
 
 use serde::{Deserialize, Serialize};
 

@@ -46,12 +46,16 @@ impl RhymeTable<'_> {
             }
         }
         if GroupSet::from_le_bytes(self.level_groups) & outside != 0 {
-            return Err(Error::InvalidRhymeTable("level_groups names a group >= n_groups"));
+            return Err(Error::InvalidRhymeTable(
+                "level_groups names a group >= n_groups",
+            ));
         }
         let n_sets = self.n_sets();
         for ix in self.token_sets.chunks_exact(2) {
             if u16::from_le_bytes([ix[0], ix[1]]) as usize >= n_sets {
-                return Err(Error::InvalidRhymeTable("a token's set index is out of range"));
+                return Err(Error::InvalidRhymeTable(
+                    "a token's set index is out of range",
+                ));
             }
         }
         Ok(())
