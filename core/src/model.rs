@@ -292,6 +292,20 @@ impl<'a> Model<'a> {
     pub fn tokenizer(&self) -> Tokenizer<'a> {
         Tokenizer::from_validated(self.blob.vocab_bytes())
     }
+
+    /// The blob's rhyme table, if it has the optional section (crate docs, "Rhyme table").
+    pub fn rhyme_table(&self) -> Option<crate::blob::RhymeTable<'a>> {
+        self.blob.rhyme
+    }
+
+    /// The verse constraint for `spec` over this model's vocabulary and rhyme table
+    /// ([`crate::constrain::Verse::new`]).
+    pub fn verse(
+        &self,
+        spec: &crate::constrain::FormSpec<'_>,
+    ) -> Result<crate::constrain::Verse<'a>, Error> {
+        crate::constrain::Verse::new(spec, &self.tokenizer(), self.blob.rhyme)
+    }
 }
 
 // A model is a table of views with room for MAX_LAYERS blocks: 3,440 bytes on a 32-bit

@@ -11,12 +11,11 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
+use tinypoet_core::constrain::{Form, FormSpec};
 use tinypoet_core::{
-    state_words, Decoder, Error, GenerateSettings, Generator, KvPrecision, Model, Prompt,
-    SamplerSettings, StopReason,
+    state_words, Decoder, GenerateSettings, Generator, KvPrecision, Model, Prompt, SamplerSettings,
+    StopReason,
 };
-
-use crate::nn::init::SplitMix64;
 
 /// File name of the bundled model, looked up under `models/`.
 pub const BUNDLED_MODEL: &str = "models/tinypoet-tang.tpb";
@@ -30,6 +29,19 @@ Examples:
   tinypoet generate 月 --temperature 0.8 --top-k 40 --top-p 0.95 --repetition-penalty 1.1
   tinypoet generate 江 --no-stop --max-len 400      # keep going past the end of the poem
   tinypoet generate 山 --stop '。' --model runs/tang/model.tpb
+  tinypoet generate 春夜喜雨 --form 五絕                 # four lines of five, 春夜喜雨 as the title
+  tinypoet generate --title 春夜喜雨 --form 七律 --rhyme  # instruction prompt; even lines rhyme
+  tinypoet generate 江 --form qijue --acrostic 春夜喜雨   # 藏頭: 春 夜 喜 雨 open the four lines
+
+Forms (--form): 五絕 (五绝, 五言絕句, wujue) 4 lines of 5 characters, 七絕 (七绝, qijue) 4 of 7,
+五律 (wulu) 8 of 5, 七律 (qilu) 8 of 7, free (default). A form is written in the corpus's layout,
+one couplet per line (XXXXX，XXXXX。), and ends after its last line. With a form the prompt is the
+poem's title: the pretrained model continues the title and a newline (its training layout); with --title the
+instruction prompt of the finetuned models is used instead. --acrostic puts its characters at
+the start of the verse lines (each 5- or 7-character half of a couplet), one per line, at most
+as many as the form has lines. --rhyme makes the even verse lines (2nd, 4th, ...) end in one
+平水韻 rhyme group, chosen by the first of them; it needs a model blob with a rhyme table
+(the bundled ones have it; `tinypoet rhyme-table` adds one).
 
 The prompt must use characters of the model's vocabulary: the Tang corpus is in traditional
 Chinese (春夜喜雨, 黃河, 這), so simplified characters (黄河, 这) are rejected with a hint.
@@ -67,6 +79,19 @@ pub struct GenerateArgs {
     /// Maximum number of generated characters.
     #[arg(long, default_value_t = 256)]
     pub max_len: usize,
+    /// Write a poem for this title with the finetune stage's instruction prompt (for the
+    /// finetuned/aligned models); replaces the positional prompt.
+    #[arg(long, value_name = "TITLE")]
+    pub title: Option<String>,
+    /// Verse form: 五絕|七絕|五律|七律 (also 五绝 七绝, wujue qijue wulu qilu) or free.
+    #[arg(long, value_name = "FORM", default_value = "free")]
+    pub form: String,
+    /// 藏頭 acrostic: these characters open the verse lines, one per line (needs --form).
+    #[arg(long, value_name = "CHARS", default_value = "")]
+    pub acrostic: String,
+    /// The even verse lines end in one rhyme group (needs --form and a blob with a rhyme table).
+    #[arg(long)]
+    pub rhyme: bool,
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -75,10 +100,66 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         std::fs::read(&path).with_context(|| format!("cannot read model {}", path.display()))?;
     let model = Model::load(&bytes)
         .map_err(|e| anyhow!("{}: corrupt or not a tinypoet model: {e}", path.display()))?;
-    if args.prompt.is_empty() {
+    let form = Form::parse(&args.form).map_err(|e| anyhow!("--form {:?}: {e}", args.form))?;
+    let spec = FormSpec {
+        form,
+        acrostic: &args.acrostic,
+        rhyme: args.rhyme,
+    };
+    spec.validate().map_err(|e| anyhow!("{e}"))?;
+    let tok = model.tokenizer();
+    let title = args.title.as_deref();
+    if let Some(t) = title {
+        if t.is_empty() {
+            bail!("the title is empty");
+        }
+    } else if args.prompt.is_empty() {
         bail!("the prompt is empty: give the poem's first character(s), e.g. 春");
     }
-    let tok = model.tokenizer();
+    for c in title.unwrap_or(&args.prompt).chars() {
+        if tok.id(c).is_err() {
+            bail!("{}", unknown_char_message(c, |x| tok.id(x).is_ok()));
+        }
+    }
+    for c in args.acrostic.chars() {
+        if tok.id(c).is_err() {
+            bail!(
+                "--acrostic: {}",
+                unknown_char_message(c, |x| tok.id(x).is_ok()).replacen("prompt ", "", 1)
+            );
+        }
+    }
+    let verse = model.verse(&spec).map_err(|e| match e {
+        tinypoet_core::Error::NoRhymeTable => anyhow!(
+            "--rhyme: {} has no rhyme table; add one with `tinypoet rhyme-table {} --table models/rhyme-pingshui.tsv -o OUT.tpb`",
+            path.display(),
+            path.display()
+        ),
+        e => anyhow!("{e}"),
+    })?;
+    if form != Form::Free && args.max_len < form.tokens() {
+        bail!(
+            "--max-len {} is too short for a {} ({} characters)",
+            args.max_len,
+            form.name(),
+            form.tokens()
+        );
+    }
+    // With a fixed form the prompt is the title: the pretrained model's layout is "TITLE\n"
+    // then the poem; --title uses the instruction prompt. Stdout shows the title line either way.
+    let text_prompt = if title.is_none() && form != Form::Free {
+        format!("{}\n", args.prompt)
+    } else {
+        args.prompt.clone()
+    };
+    let prompt = match title {
+        Some(t) => Prompt::Title(t),
+        None => Prompt::Text(&text_prompt),
+    };
+    let shown = match title {
+        Some(t) => format!("{t}\n"),
+        None => text_prompt.clone(),
+    };
     let stops: Vec<String> = if args.no_stop {
         Vec::new()
     } else if args.stop.is_empty() {
@@ -101,36 +182,55 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         stop: &stop_refs,
         stop_at_end_of_text: true,
     };
+    settings
+        .sampler
+        .validate()
+        .map_err(|e| anyhow!("invalid sampler setting: {e}"))?;
     let mut state = vec![0f32; state_words(model.config(), KvPrecision::F16)];
     let mut dec = Decoder::new(&model, &mut state, KvPrecision::F16).map_err(|e| anyhow!("{e}"))?;
-    // Validates the settings, tokenizes the prompt (once) and prefills it.
-    let mut gen =
-        Generator::new(&mut dec, Prompt::Text(&args.prompt), &settings).map_err(|e| match e {
-            Error::UnknownChar(c) => anyhow!("{}", unknown_char_message(c, |x| tok.id(x).is_ok())),
-            Error::InvalidSampler(_) => anyhow!("invalid sampler setting: {e}"),
-            e => anyhow!("generation failed: {e}"),
-        })?;
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let mut write_err: Option<std::io::Error> = None;
     let write_now = |out: &mut std::io::StdoutLock, s: &str| -> std::io::Result<()> {
         out.write_all(s.as_bytes())?;
         out.flush()
     };
-    write_now(&mut out, &args.prompt).context("writing to stdout")?;
+    write_now(&mut out, &shown).context("writing to stdout")?;
     let mut buf = [0u8; 4];
+    let mut gen = Generator::with_constraint(&mut dec, prompt, &settings, verse)
+        .map_err(|e| anyhow!("generation failed: {e}"))?;
     while let Some(c) = gen
         .next_char()
         .map_err(|e| anyhow!("generation failed: {e}"))?
     {
         if let Err(e) = write_now(&mut out, c.encode_utf8(&mut buf)) {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                return Ok(());
-            }
-            return Err(anyhow!(e).context("writing to stdout"));
+            write_err = Some(e);
+            break;
         }
     }
-    let summary = gen.summary();
+    let mut summary = gen.summary();
+    if write_err.is_some() {
+        summary.reason = StopReason::Callback;
+    }
+    let rhyme_note = match (args.rhyme, model.rhyme_table()) {
+        (true, Some(t)) => {
+            let g = gen.constraint().rhyme_groups();
+            let names: Vec<&str> = (0..128)
+                .filter(|&i| g >> i & 1 == 1)
+                .filter_map(|i| t.group_name(i))
+                .collect();
+            format!(" · rhyme {}", names.join("/"))
+        }
+        _ => String::new(),
+    };
+    drop(gen);
+    if let Some(e) = write_err {
+        if e.kind() == std::io::ErrorKind::BrokenPipe {
+            return Ok(());
+        }
+        return Err(anyhow!(e).context("writing to stdout"));
+    }
     write_now(&mut out, "\n").context("writing to stdout")?;
     let reason = match summary.reason {
         StopReason::EndOfText => "end of text".to_string(),
@@ -138,8 +238,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         StopReason::MaxLength => format!("--max-len {}", args.max_len),
         StopReason::Callback => "output closed".to_string(),
     };
+    let form_note = if form == Form::Free {
+        String::new()
+    } else {
+        format!(" · {}", form.name())
+    };
     eprintln!(
-        "[{} · seed {seed} · {} characters · stopped at {reason}]",
+        "[{} · seed {seed} · {} characters · stopped at {reason}{form_note}{rhyme_note}]",
         path.display(),
         summary.emitted_chars
     );
@@ -209,8 +314,11 @@ fn random_seed() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos() as u64)
         .unwrap_or(0);
-    // One SplitMix64 output over time and pid, so two runs in the same tick still differ.
-    SplitMix64(t ^ ((std::process::id() as u64) << 32)).next() % 1_000_000
+    // SplitMix64 finaliser over time and pid, so two runs in the same tick still differ.
+    let mut z = t ^ ((std::process::id() as u64) << 32);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    (z ^ (z >> 31)) % 1_000_000
 }
 
 fn is_cjk_ideograph(c: char) -> bool {

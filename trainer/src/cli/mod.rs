@@ -14,6 +14,7 @@ pub mod generate;
 pub mod import;
 pub mod inspect;
 pub mod prepare;
+pub mod rhyme_table;
 pub mod train;
 
 /// tinypoet: a tiny character-level GPT that writes Tang poems, trained on a desktop and run on a
@@ -41,6 +42,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Write a poem with a model blob (the bundled model by default).
     Generate(generate::GenerateArgs),
+    /// Add a rhyme table to a model blob (for `generate --rhyme`), weights unchanged.
+    RhymeTable(rhyme_table::RhymeTableArgs),
     /// Benchmarks: training throughput and decoding speed.
     Bench(bench::BenchArgs),
 }
