@@ -1,0 +1,80 @@
+// Real-browser test of the page: headless Chromium (Debian's /usr/bin/chromium, driven by
+// playwright-core, which downloads no browser) opens the page served by `tinypoet serve`, writes
+// a poem for a fixed title and seed, and compares the text with the host's (`tinypoet generate`).
+//
+//   node web/test/browser.mjs --url URL --title T --seed N --expect FILE [--screenshot PNG]
+//
+// FILE holds the host's stdout. Prints the page's characters per second. Exit 0 = same text.
+import { createRequire } from "node:module";
+import { readFileSync } from "node:fs";
+import path from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = path.dirname(fileURLToPath(import.meta.url));
+const modules = process.env.TINYPOET_WEB_TEST_DIR || path.join(here, "..", "..", "target", "web-test");
+const { chromium } = createRequire(path.join(modules, "package.json"))("playwright-core");
+
+const args = {};
+for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, "")] = process.argv[i + 1];
+for (const k of ["url", "title", "seed", "expect"]) {
+  if (!args[k]) {
+    console.error(`usage: node browser.mjs --url URL --title T --seed N --expect FILE [--screenshot PNG]`);
+    process.exit(2);
+  }
+}
+const expected = readFileSync(args.expect, "utf8").replace(/\n$/, "");
+const timeoutMs = 120_000;
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+});
+let failed = false;
+try {
+  const page = await browser.newPage({ viewport: { width: 900, height: 760 }, deviceScaleFactor: 1 });
+  const logs = [];
+  page.on("console", (m) => logs.push(`console.${m.type()}: ${m.text()}`));
+  page.on("pageerror", (e) => logs.push(`page error: ${e.message}`));
+  const requests = [];
+  page.on("request", (r) => requests.push(r.url()));
+
+  await page.goto(args.url, { waitUntil: "load" });
+  await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: timeoutMs });
+  // Type the title and the seed as a person would, then press Write.
+  await page.fill("#title", args.title);
+  await page.fill("#seed", String(args.seed));
+  if (args.temperature) await page.fill("#temperature", String(args.temperature));
+  await page.click("#write");
+  await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: timeoutMs });
+
+  const state = await page.evaluate(() => document.body.dataset.state);
+  const got = await page.evaluate(() => document.getElementById("poem").textContent);
+  const note = await page.textContent("#note");
+  const statsLine = await page.textContent("#stats");
+  const rate = await page.evaluate(() => document.body.dataset.charsPerSecond);
+  if (args.screenshot) await page.screenshot({ path: args.screenshot, fullPage: true });
+
+  const origin = new URL(args.url).origin;
+  const foreign = requests.filter((u) => !u.startsWith(origin) && !u.startsWith("data:") && !u.startsWith("blob:"));
+  console.log(`page note: ${note}`);
+  console.log(`page stats: ${statsLine}`);
+  console.log(`page text: ${JSON.stringify(got)}`);
+  console.log(`host text: ${JSON.stringify(expected)}`);
+  if (state !== "done") {
+    failed = true;
+    console.log(`FAIL: the page ended in state ${state}`);
+  } else if (got !== expected) {
+    failed = true;
+    console.log("FAIL: the page's poem differs from the host's");
+  } else {
+    console.log(`ok: same text (${[...expected].length} characters); ${rate} characters/s in headless Chromium`);
+  }
+  if (foreign.length) {
+    failed = true;
+    console.log(`FAIL: requests outside the origin: ${foreign.join(", ")}`);
+  }
+  if (failed) for (const l of logs) console.log(l);
+} finally {
+  await browser.close();
+}
+process.exit(failed ? 1 : 0);
