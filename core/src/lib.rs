@@ -210,6 +210,7 @@ pub mod generate;
 pub mod kernels;
 mod model;
 pub mod sampler;
+pub mod simplified;
 mod tokenizer;
 
 pub use blob::Manifest;

@@ -11,6 +11,7 @@
 //! |---|---|
 //! | `tp_buffer(len) -> ptr` | resize the *inbox* to `len` zero bytes and return its address; the caller copies bytes there (a blob, a prompt) |
 //! | `tp_load() -> status` | take the inbox as the model blob (once per module instance) |
+//! | `tp_to_traditional() -> n` | the inbox's text with simplified characters replaced by traditional ones goes to the outbox; `n` = how many distinct characters were replaced |
 //! | `tp_start(seed, temperature, top_k, top_p, repetition_penalty, max_len) -> status` | take the inbox as the prompt (UTF-8) and start a poem |
 //! | `tp_next() -> i32` | the next character's code point (> 0), 0 when the poem has ended (the reason is the message), < 0 on an error |
 //! | `tp_message_ptr()`, `tp_message_len()` | the *outbox*: UTF-8 text of the last error, stop reason or report |
@@ -200,6 +201,26 @@ impl Session {
     }
 }
 
+/// `text` with every simplified character that has a traditional form in the core's table
+/// ([`tinypoet_core::simplified`]) replaced by it, and the `(simplified, traditional)` pairs
+/// replaced, in order of first appearance.
+pub fn to_traditional(text: &str) -> (String, Vec<(char, char)>) {
+    let mut changed: Vec<(char, char)> = Vec::new();
+    let out = text
+        .chars()
+        .map(|c| match tinypoet_core::simplified::to_traditional(c) {
+            Some(t) => {
+                if !changed.contains(&(c, t)) {
+                    changed.push((c, t));
+                }
+                t
+            }
+            None => c,
+        })
+        .collect();
+    (out, changed)
+}
+
 /// The words `tinypoet generate` prints for a stop reason.
 pub fn reason_text(r: StopReason) -> &'static str {
     match r {
@@ -289,6 +310,24 @@ pub extern "C" fn tp_load() -> i32 {
         *s = Some(session);
         Ok(())
     }))
+}
+
+/// Convert the inbox (UTF-8) from simplified to traditional Chinese ([`to_traditional`]); the
+/// outbox receives the converted text. Returns how many distinct characters were replaced, or -1
+/// when the inbox is not UTF-8. The inbox is left as it was.
+#[no_mangle]
+pub extern "C" fn tp_to_traditional() -> i32 {
+    let converted = INBOX.with(|i| std::str::from_utf8(&i.borrow()).ok().map(to_traditional));
+    match converted {
+        Some((text, changed)) => {
+            set_message(&text);
+            changed.len() as i32
+        }
+        None => {
+            set_message(&WebError::NotUtf8.to_string());
+            -1
+        }
+    }
 }
 
 /// Take the inbox as the prompt (UTF-8) and start a poem with these settings.

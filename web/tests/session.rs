@@ -86,3 +86,14 @@ fn abi_reports_errors_with_a_message() {
     assert_eq!(tp_load(), -1);
     assert_eq!(message(), "not a tinypoet blob (bad magic)");
 }
+
+#[test]
+fn simplified_titles_are_converted_and_reported() {
+    let (text, changed) = tinypoet_web::to_traditional("静夜思，静");
+    assert_eq!(text, "靜夜思，靜");
+    assert_eq!(changed, vec![('静', '靜')]);
+    let (text, changed) = tinypoet_web::to_traditional("春夜喜雨");
+    assert_eq!((text.as_str(), changed.len()), ("春夜喜雨", 0));
+    tp_buffer(1); // one zero byte: valid UTF-8, nothing to convert
+    assert_eq!(tinypoet_web::tp_to_traditional(), 0);
+}

@@ -12,6 +12,7 @@ const stopButton = $("stop");
 
 const worker = new Worker("worker.js");
 let text = null; // the text node the characters are appended to
+let convertedNote = ""; // what the worker converted, shown until the next poem
 
 function setNote(s, isError = false) {
   note.textContent = s;
@@ -51,7 +52,10 @@ worker.onmessage = (e) => {
       poem.append(t);
       text = document.createTextNode("");
       poem.append(text);
-      if (!m.converted) setNote("Writing…");
+      setNote(m.converted.length
+        ? `Simplified → traditional (the poems are in traditional Chinese): ${m.converted.join(" ")}`
+        : "Writing…");
+      convertedNote = m.converted.length ? note.textContent : "";
       break;
     }
     case "char":
@@ -61,8 +65,9 @@ worker.onmessage = (e) => {
     case "done":
       showStats(m.chars, m.ms, m.reason);
       setRunning(false);
-      if (m.reason !== "stopped") setNote("Done. The same title, seed and temperature write the same poem.");
-      else setNote("Stopped.");
+      if (m.reason === "stopped") setNote("Stopped.");
+      else if (convertedNote) setNote(convertedNote);
+      else setNote("Done. The same title, seed and temperature write the same poem.");
       break;
     case "error":
       setNote(m.message, true);

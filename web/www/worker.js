@@ -4,7 +4,7 @@
 //
 // Messages in:  {type: "write", title, seed, temperature, maxLen}   {type: "stop"}
 // Messages out: {type: "ready", info, wasmBytes, blobBytes}
-//               {type: "start", prompt, converted}      the prompt actually used
+//               {type: "start", prompt, converted}      the prompt used; converted: ["静→靜", …]
 //               {type: "char", c, chars, ms}            one character; chars/ms so far
 //               {type: "done", reason, chars, ms}       {type: "error", message}
 "use strict";
@@ -56,13 +56,25 @@ async function init() {
 
 async function write({ title, seed, temperature, maxLen }) {
   const id = ++running;
+  // Simplified characters become traditional ones (the corpus is traditional Chinese).
   put(utf8.encode(title));
+  const nConverted = ex.tp_to_traditional();
+  const prompt = nConverted > 0 ? message() : title;
+  const converted = [];
+  if (nConverted > 0) {
+    const a = [...title], b = [...prompt];
+    for (let i = 0; i < a.length; i++) {
+      const pair = `${a[i]}→${b[i]}`;
+      if (a[i] !== b[i] && !converted.includes(pair)) converted.push(pair);
+    }
+  }
+  put(utf8.encode(prompt));
   const t0 = performance.now();
   if (ex.tp_start(BigInt(seed), temperature, 0, 1, 1, maxLen) !== 0) {
     postMessage({ type: "error", message: message() });
     return;
   }
-  postMessage({ type: "start", prompt: title });
+  postMessage({ type: "start", prompt, converted });
   let chars = 0;
   let lastYield = t0;
   for (;;) {
