@@ -16,6 +16,7 @@ fn main() -> ExitCode {
         Command::Inspect(args) => tinypoet_trainer::cli::inspect::run(args),
         Command::Generate(args) => tinypoet_trainer::cli::generate::run(args),
         Command::Bench(args) => tinypoet_trainer::cli::bench::run(args),
+        Command::Serve(args) => tinypoet_trainer::cli::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -12,7 +12,7 @@
 //! | `tp_buffer(len) -> ptr` | resize the *inbox* to `len` zero bytes and return its address; the caller copies bytes there (a blob, a prompt) |
 //! | `tp_load() -> status` | take the inbox as the model blob (once per module instance) |
 //! | `tp_to_traditional() -> n` | the inbox's text with simplified characters replaced by traditional ones goes to the outbox; `n` = how many distinct characters were replaced |
-//! | `tp_start(seed, temperature, top_k, top_p, repetition_penalty, max_len) -> status` | take the inbox as the prompt (UTF-8) and start a poem |
+//! | `tp_start(seed, temperature, top_k, top_p, repetition_penalty, max_len, stop_at_blank_line) -> status` | take the inbox as the prompt (UTF-8) and start a poem |
 //! | `tp_next() -> i32` | the next character's code point (> 0), 0 when the poem has ended (the reason is the message), < 0 on an error |
 //! | `tp_message_ptr()`, `tp_message_len()` | the *outbox*: UTF-8 text of the last error, stop reason or report |
 //!
@@ -57,6 +57,8 @@ pub struct Settings {
     pub repetition_penalty: f32,
     /// Maximum number of generated characters.
     pub max_len: usize,
+    /// End the poem at a blank line (`tinypoet generate`'s default; off = `--no-stop`).
+    pub stop_at_blank_line: bool,
 }
 
 impl Default for Settings {
@@ -68,6 +70,7 @@ impl Default for Settings {
             top_p: 1.0,
             repetition_penalty: 1.0,
             max_len: 256,
+            stop_at_blank_line: true,
         }
     }
 }
@@ -171,7 +174,7 @@ impl Session {
             },
             seed: s.seed,
             max_new_chars: s.max_len,
-            stop: STOP,
+            stop: if s.stop_at_blank_line { STOP } else { &[] },
             stop_at_end_of_text: true,
         };
         let mut pending = VecDeque::new();
@@ -339,6 +342,7 @@ pub extern "C" fn tp_start(
     top_p: f32,
     repetition_penalty: f32,
     max_len: u32,
+    stop_at_blank_line: u32,
 ) -> i32 {
     let settings = Settings {
         seed,
@@ -347,6 +351,7 @@ pub extern "C" fn tp_start(
         top_p,
         repetition_penalty,
         max_len: max_len as usize,
+        stop_at_blank_line: stop_at_blank_line != 0,
     };
     status(SESSION.with(|s| {
         let mut s = s.borrow_mut();

@@ -3,8 +3,11 @@
 // a poem for a fixed title and seed, and compares the text with the host's (`tinypoet generate`).
 //
 //   node web/test/browser.mjs --url URL --title T --seed N --expect FILE [--screenshot PNG]
+//                             [--bench-chars N --bench-runs R]
 //
-// FILE holds the host's stdout. Prints the page's characters per second. Exit 0 = same text.
+// FILE holds the host's stdout. Prints the page's characters per second; with --bench-chars,
+// also the median rate of R runs of N characters each (no stop at the poem's end, seeds 1..R),
+// the figure of docs/results-web.md. Exit 0 = same text.
 import { createRequire } from "node:module";
 import { readFileSync } from "node:fs";
 import path from "node:path";
@@ -74,6 +77,22 @@ try {
     console.log(`FAIL: requests outside the origin: ${foreign.join(", ")}`);
   }
   if (failed) for (const l of logs) console.log(l);
+
+  if (!failed && args["bench-chars"]) {
+    const n = Number(args["bench-chars"]), runs = Number(args["bench-runs"] || 5);
+    const rates = [];
+    for (let seed = 1; seed <= runs; seed++) {
+      const u = new URL(args.url);
+      u.search = new URLSearchParams({ title: args.title, seed, max: n, nostop: "", write: "" }).toString();
+      await page.goto(u.toString(), { waitUntil: "load" });
+      await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state) &&
+        document.body.dataset.charsPerSecond, null, { timeout: timeoutMs });
+      rates.push(Number(await page.evaluate(() => document.body.dataset.charsPerSecond)));
+    }
+    rates.sort((a, b) => a - b);
+    console.log(`bench: ${n} characters x ${runs} runs in headless Chromium: median ` +
+      `${rates[Math.floor(runs / 2)].toFixed(1)} characters/s (all: ${rates.join(", ")})`);
+  }
 } finally {
   await browser.close();
 }

@@ -81,7 +81,7 @@ fn abi_reports_errors_with_a_message() {
     // Each test runs on its own thread: a fresh module state.
     assert_eq!(tp_next(), -1);
     assert_eq!(message(), "no model loaded");
-    assert_eq!(tp_start(1, 1.0, 0, 1.0, 1.0, 10), -1);
+    assert_eq!(tp_start(1, 1.0, 0, 1.0, 1.0, 10, 1), -1);
     tp_buffer(64); // zero bytes: not a blob
     assert_eq!(tp_load(), -1);
     assert_eq!(message(), "not a tinypoet blob (bad magic)");

@@ -85,7 +85,12 @@ form.addEventListener("submit", (e) => {
   if (!(temperature >= 0 && temperature <= 2)) return setNote("The temperature is between 0 and 2.", true);
   stats.textContent = "";
   setRunning(true);
-  worker.postMessage({ type: "write", title: $("title").value.trim(), seed, temperature, maxLen: 256 });
+  // ?max=N&nostop (for measurements): N characters, not ending at the poem's blank line.
+  const q = new URLSearchParams(location.search);
+  const maxLen = Number.parseInt(q.get("max") || "256", 10);
+  worker.postMessage({
+    type: "write", title: $("title").value.trim(), seed, temperature, maxLen, stopAtBlankLine: !q.has("nostop"),
+  });
 });
 
 stopButton.addEventListener("click", () => worker.postMessage({ type: "stop" }));
@@ -93,7 +98,7 @@ $("dice").addEventListener("click", () => {
   $("seed").value = String(Math.floor(Math.random() * 1e6));
 });
 
-// Query parameters fill the form (the browser test uses them): ?title=…&seed=…&temperature=…&write
+// Query parameters fill the form: ?title=…&seed=…&temperature=…, and &write presses Write.
 for (const [k, v] of new URLSearchParams(location.search)) {
   if ((k === "title" || k === "seed" || k === "temperature") && v) $(k).value = v;
 }

@@ -2,7 +2,7 @@
 // origin, then writes poems one character at a time and posts each character to the page, so the
 // page never blocks. The module's ABI is documented in web/src/lib.rs (`tp_*` functions).
 //
-// Messages in:  {type: "write", title, seed, temperature, maxLen}   {type: "stop"}
+// Messages in:  {type: "write", title, seed, temperature, maxLen, stopAtBlankLine}   {type: "stop"}
 // Messages out: {type: "ready", info, wasmBytes, blobBytes}
 //               {type: "start", prompt, converted}      the prompt used; converted: ["静→靜", …]
 //               {type: "char", c, chars, ms}            one character; chars/ms so far
@@ -54,7 +54,7 @@ async function init() {
   postMessage({ type: "ready", info: message(), wasmBytes: wasm.length, blobBytes: blob.length });
 }
 
-async function write({ title, seed, temperature, maxLen }) {
+async function write({ title, seed, temperature, maxLen, stopAtBlankLine }) {
   const id = ++running;
   // Simplified characters become traditional ones (the corpus is traditional Chinese).
   put(utf8.encode(title));
@@ -70,7 +70,7 @@ async function write({ title, seed, temperature, maxLen }) {
   }
   put(utf8.encode(prompt));
   const t0 = performance.now();
-  if (ex.tp_start(BigInt(seed), temperature, 0, 1, 1, maxLen) !== 0) {
+  if (ex.tp_start(BigInt(seed), temperature, 0, 1, 1, maxLen, stopAtBlankLine ? 1 : 0) !== 0) {
     postMessage({ type: "error", message: message() });
     return;
   }

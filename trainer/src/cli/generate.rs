@@ -155,6 +155,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 /// `--model`, else `$TINYPOET_MODEL`, else `models/tinypoet-tang.tpb` in an ancestor of the
 /// executable's directory (the repository it was built in) or of the current directory.
 pub fn resolve_model(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
+    resolve_model_named(arg, BUNDLED_MODEL)
+}
+
+/// As [`resolve_model`] with another bundled file (`bundled`, relative to the repository).
+pub fn resolve_model_named(arg: Option<&Path>, bundled: &str) -> anyhow::Result<PathBuf> {
     if let Some(p) = arg {
         if !p.is_file() {
             bail!("model file {} not found", p.display());
@@ -176,13 +181,13 @@ pub fn resolve_model(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
         roots.extend(cwd.ancestors().map(Path::to_path_buf));
     }
     for r in &roots {
-        let candidate = r.join(BUNDLED_MODEL);
+        let candidate = r.join(bundled);
         if candidate.is_file() {
             return Ok(candidate);
         }
     }
     bail!(
-        "no model: {BUNDLED_MODEL} was not found above the tinypoet executable or the current \
+        "no model: {bundled} was not found above the tinypoet executable or the current \
          directory; pass --model FILE"
     )
 }

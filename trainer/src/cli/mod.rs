@@ -12,6 +12,7 @@ pub mod generate;
 pub mod import;
 pub mod inspect;
 pub mod prepare;
+pub mod serve;
 pub mod train;
 
 /// tinypoet: a tiny character-level GPT that writes Tang poems, trained on a desktop and run on a
@@ -41,4 +42,6 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Benchmarks: training throughput and decoding speed.
     Bench(bench::BenchArgs),
+    /// Serve the browser page (WebAssembly engine and int8 model) on a local address.
+    Serve(serve::ServeArgs),
 }
