@@ -13,6 +13,7 @@ pub mod import;
 pub mod inspect;
 pub mod prepare;
 pub mod serve;
+pub mod simplified;
 pub mod train;
 
 /// tinypoet: a tiny character-level GPT that writes Tang poems, trained on a desktop and run on a
