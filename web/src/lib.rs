@@ -11,8 +11,9 @@
 //! |---|---|
 //! | `tp_buffer(len) -> ptr` | resize the *inbox* to `len` zero bytes and return its address; the caller copies bytes there (a blob, a prompt) |
 //! | `tp_load() -> status` | take the inbox as the model blob (once per module instance) |
+//! | `tp_takes_titles() -> 0/1` | whether the model's recipe is a finetune/align stage (the page's default mode) |
 //! | `tp_to_traditional() -> n` | the inbox's text with simplified characters replaced by traditional ones goes to the outbox; `n` = how many distinct characters were replaced |
-//! | `tp_start(seed, temperature, top_k, top_p, repetition_penalty, max_len, stop_at_blank_line) -> status` | take the inbox as the prompt (UTF-8) and start a poem |
+//! | `tp_start(seed, temperature, top_k, top_p, repetition_penalty, max_len, stop_at_blank_line, as_title) -> status` | take the inbox (UTF-8) as the title (`as_title` ≠ 0) or as the poem's first characters, and start a poem |
 //! | `tp_next() -> i32` | the next character's code point (> 0), 0 when the poem has ended (the reason is the message), < 0 on an error |
 //! | `tp_message_ptr()`, `tp_message_len()` | the *outbox*: UTF-8 text of the last error, stop reason or report |
 //!
@@ -21,8 +22,9 @@
 //! ## Memory
 //!
 //! The engine itself allocates nothing. This wrapper owns the blob bytes (copied in once) and
-//! the run-state buffer of exactly [`state_words`] f32 words; both, and the [`Model`] table,
-//! are leaked on load so that the decoder can be kept between calls (`'static` borrows). A
+//! the run-state buffer of exactly [`state_words`] f32 words; both, the [`Model`] table and the
+//! [`Decoder`] are leaked on load so that a [`Generator`] can be kept between calls (`'static`
+//! borrows; each poem's generator hands the decoder back with `into_decoder`). A
 //! module instance therefore holds one model for its lifetime: to use another blob, instantiate
 //! the module again (`tp_load` says so).
 //!
@@ -33,12 +35,12 @@
 //! for the same (blob, prompt, seed, settings).
 
 use std::cell::RefCell;
-use std::collections::VecDeque;
-use std::ops::ControlFlow;
 
 use tinypoet_core::kernels::Backend;
+use tinypoet_core::prompt::{instruction_prompt_len, INSTRUCTION_HEAD, INSTRUCTION_TAIL};
 use tinypoet_core::{
-    state_words, Decoder, Error, GenerateSettings, KvPrecision, Model, SamplerSettings, StopReason,
+    state_words, Decoder, Error, GenerateSettings, Generator, KvPrecision, Model, Prompt, Sampler,
+    SamplerSettings, StopReason,
 };
 
 /// What `start` needs besides the prompt: the sampler and the length limit of
@@ -87,6 +89,10 @@ pub enum WebError {
     AlreadyLoaded,
     /// `start` or `next` before `load`.
     NotLoaded,
+    /// `next` before `start`.
+    NotStarted,
+    /// The engine refused a start that the checks let through; the decoder is gone.
+    Lost,
     /// The prompt bytes are not UTF-8.
     NotUtf8,
     /// The prompt is empty.
@@ -104,6 +110,8 @@ impl core::fmt::Display for WebError {
                 "a model is already loaded; instantiate the module again for another blob"
             ),
             WebError::NotLoaded => write!(f, "no model loaded"),
+            WebError::NotStarted => write!(f, "no poem started"),
+            WebError::Lost => write!(f, "the engine stopped after an error; reload the page"),
             WebError::NotUtf8 => write!(f, "the prompt is not UTF-8"),
             WebError::EmptyPrompt => write!(f, "the title is empty"),
             WebError::UnknownChar(c) => write!(
@@ -121,18 +129,34 @@ impl From<Error> for WebError {
     }
 }
 
-/// One poem in progress.
-struct Poem {
-    /// Characters generated and not yet handed out.
-    pending: VecDeque<char>,
-    /// Why the poem ended (once `pending` is empty, `next` reports it).
-    reason: StopReason,
+/// Where the decoder is: waiting between poems, or lent to the poem being written.
+enum Slot {
+    /// No poem yet, or the last one was handed back.
+    Idle(&'static mut Decoder<'static>),
+    /// A poem in progress (the generator holds the decoder borrow; boxed: it is larger than
+    /// the other variants by its stop-sequence buffer).
+    Writing(Box<Generator<'static, 'static>>),
+    /// Only after an error inside the engine's start that validation did not foresee.
+    Lost,
+}
+
+/// What the poem starts from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Start {
+    /// A title, in the instruction template of the finetuned/aligned models
+    /// ([`Prompt::Title`], `tinypoet generate --title`).
+    Title,
+    /// The poem's first characters, continued as they are ([`Prompt::Text`], the pretrained
+    /// model's use, `tinypoet generate PROMPT`).
+    Text,
 }
 
 /// A loaded model with its decoder, and the poem being written.
 pub struct Session {
-    decoder: Decoder<'static>,
-    poem: Option<Poem>,
+    model: &'static Model<'static>,
+    slot: Slot,
+    /// Why the last poem ended, once it has.
+    reason: Option<StopReason>,
 }
 
 impl Session {
@@ -144,26 +168,28 @@ impl Session {
         let state: &'static mut [f32] = Box::leak(vec![0f32; words].into_boxed_slice());
         let decoder = Decoder::with_backend(model, state, KvPrecision::F16, Backend::Scalar)?;
         Ok(Session {
-            decoder,
-            poem: None,
+            model,
+            slot: Slot::Idle(Box::leak(Box::new(decoder))),
+            reason: None,
         })
     }
 
     /// The loaded model.
     pub fn model(&self) -> &'static Model<'static> {
-        self.decoder.model()
+        self.model
     }
 
-    /// Start a poem after `prompt` (not echoed), as `tinypoet generate PROMPT` does.
-    pub fn start(&mut self, prompt: &str, s: &Settings) -> Result<(), WebError> {
-        self.poem = None;
-        if prompt.is_empty() {
-            return Err(WebError::EmptyPrompt);
-        }
-        let tok = self.model().tokenizer();
-        if let Some(c) = prompt.chars().find(|&c| tok.id(c).is_err()) {
-            return Err(WebError::UnknownChar(c));
-        }
+    /// Whether the model was trained on titles (its manifest's recipe is a finetune or align
+    /// stage's): the page then starts in title mode, else from the poem's first characters.
+    pub fn takes_titles(&self) -> bool {
+        let recipe = self.model.manifest().recipe;
+        recipe.starts_with("tinypoet finetune") || recipe.starts_with("tinypoet align")
+    }
+
+    /// Start a poem from `text` (not echoed), as `tinypoet generate --title TEXT` or
+    /// `tinypoet generate TEXT` does. Any poem in progress is abandoned.
+    pub fn start(&mut self, start: Start, text: &str, s: &Settings) -> Result<(), WebError> {
+        self.reason = None;
         let settings = GenerateSettings {
             sampler: SamplerSettings {
                 temperature: s.temperature,
@@ -177,30 +203,61 @@ impl Session {
             stop: if s.stop_at_blank_line { STOP } else { &[] },
             stop_at_end_of_text: true,
         };
-        let mut pending = VecDeque::new();
-        let g = self.decoder.generate(prompt, &settings, |c| {
-            pending.push_back(c);
-            ControlFlow::Continue(())
-        })?;
-        self.poem = Some(Poem {
-            pending,
-            reason: g.reason,
-        });
+        // Everything the generator would refuse is checked first: a refused start would keep
+        // the decoder borrow it was given.
+        self.check(start, text, &settings)?;
+        let decoder = match core::mem::replace(&mut self.slot, Slot::Lost) {
+            Slot::Idle(d) => d,
+            Slot::Writing(g) => (*g).into_decoder(),
+            Slot::Lost => return Err(WebError::Lost),
+        };
+        let prompt = match start {
+            Start::Title => Prompt::Title(text),
+            Start::Text => Prompt::Text(text),
+        };
+        self.slot = Slot::Writing(Box::new(Generator::new(decoder, prompt, &settings)?));
+        Ok(())
+    }
+
+    fn check(&self, start: Start, text: &str, settings: &GenerateSettings) -> Result<(), WebError> {
+        if text.is_empty() {
+            return Err(WebError::EmptyPrompt);
+        }
+        let tok = self.model.tokenizer();
+        if let Some(c) = text.chars().find(|&c| tok.id(c).is_err()) {
+            return Err(WebError::UnknownChar(c));
+        }
+        Sampler::new(settings.sampler)?;
+        if start == Start::Title {
+            let needed = instruction_prompt_len(text);
+            let capacity = self.model.config().context - 1;
+            if needed > capacity {
+                return Err(Error::PromptTooLong { needed, capacity }.into());
+            }
+            // The template's own characters (a vocabulary other than the Tang one).
+            let template = INSTRUCTION_HEAD.chars().chain(INSTRUCTION_TAIL.chars());
+            if let Some(c) = template.into_iter().find(|&c| tok.id(c).is_err()) {
+                return Err(Error::UnknownChar(c).into());
+            }
+        }
         Ok(())
     }
 
     /// The next character of the poem, or `None` when it has ended (see [`Session::reason`]).
     pub fn next_char(&mut self) -> Result<Option<char>, WebError> {
-        let poem = self.poem.as_mut().ok_or(WebError::NotLoaded)?;
-        Ok(poem.pending.pop_front())
+        let Slot::Writing(g) = &mut self.slot else {
+            return Err(WebError::NotStarted);
+        };
+        let c = g.next_char()?;
+        if c.is_none() {
+            self.reason = g.stop_reason();
+        }
+        Ok(c)
     }
 
-    /// Why the current poem ended (`None` while it goes on, or before the first `start`).
+    /// Why the last poem ended (`None` while it goes on, or before the first `start`).
     pub fn reason(&self) -> Option<StopReason> {
-        match &self.poem {
-            Some(p) if p.pending.is_empty() => Some(p.reason),
-            _ => None,
-        }
+        self.reason
     }
 }
 
@@ -333,7 +390,14 @@ pub extern "C" fn tp_to_traditional() -> i32 {
     }
 }
 
-/// Take the inbox as the prompt (UTF-8) and start a poem with these settings.
+/// 1 when the loaded model was trained on titles ([`Session::takes_titles`]), else 0.
+#[no_mangle]
+pub extern "C" fn tp_takes_titles() -> i32 {
+    SESSION.with(|s| s.borrow().as_ref().is_some_and(Session::takes_titles) as i32)
+}
+
+/// Take the inbox (UTF-8) as the title (`as_title` ≠ 0) or the poem's first characters, and
+/// start a poem with these settings.
 #[no_mangle]
 pub extern "C" fn tp_start(
     seed: u64,
@@ -343,6 +407,7 @@ pub extern "C" fn tp_start(
     repetition_penalty: f32,
     max_len: u32,
     stop_at_blank_line: u32,
+    as_title: u32,
 ) -> i32 {
     let settings = Settings {
         seed,
@@ -357,7 +422,12 @@ pub extern "C" fn tp_start(
         let mut s = s.borrow_mut();
         let session = s.as_mut().ok_or(WebError::NotLoaded)?;
         let prompt = String::from_utf8(take_inbox()).map_err(|_| WebError::NotUtf8)?;
-        session.start(&prompt, &settings)
+        let start = if as_title != 0 {
+            Start::Title
+        } else {
+            Start::Text
+        };
+        session.start(start, &prompt, &settings)
     }))
 }
 
@@ -374,7 +444,7 @@ pub extern "C" fn tp_next() -> i32 {
         match session.next_char() {
             Ok(Some(c)) => c as i32,
             Ok(None) => {
-                let why = session.reason().map(reason_text).unwrap_or("not started");
+                let why = session.reason().map(reason_text).unwrap_or("the end");
                 set_message(why);
                 0
             }

@@ -2,10 +2,11 @@
 // playwright-core, which downloads no browser) opens the page served by `tinypoet serve`, writes
 // a poem for a fixed title and seed, and compares the text with the host's (`tinypoet generate`).
 //
-//   node web/test/browser.mjs --url URL --title T --seed N --expect FILE [--screenshot PNG]
-//                             [--bench-chars N --bench-runs R]
+//   node web/test/browser.mjs --url URL --title T --mode title|text --seed N --expect FILE
+//                             [--screenshot PNG] [--bench-chars N --bench-runs R]
 //
-// FILE holds the host's stdout. Prints the page's characters per second; with --bench-chars,
+// FILE holds the host's stdout (`tinypoet generate --title T`: the title, a newline, the poem;
+// `tinypoet generate T`: T and its continuation). Prints the page's characters per second; with --bench-chars,
 // also the median rate of R runs of N characters each (no stop at the poem's end, seeds 1..R),
 // the figure of docs/results-web.md. Exit 0 = same text.
 import { createRequire } from "node:module";
@@ -19,7 +20,7 @@ const { chromium } = createRequire(path.join(modules, "package.json"))("playwrig
 
 const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, "")] = process.argv[i + 1];
-for (const k of ["url", "title", "seed", "expect"]) {
+for (const k of ["url", "title", "mode", "seed", "expect"]) {
   if (!args[k]) {
     console.error(`usage: node browser.mjs --url URL --title T --seed N --expect FILE [--screenshot PNG]`);
     process.exit(2);
@@ -45,13 +46,20 @@ try {
   await page.waitForFunction(() => ["ready", "error"].includes(document.body.dataset.state), null, { timeout: timeoutMs });
   // Type the title and the seed as a person would, then press Write.
   await page.fill("#title", args.title);
+  await page.selectOption("#mode", args.mode);
   await page.fill("#seed", String(args.seed));
   if (args.temperature) await page.fill("#temperature", String(args.temperature));
   await page.click("#write");
   await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state), null, { timeout: timeoutMs });
 
   const state = await page.evaluate(() => document.body.dataset.state);
-  const got = await page.evaluate(() => document.getElementById("poem").textContent);
+  // As the host prints it: a title on its own line, an opening followed by its continuation.
+  const got = await page.evaluate(() => {
+    const head = document.querySelector("#poem .title, #poem .opening");
+    const body = document.querySelector("#poem .body");
+    if (!head || !body) return null;
+    return head.textContent + (head.className === "title" ? "\n" : "") + body.textContent;
+  });
   const note = await page.textContent("#note");
   const statsLine = await page.textContent("#stats");
   const rate = await page.evaluate(() => document.body.dataset.charsPerSecond);
@@ -83,7 +91,7 @@ try {
     const rates = [];
     for (let seed = 1; seed <= runs; seed++) {
       const u = new URL(args.url);
-      u.search = new URLSearchParams({ title: args.title, seed, max: n, nostop: "", write: "" }).toString();
+      u.search = new URLSearchParams({ title: args.title, mode: args.mode, seed, max: n, nostop: "", write: "" }).toString();
       await page.goto(u.toString(), { waitUntil: "load" });
       await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state) &&
         document.body.dataset.charsPerSecond, null, { timeout: timeoutMs });

@@ -39,6 +39,9 @@ worker.onmessage = (e) => {
     case "ready":
       $("model").textContent = `Model: ${m.info}; blob ${(m.blobBytes / 1e6).toFixed(2)} MB, ` +
         `engine ${(m.wasmBytes / 1024).toFixed(0)} KiB of WebAssembly.`;
+      // A model trained on titles starts from a title; a pretrained one continues text.
+      if (!new URLSearchParams(location.search).has("mode")) $("mode").value = m.takesTitles ? "title" : "text";
+      showMode();
       setNote("Ready. Give a title and press Write.");
       writeButton.disabled = false;
       document.body.dataset.state = "ready";
@@ -47,11 +50,13 @@ worker.onmessage = (e) => {
     case "start": {
       poem.textContent = "";
       const t = document.createElement("span");
-      t.className = "title";
+      t.className = m.asTitle ? "title" : "opening";
       t.textContent = m.prompt;
-      poem.append(t);
+      const body = document.createElement("span");
+      body.className = "body";
       text = document.createTextNode("");
-      poem.append(text);
+      body.append(text);
+      poem.append(t, body);
       setNote(m.converted.length
         ? `Simplified → traditional (the poems are in traditional Chinese): ${m.converted.join(" ")}`
         : "Writing…");
@@ -89,16 +94,22 @@ form.addEventListener("submit", (e) => {
   const q = new URLSearchParams(location.search);
   const maxLen = Number.parseInt(q.get("max") || "256", 10);
   worker.postMessage({
-    type: "write", title: $("title").value.trim(), seed, temperature, maxLen, stopAtBlankLine: !q.has("nostop"),
+    type: "write", title: $("title").value.trim(), asTitle: $("mode").value === "title",
+    seed, temperature, maxLen, stopAtBlankLine: !q.has("nostop"),
   });
 });
 
 stopButton.addEventListener("click", () => worker.postMessage({ type: "stop" }));
+function showMode() {
+  $("title-label").textContent = $("mode").value === "title" ? "Title" : "First characters";
+}
+$("mode").addEventListener("change", showMode);
 $("dice").addEventListener("click", () => {
   $("seed").value = String(Math.floor(Math.random() * 1e6));
 });
 
-// Query parameters fill the form: ?title=…&seed=…&temperature=…, and &write presses Write.
+// Query parameters fill the form: ?title=…&mode=title|text&seed=…&temperature=…, and &write
+// presses Write once the model is loaded.
 for (const [k, v] of new URLSearchParams(location.search)) {
-  if ((k === "title" || k === "seed" || k === "temperature") && v) $(k).value = v;
+  if (["title", "mode", "seed", "temperature"].includes(k) && v) $(k).value = v;
 }

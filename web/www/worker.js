@@ -2,8 +2,8 @@
 // origin, then writes poems one character at a time and posts each character to the page, so the
 // page never blocks. The module's ABI is documented in web/src/lib.rs (`tp_*` functions).
 //
-// Messages in:  {type: "write", title, seed, temperature, maxLen, stopAtBlankLine}   {type: "stop"}
-// Messages out: {type: "ready", info, wasmBytes, blobBytes}
+// Messages in:  {type: "write", title, asTitle, seed, temperature, maxLen, stopAtBlankLine}   {type: "stop"}
+// Messages out: {type: "ready", info, takesTitles, wasmBytes, blobBytes}
 //               {type: "start", prompt, converted}      the prompt used; converted: ["静→靜", …]
 //               {type: "char", c, chars, ms}            one character; chars/ms so far
 //               {type: "done", reason, chars, ms}       {type: "error", message}
@@ -51,10 +51,13 @@ async function init() {
   ex = instance.exports;
   put(blob);
   if (ex.tp_load() !== 0) throw new Error(`${BLOB_URL}: ${message()}`);
-  postMessage({ type: "ready", info: message(), wasmBytes: wasm.length, blobBytes: blob.length });
+  const info = message();
+  postMessage({
+    type: "ready", info, takesTitles: ex.tp_takes_titles() === 1, wasmBytes: wasm.length, blobBytes: blob.length,
+  });
 }
 
-async function write({ title, seed, temperature, maxLen, stopAtBlankLine }) {
+async function write({ title, asTitle, seed, temperature, maxLen, stopAtBlankLine }) {
   const id = ++running;
   // Simplified characters become traditional ones (the corpus is traditional Chinese).
   put(utf8.encode(title));
@@ -70,11 +73,11 @@ async function write({ title, seed, temperature, maxLen, stopAtBlankLine }) {
   }
   put(utf8.encode(prompt));
   const t0 = performance.now();
-  if (ex.tp_start(BigInt(seed), temperature, 0, 1, 1, maxLen, stopAtBlankLine ? 1 : 0) !== 0) {
+  if (ex.tp_start(BigInt(seed), temperature, 0, 1, 1, maxLen, stopAtBlankLine ? 1 : 0, asTitle ? 1 : 0) !== 0) {
     postMessage({ type: "error", message: message() });
     return;
   }
-  postMessage({ type: "start", prompt, converted });
+  postMessage({ type: "start", prompt, asTitle, converted });
   let chars = 0;
   let lastYield = t0;
   for (;;) {

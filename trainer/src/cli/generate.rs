@@ -7,14 +7,14 @@
 //! to stderr.
 
 use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
 use super::simplified::{to_traditional, unknown_char_message, Converted};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use tinypoet_core::{
-    state_words, Decoder, GenerateSettings, KvPrecision, Model, SamplerSettings, StopReason,
+    state_words, Decoder, GenerateSettings, Generator, KvPrecision, Model, Prompt, SamplerSettings,
+    StopReason,
 };
 
 /// File name of the bundled model, looked up under `models/`.
@@ -29,6 +29,7 @@ Examples:
   tinypoet generate 月 --temperature 0.8 --top-k 40 --top-p 0.95 --repetition-penalty 1.1
   tinypoet generate 江 --no-stop --max-len 400      # keep going past the end of the poem
   tinypoet generate 山 --stop '。' --model runs/tang/model.tpb
+  tinypoet generate --title 静夜思 --seed 7   # a poem for a title (simplified input converted)
 
 The Tang corpus is in traditional Chinese: a prompt in simplified Chinese (静夜思, 黄河) is
 converted (靜夜思, 黃河; OpenCC's converter, phrases first) and stderr says what was converted;
@@ -67,7 +68,11 @@ pub struct GenerateArgs {
     /// Maximum number of generated characters.
     #[arg(long, default_value_t = 256)]
     pub max_len: usize,
-    /// Take the prompt as typed (no simplified -> traditional conversion).
+    /// Write a poem for this title (the finetuned/aligned models' instruction prompt) instead
+    /// of continuing PROMPT. stdout: the title, a newline, the poem.
+    #[arg(long, conflicts_with = "prompt")]
+    pub title: Option<String>,
+    /// Take the prompt or title as typed (no simplified -> traditional conversion).
     #[arg(long)]
     pub no_convert: bool,
 }
@@ -78,15 +83,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         std::fs::read(&path).with_context(|| format!("cannot read model {}", path.display()))?;
     let model = Model::load(&bytes)
         .map_err(|e| anyhow!("{}: corrupt or not a tinypoet model: {e}", path.display()))?;
-    if args.prompt.is_empty() {
-        bail!("the prompt is empty: give the poem's first character(s), e.g. 春");
+    let typed = args.title.as_deref().unwrap_or(&args.prompt);
+    if typed.is_empty() {
+        bail!("the prompt is empty: give the poem's first character(s), e.g. 春, or --title");
     }
     let tok = model.tokenizer();
     // Simplified -> traditional first; the report goes to stderr once the prompt is accepted.
     let converted = if args.no_convert {
-        Converted::unchanged(&args.prompt)
+        Converted::unchanged(typed)
     } else {
-        to_traditional(&args.prompt, |c| tok.id(c).is_ok())?
+        to_traditional(typed, |c| tok.id(c).is_ok())?
     };
     if let Some(c) = converted.text.chars().find(|&c| tok.id(c).is_err()) {
         bail!("{}", unknown_char_message(c, converted.typed_as(c)));
@@ -129,24 +135,28 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut write_err: Option<std::io::Error> = None;
     let write_now = |out: &mut std::io::StdoutLock, s: &str| -> std::io::Result<()> {
         out.write_all(s.as_bytes())?;
         out.flush()
     };
-    write_now(&mut out, &prompt).context("writing to stdout")?;
+    let (start, echo) = match args.title {
+        Some(_) => (Prompt::Title(&prompt), format!("{prompt}\n")),
+        None => (Prompt::Text(&prompt), prompt.clone()),
+    };
+    let mut gen = Generator::new(&mut dec, start, &settings).map_err(|e| anyhow!("{e}"))?;
+    write_now(&mut out, &echo).context("writing to stdout")?;
     let mut buf = [0u8; 4];
-    let summary = dec
-        .generate(&prompt, &settings, |c| {
-            match write_now(&mut out, c.encode_utf8(&mut buf)) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    write_err = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
-        })
-        .map_err(|e| anyhow!("generation failed: {e}"))?;
+    let mut write_err: Option<std::io::Error> = None;
+    while let Some(c) = gen
+        .next_char()
+        .map_err(|e| anyhow!("generation failed: {e}"))?
+    {
+        if let Err(e) = write_now(&mut out, c.encode_utf8(&mut buf)) {
+            write_err = Some(e);
+            break;
+        }
+    }
+    let summary = gen.summary();
     if let Some(e) = write_err {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             return Ok(());
