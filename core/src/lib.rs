@@ -236,6 +236,7 @@ pub mod kernels;
 mod model;
 pub mod prompt;
 pub mod sampler;
+pub mod simplified;
 mod tokenizer;
 
 pub use blob::Manifest;
