@@ -60,6 +60,7 @@ pub fn now() -> u64 {
 }
 
 /// Instructions (QEMU -icount) between two [`now`] readings.
+#[cfg(any(feature = "measure", feature = "oneshot"))]
 pub fn instructions(t0: u64, t1: u64) -> u64 {
     (t1 - t0) * INSTRUCTIONS_PER_TICK
 }

@@ -83,3 +83,43 @@ pub static FLEXSPI_CONFIGURATION_BLOCK: nor::ConfigurationBlock =
         .ip_cmd_serial_clk_freq(Some(
             CHIP.ip_serial_clock_frequency(SerialClockOption::MHz30),
         ));
+
+/// The console over USB CDC-ACM (`/dev/ttyACM0`): teensy4-bsp's clock and power policy (ARM
+/// 600 MHz, USB PLL3 480 MHz and the USB clock gate), then the i.MX RT USB1 controller through
+/// imxrt-usbd at full speed (CDC's 64-byte bulk packets) with the identity of
+/// [`tinypoet_console::usb::TEENSY41`]. Never returns: Ctrl-D ends a session and the next one
+/// starts with the greeting.
+pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) -> ! {
+    use teensy4_bsp::board;
+    use teensy4_bsp::usbd::{BusAdapter, EndpointMemory, EndpointState, Speed};
+    use tinypoet_console::usb::{device, UsbPort, TEENSY41};
+    use usb_device::bus::UsbBusAllocator;
+
+    /// Endpoint buffers (EP0 64 + 64 + bulk IN/OUT 64 each + interrupt 8, with room).
+    static EP_MEMORY: EndpointMemory<1024> = EndpointMemory::new();
+    static EP_STATE: EndpointState = EndpointState::max_endpoints();
+
+    let board::Resources { usb, .. } = board::t41(board::instances());
+    let bus = UsbBusAllocator::new(BusAdapter::with_speed(
+        usb,
+        &EP_MEMORY,
+        &EP_STATE,
+        Speed::LowFull,
+    ));
+    let (serial, dev) = match device(&bus, &TEENSY41) {
+        Ok(d) => d,
+        Err(_) => crate::console::fail(format_args!("USB device descriptor rejected")),
+    };
+    let mut port = UsbPort::new(serial, dev);
+    loop {
+        tinypoet_console::run(&mut port, dec, &METER, info);
+    }
+}
+
+/// SysTick counts core cycles at teensy4-bsp's 600 MHz ARM clock.
+pub const METER: tinypoet_console::Meter = tinypoet_console::Meter {
+    now: crate::clock::now,
+    unit: tinypoet_console::Unit::Time {
+        ticks_per_second: teensy4_bsp::board::ARM_FREQUENCY as u64,
+    },
+};
