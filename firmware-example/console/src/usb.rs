@@ -55,7 +55,7 @@ pub const TEENSY41: Identity = Identity {
     serial: "tinypoet-teensy41",
 };
 
-/// bcdDevice: the firmware's version, 0.1.0.
+/// bcdDevice 0.10 (BCD): the firmware crate's version 0.1.
 pub const DEVICE_RELEASE: u16 = 0x0010;
 
 /// The CDC-ACM function and the device, built the same way on every bus.

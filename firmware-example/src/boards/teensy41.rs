@@ -7,6 +7,11 @@
 //! and the ROM maps only that much, while the 4.1 has 8 MiB (W25Q64JV) and
 //! our weights alone are 2.7 MB. PJRC's own bootdata.c uses 0x00800000 for
 //! the 4.1. The IVT and boot data that follow at 0x1000 are in boards/teensy41.x.
+//!
+//! teensy4-bsp (the console's clocks and USB) links `teensy4-fcb` unconditionally, whose
+//! 2 MiB block is a global `FLEXSPI_CONFIGURATION_BLOCK` in section `.fcb`. Ours therefore
+//! has another symbol name and its own section, `.tinypoet_fcb`, and boards/teensy41.x
+//! discards `.fcb`; `check-boards.sh` checks that the block at 0x60000000 declares 8 MiB.
 
 use imxrt_boot_gen::flexspi::{self, opcodes::sdr::*, *};
 use imxrt_boot_gen::serial_flash::*;
@@ -73,10 +78,9 @@ const COMMON: flexspi::ConfigurationBlock = flexspi::ConfigurationBlock::new(LUT
     .serial_flash_pad_type(FlashPadType::Quad);
 
 /// The FCB, placed at 0x60000000 by boards/teensy41.x.
-#[link_section = ".fcb"]
+#[link_section = ".tinypoet_fcb"]
 #[used]
-#[no_mangle]
-pub static FLEXSPI_CONFIGURATION_BLOCK: nor::ConfigurationBlock =
+pub static TEENSY41_FLEXSPI_CONFIGURATION_BLOCK: nor::ConfigurationBlock =
     nor::ConfigurationBlock::new(CHIP, COMMON)
         .page_size(256)
         .sector_size(4096)
