@@ -15,25 +15,19 @@
 //! | `raw` | 0 or 1 | 0 | 1: the title is the poem's first characters, not an instruction |
 //!
 //! By default the title goes into the instruction prompt the aligned model was trained on
-//! (`<INS>請用以下題目寫一首詩<INP>{title}<RES>`, [`instruction_prompt`]); `raw=1` continues the
-//! title as text, as `tinypoet generate TITLE` does. Every character of the title must be in the
+//! (`<INS>請用以下題目寫一首詩<INP>{title}<RES>`, the core's [`Prompt::Title`]); `raw=1`
+//! continues the title as text, as `tinypoet generate TITLE` does. Every character of the title must be in the
 //! model's vocabulary (the Tang corpus is traditional Chinese).
 
 use core::fmt;
 
-use tinypoet_core::{GenerateSettings, SamplerSettings, Tokenizer};
+use tinypoet_core::{GenerateSettings, Prompt, SamplerSettings, Tokenizer};
 
 /// Longest title, in characters: the instruction prompt plus a poem must fit the context.
 pub const MAX_TITLE_CHARS: usize = 32;
 
 /// Most characters one request may ask for (`max=`).
 pub const MAX_NEW_CHARS: usize = 1024;
-
-/// The instruction of the reference's finetune texts (spec tutorialllm.md §2).
-pub const INSTRUCTION: &str = "請用以下題目寫一首詩";
-
-/// Bytes of the longest prompt: the template plus [`MAX_TITLE_CHARS`] characters of 4 bytes.
-pub const PROMPT_BYTES: usize = "<INS><INP><RES>".len() + INSTRUCTION.len() + 4 * MAX_TITLE_CHARS;
 
 /// The setting keys, for the help text and the unknown-key error.
 pub const KEYS: &str = "seed temp top_k top_p max raw";
@@ -215,29 +209,13 @@ pub fn parse<'l>(line: &'l str, tok: &Tokenizer) -> Result<Request<'l>, RequestE
     Ok(req)
 }
 
-/// The instruction prompt of the reference (`<INS>請用以下題目寫一首詩<INP>{title}<RES>`)
-/// written into `buf`; `None` if it does not fit.
-pub fn instruction_prompt<'b>(title: &str, buf: &'b mut [u8]) -> Option<&'b str> {
-    let mut len = 0;
-    for part in ["<INS>", INSTRUCTION, "<INP>", title, "<RES>"] {
-        let dst = buf.get_mut(len..len + part.len())?;
-        dst.copy_from_slice(part.as_bytes());
-        len += part.len();
-    }
-    core::str::from_utf8(&buf[..len]).ok()
-}
-
-impl Request<'_> {
-    /// The prompt the model is given, in `buf` (at least [`PROMPT_BYTES`] long).
-    pub fn prompt<'b>(&self, buf: &'b mut [u8; PROMPT_BYTES]) -> &'b str {
+impl<'l> Request<'l> {
+    /// What the model continues: the title in the instruction template, or the title as text.
+    pub fn prompt(&self) -> Prompt<'l> {
         if self.raw {
-            let n = self.title.len();
-            buf[..n].copy_from_slice(self.title.as_bytes());
-            // The title is a &str, so its bytes are UTF-8.
-            core::str::from_utf8(&buf[..n]).unwrap_or("")
+            Prompt::Text(self.title)
         } else {
-            // PROMPT_BYTES covers the template and the longest title.
-            instruction_prompt(self.title, buf).unwrap_or("")
+            Prompt::Title(self.title)
         }
     }
 

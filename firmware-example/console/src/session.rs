@@ -14,18 +14,18 @@
 //! >
 //! ```
 //!
-//! The poem is written character by character as the core samples it (the callback of
-//! [`Decoder::generate`]), so its characters are exactly those of `tinypoet generate` on the host
+//! The poem is written character by character as the core samples it (the core's pull-style
+//! [`Generator`]), so its characters are exactly those of `tinypoet generate` on the host
 //! for the same blob, prompt and settings. The status line is in brackets; errors start with
 //! `error: `; the prompt is `> `.
 
 use core::fmt::{self, Write};
 use core::ops::ControlFlow;
 
-use tinypoet_core::{Decoder, StopReason};
+use tinypoet_core::{Decoder, Generator, StopReason};
 
 use crate::line::{Event, LineEditor};
-use crate::request::{self, Request, PROMPT_BYTES};
+use crate::request::{self, Request};
 
 /// Longest input line in bytes (a 32-character title is 96 bytes; the rest is for settings).
 pub const LINE_BYTES: usize = 256;
@@ -188,21 +188,20 @@ fn poem<P: Port>(
     meter: &Meter,
     req: &Request,
 ) -> Result<(), tinypoet_core::Error> {
-    let mut prompt_buf = [0u8; PROMPT_BYTES];
-    let prompt = req.prompt(&mut prompt_buf);
     let settings = req.settings();
-    let mut out = Out(port);
     if req.raw {
         // The continuation starts with the title, as on the host.
-        let _ = out.write_str(req.title);
+        let _ = Out(&mut *port).write_str(req.title);
     }
     let t0 = (meter.now)();
-    let g = dec.generate(prompt, &settings, |c| {
+    let mut gen = Generator::new(dec, req.prompt(), &settings)?;
+    while let Some(c) = gen.next_char()? {
         let mut b = [0u8; 4];
-        let _ = out.write_str(c.encode_utf8(&mut b));
-        ControlFlow::Continue(())
-    })?;
+        let _ = Out(&mut *port).write_str(c.encode_utf8(&mut b));
+    }
+    let g = gen.summary();
     let t1 = (meter.now)();
+    let mut out = Out(port);
     // One newline after the text, always: the same bytes as `tinypoet generate` prints.
     let _ = out.write_str("\n");
     let why = match g.reason {

@@ -5,7 +5,6 @@
 use std::ops::ControlFlow;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tinypoet_console::request::{instruction_prompt, PROMPT_BYTES};
 use tinypoet_console::session::{run, End, Info, Meter, Port, Unit};
 use tinypoet_core::blob::{self, BlobInput, Manifest, WeightDtype};
 use tinypoet_core::{
@@ -104,9 +103,11 @@ fn reference(model: &Model, prompt: &str, settings: &GenerateSettings) -> String
     text
 }
 
+/// The instruction prompt for `title` as plain text (the console uses the core's
+/// `Prompt::Title`; the two must give the same poem).
 fn title_prompt(title: &str) -> String {
-    let mut buf = [0u8; PROMPT_BYTES];
-    instruction_prompt(title, &mut buf).unwrap().to_string()
+    use tinypoet_core::prompt::{INSTRUCTION_HEAD, INSTRUCTION_TAIL};
+    format!("{INSTRUCTION_HEAD}{title}{INSTRUCTION_TAIL}")
 }
 
 /// Run the console over `input`; return the transcript with CR LF turned back into LF.
