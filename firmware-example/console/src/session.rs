@@ -20,7 +20,6 @@
 //! `error: `; the prompt is `> `.
 
 use core::fmt::{self, Write};
-use core::ops::ControlFlow;
 
 use tinypoet_core::{Decoder, Generator, StopReason};
 

@@ -101,7 +101,9 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
 
     /// Endpoint buffers (EP0 64 + 64 + bulk IN/OUT 64 each + interrupt 8, with room).
     static EP_MEMORY: EndpointMemory<1024> = EndpointMemory::new();
-    static EP_STATE: EndpointState = EndpointState::max_endpoints();
+    /// Queue heads for endpoints 0..=2 in both directions (CDC-ACM uses EP0, EP1 IN/OUT and
+    /// EP2 IN; imxrt-usbd counts OUT/IN pairs).
+    static EP_STATE: EndpointState<6> = EndpointState::new();
 
     let board::Resources { usb, .. } = board::t41(board::instances());
     let bus = UsbBusAllocator::new(BusAdapter::with_speed(
