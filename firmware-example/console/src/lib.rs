@@ -5,7 +5,7 @@
 //! settings and watches the poem appear character by character.
 //!
 //! One implementation for every transport, `#![no_std]` and without allocation:
-//! * [`line`]: terminal line editing (CR/LF/CRLF, UTF-8 backspace, Ctrl-U/C/D, escapes);
+//! * [`mod@line`]: terminal line editing (CR/LF/CRLF, UTF-8 backspace, Ctrl-U/C/D, escapes);
 //! * [`request`]: the line syntax, `TITLE [key=value]...`, checked against the vocabulary;
 //! * [`session`]: the loop over a [`session::Port`] (greeting, poem, status line, errors);
 //! * [`usb`]: the USB device identity the board builds enumerate with.
