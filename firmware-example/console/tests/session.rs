@@ -285,3 +285,53 @@ fn tang_model_title_prompt() {
     );
     assert!(a[1].1.contains("traditional"));
 }
+
+#[test]
+fn setting_errors_name_the_problem() {
+    let bytes = tiny_blob();
+    let model = Model::load(&bytes).unwrap();
+    let long_title = "月".repeat(33);
+    let cases = [
+        (
+            "春 seed=1 seed=2".to_string(),
+            "error: setting 'seed' given twice",
+        ),
+        (
+            long_title,
+            "error: title too long: 33 characters, at most 32",
+        ),
+        (
+            "春 temp=-1".into(),
+            "error: bad value temp=-1: a number >= 0",
+        ),
+        (
+            "春 temp=nan".into(),
+            "error: bad value temp=nan: a number >= 0",
+        ),
+        ("春 seed=x".into(), "error: bad value seed=x"),
+        (
+            "春 max=0".into(),
+            "error: bad value max=0: an integer 1..=1024",
+        ),
+        ("春 raw=yes".into(), "error: bad value raw=yes: 0 or 1"),
+        ("春 top_k=-3".into(), "error: bad value top_k=-3"),
+    ];
+    let mut input = String::new();
+    for (line, _) in &cases {
+        input.push_str(line);
+        input.push_str("\r\n");
+    }
+    input.push_str("春 max=4\r\n\x04");
+    let t = session(&model, input.as_bytes());
+    let a = answers(&t);
+    assert_eq!(a.len(), cases.len() + 1);
+    for ((line, want), (_, got)) in cases.iter().zip(&a) {
+        assert!(
+            got.starts_with(want) && !got.contains('\n'),
+            "{line}: {got:?}"
+        );
+    }
+    assert!(split_status(&a[cases.len()].1)
+        .1
+        .starts_with("[4 characters"));
+}
