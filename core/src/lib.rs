@@ -151,7 +151,7 @@
 //! (`T` u16) and the sampler index scratch (`V` u16). For the Tang model with an f16 cache that
 //! is [`TANG_STATE_BYTES`] = 321,368 bytes (313.8 KiB); a compile-time assertion keeps it
 //! <= 320 KiB. Nothing else is allocated. A [`Model`] (the weight table,
-//! wherever the caller keeps it) is about 2.2 KiB on a 32-bit target; decoding and sampling use
+//! wherever the caller keeps it) is 4,232 bytes on a 32-bit target; decoding and sampling use
 //! well under 1 KiB of stack (the generator's stop-sequence buffer is 128 bytes); the blob
 //! writer, a host-side tool, builds the tensor names in about 7 KiB of stack (plus 1 KiB for
 //! an int8 group).
@@ -226,6 +226,7 @@ pub mod config;
 pub mod constrain;
 pub mod crc32;
 mod decoder;
+pub mod dtype;
 mod error;
 pub mod generate;
 pub mod kernels;
