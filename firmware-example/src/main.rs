@@ -7,7 +7,7 @@
 //!   expanded to f32.
 //! * All run state (activations, f16 KV cache, logits, token history, sampler scratch) is one
 //!   `static` buffer of `state_words(&Config::TANG, F16)` words (313.8 KiB); the linker's RAM
-//!   region is 320 KiB, so the budget is enforced at link time.
+//!   region is 320 KiB (QEMU, Pico 2), so the budget is enforced at link time.
 //! * By default the firmware is a serial console (`tinypoet-console`, `console/`): a person
 //!   types a title with optional settings and the poem is streamed back character by
 //!   character, over CMSDK UART0 under QEMU (`uart.rs`, `-serial stdio`) and USB CDC-ACM on
