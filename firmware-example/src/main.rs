@@ -27,7 +27,10 @@ mod clock;
 mod console;
 #[cfg(feature = "measure")]
 mod measure;
-#[cfg(feature = "board-mps2-an386")]
+#[cfg(all(
+    feature = "board-mps2-an386",
+    not(any(feature = "measure", feature = "oneshot"))
+))]
 mod uart;
 
 use cortex_m_rt::entry;

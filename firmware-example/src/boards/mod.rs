@@ -10,7 +10,10 @@ pub mod teensy41;
 pub const NAME: &str = env!("TINYPOET_BOARD");
 
 /// The console on QEMU: UART0 (`-serial stdio`) until Ctrl-D, instruction counts per character.
-#[cfg(feature = "board-mps2-an386")]
+#[cfg(all(
+    feature = "board-mps2-an386",
+    not(any(feature = "measure", feature = "oneshot"))
+))]
 pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) {
     const METER: tinypoet_console::Meter = tinypoet_console::Meter {
         now: crate::clock::now,
@@ -22,7 +25,10 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
     tinypoet_console::run(&mut uart, dec, &METER, info);
 }
 
-#[cfg(feature = "board-pico2")]
+#[cfg(all(feature = "board-pico2", not(any(feature = "measure", feature = "oneshot"))))]
 pub use pico2::console;
-#[cfg(feature = "board-teensy41")]
+#[cfg(all(
+    feature = "board-teensy41",
+    not(any(feature = "measure", feature = "oneshot"))
+))]
 pub use teensy41::console;

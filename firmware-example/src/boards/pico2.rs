@@ -38,6 +38,7 @@ pub static IMAGE_DEF: [u32; 5] = [
 /// 150 MHz, USB 48 MHz, rp235x-hal's `init_clocks_and_plls`), then the RP2350's USB device
 /// controller with the identity of [`tinypoet_console::usb::PICO2`]. Never returns: Ctrl-D
 /// ends a session and the next one starts with the greeting.
+#[cfg(not(any(feature = "measure", feature = "oneshot")))]
 pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) -> ! {
     use rp235x_hal as hal;
     use tinypoet_console::usb::{device, UsbPort, PICO2};
@@ -79,6 +80,7 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
 }
 
 /// SysTick counts core cycles at the 150 MHz system clock.
+#[cfg(not(any(feature = "measure", feature = "oneshot")))]
 pub const METER: tinypoet_console::Meter = tinypoet_console::Meter {
     now: crate::clock::now,
     unit: tinypoet_console::Unit::Time {

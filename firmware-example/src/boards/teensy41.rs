@@ -93,6 +93,7 @@ pub static TEENSY41_FLEXSPI_CONFIGURATION_BLOCK: nor::ConfigurationBlock =
 /// imxrt-usbd at full speed (CDC's 64-byte bulk packets) with the identity of
 /// [`tinypoet_console::usb::TEENSY41`]. Never returns: Ctrl-D ends a session and the next one
 /// starts with the greeting.
+#[cfg(not(any(feature = "measure", feature = "oneshot")))]
 pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) -> ! {
     use teensy4_bsp::board;
     use teensy4_bsp::usbd::{BusAdapter, EndpointMemory, EndpointState, Speed};
@@ -123,6 +124,7 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
 }
 
 /// SysTick counts core cycles at teensy4-bsp's 600 MHz ARM clock.
+#[cfg(not(any(feature = "measure", feature = "oneshot")))]
 pub const METER: tinypoet_console::Meter = tinypoet_console::Meter {
     now: crate::clock::now,
     unit: tinypoet_console::Unit::Time {
