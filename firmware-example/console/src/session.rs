@@ -128,6 +128,8 @@ fn help<P: Port>(port: &mut P) {
 /// `dec` is reused for every poem (`generate` resets it); nothing is allocated.
 pub fn run<P: Port>(port: &mut P, dec: &mut Decoder, meter: &Meter, info: &Info) -> End {
     let mut editor = LineEditor::<LINE_BYTES>::new();
+    // A terminal that is already connected gets this greeting, not a second one.
+    let _ = port.take_connected();
     greet(port, dec, info);
     loop {
         if port.take_connected() {

@@ -1,13 +1,18 @@
-//! The USB descriptors the boards enumerate with, read the way a host reads them: the boards'
-//! own device ([`tinypoet_console::usb::device`], usb-device + usbd-serial) runs on a simulated
-//! bus that answers control transfers on endpoint 0. The test checks the bytes and prints
-//! them in the layout of `lsusb -v` (`cargo test -p tinypoet-console --test usb_descriptors --
-//! --nocapture`).
+//! The boards' USB console on a simulated bus: their own device ([`tinypoet_console::usb::device`],
+//! usb-device + usbd-serial) answers control transfers on endpoint 0 and moves the console's
+//! bytes over the CDC bulk endpoints.
+//! * The descriptors the boards enumerate with, read the way a host reads them; the test checks
+//!   the bytes and prints them in the layout of `lsusb -v` (`cargo test -p tinypoet-console
+//!   --test usb -- --nocapture`).
+//! * A whole session over [`UsbPort`]: nothing is sent before a terminal opens the port (DTR),
+//!   the greeting comes when it does, a typed title gets its poem.
 
 use std::fmt::Write;
 use std::sync::Mutex;
 
-use tinypoet_console::usb::{device, Identity, PICO2, TEENSY41};
+use tinypoet_console::session::{run, End, Info, Meter, Unit};
+use tinypoet_console::usb::{device, Identity, UsbPort, PICO2, TEENSY41};
+use tinypoet_console::Port;
 use usb_device::bus::{PollResult, UsbBus, UsbBusAllocator};
 use usb_device::endpoint::{EndpointAddress, EndpointType};
 use usb_device::{UsbDirection, UsbError};
@@ -25,7 +30,17 @@ struct Wire {
     received: Vec<u8>,
     next_in: u8,
     next_out: u8,
+    /// Bytes the host has typed, waiting for the device's bulk OUT endpoint.
+    bulk_out: std::collections::VecDeque<u8>,
+    /// Everything the device sent on its bulk IN endpoint (the terminal's screen).
+    bulk_in: Vec<u8>,
+    /// A bulk IN packet the host has not acknowledged yet.
+    bulk_in_busy: bool,
 }
+
+/// The CDC data endpoints as usbd-serial allocates them (checked by the descriptor test).
+const BULK_IN: usize = 2;
+const BULK_OUT: usize = 1;
 
 /// The device side; the test keeps a second reference to the same wire (leaked: one per test).
 struct FakeBus {
@@ -58,8 +73,16 @@ impl UsbBus for FakeBus {
     fn set_device_address(&self, _addr: u8) {}
     fn write(&self, ep: EndpointAddress, buf: &[u8]) -> usb_device::Result<usize> {
         let mut w = self.wire.lock().unwrap();
-        if ep.index() != 0 {
+        if ep.index() == BULK_IN {
+            if w.bulk_in_busy {
+                return Err(UsbError::WouldBlock);
+            }
+            w.bulk_in.extend_from_slice(buf);
+            w.bulk_in_busy = true;
             return Ok(buf.len());
+        }
+        if ep.index() != 0 {
+            return Ok(buf.len()); // the interrupt endpoint: notifications nobody reads
         }
         if w.in_packet.is_some() {
             return Err(UsbError::WouldBlock);
@@ -69,6 +92,16 @@ impl UsbBus for FakeBus {
     }
     fn read(&self, ep: EndpointAddress, buf: &mut [u8]) -> usb_device::Result<usize> {
         let mut w = self.wire.lock().unwrap();
+        if ep.index() == BULK_OUT {
+            let n = buf.len().min(64).min(w.bulk_out.len());
+            if n == 0 {
+                return Err(UsbError::WouldBlock);
+            }
+            for b in &mut buf[..n] {
+                *b = w.bulk_out.pop_front().unwrap();
+            }
+            return Ok(n);
+        }
         if ep.index() != 0 {
             return Err(UsbError::WouldBlock);
         }
@@ -112,6 +145,15 @@ impl UsbBus for FakeBus {
             return PollResult::Data {
                 ep_out: 1,
                 ep_in_complete: 0,
+                ep_setup: 0,
+            };
+        }
+        let in_done = std::mem::take(&mut w.bulk_in_busy);
+        let out_ready = !w.bulk_out.is_empty();
+        if in_done || out_ready {
+            return PollResult::Data {
+                ep_out: (out_ready as u16) << BULK_OUT,
+                ep_in_complete: (in_done as u16) << BULK_IN,
                 ep_setup: 0,
             };
         }
@@ -314,4 +356,101 @@ fn teensy41_descriptors() {
     let text = enumerate(&TEENSY41);
     println!("{text}");
     assert!(text.contains("ID 16c0:0483 tinypoet tinypoet console (Teensy 4.1)"));
+}
+
+/// A control request without a data stage (SET_ADDRESS, SET_CONFIGURATION, CDC
+/// SET_CONTROL_LINE_STATE): the device answers with a zero-length status packet.
+fn control_out(bus: &Bus, mut poll: impl FnMut(), setup: [u8; 8]) {
+    {
+        let mut w = bus.wire.lock().unwrap();
+        w.received.clear();
+        w.setup = Some(setup);
+    }
+    for _ in 0..8 {
+        poll();
+    }
+}
+
+#[test]
+fn a_session_over_usb_starts_when_the_terminal_opens() {
+    let blob = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tinypoet-tang.tpb"
+    ))
+    .expect("the committed default model");
+    let model = tinypoet_core::Model::load(&blob).unwrap();
+    let cfg = model.config();
+    let mut state = vec![0f32; tinypoet_core::state_words(cfg, tinypoet_core::KvPrecision::F16)];
+    let mut dec =
+        tinypoet_core::Decoder::new(&model, &mut state, tinypoet_core::KvPrecision::F16).unwrap();
+
+    let wire: &'static Mutex<Wire> = Box::leak(Box::new(Mutex::new(Wire {
+        reset: true,
+        ..Wire::default()
+    })));
+    let alloc = UsbBusAllocator::new(FakeBus { wire });
+    let (serial, dev) = device(&alloc, &PICO2).unwrap();
+    let mut port = UsbPort::new(serial, dev);
+    let bus = &Bus { wire };
+    port.poll(); // bus reset
+
+    // Enumerated but no terminal: output is dropped, nothing blocks.
+    control_out(bus, || port.poll(), [0x00, 0x05, 7, 0, 0, 0, 0, 0]); // SET_ADDRESS 7
+    control_out(bus, || port.poll(), [0x00, 0x09, 1, 0, 0, 0, 0, 0]); // SET_CONFIGURATION 1
+    port.write(b"nobody listens");
+    assert!(!port.take_connected());
+    assert!(wire.lock().unwrap().bulk_in.is_empty());
+
+    // The terminal opens the port (DTR + RTS on interface 0) and types a title.
+    control_out(bus, || port.poll(), [0x21, 0x22, 0x03, 0, 0, 0, 0, 0]);
+    wire.lock()
+        .unwrap()
+        .bulk_out
+        .extend("春夜喜雨 seed=7 max=12\r\x04".as_bytes());
+    const METER: Meter = Meter {
+        now: || 0,
+        unit: Unit::Time {
+            ticks_per_second: 150_000_000,
+        },
+    };
+    let info = Info {
+        board: "pico2",
+        blob: "tinypoet-tang.tpb",
+    };
+    assert_eq!(run(&mut port, &mut dec, &METER, &info), End::EndOfInput);
+    let screen = String::from_utf8(wire.lock().unwrap().bulk_in.clone()).unwrap();
+    println!("{screen}");
+    assert_eq!(
+        screen.matches("tinypoet console · board pico2").count(),
+        1,
+        "one greeting: {screen:?}"
+    );
+    assert!(
+        screen.contains("> 春夜喜雨 seed=7 max=12\r\n"),
+        "{screen:?}"
+    );
+    assert!(
+        screen.contains("ms per character]\r\n> \r\nbye\r\n"),
+        "{screen:?}"
+    );
+
+    // The same poem as over any other port.
+    let mut text = String::new();
+    let settings = tinypoet_core::GenerateSettings {
+        seed: 7,
+        max_new_chars: 12,
+        ..Default::default()
+    };
+    let prompt = format!(
+        "{}春夜喜雨{}",
+        tinypoet_core::prompt::INSTRUCTION_HEAD,
+        tinypoet_core::prompt::INSTRUCTION_TAIL
+    );
+    dec.generate(&prompt, &settings, |c| {
+        text.push(c);
+        std::ops::ControlFlow::Continue(())
+    })
+    .unwrap();
+    let poem = format!("max=12\r\n{}\r\n[", text.replace('\n', "\r\n"));
+    assert!(screen.contains(&poem), "{poem:?} in {screen:?}");
 }
