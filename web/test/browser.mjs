@@ -22,7 +22,8 @@ const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, "")] = process.argv[i + 1];
 for (const k of ["url", "title", "mode", "seed", "expect"]) {
   if (!args[k]) {
-    console.error(`usage: node browser.mjs --url URL --title T --seed N --expect FILE [--screenshot PNG]`);
+    console.error("usage: node browser.mjs --url URL --title T --mode title|text --seed N --expect FILE " +
+      "[--screenshot PNG] [--bench-chars N --bench-runs R]");
     process.exit(2);
   }
 }
@@ -88,7 +89,7 @@ try {
 
   if (!failed && args["bench-chars"]) {
     const n = Number(args["bench-chars"]), runs = Number(args["bench-runs"] || 5);
-    const rates = [];
+    const rates = [], engine = [];
     for (let seed = 1; seed <= runs; seed++) {
       const u = new URL(args.url);
       u.search = new URLSearchParams({ title: args.title, mode: args.mode, seed, max: n, nostop: "", write: "" }).toString();
@@ -96,10 +97,12 @@ try {
       await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state) &&
         document.body.dataset.charsPerSecond, null, { timeout: timeoutMs });
       rates.push(Number(await page.evaluate(() => document.body.dataset.charsPerSecond)));
+      engine.push(Number(await page.evaluate(() => document.body.dataset.engineCharsPerSecond)));
     }
-    rates.sort((a, b) => a - b);
+    const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)].toFixed(1);
     console.log(`bench: ${n} characters x ${runs} runs in headless Chromium: median ` +
-      `${rates[Math.floor(runs / 2)].toFixed(1)} characters/s (all: ${rates.join(", ")})`);
+      `${median(rates)} characters/s on the page (all: ${rates.join(", ")}); ` +
+      `inside the wasm module ${median(engine)} (all: ${engine.join(", ")})`);
   }
 } finally {
   await browser.close();

@@ -69,6 +69,7 @@ worker.onmessage = (e) => {
       break;
     case "done":
       showStats(m.chars, m.ms, m.reason);
+      if (m.engineMs) document.body.dataset.engineCharsPerSecond = (m.chars / (m.engineMs / 1000)).toFixed(1);
       setRunning(false);
       if (m.reason === "stopped") setNote("Stopped.");
       else if (convertedNote) setNote(convertedNote);

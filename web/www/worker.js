@@ -6,7 +6,8 @@
 // Messages out: {type: "ready", info, takesTitles, wasmBytes, blobBytes}
 //               {type: "start", prompt, converted}      the prompt used; converted: ["静→靜", …]
 //               {type: "char", c, chars, ms}            one character; chars/ms so far
-//               {type: "done", reason, chars, ms}       {type: "error", message}
+//               {type: "done", reason, chars, ms, engineMs}   (engineMs: inside the module)
+//               {type: "error", message}
 "use strict";
 
 const WASM_URL = "tinypoet.wasm";
@@ -80,15 +81,18 @@ async function write({ title, asTitle, seed, temperature, maxLen, stopAtBlankLin
   postMessage({ type: "start", prompt, asTitle, converted });
   let chars = 0;
   let lastYield = t0;
+  let engineMs = performance.now() - t0; // time inside the module (the prefill so far)
   for (;;) {
+    const t = performance.now();
     const c = ex.tp_next();
+    engineMs += performance.now() - t;
     if (c < 0) {
       postMessage({ type: "error", message: message() });
       return;
     }
     const ms = performance.now() - t0;
     if (c === 0) {
-      postMessage({ type: "done", reason: message(), chars, ms });
+      postMessage({ type: "done", reason: message(), chars, ms, engineMs });
       return;
     }
     chars += 1;
