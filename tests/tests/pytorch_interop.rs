@@ -1,4 +1,4 @@
-//! PyTorch interop golden test (issue 8, item 3): a TutorialLLM state_dict written by PyTorch
+//! PyTorch interop golden test: a TutorialLLM state_dict written by PyTorch
 //! with safetensors (`tests/fixtures/golden/interop.safetensors`, made by
 //! `tests/golden/make_golden.py interop`: the reference module for vocab 512, context 64, the
 //! real dims, weights f16-representable, saved in f16 with its `tril` buffers) is imported with

@@ -1,4 +1,4 @@
-//! Trainer <-> core agreement (issue 4): for the same weights rounded to f16, the trainer's
+//! Trainer <-> core agreement: for the same weights rounded to f16, the trainer's
 //! batched forward pass and the core's KV-cached decode give the same logits at every position
 //! of a 256-character text, and the same loss.
 //!

@@ -68,6 +68,7 @@ fn count(data: &TrainData, steps: u64) -> u64 {
         threads: 2,
         progress: false,
         print: false,
+        on_save: None,
     };
     let before = ALLOCS.load(Ordering::SeqCst);
     pretrain::train(data, Start::Fresh(opts), &io).unwrap();

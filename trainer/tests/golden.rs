@@ -1,4 +1,4 @@
-//! Golden tests against PyTorch (issue 4), llm.c style. Fixtures are made by
+//! Golden tests against PyTorch, llm.c style. Fixtures are made by
 //! `tests/golden/make_golden.py` (see its docstring for the three cases) and committed under
 //! `tests/fixtures/golden/`. Tolerance per tensor: |a − b| ≤ atol·max|b| + rtol·|b|.
 //! The kernels run in a 2-thread pool, as `tinypoet train` runs them by default.

@@ -1,4 +1,4 @@
-//! Gradient checks of the hand-written backward passes (issue 4):
+//! Gradient checks of the hand-written backward passes:
 //!
 //! * central finite differences (five-point stencil) in f64 on ≥ 32 sampled entries of every parameter tensor, on a
 //!   tiny config and on the real 64-dim config at short context, with

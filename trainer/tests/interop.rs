@@ -1,4 +1,4 @@
-//! PyTorch interop through safetensors (issue 8, item 3): a round trip checkpoint →
+//! PyTorch interop through safetensors: a round trip checkpoint →
 //! safetensors → checkpoint is bit-exact; F16/BF16 files convert exactly; every kind of bad
 //! file is a typed, one-line error; the CLI writes nothing on error; `import --dtype int8`
 //! writes the exporter's int8 blob; an imported torch-init

@@ -1,10 +1,11 @@
 //! `--resume` is bit-identical: 20 steps straight == 10 steps + save + resume + 10 steps, on a
 //! small config and small generated data (never the real corpus).
 
+use tinypoet_trainer::nn::adamw::Schedule;
 use tinypoet_trainer::nn::params::ModelShape;
 use tinypoet_trainer::run::checkpoint::{self, Checkpoint};
 use tinypoet_trainer::run::metrics::MetricRow;
-use tinypoet_trainer::run::options::{Schedule, TrainOptions};
+use tinypoet_trainer::run::options::TrainOptions;
 use tinypoet_trainer::run::train_loop::{self, RunIo, Start};
 use tinypoet_trainer::stages::pretrain;
 

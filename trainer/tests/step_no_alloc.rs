@@ -1,4 +1,4 @@
-//! No allocation inside the step loop (issue 5), checked with a counting global allocator: after
+//! No allocation inside the step loop, checked with a counting global allocator: after
 //! warm-up, training steps (batch fetch into preallocated buffers, forward, backward, gradient
 //! clipping, AdamW) and evaluation forwards perform zero heap allocations — counted on every
 //! thread (the calling thread and the rayon workers), GEMM packing included: every buffer a step

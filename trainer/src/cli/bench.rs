@@ -10,11 +10,13 @@ use std::time::Instant;
 use anyhow::{ensure, Context};
 use clap::{Args, Subcommand};
 
+use crate::data::batch::random_batch;
 use crate::nn::adamw::{AdamW, AdamWConfig};
 use crate::nn::init::{init_params, InitScheme};
 use crate::nn::model::{ModelError, Op, TrainModel};
 use crate::nn::mt19937::Mt19937;
 use crate::nn::params::{Config, Params};
+use crate::run::options::TrainOptions;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -143,7 +145,7 @@ pub fn time_train_steps(
     let data: Vec<u16> = (0..1_552_553)
         .map(|_| rng.torch_randint(cfg.vocab_size as u32) as u16)
         .collect();
-    let high = (data.len() - seq) as u32;
+    let lr = TrainOptions::default().lr;
     let mut x = vec![0u16; batch * seq];
     let mut y = vec![0u16; batch * seq];
     let mut step_ms = Vec::with_capacity(steps);
@@ -158,15 +160,11 @@ pub fn time_train_steps(
         }
         model.times.reset();
         let t0 = Instant::now();
-        for b in 0..batch {
-            let s = rng.torch_randint(high) as usize;
-            x[b * seq..(b + 1) * seq].copy_from_slice(&data[s..s + seq]);
-            y[b * seq..(b + 1) * seq].copy_from_slice(&data[s + 1..s + seq + 1]);
-        }
+        random_batch(&data, &mut rng, batch, seq, &mut x, &mut y);
         let t1 = Instant::now();
         final_loss = model.forward_backward(&params, &mut grads, &x, &y, batch, seq)?;
         let t2 = Instant::now();
-        opt.step(&mut params.data, &grads.data, 1e-3);
+        opt.step(&mut params.data, &grads.data, lr);
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         if i >= warmup {
             step_ms.push(ms);

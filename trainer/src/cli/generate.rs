@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use super::simplified::{to_traditional, unknown_char_message, Converted};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
+use tinypoet_core::constrain::{Form, FormSpec};
 use tinypoet_core::{
     state_words, Decoder, GenerateSettings, Generator, KvPrecision, Model, Prompt, SamplerSettings,
     StopReason,
@@ -29,13 +30,27 @@ Examples:
   tinypoet generate 月 --temperature 0.8 --top-k 40 --top-p 0.95 --repetition-penalty 1.1
   tinypoet generate 江 --no-stop --max-len 400      # keep going past the end of the poem
   tinypoet generate 山 --stop '。' --model runs/tang/model.tpb
-  tinypoet generate --title 静夜思 --seed 7   # a poem for a title (simplified input converted)
+  tinypoet generate 春夜喜雨 --form 五絕                 # four lines of five, 春夜喜雨 as the title
+  tinypoet generate --title 春夜喜雨 --form 七律 --rhyme  # instruction prompt; even lines rhyme
+  tinypoet generate --title 静夜思 --seed 7              # simplified input: 静 becomes 靜
+  tinypoet generate 江 --form qijue --acrostic 春夜喜雨   # 藏頭: 春 夜 喜 雨 open the four lines
 
-The Tang corpus is in traditional Chinese: a prompt in simplified Chinese (静夜思, 黄河) is
-converted (靜夜思, 黃河; OpenCC's converter, phrases first) and stderr says what was converted;
---no-convert keeps it as typed. Characters still outside the model's vocabulary are an error.
-stdout gets the prompt as used and the generated text only (then a newline); the seed, the
-conversion and the stop reason go to stderr. The model is --model, else $TINYPOET_MODEL, else models/tinypoet-tang.tpb
+Forms (--form): 五絕 (五绝, 五言絕句, wujue) 4 lines of 5 characters, 七絕 (七绝, qijue) 4 of 7,
+五律 (wulu) 8 of 5, 七律 (qilu) 8 of 7, free (default). A form is written in the corpus's layout,
+one couplet per line (XXXXX，XXXXX。), and ends after its last line. With a form the prompt is the
+poem's title: the pretrained model continues the title and a newline (its training layout); with --title the
+instruction prompt of the finetuned models is used instead. --acrostic puts its characters at
+the start of the verse lines (each 5- or 7-character half of a couplet), one per line, at most
+as many as the form has lines. --rhyme makes the even verse lines (2nd, 4th, ...) end in one
+平水韻 rhyme group, chosen by the first of them; it needs a model blob with a rhyme table
+(the bundled ones have it; `tinypoet rhyme-table` adds one).
+
+The Tang corpus is in traditional Chinese: a prompt, title or acrostic in simplified Chinese
+(静夜思, 黄河) is converted (靜夜思, 黃河; OpenCC's converter, phrases first) and stderr says what
+was converted; --no-convert keeps it as typed. Characters still outside the model's vocabulary
+are an error.
+stdout gets the prompt and the generated text only (then a newline); the seed and the stop
+reason go to stderr. The model is --model, else $TINYPOET_MODEL, else models/tinypoet-tang.tpb
 found from the executable's location or the current directory upwards.")]
 pub struct GenerateArgs {
     /// Prompt (the poem's first characters).
@@ -68,11 +83,20 @@ pub struct GenerateArgs {
     /// Maximum number of generated characters.
     #[arg(long, default_value_t = 256)]
     pub max_len: usize,
-    /// Write a poem for this title (the finetuned/aligned models' instruction prompt) instead
-    /// of continuing PROMPT. stdout: the title, a newline, the poem.
-    #[arg(long, conflicts_with = "prompt")]
+    /// Write a poem for this title with the finetune stage's instruction prompt (for the
+    /// finetuned/aligned models); replaces the positional prompt.
+    #[arg(long, value_name = "TITLE")]
     pub title: Option<String>,
-    /// Take the prompt or title as typed (no simplified -> traditional conversion).
+    /// Verse form: 五絕|七絕|五律|七律 (also 五绝 七绝, wujue qijue wulu qilu) or free.
+    #[arg(long, value_name = "FORM", default_value = "free")]
+    pub form: String,
+    /// 藏頭 acrostic: these characters open the verse lines, one per line (needs --form).
+    #[arg(long, value_name = "CHARS", default_value = "")]
+    pub acrostic: String,
+    /// The even verse lines end in one rhyme group (needs --form and a blob with a rhyme table).
+    #[arg(long)]
+    pub rhyme: bool,
+    /// Take the prompt, title and acrostic as typed (no simplified -> traditional conversion).
     #[arg(long)]
     pub no_convert: bool,
 }
@@ -83,27 +107,92 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         std::fs::read(&path).with_context(|| format!("cannot read model {}", path.display()))?;
     let model = Model::load(&bytes)
         .map_err(|e| anyhow!("{}: corrupt or not a tinypoet model: {e}", path.display()))?;
+    let form = Form::parse(&args.form).map_err(|e| anyhow!("--form {:?}: {e}", args.form))?;
+    let spec = FormSpec {
+        form,
+        acrostic: &args.acrostic,
+        rhyme: args.rhyme,
+    };
+    spec.validate().map_err(|e| anyhow!("{e}"))?;
+    let tok = model.tokenizer();
     let typed = args.title.as_deref().unwrap_or(&args.prompt);
     if typed.is_empty() {
-        bail!("the prompt is empty: give the poem's first character(s), e.g. 春, or --title");
+        match args.title {
+            Some(_) => bail!("the title is empty"),
+            None => bail!("the prompt is empty: give the poem's first character(s), e.g. 春"),
+        }
     }
-    let tok = model.tokenizer();
-    // Simplified -> traditional first; the report goes to stderr once the prompt is accepted.
-    let converted = if args.no_convert {
-        Converted::unchanged(typed)
-    } else {
-        to_traditional(typed, |c| tok.id(c).is_ok())?
+    // Simplified -> traditional (title or prompt, and the acrostic); the report goes to stderr
+    // once every character is known to the model.
+    let convert = |text: &str| -> anyhow::Result<Converted> {
+        if args.no_convert {
+            Ok(Converted::unchanged(text))
+        } else {
+            to_traditional(text, |c| tok.id(c).is_ok())
+        }
     };
+    let converted = convert(typed)?;
     if let Some(c) = converted.text.chars().find(|&c| tok.id(c).is_err()) {
         bail!("{}", unknown_char_message(c, converted.typed_as(c)));
     }
-    if let Some(report) = converted.report() {
+    let acrostic = convert(&args.acrostic)?;
+    if let Some(c) = acrostic.text.chars().find(|&c| tok.id(c).is_err()) {
+        bail!(
+            "--acrostic: {}",
+            unknown_char_message(c, acrostic.typed_as(c)).replacen("prompt ", "", 1)
+        );
+    }
+    for report in [converted.report(), acrostic.report()]
+        .into_iter()
+        .flatten()
+    {
         eprintln!(
             "[simplified -> traditional (the corpus is traditional Chinese): {report}; \
              --no-convert keeps the text as typed]"
         );
     }
-    let prompt = converted.text;
+    let spec = FormSpec {
+        acrostic: &acrostic.text,
+        ..spec
+    };
+    spec.validate().map_err(|e| anyhow!("{e}"))?;
+    let title = args.title.as_ref().map(|_| converted.text.as_str());
+    let typed_prompt = if title.is_none() {
+        converted.text.clone()
+    } else {
+        args.prompt.clone()
+    };
+    let verse = model.verse(&spec).map_err(|e| match e {
+        tinypoet_core::Error::NoRhymeTable => anyhow!(
+            "--rhyme: {} has no rhyme table; add one with `tinypoet rhyme-table {} --table models/rhyme-pingshui.tsv -o OUT.tpb`",
+            path.display(),
+            path.display()
+        ),
+        e => anyhow!("{e}"),
+    })?;
+    if form != Form::Free && args.max_len < form.tokens() {
+        bail!(
+            "--max-len {} is too short for a {} ({} characters)",
+            args.max_len,
+            form.name(),
+            form.tokens()
+        );
+    }
+    // With a fixed form the prompt is the title: the pretrained model's layout is "TITLE\n"
+    // then the poem; --title uses the instruction prompt. Stdout shows the title line either way.
+    let text_prompt = if title.is_none() && form != Form::Free {
+        format!("{typed_prompt}\n")
+    } else {
+        typed_prompt
+    };
+    let prompt = match title {
+        Some(t) => Prompt::Title(t),
+        None => Prompt::Text(&text_prompt),
+    };
+    let shown = match title {
+        Some(t) => format!("{t}\n"),
+        None => text_prompt.clone(),
+    };
     let stops: Vec<String> = if args.no_stop {
         Vec::new()
     } else if args.stop.is_empty() {
@@ -135,18 +224,15 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let mut write_err: Option<std::io::Error> = None;
     let write_now = |out: &mut std::io::StdoutLock, s: &str| -> std::io::Result<()> {
         out.write_all(s.as_bytes())?;
         out.flush()
     };
-    let (start, echo) = match args.title {
-        Some(_) => (Prompt::Title(&prompt), format!("{prompt}\n")),
-        None => (Prompt::Text(&prompt), prompt.clone()),
-    };
-    let mut gen = Generator::new(&mut dec, start, &settings).map_err(|e| anyhow!("{e}"))?;
-    write_now(&mut out, &echo).context("writing to stdout")?;
+    write_now(&mut out, &shown).context("writing to stdout")?;
     let mut buf = [0u8; 4];
-    let mut write_err: Option<std::io::Error> = None;
+    let mut gen = Generator::with_constraint(&mut dec, prompt, &settings, verse)
+        .map_err(|e| anyhow!("generation failed: {e}"))?;
     while let Some(c) = gen
         .next_char()
         .map_err(|e| anyhow!("generation failed: {e}"))?
@@ -156,7 +242,22 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             break;
         }
     }
-    let summary = gen.summary();
+    let mut summary = gen.summary();
+    if write_err.is_some() {
+        summary.reason = StopReason::Callback;
+    }
+    let rhyme_note = match (args.rhyme, model.rhyme_table()) {
+        (true, Some(t)) => {
+            let g = gen.constraint().rhyme_groups();
+            let names: Vec<&str> = (0..128)
+                .filter(|&i| g >> i & 1 == 1)
+                .filter_map(|i| t.group_name(i))
+                .collect();
+            format!(" · rhyme {}", names.join("/"))
+        }
+        _ => String::new(),
+    };
+    drop(gen);
     if let Some(e) = write_err {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             return Ok(());
@@ -170,8 +271,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         StopReason::MaxLength => format!("--max-len {}", args.max_len),
         StopReason::Callback => "output closed".to_string(),
     };
+    let form_note = if form == Form::Free {
+        String::new()
+    } else {
+        format!(" · {}", form.name())
+    };
     eprintln!(
-        "[{} · seed {seed} · {} characters · stopped at {reason}]",
+        "[{} · seed {seed} · {} characters · stopped at {reason}{form_note}{rhyme_note}]",
         path.display(),
         summary.emitted_chars
     );

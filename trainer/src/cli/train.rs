@@ -7,9 +7,12 @@ use std::sync::OnceLock;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
+#[cfg(feature = "crash-test")]
+use crate::io::fsx::WritePoint;
+use crate::nn::adamw::Schedule;
 use crate::nn::params::ModelShape;
 use crate::run::checkpoint;
-use crate::run::options::{Schedule, TrainOptions};
+use crate::run::options::{Init, TrainOptions};
 use crate::run::train_loop::{self, RunIo, Start};
 use crate::stages::pretrain::{self, TrainData};
 
@@ -61,7 +64,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub steps: Option<u64>,
     /// Base learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = TrainOptions::default().lr)]
     pub lr: f32,
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
@@ -76,19 +79,19 @@ pub struct TrainArgs {
     #[arg(long, value_name = "NORM")]
     pub grad_clip: Option<f32>,
     /// Batch size.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = TrainOptions::default().batch)]
     pub batch: usize,
     /// Sequence length (≤ --context).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = TrainOptions::default().seq)]
     pub seq: usize,
     /// Evaluate (both estimators) and print a sample every K steps.
-    #[arg(long, default_value_t = 100, value_name = "K")]
+    #[arg(long, default_value_t = TrainOptions::default().eval_interval, value_name = "K")]
     pub eval_interval: u64,
     /// Batches of the reference's random-batch eval estimator.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainOptions::default().eval_batches)]
     pub eval_batches: usize,
     /// Seed of the torch-compatible random stream (init and batches).
-    #[arg(long, default_value_t = 2024)]
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
     pub seed: u32,
     /// Parameter initialisation.
     #[arg(long, value_enum, default_value_t = InitArg::Torch)]
@@ -97,28 +100,28 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Write a checkpoint every N steps (0: only on Ctrl-C and at the end).
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = TrainOptions::default().checkpoint_every, value_name = "N")]
     pub checkpoint_every: u64,
     /// Prompt of the samples printed at each evaluation.
-    #[arg(long, default_value = "春夜喜雨")]
+    #[arg(long, default_value_t = TrainOptions::default().sample_prompt)]
     pub sample_prompt: String,
     /// New characters per sample.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainOptions::default().sample_len)]
     pub sample_len: usize,
     /// Model width.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ModelShape::default().dim)]
     pub dim: usize,
     /// Attention heads.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = ModelShape::default().n_heads)]
     pub heads: usize,
     /// Transformer blocks.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = ModelShape::default().n_layers)]
     pub layers: usize,
     /// Maximum context of the model.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = ModelShape::default().context)]
     pub context: usize,
     /// Feed-forward hidden width.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = ModelShape::default().ffn_dim)]
     pub ffn: usize,
     /// No progress bar.
     #[arg(long)]
@@ -150,13 +153,13 @@ impl TrainArgs {
             grad_clip: self.grad_clip,
             batch: self.batch,
             seq: self.seq,
-            steps: self.steps.unwrap_or(20_000),
+            steps: self.steps.unwrap_or(TrainOptions::default().steps),
             eval_interval: self.eval_interval,
             eval_batches: self.eval_batches,
             seed: self.seed,
             init: match self.init {
-                InitArg::Torch => crate::run::options::Init::Torch,
-                InitArg::Fast => crate::run::options::Init::Fast,
+                InitArg::Torch => Init::Torch,
+                InitArg::Fast => Init::Fast,
             },
             checkpoint_every: self.checkpoint_every,
             sample_prompt: self.sample_prompt.clone(),
@@ -246,12 +249,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
     };
     let interrupt = install_ctrlc()?;
+    #[cfg(feature = "crash-test")]
+    let kill_hook = super::crash_test::KillHook::from_env();
+    #[cfg(feature = "crash-test")]
+    let observe = |point: WritePoint<'_>| {
+        if let Some(h) = &kill_hook {
+            h.observe(point)
+        }
+    };
+    #[cfg(feature = "crash-test")]
+    let on_save: Option<&(dyn Fn(WritePoint<'_>) + Sync)> = Some(&observe);
+    #[cfg(not(feature = "crash-test"))]
+    let on_save = None;
     let io = RunIo {
         out_dir: args.out.clone(),
         interrupt: Some(interrupt),
         threads: args.threads,
         progress: !args.no_progress,
         print: true,
+        on_save,
     };
     let shape = match &start {
         Start::Fresh(o) => o.model,

@@ -45,8 +45,24 @@ pub fn blob_bytes_as(
     info: &ManifestInfo,
     dtype: WeightDtype,
 ) -> anyhow::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    write_blob_into(params, vocab, info, dtype, &mut buf)?;
+    let views = params.views();
+    let input = BlobInput {
+        config: *params.config(),
+        vocab,
+        manifest: Manifest {
+            steps: info.steps,
+            eval_loss: info.eval_loss,
+            eval_loss_blob: info.eval_loss_blob,
+            corpus_sha256: info.corpus_sha256,
+            recipe: &info.recipe,
+        },
+        dtype,
+        tensors: &views,
+    };
+    let len = blob::encoded_len(&input).map_err(|e| anyhow!("cannot encode the blob: {e}"))?;
+    let mut buf = vec![0; len];
+    let n = blob::write(&input, &mut buf).map_err(|e| anyhow!("cannot encode the blob: {e}"))?;
+    buf.truncate(n);
     Ok(buf)
 }
 
@@ -77,35 +93,6 @@ pub fn dtype_label(model: &Model) -> String {
         None => "f16".into(),
         Some(g) => format!("int8, group {g}"),
     }
-}
-
-/// Encode into `buf`, resizing it to the blob's exact length (reuses its allocation).
-pub fn write_blob_into(
-    params: &Params,
-    vocab: &[char],
-    info: &ManifestInfo,
-    dtype: WeightDtype,
-    buf: &mut Vec<u8>,
-) -> anyhow::Result<()> {
-    let views = params.views();
-    let input = BlobInput {
-        config: *params.config(),
-        vocab,
-        manifest: Manifest {
-            steps: info.steps,
-            eval_loss: info.eval_loss,
-            eval_loss_blob: info.eval_loss_blob,
-            corpus_sha256: info.corpus_sha256,
-            recipe: &info.recipe,
-        },
-        dtype,
-        tensors: &views,
-    };
-    let len = blob::encoded_len(&input).map_err(|e| anyhow!("cannot encode the blob: {e}"))?;
-    buf.resize(len, 0);
-    let n = blob::write(&input, buf).map_err(|e| anyhow!("cannot encode the blob: {e}"))?;
-    buf.truncate(n);
-    Ok(())
 }
 
 #[cfg(test)]

@@ -813,11 +813,6 @@ impl<F: Float> Model<F> {
         Ok(F::from_f64(loss))
     }
 
-    /// Per-position losses [b·t] of the last [`Self::forward_loss`] / [`Self::forward_backward`].
-    pub fn last_losses(&self, n: usize) -> &[F] {
-        &self.losses[..n]
-    }
-
     /// A digest of which FFN units were active (ReLU input > 0) in the last forward over `n`
     /// positions. Gradient checks compare it across perturbations to stay away from ReLU kinks.
     pub fn relu_pattern_digest(&self, n: usize) -> u64 {

@@ -1,6 +1,7 @@
 //! Model parameters (and their gradients) in one flat buffer with named views, in the canonical
-//! tensor order of `docs/ARCHITECTURE.md`. All sizes are computed in one place,
-//! [`ParamLayout::new`], like llm.c's `fill_in_parameter_sizes`.
+//! tensor order of `docs/ARCHITECTURE.md`. Names, shapes and order come from the core's one
+//! canonical list (`tinypoet_core::tensor_specs`); [`ParamLayout::new`] lays them out, like
+//! llm.c's `fill_in_parameter_sizes`.
 //!
 //! Linear weights follow the PyTorch convention `[out, in]`, row-major. Because `attn.wq`,
 //! `attn.wk` and `attn.wv` are adjacent in the canonical order, the three of them together form
@@ -13,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use crate::nn::ops::Float;
 
 pub use tinypoet_core::Config;
+use tinypoet_core::{tensor_specs, TensorKind};
 
 /// The model's shape (the vocabulary size comes from the dataset).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
@@ -32,6 +34,19 @@ impl Default for ModelShape {
             n_layers: 4,
             context: 256,
             ffn_dim: 256,
+        }
+    }
+}
+
+impl From<&Config> for ModelShape {
+    /// The shape of a full config (its vocabulary size, epsilon and attention scale dropped).
+    fn from(c: &Config) -> Self {
+        ModelShape {
+            dim: c.dim,
+            n_heads: c.n_heads,
+            n_layers: c.n_layers,
+            context: c.context,
+            ffn_dim: c.ffn_dim,
         }
     }
 }
@@ -114,7 +129,7 @@ impl TensorInfo {
 }
 
 /// Element ranges of one transformer block's tensors.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct BlockRanges {
     pub ln1_w: Range<usize>,
     pub ln1_b: Range<usize>,
@@ -142,9 +157,10 @@ pub struct Ranges {
     pub head_b: Range<usize>,
 }
 
-/// What each tensor is, for initialisation and tests.
+/// How a tensor is initialised (PyTorch's defaults for its module), derived from the core's
+/// [`TensorKind`] of the tensor.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum TensorKind {
+pub enum InitKind {
     /// Embedding table (PyTorch init N(0, 1)).
     Embedding,
     /// Linear weight `[out, in]` (PyTorch init U(±1/√in)).
@@ -157,91 +173,111 @@ pub enum TensorKind {
     NormBias,
 }
 
+impl InitKind {
+    /// The init of a tensor of core kind `kind` in a model of `cfg`.
+    fn of(kind: TensorKind, cfg: &Config) -> InitKind {
+        use TensorKind::*;
+        let (c, f) = (cfg.dim, cfg.ffn_dim);
+        match kind {
+            TokEmb | PosEmb => InitKind::Embedding,
+            Ln1Weight | Ln2Weight | LnFWeight => InitKind::NormWeight,
+            Ln1Bias | Ln2Bias | LnFBias => InitKind::NormBias,
+            Wq | Wk | Wv | ProjWeight | Fc1Weight | HeadWeight => {
+                InitKind::LinearWeight { fan_in: c }
+            }
+            Fc2Weight => InitKind::LinearWeight { fan_in: f },
+            ProjBias | Fc1Bias | HeadBias => InitKind::LinearBias { fan_in: c },
+            Fc2Bias => InitKind::LinearBias { fan_in: f },
+        }
+    }
+}
+
+impl Ranges {
+    /// Record the range of the tensor of kind `kind` (in block `layer` for block tensors).
+    /// `attn.wq`, `.wk`, `.wv` are adjacent in the canonical order, so `wqkv` runs from the start
+    /// of `wq` to the end of `wv`.
+    fn set(&mut self, kind: TensorKind, layer: Option<usize>, r: Range<usize>) {
+        use TensorKind::*;
+        fn block(ranges: &mut Ranges, layer: Option<usize>) -> &mut BlockRanges {
+            &mut ranges.blocks[layer.expect("block tensors have a layer")]
+        }
+        match kind {
+            TokEmb => self.tok_emb = r,
+            PosEmb => self.pos_emb = r,
+            LnFWeight => self.lnf_w = r,
+            LnFBias => self.lnf_b = r,
+            HeadWeight => self.head_w = r,
+            HeadBias => self.head_b = r,
+            Ln1Weight => block(self, layer).ln1_w = r,
+            Ln1Bias => block(self, layer).ln1_b = r,
+            Wq => block(self, layer).wqkv = r,
+            Wk => {
+                let b = block(self, layer);
+                assert_eq!(b.wqkv.end, r.start, "wk follows wq");
+                b.wqkv.end = r.end;
+            }
+            Wv => {
+                let b = block(self, layer);
+                assert_eq!(b.wqkv.end, r.start, "wv follows wk");
+                b.wqkv.end = r.end;
+            }
+            ProjWeight => block(self, layer).proj_w = r,
+            ProjBias => block(self, layer).proj_b = r,
+            Ln2Weight => block(self, layer).ln2_w = r,
+            Ln2Bias => block(self, layer).ln2_b = r,
+            Fc1Weight => block(self, layer).fc1_w = r,
+            Fc1Bias => block(self, layer).fc1_b = r,
+            Fc2Weight => block(self, layer).fc2_w = r,
+            Fc2Bias => block(self, layer).fc2_b = r,
+        }
+    }
+}
+
 /// The layout of all parameters: names, shapes and offsets in canonical order.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ParamLayout {
     cfg: Config,
     tensors: Vec<TensorInfo>,
-    kinds: Vec<TensorKind>,
+    kinds: Vec<InitKind>,
     ranges: Ranges,
     total: usize,
 }
 
 impl ParamLayout {
-    /// Compute every tensor's shape and offset from the config (the one place sizes are defined).
+    /// Lay the core's canonical tensor list ([`tensor_specs`], the one place names, shapes and
+    /// order are defined) out in one flat buffer, like llm.c's `fill_in_parameter_sizes`.
     pub fn new(cfg: &Config) -> Self {
-        let (v, c, t, f) = (cfg.vocab_size, cfg.dim, cfg.context, cfg.ffn_dim);
-        let mut tensors = Vec::new();
-        let mut kinds = Vec::new();
+        let mut tensors = Vec::with_capacity(cfg.n_tensors());
+        let mut kinds = Vec::with_capacity(cfg.n_tensors());
         let mut offset = 0usize;
-        let mut push = |name: String, shape: Vec<usize>, kind: TensorKind| -> Range<usize> {
-            let len = shape.iter().product();
+        let mut ranges = Ranges {
+            tok_emb: 0..0,
+            pos_emb: 0..0,
+            blocks: vec![BlockRanges::default(); cfg.n_layers],
+            lnf_w: 0..0,
+            lnf_b: 0..0,
+            head_w: 0..0,
+            head_b: 0..0,
+        };
+        for spec in tensor_specs(cfg) {
+            let len = spec.shape.numel();
+            let range = offset..offset + len;
+            ranges.set(spec.kind, spec.layer, range.clone());
+            kinds.push(InitKind::of(spec.kind, cfg));
             tensors.push(TensorInfo {
-                name,
-                shape,
+                name: spec.name.as_str().to_string(),
+                shape: spec.shape.dims().to_vec(),
                 offset,
                 len,
             });
-            kinds.push(kind);
-            offset += len;
-            offset - len..offset
-        };
-        use TensorKind::*;
-        let tok_emb = push("tok_emb".into(), vec![v, c], Embedding);
-        let pos_emb = push("pos_emb".into(), vec![t, c], Embedding);
-        let mut blocks = Vec::with_capacity(cfg.n_layers);
-        for l in 0..cfg.n_layers {
-            let p = |s: &str| format!("blocks.{l}.{s}");
-            let ln1_w = push(p("ln1.weight"), vec![c], NormWeight);
-            let ln1_b = push(p("ln1.bias"), vec![c], NormBias);
-            let wq = push(p("attn.wq"), vec![c, c], LinearWeight { fan_in: c });
-            let _wk = push(p("attn.wk"), vec![c, c], LinearWeight { fan_in: c });
-            let wv = push(p("attn.wv"), vec![c, c], LinearWeight { fan_in: c });
-            let proj_w = push(
-                p("attn.proj.weight"),
-                vec![c, c],
-                LinearWeight { fan_in: c },
-            );
-            let proj_b = push(p("attn.proj.bias"), vec![c], LinearBias { fan_in: c });
-            let ln2_w = push(p("ln2.weight"), vec![c], NormWeight);
-            let ln2_b = push(p("ln2.bias"), vec![c], NormBias);
-            let fc1_w = push(p("ffn.fc1.weight"), vec![f, c], LinearWeight { fan_in: c });
-            let fc1_b = push(p("ffn.fc1.bias"), vec![f], LinearBias { fan_in: c });
-            let fc2_w = push(p("ffn.fc2.weight"), vec![c, f], LinearWeight { fan_in: f });
-            let fc2_b = push(p("ffn.fc2.bias"), vec![c], LinearBias { fan_in: f });
-            blocks.push(BlockRanges {
-                ln1_w,
-                ln1_b,
-                wqkv: wq.start..wv.end,
-                proj_w,
-                proj_b,
-                ln2_w,
-                ln2_b,
-                fc1_w,
-                fc1_b,
-                fc2_w,
-                fc2_b,
-            });
+            offset = range.end;
         }
-        let lnf_w = push("ln_f.weight".into(), vec![c], NormWeight);
-        let lnf_b = push("ln_f.bias".into(), vec![c], NormBias);
-        let head_w = push("head.weight".into(), vec![v, c], LinearWeight { fan_in: c });
-        let head_b = push("head.bias".into(), vec![v], LinearBias { fan_in: c });
-        let total = offset;
         ParamLayout {
             cfg: *cfg,
             tensors,
             kinds,
-            ranges: Ranges {
-                tok_emb,
-                pos_emb,
-                blocks,
-                lnf_w,
-                lnf_b,
-                head_w,
-                head_b,
-            },
-            total,
+            ranges,
+            total: offset,
         }
     }
 
@@ -255,8 +291,8 @@ impl ParamLayout {
         &self.tensors
     }
 
-    /// Each tensor's kind, parallel to [`Self::tensors`].
-    pub fn kinds(&self) -> &[TensorKind] {
+    /// Each tensor's initialisation, parallel to [`Self::tensors`].
+    pub fn kinds(&self) -> &[InitKind] {
         &self.kinds
     }
 

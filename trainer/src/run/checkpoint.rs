@@ -26,20 +26,12 @@
 //! a torn or corrupted checkpoint is reported as [`CheckpointError::ChecksumMismatch`] or
 //! [`CheckpointError::Truncated`], never loaded.
 //!
-//! # Test hooks
-//!
-//! For the kill test (`tests/kill.rs`), two environment variables make the process SIGKILL
-//! itself in the middle of a save, exactly as a power cut or `kill -9` would:
-//! * `TINYPOET_TEST_KILL_AFTER_BYTES=N`: after N bytes of the temporary file are written
-//!   (N = 0 kills right after creating it; N ≥ the file length kills after the last write);
-//! * `TINYPOET_TEST_KILL_AT=before-fsync | before-rename | before-dir-fsync`: at that point.
-//!
-//! Both apply to the first save of the process only (unset: no effect).
+//! [`save_atomic_observed`] lets a caller watch each point of the write; the kill test's crash
+//! hook (`cli/crash_test.rs`, only in builds with the `crash-test` feature) uses it.
 
 use std::fs;
-use std::io::{self, Write};
+use std::io;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -243,69 +235,19 @@ pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
     Checkpoint::from_bytes(&bytes)
 }
 
-static HOOK_USED: AtomicBool = AtomicBool::new(false);
-
-/// The kill-test hook configuration, read once per save.
-struct KillHook {
-    after_bytes: Option<u64>,
-    at: Option<String>,
-}
-
-impl KillHook {
-    fn from_env() -> KillHook {
-        // Only the first save of the process is affected.
-        if HOOK_USED.swap(true, Ordering::SeqCst) {
-            return KillHook {
-                after_bytes: None,
-                at: None,
-            };
-        }
-        KillHook {
-            after_bytes: std::env::var("TINYPOET_TEST_KILL_AFTER_BYTES")
-                .ok()
-                .and_then(|s| s.parse().ok()),
-            at: std::env::var("TINYPOET_TEST_KILL_AT").ok(),
-        }
-    }
-
-    fn observe(&self, point: WritePoint<'_>) {
-        let name = match point {
-            WritePoint::Created { file, bytes } => {
-                if let Some(limit) = self.after_bytes {
-                    // Write exactly `limit` bytes, push them to the OS, then die as a crash would.
-                    let limit = limit.min(bytes.len() as u64) as usize;
-                    let _ = file.write_all(&bytes[..limit]);
-                    let _ = file.flush();
-                    die();
-                }
-                return;
-            }
-            WritePoint::BeforeFsync => "before-fsync",
-            WritePoint::BeforeRename => "before-rename",
-            WritePoint::BeforeDirFsync => "before-dir-fsync",
-        };
-        if self.at.as_deref() == Some(name) {
-            die();
-        }
-    }
-}
-
-/// SIGKILL ourselves: no destructors, no buffered output flushed, exactly like `kill -9`.
-fn die() -> ! {
-    #[cfg(unix)]
-    // SAFETY: kill(2) on our own pid with a valid signal number has no memory-safety effects.
-    unsafe {
-        libc::kill(libc::getpid(), libc::SIGKILL);
-    }
-    // SIGKILL cannot be caught; this is only reached if kill(2) itself failed.
-    std::process::abort()
-}
-
 /// Write `ckpt` to `path` atomically (see the module docs).
 pub fn save_atomic(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
+    save_atomic_observed(path, ckpt, &|_| {})
+}
+
+/// [`save_atomic`], calling `observe` at each point of the write (the kill test's crash hook).
+pub fn save_atomic_observed(
+    path: &Path,
+    ckpt: &Checkpoint,
+    observe: &(dyn Fn(WritePoint<'_>) + Sync),
+) -> Result<(), CheckpointError> {
     let bytes = ckpt.to_bytes()?;
-    let hook = KillHook::from_env();
-    fsx::write_atomic_observed(path, &bytes, &mut |point| hook.observe(point)).map_err(|source| {
+    fsx::write_atomic_observed(path, &bytes, &mut |point| observe(point)).map_err(|source| {
         CheckpointError::Io {
             path: path.to_path_buf(),
             source,
@@ -350,13 +292,7 @@ pub fn checkpoint_params(ckpt: &Checkpoint) -> anyhow::Result<Params> {
 pub fn imported_checkpoint(params: Params, vocab: &[char], dataset_hash: &str) -> Checkpoint {
     let cfg = *params.config();
     let options = TrainOptions {
-        model: ModelShape {
-            dim: cfg.dim,
-            n_heads: cfg.n_heads,
-            n_layers: cfg.n_layers,
-            context: cfg.context,
-            ffn_dim: cfg.ffn_dim,
-        },
+        model: ModelShape::from(&cfg),
         seq: cfg.context,
         ..TrainOptions::default()
     };

@@ -4,21 +4,8 @@
 use anyhow::bail;
 use serde::{Deserialize, Serialize};
 
-use crate::nn::adamw::LrSchedule;
+use crate::nn::adamw::{LrSchedule, Schedule};
 use crate::nn::params::ModelShape;
-
-/// Learning-rate schedule as stored in the options.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Schedule {
-    /// The reference: the base learning rate throughout.
-    Constant,
-    /// Linear warmup over `warmup_steps` from 0 to the base rate, then cosine decay to
-    /// `min_lr_ratio · base` at the last step.
-    WarmupCosine {
-        warmup_steps: u64,
-        min_lr_ratio: f32,
-    },
-}
 
 /// Parameter initialisation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -37,7 +24,7 @@ pub enum Init {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct TrainOptions {
     pub model: ModelShape,
-    /// Base learning rate.
+    /// Base learning rate (the reference: 1e-3, constant).
     pub lr: f32,
     pub schedule: Schedule,
     /// Clip the global gradient norm to this value (off by default, like the reference).
@@ -107,18 +94,12 @@ impl TrainOptions {
         )
     }
 
-    /// The learning-rate schedule of the numerics.
+    /// The learning rate of every update of this run.
     pub fn lr_schedule(&self) -> LrSchedule {
-        match self.schedule {
-            Schedule::Constant => LrSchedule::Constant,
-            Schedule::WarmupCosine {
-                warmup_steps,
-                min_lr_ratio,
-            } => LrSchedule::WarmupCosine {
-                warmup: warmup_steps,
-                total: self.steps,
-                min_lr: self.lr * min_lr_ratio,
-            },
+        LrSchedule {
+            base: self.lr,
+            schedule: self.schedule,
+            total: self.steps,
         }
     }
 

@@ -36,6 +36,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use crate::io::fsx::WritePoint;
 use crate::nn::adamw::{clip_grad_norm, global_norm, AdamW, AdamWConfig};
 use crate::nn::init::{init_params, init_params_torch, InitScheme, REFERENCE_DRAWS_BEFORE_INIT};
 use crate::nn::model::{ModelError, TrainModel};
@@ -128,6 +129,9 @@ pub struct RunIo<'a> {
     pub progress: bool,
     /// Print the log lines (`Step N, ...` and samples) on stdout.
     pub print: bool,
+    /// Watches each point of every checkpoint write (the kill test's crash hook; `None`
+    /// otherwise).
+    pub on_save: Option<&'a (dyn Fn(WritePoint<'_>) + Sync)>,
 }
 
 /// What a run ended with.
@@ -376,7 +380,7 @@ fn run_in_pool<O: Objective>(
             };
             st.loss_acc = 0.0;
             st.loss_count = 0;
-            let lr = schedule.lr_at(st.opts.lr, i);
+            let lr = schedule.lr_at(i);
             let row = evaluation(
                 &mut st,
                 data,
@@ -402,7 +406,7 @@ fn run_in_pool<O: Objective>(
         if let Some(max) = st.opts.grad_clip {
             clip_grad_norm(&mut st.grads.data, max);
         }
-        let lr = schedule.lr_at(st.opts.lr, i);
+        let lr = schedule.lr_at(i);
         st.adam.step(&mut st.params.data, &st.grads.data, lr);
         st.step = i + 1;
         st.wall_time_s += train_time + t1.elapsed().as_secs_f64();
@@ -417,7 +421,7 @@ fn run_in_pool<O: Objective>(
         let stop = io.interrupt.is_some_and(|f| f.load(Ordering::SeqCst));
         let periodic = st.opts.checkpoint_every > 0 && st.step % st.opts.checkpoint_every == 0;
         if (periodic && st.step < st.opts.steps) || stop {
-            checkpoint::save_atomic(&ckpt_path, &st.checkpoint(data))?;
+            save(io, &ckpt_path, &st.checkpoint(data))?;
             last_good = Some(st.step);
         }
         if stop {
@@ -433,7 +437,7 @@ fn run_in_pool<O: Objective>(
         } else {
             st.loss_acc / st.loss_count as f64
         };
-        let lr = schedule.lr_at(st.opts.lr, st.step.saturating_sub(1));
+        let lr = schedule.lr_at(st.step.saturating_sub(1));
         let final_step = st.step;
         let row = evaluation(
             &mut st, data, objective, &mut model, &prompt, final_step, train_mean, lr, None, true,
@@ -443,7 +447,7 @@ fn run_in_pool<O: Objective>(
         st.metrics.retain(|r| r.step < st.step);
         st.metrics.push(row);
         plot::write_svg(&plot_path, &st.metrics, &plot_title)?;
-        checkpoint::save_atomic(&ckpt_path, &st.checkpoint(data))?;
+        save(io, &ckpt_path, &st.checkpoint(data))?;
     }
     pb.finish_and_clear();
     if interrupted && io.print {
@@ -549,6 +553,14 @@ fn progress_bar(io: &RunIo, steps: u64, pos: u64) -> ProgressBar {
     pb.set_position(pos);
     pb.reset_eta();
     pb
+}
+
+/// Save a checkpoint atomically, through the run's save observer if it has one.
+fn save(io: &RunIo, path: &Path, ckpt: &Checkpoint) -> Result<(), checkpoint::CheckpointError> {
+    match io.on_save {
+        Some(observe) => checkpoint::save_atomic_observed(path, ckpt, observe),
+        None => checkpoint::save_atomic(path, ckpt),
+    }
 }
 
 /// Resolve the checkpoint path for `--resume` (a file, or a run directory holding one).

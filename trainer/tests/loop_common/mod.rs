@@ -70,6 +70,7 @@ pub fn run_io(out_dir: &Path, threads: usize) -> RunIo<'static> {
         threads,
         progress: false,
         print: false,
+        on_save: None,
     }
 }
 
