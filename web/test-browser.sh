@@ -57,17 +57,26 @@ echo "tinypoet serve: $URL" >&2
 
 passed=0
 failed=0
-# case: mode (title|text), what is typed in the page and on the host's command line, seed, extra
-# arguments of browser.mjs. The host converts simplified input with OpenCC, the page with the
-# core's per-character table: the titles here are ones where the two agree.
+# case: mode (title|text), what is typed in the page and on the host's command line, seed,
+# form ("" or 五絕 ...), acrostic ("" or characters), extra arguments of browser.mjs. The host
+# converts simplified input with OpenCC, the page with the core's per-character table: the
+# texts here are ones where the two agree.
 run_case() {
-    local mode=$1 typed=$2 seed=$3
-    shift 3
+    local mode=$1 typed=$2 seed=$3 form=$4 acrostic=$5
+    shift 5
     local host_args=("$typed")
     if [ "$mode" = title ]; then host_args=(--title "$typed"); fi
-    local expect="$WORK/expected-$mode-$seed.txt"
+    if [ -n "$form" ]; then
+        host_args+=(--form "$form")
+        set -- --form "$form" "$@"
+    fi
+    if [ -n "$acrostic" ]; then
+        host_args+=(--acrostic "$acrostic")
+        set -- --acrostic "$acrostic" "$@"
+    fi
+    local expect="$WORK/expected-$mode-$seed$form.txt"
     "$TP" generate "${host_args[@]}" --seed "$seed" --model "$MODEL" >"$expect" 2>/dev/null
-    echo "--- page: $mode $typed, seed $seed (host: tinypoet generate ${host_args[*]} --seed $seed)"
+    echo "--- page: $mode $typed, seed $seed $form $acrostic (host: tinypoet generate ${host_args[*]} --seed $seed)"
     if node web/test/browser.mjs --url "$URL" --mode "$mode" --title "$typed" --seed "$seed" \
         --expect "$expect" "$@"; then
         passed=$((passed + 1))
@@ -76,10 +85,13 @@ run_case() {
     fi
 }
 # Simplified input: 静 becomes 靜, and the page says so.
-run_case title 静夜思 7 --screenshot "$WORK/web.png"
+run_case title 静夜思 7 "" ""
 # --bench: 200 characters after 春夜喜雨, as `tinypoet bench decode` measures natively.
-run_case text 春夜喜雨 7 "${BENCH[@]}"
-run_case text 白日依山 3
+run_case text 春夜喜雨 7 "" "" "${BENCH[@]}"
+run_case text 白日依山 3 "" ""
+# A form with a simplified acrostic (东 becomes 東), from a title and from the first characters.
+run_case title 春夜喜雨 5 五絕 东南西北 --screenshot "$WORK/web.png"
+run_case text 江南 2 七絕 ""
 
 echo "screenshot: $WORK/web.png"
 echo "browser: $passed passed, $failed failed"

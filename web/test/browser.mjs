@@ -3,6 +3,7 @@
 // a poem for a fixed title and seed, and compares the text with the host's (`tinypoet generate`).
 //
 //   node web/test/browser.mjs --url URL --title T --mode title|text --seed N --expect FILE
+//                             [--form F] [--acrostic CHARS] [--rhyme 1]
 //                             [--screenshot PNG] [--bench-chars N --bench-runs R]
 //
 // FILE holds the host's stdout (`tinypoet generate --title T`: the title, a newline, the poem;
@@ -48,6 +49,9 @@ try {
   // Type the title and the seed as a person would, then press Write.
   await page.fill("#title", args.title);
   await page.selectOption("#mode", args.mode);
+  if (args.form) await page.selectOption("#verse", args.form);
+  if (args.acrostic) await page.fill("#acrostic", args.acrostic);
+  if (args.rhyme) await page.check("#rhyme");
   await page.fill("#seed", String(args.seed));
   if (args.temperature) await page.fill("#temperature", String(args.temperature));
   await page.click("#write");

@@ -96,6 +96,7 @@ form.addEventListener("submit", (e) => {
   const maxLen = Number.parseInt(q.get("max") || "256", 10);
   worker.postMessage({
     type: "write", title: $("title").value.trim(), asTitle: $("mode").value === "title",
+    form: $("verse").value, acrostic: $("acrostic").value.trim(), rhyme: $("rhyme").checked,
     seed, temperature, maxLen, stopAtBlankLine: !q.has("nostop"),
   });
 });
@@ -109,8 +110,11 @@ $("dice").addEventListener("click", () => {
   $("seed").value = String(Math.floor(Math.random() * 1e6));
 });
 
-// Query parameters fill the form: ?title=…&mode=title|text&seed=…&temperature=…, and &write
+// Query parameters fill the form: ?title=…&mode=title|text&form=…&acrostic=…&rhyme&seed=…
+// &temperature=…, and &write
 // presses Write once the model is loaded.
 for (const [k, v] of new URLSearchParams(location.search)) {
-  if (["title", "mode", "seed", "temperature"].includes(k) && v) $(k).value = v;
+  if (["title", "mode", "acrostic", "seed", "temperature"].includes(k) && v) $(k).value = v;
+  if (k === "form" && v) $("verse").value = v;
+  if (k === "rhyme") $("rhyme").checked = true;
 }
