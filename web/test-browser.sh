@@ -39,30 +39,44 @@ cargo build --quiet --release -p tinypoet-trainer
 TP="$ROOT/target/release/tinypoet"
 MODEL=models/tinypoet-tang-int8.tpb
 
+# The server prints its URL (any free port) alone on stdout. The file is removed first: the
+# background job truncates it only once it runs.
+rm -f "$WORK/serve.url"
 "$TP" serve --addr 127.0.0.1:0 --model "$MODEL" >"$WORK/serve.url" 2>"$WORK/serve.log" &
 SERVER=$!
 trap 'kill $SERVER 2>/dev/null || true' EXIT
-for _ in $(seq 100); do
-    [ -s "$WORK/serve.url" ] && break
+URL=""
+for _ in $(seq 300); do
+    URL=$(grep -m1 '^http://.*/$' "$WORK/serve.url" 2>/dev/null || true)
+    [ -n "$URL" ] && break
     kill -0 $SERVER 2>/dev/null || { cat "$WORK/serve.log" >&2; exit 1; }
     sleep 0.1
 done
-URL=$(head -1 "$WORK/serve.url")
+[ -n "$URL" ] || { echo "tinypoet serve printed no URL in 30 s" >&2; cat "$WORK/serve.log" >&2; exit 1; }
 echo "tinypoet serve: $URL" >&2
 
 passed=0
 failed=0
-# case: mode (title|text), what is typed in the page and on the host's command line, seed, extra
-# arguments of browser.mjs. The host converts simplified input with OpenCC, the page with the
-# core's per-character table: the titles here are ones where the two agree.
+# case: mode (title|text), what is typed in the page and on the host's command line, seed,
+# form ("" or 五絕 ...), acrostic ("" or characters), extra arguments of browser.mjs. The host
+# converts simplified input with OpenCC, the page with the core's per-character table: the
+# texts here are ones where the two agree.
 run_case() {
-    local mode=$1 typed=$2 seed=$3
-    shift 3
+    local mode=$1 typed=$2 seed=$3 form=$4 acrostic=$5
+    shift 5
     local host_args=("$typed")
     if [ "$mode" = title ]; then host_args=(--title "$typed"); fi
-    local expect="$WORK/expected-$mode-$seed.txt"
+    if [ -n "$form" ]; then
+        host_args+=(--form "$form")
+        set -- --form "$form" "$@"
+    fi
+    if [ -n "$acrostic" ]; then
+        host_args+=(--acrostic "$acrostic")
+        set -- --acrostic "$acrostic" "$@"
+    fi
+    local expect="$WORK/expected-$mode-$seed$form.txt"
     "$TP" generate "${host_args[@]}" --seed "$seed" --model "$MODEL" >"$expect" 2>/dev/null
-    echo "--- page: $mode $typed, seed $seed (host: tinypoet generate ${host_args[*]} --seed $seed)"
+    echo "--- page: $mode $typed, seed $seed $form $acrostic (host: tinypoet generate ${host_args[*]} --seed $seed)"
     if node web/test/browser.mjs --url "$URL" --mode "$mode" --title "$typed" --seed "$seed" \
         --expect "$expect" "$@"; then
         passed=$((passed + 1))
@@ -71,9 +85,13 @@ run_case() {
     fi
 }
 # Simplified input: 静 becomes 靜, and the page says so.
-run_case title 静夜思 7 --screenshot "$WORK/web.png" "${BENCH[@]}"
-run_case text 春夜喜雨 7
-run_case text 白日依山 3
+run_case title 静夜思 7 "" ""
+# --bench: 200 characters after 春夜喜雨, as `tinypoet bench decode` measures natively.
+run_case text 春夜喜雨 7 "" "" "${BENCH[@]}"
+run_case text 白日依山 3 "" ""
+# A form with a simplified acrostic (东 becomes 東), from a title and from the first characters.
+run_case title 春夜喜雨 5 五絕 东南西北 --screenshot "$WORK/web.png"
+run_case text 江南 2 七絕 ""
 
 echo "screenshot: $WORK/web.png"
 echo "browser: $passed passed, $failed failed"

@@ -13,7 +13,7 @@
 //! | `tp_load() -> status` | take the inbox as the model blob (once per module instance) |
 //! | `tp_takes_titles() -> 0/1` | whether the model's recipe is a finetune/align stage (the page's default mode) |
 //! | `tp_to_traditional() -> n` | the inbox's text with simplified characters replaced by traditional ones goes to the outbox; `n` = how many distinct characters were replaced |
-//! | `tp_start(seed, temperature, top_k, top_p, repetition_penalty, max_len, stop_at_blank_line, as_title) -> status` | take the inbox (UTF-8) as the title (`as_title` ≠ 0) or as the poem's first characters, and start a poem |
+//! | `tp_start(seed, temperature, top_k, top_p, repetition_penalty, max_len, stop_at_blank_line, as_title) -> status` | take the inbox (UTF-8) as the title (`as_title` ≠ 0) or as the poem's first characters, optionally followed by a newline and a verse form (`七絕 rhyme acrostic=春夜喜雨`), and start a poem |
 //! | `tp_next() -> i32` | the next character's code point (> 0), 0 when the poem has ended (the reason is the message), < 0 on an error |
 //! | `tp_message_ptr()`, `tp_message_len()` | the *outbox*: UTF-8 text of the last error, stop reason or report |
 //!
@@ -24,7 +24,7 @@
 //! The engine itself allocates nothing. This wrapper owns the blob bytes (copied in once) and
 //! the run-state buffer of exactly [`state_words`] f32 words; both, the [`Model`] table and the
 //! [`Decoder`] are leaked on load so that a [`Generator`] can be kept between calls (`'static`
-//! borrows; each poem's generator hands the decoder back with `into_decoder`). A
+//! borrows; each poem's generator hands the decoder back with `into_parts`). A
 //! module instance therefore holds one model for its lifetime: to use another blob, instantiate
 //! the module again (`tp_load` says so).
 //!
@@ -36,6 +36,7 @@
 
 use std::cell::RefCell;
 
+use tinypoet_core::constrain::{Form, FormSpec, Verse};
 use tinypoet_core::kernels::Backend;
 use tinypoet_core::prompt::{instruction_prompt_len, INSTRUCTION_HEAD, INSTRUCTION_TAIL};
 use tinypoet_core::{
@@ -135,7 +136,7 @@ enum Slot {
     Idle(&'static mut Decoder<'static>),
     /// A poem in progress (the generator holds the decoder borrow; boxed: it is larger than
     /// the other variants by its stop-sequence buffer).
-    Writing(Box<Generator<'static, 'static>>),
+    Writing(Box<Generator<'static, 'static, Verse<'static>>>),
     /// Only after an error inside the engine's start that validation did not foresee.
     Lost,
 }
@@ -186,9 +187,16 @@ impl Session {
         recipe.starts_with("tinypoet finetune") || recipe.starts_with("tinypoet align")
     }
 
-    /// Start a poem from `text` (not echoed), as `tinypoet generate --title TEXT` or
-    /// `tinypoet generate TEXT` does. Any poem in progress is abandoned.
-    pub fn start(&mut self, start: Start, text: &str, s: &Settings) -> Result<(), WebError> {
+    /// Start a poem from `text` (not echoed) in the form `spec`, as `tinypoet generate --title
+    /// TEXT` or `tinypoet generate TEXT` does with `--form`, `--acrostic`, `--rhyme`. Any poem
+    /// in progress is abandoned.
+    pub fn start(
+        &mut self,
+        start: Start,
+        text: &str,
+        spec: &FormSpec,
+        s: &Settings,
+    ) -> Result<(), WebError> {
         self.reason = None;
         let settings = GenerateSettings {
             sampler: SamplerSettings {
@@ -206,16 +214,31 @@ impl Session {
         // Everything the generator would refuse is checked first: a refused start would keep
         // the decoder borrow it was given.
         self.check(start, text, &settings)?;
+        if let Some(c) = spec
+            .acrostic
+            .chars()
+            .find(|&c| self.model.tokenizer().id(c).is_err())
+        {
+            return Err(WebError::UnknownChar(c));
+        }
+        let verse = self.model.verse(spec)?;
+        // As the CLI: with a fixed form and no title, the pretrained model's layout is the
+        // title, a newline, then the poem.
+        let text_prompt = match (start, spec.form) {
+            (Start::Text, f) if f != Form::Free => format!("{text}\n"),
+            _ => text.to_string(),
+        };
         let decoder = match core::mem::replace(&mut self.slot, Slot::Lost) {
             Slot::Idle(d) => d,
-            Slot::Writing(g) => (*g).into_decoder(),
+            Slot::Writing(g) => (*g).into_parts().0,
             Slot::Lost => return Err(WebError::Lost),
         };
         let prompt = match start {
             Start::Title => Prompt::Title(text),
-            Start::Text => Prompt::Text(text),
+            Start::Text => Prompt::Text(&text_prompt),
         };
-        self.slot = Slot::Writing(Box::new(Generator::new(decoder, prompt, &settings)?));
+        let generator = Generator::with_constraint(decoder, prompt, &settings, verse)?;
+        self.slot = Slot::Writing(Box::new(generator));
         Ok(())
     }
 
@@ -396,8 +419,9 @@ pub extern "C" fn tp_takes_titles() -> i32 {
     SESSION.with(|s| s.borrow().as_ref().is_some_and(Session::takes_titles) as i32)
 }
 
-/// Take the inbox (UTF-8) as the title (`as_title` ≠ 0) or the poem's first characters, and
-/// start a poem with these settings.
+/// Take the inbox (UTF-8) as the title (`as_title` ≠ 0) or the poem's first characters, then
+/// optionally a newline and a verse form in [`FormSpec::parse`]'s words (`七絕 rhyme
+/// acrostic=春夜喜雨`), and start a poem with these settings.
 #[no_mangle]
 pub extern "C" fn tp_start(
     seed: u64,
@@ -421,13 +445,19 @@ pub extern "C" fn tp_start(
     status(SESSION.with(|s| {
         let mut s = s.borrow_mut();
         let session = s.as_mut().ok_or(WebError::NotLoaded)?;
-        let prompt = String::from_utf8(take_inbox()).map_err(|_| WebError::NotUtf8)?;
+        let inbox = String::from_utf8(take_inbox()).map_err(|_| WebError::NotUtf8)?;
+        let (prompt, spec) = inbox.split_once('\n').unwrap_or((&inbox, ""));
+        let spec = if spec.trim().is_empty() {
+            FormSpec::FREE
+        } else {
+            FormSpec::parse(spec)?
+        };
         let start = if as_title != 0 {
             Start::Title
         } else {
             Start::Text
         };
-        session.start(start, &prompt, &settings)
+        session.start(start, prompt, &spec, &settings)
     }))
 }
 

@@ -3,6 +3,7 @@
 // a poem for a fixed title and seed, and compares the text with the host's (`tinypoet generate`).
 //
 //   node web/test/browser.mjs --url URL --title T --mode title|text --seed N --expect FILE
+//                             [--form F] [--acrostic CHARS] [--rhyme 1]
 //                             [--screenshot PNG] [--bench-chars N --bench-runs R]
 //
 // FILE holds the host's stdout (`tinypoet generate --title T`: the title, a newline, the poem;
@@ -22,7 +23,8 @@ const args = {};
 for (let i = 2; i < process.argv.length; i += 2) args[process.argv[i].replace(/^--/, "")] = process.argv[i + 1];
 for (const k of ["url", "title", "mode", "seed", "expect"]) {
   if (!args[k]) {
-    console.error(`usage: node browser.mjs --url URL --title T --seed N --expect FILE [--screenshot PNG]`);
+    console.error("usage: node browser.mjs --url URL --title T --mode title|text --seed N --expect FILE " +
+      "[--screenshot PNG] [--bench-chars N --bench-runs R]");
     process.exit(2);
   }
 }
@@ -47,6 +49,9 @@ try {
   // Type the title and the seed as a person would, then press Write.
   await page.fill("#title", args.title);
   await page.selectOption("#mode", args.mode);
+  if (args.form) await page.selectOption("#verse", args.form);
+  if (args.acrostic) await page.fill("#acrostic", args.acrostic);
+  if (args.rhyme) await page.check("#rhyme");
   await page.fill("#seed", String(args.seed));
   if (args.temperature) await page.fill("#temperature", String(args.temperature));
   await page.click("#write");
@@ -88,7 +93,7 @@ try {
 
   if (!failed && args["bench-chars"]) {
     const n = Number(args["bench-chars"]), runs = Number(args["bench-runs"] || 5);
-    const rates = [];
+    const rates = [], engine = [];
     for (let seed = 1; seed <= runs; seed++) {
       const u = new URL(args.url);
       u.search = new URLSearchParams({ title: args.title, mode: args.mode, seed, max: n, nostop: "", write: "" }).toString();
@@ -96,10 +101,12 @@ try {
       await page.waitForFunction(() => ["done", "error"].includes(document.body.dataset.state) &&
         document.body.dataset.charsPerSecond, null, { timeout: timeoutMs });
       rates.push(Number(await page.evaluate(() => document.body.dataset.charsPerSecond)));
+      engine.push(Number(await page.evaluate(() => document.body.dataset.engineCharsPerSecond)));
     }
-    rates.sort((a, b) => a - b);
+    const median = (xs) => xs.sort((a, b) => a - b)[Math.floor(xs.length / 2)].toFixed(1);
     console.log(`bench: ${n} characters x ${runs} runs in headless Chromium: median ` +
-      `${rates[Math.floor(runs / 2)].toFixed(1)} characters/s (all: ${rates.join(", ")})`);
+      `${median(rates)} characters/s on the page (all: ${rates.join(", ")}); ` +
+      `inside the wasm module ${median(engine)} (all: ${engine.join(", ")})`);
   }
 } finally {
   await browser.close();

@@ -4,6 +4,7 @@
 
 use std::ops::ControlFlow;
 
+use tinypoet_core::constrain::{Form, FormSpec};
 use tinypoet_core::{state_words, Decoder, GenerateSettings, KvPrecision, Model};
 use tinypoet_core::{Generator, Prompt};
 use tinypoet_web::{
@@ -20,7 +21,7 @@ fn blob() -> Vec<u8> {
 }
 
 fn poem(session: &mut Session, start: Start, prompt: &str, s: &Settings) -> String {
-    session.start(start, prompt, s).unwrap();
+    session.start(start, prompt, &FormSpec::FREE, s).unwrap();
     let mut out = String::new();
     while let Some(c) = session.next_char().unwrap() {
         out.push(c);
@@ -70,7 +71,9 @@ fn titles_write_what_the_cores_generator_writes() {
             ..Settings::default()
         };
         // A poem abandoned half-way must not change the next one.
-        session.start(Start::Title, "春", &settings).unwrap();
+        session
+            .start(Start::Title, "春", &FormSpec::FREE, &settings)
+            .unwrap();
         session.next_char().unwrap();
         let got = poem(&mut session, Start::Title, "靜夜思", &settings);
         let g = GenerateSettings {
@@ -92,24 +95,37 @@ fn session_rejects_bad_prompts_and_goes_on() {
     let mut session = Session::load(blob()).unwrap();
     let s = Settings::default();
     assert_eq!(session.next_char(), Err(WebError::NotStarted));
+    let free = &FormSpec::FREE;
+    let acrostic = FormSpec {
+        form: Form::WuJue,
+        acrostic: "春x",
+        rhyme: false,
+    };
+    let bad = Settings {
+        temperature: -1.0,
+        ..s
+    };
     for start in [Start::Title, Start::Text] {
-        assert_eq!(session.start(start, "", &s), Err(WebError::EmptyPrompt));
         assert_eq!(
-            session.start(start, "春x", &s),
+            session.start(start, "", free, &s),
+            Err(WebError::EmptyPrompt)
+        );
+        assert_eq!(
+            session.start(start, "春x", free, &s),
             Err(WebError::UnknownChar('x'))
         );
-        let bad = Settings {
-            temperature: -1.0,
-            ..s
-        };
         assert!(matches!(
-            session.start(start, "春", &bad),
+            session.start(start, "春", free, &bad),
             Err(WebError::Core(_))
         ));
+        assert_eq!(
+            session.start(start, "春", &acrostic, &s),
+            Err(WebError::UnknownChar('x'))
+        );
     }
     let long = "春".repeat(300);
     assert!(matches!(
-        session.start(Start::Title, &long, &s),
+        session.start(Start::Title, &long, &FormSpec::FREE, &s),
         Err(WebError::Core(tinypoet_core::Error::PromptTooLong { .. }))
     ));
     // After the refusals the session still writes.
@@ -143,4 +159,53 @@ fn simplified_titles_are_converted_and_reported() {
     assert_eq!((text.as_str(), changed.len()), ("春夜喜雨", 0));
     tp_buffer(1); // one zero byte: valid UTF-8, nothing to convert
     assert_eq!(tinypoet_web::tp_to_traditional(), 0);
+}
+
+#[test]
+fn forms_write_what_the_cli_path_writes() {
+    // The CLI's path: the verse constraint from the model, Generator::with_constraint, and for a
+    // fixed form without a title the prompt "TITLE\n".
+    let bytes = blob();
+    let mut session = Session::load(bytes.clone()).unwrap();
+    let model = Model::load(&bytes).unwrap();
+    let mut state = vec![0f32; state_words(model.config(), KvPrecision::F16)];
+    let mut dec = Decoder::new(&model, &mut state, KvPrecision::F16).unwrap();
+    let specs = [
+        FormSpec::parse("五絕").unwrap(),
+        FormSpec::parse("七絕 rhyme").unwrap(),
+        FormSpec::parse("五律 acrostic=春夜喜雨").unwrap(),
+    ];
+    for (i, spec) in specs.iter().enumerate() {
+        for start in [Start::Title, Start::Text] {
+            let settings = Settings {
+                seed: 10 + i as u64,
+                ..Settings::default()
+            };
+            session.start(start, "春夜", spec, &settings).unwrap();
+            let mut got = String::new();
+            while let Some(c) = session.next_char().unwrap() {
+                got.push(c);
+            }
+            let g = GenerateSettings {
+                seed: 10 + i as u64,
+                ..GenerateSettings::default()
+            };
+            let prompt = match start {
+                Start::Title => Prompt::Title("春夜"),
+                Start::Text => Prompt::Text("春夜\n"),
+            };
+            let verse = model.verse(spec).unwrap();
+            let mut gen = Generator::with_constraint(&mut dec, prompt, &g, verse).unwrap();
+            let mut want = String::new();
+            while let Some(c) = gen.next_char().unwrap() {
+                want.push(c);
+            }
+            assert_eq!(got, want, "{spec:?} {start:?}");
+            assert_eq!(
+                got.chars().filter(|&c| c == '\n').count() + 1,
+                spec.form.lines() / 2,
+                "{got}"
+            );
+        }
+    }
 }

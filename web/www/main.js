@@ -69,6 +69,7 @@ worker.onmessage = (e) => {
       break;
     case "done":
       showStats(m.chars, m.ms, m.reason);
+      if (m.engineMs) document.body.dataset.engineCharsPerSecond = (m.chars / (m.engineMs / 1000)).toFixed(1);
       setRunning(false);
       if (m.reason === "stopped") setNote("Stopped.");
       else if (convertedNote) setNote(convertedNote);
@@ -95,6 +96,7 @@ form.addEventListener("submit", (e) => {
   const maxLen = Number.parseInt(q.get("max") || "256", 10);
   worker.postMessage({
     type: "write", title: $("title").value.trim(), asTitle: $("mode").value === "title",
+    form: $("verse").value, acrostic: $("acrostic").value.trim(), rhyme: $("rhyme").checked,
     seed, temperature, maxLen, stopAtBlankLine: !q.has("nostop"),
   });
 });
@@ -108,8 +110,11 @@ $("dice").addEventListener("click", () => {
   $("seed").value = String(Math.floor(Math.random() * 1e6));
 });
 
-// Query parameters fill the form: ?title=…&mode=title|text&seed=…&temperature=…, and &write
+// Query parameters fill the form: ?title=…&mode=title|text&form=…&acrostic=…&rhyme&seed=…
+// &temperature=…, and &write
 // presses Write once the model is loaded.
 for (const [k, v] of new URLSearchParams(location.search)) {
-  if (["title", "mode", "seed", "temperature"].includes(k) && v) $(k).value = v;
+  if (["title", "mode", "acrostic", "seed", "temperature"].includes(k) && v) $(k).value = v;
+  if (k === "form" && v) $("verse").value = v;
+  if (k === "rhyme") $("rhyme").checked = true;
 }

@@ -2,11 +2,13 @@
 // origin, then writes poems one character at a time and posts each character to the page, so the
 // page never blocks. The module's ABI is documented in web/src/lib.rs (`tp_*` functions).
 //
-// Messages in:  {type: "write", title, asTitle, seed, temperature, maxLen, stopAtBlankLine}   {type: "stop"}
+// Messages in:  {type: "write", title, asTitle, form, acrostic, rhyme, seed, temperature, maxLen,
+//                stopAtBlankLine}   {type: "stop"}
 // Messages out: {type: "ready", info, takesTitles, wasmBytes, blobBytes}
 //               {type: "start", prompt, converted}      the prompt used; converted: ["静→靜", …]
 //               {type: "char", c, chars, ms}            one character; chars/ms so far
-//               {type: "done", reason, chars, ms}       {type: "error", message}
+//               {type: "done", reason, chars, ms, engineMs}   (engineMs: inside the module)
+//               {type: "error", message}
 "use strict";
 
 const WASM_URL = "tinypoet.wasm";
@@ -57,38 +59,51 @@ async function init() {
   });
 }
 
-async function write({ title, asTitle, seed, temperature, maxLen, stopAtBlankLine }) {
-  const id = ++running;
-  // Simplified characters become traditional ones (the corpus is traditional Chinese).
-  put(utf8.encode(title));
-  const nConverted = ex.tp_to_traditional();
-  const prompt = nConverted > 0 ? message() : title;
-  const converted = [];
-  if (nConverted > 0) {
-    const a = [...title], b = [...prompt];
-    for (let i = 0; i < a.length; i++) {
-      const pair = `${a[i]}→${b[i]}`;
-      if (a[i] !== b[i] && !converted.includes(pair)) converted.push(pair);
-    }
+// Simplified characters become traditional ones (the corpus is traditional Chinese); the pairs
+// replaced ("静→靜") are added to `converted`.
+function toTraditional(text, converted) {
+  put(utf8.encode(text));
+  if (ex.tp_to_traditional() <= 0) return text;
+  const out = message();
+  const a = [...text], b = [...out];
+  for (let i = 0; i < a.length; i++) {
+    const pair = `${a[i]}→${b[i]}`;
+    if (a[i] !== b[i] && !converted.includes(pair)) converted.push(pair);
   }
-  put(utf8.encode(prompt));
+  return out;
+}
+
+async function write({ title, asTitle, form, acrostic, rhyme, seed, temperature, maxLen, stopAtBlankLine }) {
+  const id = ++running;
+  const converted = [];
+  const prompt = toTraditional(title, converted);
+  const acrosticT = toTraditional(acrostic || "", converted);
+  // The form in FormSpec::parse's words, after a newline (see web/src/lib.rs, tp_start).
+  let spec = form || "free";
+  if (acrosticT) spec += ` acrostic=${acrosticT}`;
+  if (rhyme) spec += " rhyme";
+  put(utf8.encode(`${prompt}\n${spec}`));
   const t0 = performance.now();
   if (ex.tp_start(BigInt(seed), temperature, 0, 1, 1, maxLen, stopAtBlankLine ? 1 : 0, asTitle ? 1 : 0) !== 0) {
     postMessage({ type: "error", message: message() });
     return;
   }
-  postMessage({ type: "start", prompt, asTitle, converted });
+  // With a form and no title the prompt is the title line (as tinypoet generate prints it).
+  postMessage({ type: "start", prompt, asTitle: asTitle || spec !== "free", converted });
   let chars = 0;
   let lastYield = t0;
+  let engineMs = performance.now() - t0; // time inside the module (the prefill so far)
   for (;;) {
+    const t = performance.now();
     const c = ex.tp_next();
+    engineMs += performance.now() - t;
     if (c < 0) {
       postMessage({ type: "error", message: message() });
       return;
     }
     const ms = performance.now() - t0;
     if (c === 0) {
-      postMessage({ type: "done", reason: message(), chars, ms });
+      postMessage({ type: "done", reason: message(), chars, ms, engineMs });
       return;
     }
     chars += 1;

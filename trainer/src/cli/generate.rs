@@ -30,9 +30,9 @@ Examples:
   tinypoet generate 月 --temperature 0.8 --top-k 40 --top-p 0.95 --repetition-penalty 1.1
   tinypoet generate 江 --no-stop --max-len 400      # keep going past the end of the poem
   tinypoet generate 山 --stop '。' --model runs/tang/model.tpb
-  tinypoet generate --title 静夜思 --seed 7   # a poem for a title (simplified input converted)
   tinypoet generate 春夜喜雨 --form 五絕                 # four lines of five, 春夜喜雨 as the title
   tinypoet generate --title 春夜喜雨 --form 七律 --rhyme  # instruction prompt; even lines rhyme
+  tinypoet generate --title 静夜思 --seed 7              # simplified input: 静 becomes 靜
   tinypoet generate 江 --form qijue --acrostic 春夜喜雨   # 藏頭: 春 夜 喜 雨 open the four lines
 
 Forms (--form): 五絕 (五绝, 五言絕句, wujue) 4 lines of 5 characters, 七絕 (七绝, qijue) 4 of 7,
@@ -45,11 +45,12 @@ as many as the form has lines. --rhyme makes the even verse lines (2nd, 4th, ...
 平水韻 rhyme group, chosen by the first of them; it needs a model blob with a rhyme table
 (the bundled ones have it; `tinypoet rhyme-table` adds one).
 
-The Tang corpus is in traditional Chinese: a prompt in simplified Chinese (静夜思, 黄河) is
-converted (靜夜思, 黃河; OpenCC's converter, phrases first) and stderr says what was converted;
---no-convert keeps it as typed. Characters still outside the model's vocabulary are an error.
-stdout gets the prompt as used and the generated text only (then a newline); the seed, the
-conversion and the stop reason go to stderr. The model is --model, else $TINYPOET_MODEL, else models/tinypoet-tang.tpb
+The Tang corpus is in traditional Chinese: a prompt, title or acrostic in simplified Chinese
+(静夜思, 黄河) is converted (靜夜思, 黃河; OpenCC's converter, phrases first) and stderr says what
+was converted; --no-convert keeps it as typed. Characters still outside the model's vocabulary
+are an error.
+stdout gets the prompt and the generated text only (then a newline); the seed and the stop
+reason go to stderr. The model is --model, else $TINYPOET_MODEL, else models/tinypoet-tang.tpb
 found from the executable's location or the current directory upwards.")]
 pub struct GenerateArgs {
     /// Prompt (the poem's first characters).
@@ -82,13 +83,10 @@ pub struct GenerateArgs {
     /// Maximum number of generated characters.
     #[arg(long, default_value_t = 256)]
     pub max_len: usize,
-    /// Write a poem for this title (the finetuned/aligned models' instruction prompt) instead
-    /// of continuing PROMPT. stdout: the title, a newline, the poem.
-    #[arg(long, conflicts_with = "prompt")]
+    /// Write a poem for this title with the finetune stage's instruction prompt (for the
+    /// finetuned/aligned models); replaces the positional prompt.
+    #[arg(long, value_name = "TITLE")]
     pub title: Option<String>,
-    /// Take the prompt or title as typed (no simplified -> traditional conversion).
-    #[arg(long)]
-    pub no_convert: bool,
     /// Verse form: 五絕|七絕|五律|七律 (also 五绝 七绝, wujue qijue wulu qilu) or free.
     #[arg(long, value_name = "FORM", default_value = "free")]
     pub form: String,
@@ -98,6 +96,9 @@ pub struct GenerateArgs {
     /// The even verse lines end in one rhyme group (needs --form and a blob with a rhyme table).
     #[arg(long)]
     pub rhyme: bool,
+    /// Take the prompt, title and acrostic as typed (no simplified -> traditional conversion).
+    #[arg(long)]
+    pub no_convert: bool,
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -107,38 +108,60 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let model = Model::load(&bytes)
         .map_err(|e| anyhow!("{}: corrupt or not a tinypoet model: {e}", path.display()))?;
     let form = Form::parse(&args.form).map_err(|e| anyhow!("--form {:?}: {e}", args.form))?;
-    let typed = args.title.as_deref().unwrap_or(&args.prompt);
-    if typed.is_empty() {
-        bail!("the prompt is empty: give the poem's first character(s), e.g. 春, or --title");
-    }
-    let tok = model.tokenizer();
-    // Simplified -> traditional first (prompt or title, and the acrostic); the report goes to
-    // stderr once the text is accepted.
-    let convert = |what: &str, text: &str| -> anyhow::Result<String> {
-        let converted = if args.no_convert {
-            Converted::unchanged(text)
-        } else {
-            to_traditional(text, |c| tok.id(c).is_ok())?
-        };
-        if let Some(c) = converted.text.chars().find(|&c| tok.id(c).is_err()) {
-            bail!("{what}{}", unknown_char_message(c, converted.typed_as(c)));
-        }
-        if let Some(report) = converted.report() {
-            eprintln!(
-                "[simplified -> traditional (the corpus is traditional Chinese): {report}; \
-                 --no-convert keeps the text as typed]"
-            );
-        }
-        Ok(converted.text)
-    };
-    let prompt = convert("", typed)?;
-    let acrostic = convert("--acrostic: ", &args.acrostic)?;
     let spec = FormSpec {
         form,
-        acrostic: &acrostic,
+        acrostic: &args.acrostic,
         rhyme: args.rhyme,
     };
     spec.validate().map_err(|e| anyhow!("{e}"))?;
+    let tok = model.tokenizer();
+    let typed = args.title.as_deref().unwrap_or(&args.prompt);
+    if typed.is_empty() {
+        match args.title {
+            Some(_) => bail!("the title is empty"),
+            None => bail!("the prompt is empty: give the poem's first character(s), e.g. 春"),
+        }
+    }
+    // Simplified -> traditional (title or prompt, and the acrostic); the report goes to stderr
+    // once every character is known to the model.
+    let convert = |text: &str| -> anyhow::Result<Converted> {
+        if args.no_convert {
+            Ok(Converted::unchanged(text))
+        } else {
+            to_traditional(text, |c| tok.id(c).is_ok())
+        }
+    };
+    let converted = convert(typed)?;
+    if let Some(c) = converted.text.chars().find(|&c| tok.id(c).is_err()) {
+        bail!("{}", unknown_char_message(c, converted.typed_as(c)));
+    }
+    let acrostic = convert(&args.acrostic)?;
+    if let Some(c) = acrostic.text.chars().find(|&c| tok.id(c).is_err()) {
+        bail!(
+            "--acrostic: {}",
+            unknown_char_message(c, acrostic.typed_as(c)).replacen("prompt ", "", 1)
+        );
+    }
+    for report in [converted.report(), acrostic.report()]
+        .into_iter()
+        .flatten()
+    {
+        eprintln!(
+            "[simplified -> traditional (the corpus is traditional Chinese): {report}; \
+             --no-convert keeps the text as typed]"
+        );
+    }
+    let spec = FormSpec {
+        acrostic: &acrostic.text,
+        ..spec
+    };
+    spec.validate().map_err(|e| anyhow!("{e}"))?;
+    let title = args.title.as_ref().map(|_| converted.text.as_str());
+    let typed_prompt = if title.is_none() {
+        converted.text.clone()
+    } else {
+        args.prompt.clone()
+    };
     let verse = model.verse(&spec).map_err(|e| match e {
         tinypoet_core::Error::NoRhymeTable => anyhow!(
             "--rhyme: {} has no rhyme table; add one with `tinypoet rhyme-table {} --table models/rhyme-pingshui.tsv -o OUT.tpb`",
@@ -155,12 +178,20 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
             form.tokens()
         );
     }
-    // With a fixed form and no --title the prompt is the title: the pretrained model's layout is
-    // "TITLE\n" then the poem; --title uses the instruction prompt. Stdout shows the title line.
-    let text_prompt = if args.title.is_none() && form != Form::Free {
-        format!("{prompt}\n")
+    // With a fixed form the prompt is the title: the pretrained model's layout is "TITLE\n"
+    // then the poem; --title uses the instruction prompt. Stdout shows the title line either way.
+    let text_prompt = if title.is_none() && form != Form::Free {
+        format!("{typed_prompt}\n")
     } else {
-        prompt.clone()
+        typed_prompt
+    };
+    let prompt = match title {
+        Some(t) => Prompt::Title(t),
+        None => Prompt::Text(&text_prompt),
+    };
+    let shown = match title {
+        Some(t) => format!("{t}\n"),
+        None => text_prompt.clone(),
     };
     let stops: Vec<String> = if args.no_stop {
         Vec::new()
@@ -193,19 +224,15 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    let mut write_err: Option<std::io::Error> = None;
     let write_now = |out: &mut std::io::StdoutLock, s: &str| -> std::io::Result<()> {
         out.write_all(s.as_bytes())?;
         out.flush()
     };
-    let (start, echo) = match args.title {
-        Some(_) => (Prompt::Title(&prompt), format!("{prompt}\n")),
-        None => (Prompt::Text(&text_prompt), text_prompt.clone()),
-    };
-    let mut gen = Generator::with_constraint(&mut dec, start, &settings, verse)
-        .map_err(|e| anyhow!("{e}"))?;
-    write_now(&mut out, &echo).context("writing to stdout")?;
+    write_now(&mut out, &shown).context("writing to stdout")?;
     let mut buf = [0u8; 4];
-    let mut write_err: Option<std::io::Error> = None;
+    let mut gen = Generator::with_constraint(&mut dec, prompt, &settings, verse)
+        .map_err(|e| anyhow!("generation failed: {e}"))?;
     while let Some(c) = gen
         .next_char()
         .map_err(|e| anyhow!("generation failed: {e}"))?
