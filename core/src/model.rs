@@ -292,9 +292,23 @@ impl<'a> Model<'a> {
     pub fn tokenizer(&self) -> Tokenizer<'a> {
         Tokenizer::from_validated(self.blob.vocab_bytes())
     }
+
+    /// The blob's rhyme table, if it has the optional section (crate docs, "Rhyme table").
+    pub fn rhyme_table(&self) -> Option<crate::blob::RhymeTable<'a>> {
+        self.blob.rhyme
+    }
+
+    /// The verse constraint for `spec` over this model's vocabulary and rhyme table
+    /// ([`crate::constrain::Verse::new`]).
+    pub fn verse(
+        &self,
+        spec: &crate::constrain::FormSpec<'_>,
+    ) -> Result<crate::constrain::Verse<'a>, Error> {
+        crate::constrain::Verse::new(spec, &self.tokenizer(), self.blob.rhyme)
+    }
 }
 
-// A model is a table of views (room for MAX_LAYERS blocks: 4,232 bytes on a 32-bit target,
-// where the firmware keeps it on the stack); the checked int8 views are 32 bytes each.
+// A model is a table of views with room for MAX_LAYERS blocks: 3,440 bytes on a 32-bit
+// target, where the firmware keeps it on the stack (the checked int8 views are 24 bytes each).
 #[cfg(target_pointer_width = "32")]
-const _: () = assert!(core::mem::size_of::<Model>() <= 4 * 1024 + 256);
+const _: () = assert!(core::mem::size_of::<Model>() <= 3440);

