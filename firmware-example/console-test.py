@@ -12,10 +12,6 @@ exits 0 only if all pass.
 import subprocess
 import sys
 
-# The reference's instruction prompt (spec tutorialllm.md §2), as the console builds it.
-INS, INP, RES = "<INS>", "<INP>", "<RES>"
-INSTRUCTION = "請用以下題目寫一首詩"
-
 # (line typed, expected): "poem" = compare with the host; otherwise an error substring.
 LINES = [
     ("春夜喜雨 seed=7", "poem"),
@@ -25,27 +21,38 @@ LINES = [
     ("黄鶴樓 colour=red", "error: unknown setting 'colour'"),
     ("春夜喜雨 raw=1", "poem"),
     ("江南 top_p=0.9 seed=5", "poem"),
+    ("春夜喜雨 form=五絕 seed=3", "poem"),
+    ("江 raw=1 form=七絕 acrostic=春夜喜雨 rhyme=1 seed=5", "poem"),
+    ("月 form=五律 acrostic=春夏秋冬雪霜雲雨風", "error: "),
 ]
 
 # console setting -> tinypoet generate flag
 FLAGS = {"seed": "--seed", "temp": "--temperature", "temperature": "--temperature",
-         "top_k": "--top-k", "top_p": "--top-p", "max": "--max-len"}
+         "top_k": "--top-k", "top_p": "--top-p", "max": "--max-len", "form": "--form",
+         "acrostic": "--acrostic"}
 
 
 def host_poem(exe, blob, line):
-    """What the firmware must print for `line`: tinypoet generate's stdout without the prompt
-    (instruction mode) or with it (raw=1, where the console prints the title first)."""
+    """What the firmware must print for `line`, from tinypoet generate's stdout: with --title
+    the CLI shows `TITLE\n` before the poem and the console does not; with raw=1 both show the
+    prompt (the title, and a newline with a form). --no-convert: the console takes titles as
+    typed (the vocabulary is traditional Chinese)."""
     words = line.split()
     title = [w for w in words if "=" not in w][0]
     settings = dict(w.split("=", 1) for w in words if "=" in w)
     raw = settings.pop("raw", "0") == "1"
-    args = [exe, "generate", "--model", blob, "--seed", settings.pop("seed", "2024")]
+    args = [exe, "generate", "--no-convert", "--model", blob,
+            "--seed", settings.pop("seed", "2024")]
+    if settings.pop("rhyme", "0") == "1":
+        args.append("--rhyme")
     for k, v in settings.items():
         args += [FLAGS[k], v]
-    prompt = title if raw else INS + INSTRUCTION + INP + title + RES
-    out = subprocess.run(args + [prompt], check=True, capture_output=True).stdout.decode()
-    assert out.startswith(prompt), out
-    return out if raw else out[len(prompt):]
+    args += [title] if raw else ["--title", title]
+    out = subprocess.run(args, check=True, capture_output=True).stdout.decode()
+    if raw:
+        return out
+    assert out.startswith(title + "\n"), out
+    return out[len(title) + 1:]
 
 
 def main():

@@ -13,14 +13,22 @@
 //! | `top_p` | (0, 1] | 1 (off) | nucleus sampling (`--top-p`) |
 //! | `max` | 1..=1024 | 256 | at most this many generated characters (`--max-len`) |
 //! | `raw` | 0 or 1 | 0 | 1: the title is the poem's first characters, not an instruction |
+//! | `form` | `五絕` `七絕` `五律` `七律` (`五绝` ..., `wujue` `qijue` `wulu` `qilu`), `free` | free | verse form (`--form`) |
+//! | `acrostic` (or `藏頭`) | up to one character per verse line | none | 藏頭: they open the lines (`--acrostic`; needs a form) |
+//! | `rhyme` | 0 or 1 | 0 | the even lines end in one rhyme group (`--rhyme`; needs a form and a blob with a rhyme table) |
 //!
 //! By default the title goes into the instruction prompt the aligned model was trained on
 //! (`<INS>請用以下題目寫一首詩<INP>{title}<RES>`, the core's [`Prompt::Title`]); `raw=1`
-//! continues the title as text, as `tinypoet generate TITLE` does. Every character of the title must be in the
-//! model's vocabulary (the Tang corpus is traditional Chinese).
+//! continues the title as text, as `tinypoet generate TITLE` does (with a form: the title and a
+//! newline, the pretrained model's layout, as the CLI does). Every character of the title must
+//! be in the model's vocabulary (the Tang corpus is traditional Chinese; unlike the host CLI the
+//! console does not convert simplified characters). The verse settings are the core's
+//! [`FormSpec`], checked by [`FormSpec::validate`] and, against the vocabulary and rhyme table,
+//! by `Model::verse`.
 
 use core::fmt;
 
+use tinypoet_core::constrain::{Form, FormSpec};
 use tinypoet_core::{GenerateSettings, Prompt, SamplerSettings, Tokenizer};
 
 /// Longest title, in characters: the instruction prompt plus a poem must fit the context.
@@ -30,7 +38,10 @@ pub const MAX_TITLE_CHARS: usize = 32;
 pub const MAX_NEW_CHARS: usize = 1024;
 
 /// The setting keys, for the help text and the unknown-key error.
-pub const KEYS: &str = "seed temp top_k top_p max raw";
+pub const KEYS: &str = "seed temp top_k top_p max raw form acrostic rhyme";
+
+/// Bytes of the longest raw prompt with a form: the title and a newline.
+pub const RAW_PROMPT_BYTES: usize = 4 * MAX_TITLE_CHARS + 1;
 
 /// A parsed line.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -45,6 +56,8 @@ pub struct Request<'l> {
     pub max_new_chars: usize,
     /// Continue the title as text instead of the instruction prompt.
     pub raw: bool,
+    /// Verse form, acrostic and rhyme (validated without the vocabulary).
+    pub verse: FormSpec<'l>,
 }
 
 /// Why a line is not a request.
@@ -71,6 +84,15 @@ pub enum RequestError<'l> {
     },
     /// The same key twice.
     Repeated(&'l str),
+    /// The verse settings do not go together (the core's error).
+    Verse(tinypoet_core::Error),
+    /// `max` is shorter than a poem of the form.
+    MaxTooShort {
+        /// `max`.
+        max: usize,
+        /// The form.
+        form: Form,
+    },
 }
 
 impl fmt::Display for RequestError<'_> {
@@ -105,6 +127,13 @@ impl fmt::Display for RequestError<'_> {
                 expected,
             } => write!(f, "bad value {key}={value}: {expected}"),
             RequestError::Repeated(k) => write!(f, "setting '{k}' given twice"),
+            RequestError::Verse(e) => write!(f, "{e}"),
+            RequestError::MaxTooShort { max, form } => write!(
+                f,
+                "max={max} is too short for a {} ({} characters)",
+                form.name(),
+                form.tokens()
+            ),
         }
     }
 }
@@ -132,6 +161,7 @@ pub fn parse<'l>(line: &'l str, tok: &Tokenizer) -> Result<Request<'l>, RequestE
         sampler: defaults.sampler,
         max_new_chars: defaults.max_new_chars,
         raw: false,
+        verse: FormSpec::FREE,
     };
     let mut title: Option<&str> = None;
     // Which keys were given (bit i: KEY_NAMES[i]).
@@ -190,6 +220,24 @@ pub fn parse<'l>(line: &'l str, tok: &Tokenizer) -> Result<Request<'l>, RequestE
                 };
                 5
             }
+            "form" => {
+                req.verse.form = Form::parse(value).map_err(|_| {
+                    bad("五絕, 七絕, 五律, 七律 (or 五绝 七绝, wujue qijue wulu qilu) or free")
+                })?;
+                6
+            }
+            "acrostic" | "藏頭" | "藏头" => {
+                req.verse.acrostic = value;
+                7
+            }
+            "rhyme" => {
+                req.verse.rhyme = match value {
+                    "1" => true,
+                    "0" => false,
+                    _ => return Err(bad("0 or 1")),
+                };
+                8
+            }
             _ => return Err(RequestError::UnknownKey(key)),
         };
         if seen & (1 << bit) != 0 {
@@ -198,6 +246,13 @@ pub fn parse<'l>(line: &'l str, tok: &Tokenizer) -> Result<Request<'l>, RequestE
         seen |= 1 << bit;
     }
     let title = title.ok_or(RequestError::NoTitle)?;
+    req.verse.validate().map_err(RequestError::Verse)?;
+    if req.verse.form != Form::Free && req.max_new_chars < req.verse.form.tokens() {
+        return Err(RequestError::MaxTooShort {
+            max: req.max_new_chars,
+            form: req.verse.form,
+        });
+    }
     let n = title.chars().count();
     if n > MAX_TITLE_CHARS {
         return Err(RequestError::TitleTooLong(n));
@@ -210,13 +265,31 @@ pub fn parse<'l>(line: &'l str, tok: &Tokenizer) -> Result<Request<'l>, RequestE
 }
 
 impl<'l> Request<'l> {
-    /// What the model continues: the title in the instruction template, or the title as text.
-    pub fn prompt(&self) -> Prompt<'l> {
-        if self.raw {
-            Prompt::Text(self.title)
-        } else {
-            Prompt::Title(self.title)
+    /// What the model continues: the title in the instruction template, or (`raw=1`) the title
+    /// as text, followed by a newline when a form is set (`buf` holds that copy).
+    pub fn prompt<'b>(&self, buf: &'b mut [u8; RAW_PROMPT_BYTES]) -> Prompt<'b>
+    where
+        'l: 'b,
+    {
+        if !self.raw {
+            return Prompt::Title(self.title);
         }
+        if self.verse.form == Form::Free {
+            return Prompt::Text(self.title);
+        }
+        // parse() keeps titles to MAX_TITLE_CHARS characters of at most 4 bytes.
+        let n = self.title.len().min(RAW_PROMPT_BYTES - 1);
+        buf[..n].copy_from_slice(&self.title.as_bytes()[..n]);
+        buf[n] = b'\n';
+        Prompt::Text(core::str::from_utf8(&buf[..n + 1]).unwrap_or(self.title))
+    }
+
+    /// What the terminal shows before the poem: the raw prompt (the CLI prints it too).
+    pub fn echo(&self) -> (&'l str, bool) {
+        (
+            if self.raw { self.title } else { "" },
+            self.raw && self.verse.form != Form::Free,
+        )
     }
 
     /// The core's settings for this request (the default stop: end of the poem, end of text).

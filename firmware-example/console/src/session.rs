@@ -24,7 +24,7 @@ use core::fmt::{self, Write};
 use tinypoet_core::{Decoder, Generator, StopReason};
 
 use crate::line::{Event, LineEditor};
-use crate::request::{self, Request};
+use crate::request::{self, Request, RAW_PROMPT_BYTES};
 
 /// Longest input line in bytes (a 32-character title is 96 bytes; the rest is for settings).
 pub const LINE_BYTES: usize = 256;
@@ -117,8 +117,9 @@ pub fn greet<P: Port>(port: &mut P, dec: &Decoder, info: &Info) {
 /// The help text (`?` or `help`).
 fn help<P: Port>(port: &mut P) {
     let _ = Out(port).write_str(
-        "TITLE [seed=N] [temp=T] [top_k=K] [top_p=P] [max=N] [raw=1]: a poem for TITLE \
-         (traditional characters); the same title, seed and settings give the same poem.\n\
+        "TITLE [seed=N] [temp=T] [top_k=K] [top_p=P] [max=N] [raw=1] [form=五絕|七絕|五律|七律] \
+         [acrostic=春夜喜雨] [rhyme=1]: a poem for TITLE (traditional characters); the same \
+         title, seed and settings give the same poem.\n\
          Backspace edits, Ctrl-U clears the line, Ctrl-C abandons it.\n",
     );
 }
@@ -190,12 +191,18 @@ fn poem<P: Port>(
     req: &Request,
 ) -> Result<(), tinypoet_core::Error> {
     let settings = req.settings();
-    if req.raw {
-        // The continuation starts with the title, as on the host.
-        let _ = Out(&mut *port).write_str(req.title);
-    }
+    // The core's verse constraint, free form included, exactly as `tinypoet generate` builds it.
+    let verse = dec.model().verse(&req.verse)?;
+    let mut prompt_buf = [0u8; RAW_PROMPT_BYTES];
+    let prompt = req.prompt(&mut prompt_buf);
     let t0 = (meter.now)();
-    let mut gen = Generator::new(dec, req.prompt(), &settings)?;
+    let mut gen = Generator::with_constraint(dec, prompt, &settings, verse)?;
+    // raw=1: the continuation starts with the prompt, as on the host.
+    let (echo, newline) = req.echo();
+    let _ = Out(&mut *port).write_str(echo);
+    if newline {
+        let _ = Out(&mut *port).write_str("\n");
+    }
     while let Some(c) = gen.next_char()? {
         let mut b = [0u8; 4];
         let _ = Out(&mut *port).write_str(c.encode_utf8(&mut b));

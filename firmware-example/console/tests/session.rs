@@ -335,3 +335,100 @@ fn setting_errors_name_the_problem() {
         .1
         .starts_with("[4 characters"));
 }
+
+/// What `tinypoet generate` writes with a verse form: the core's Generator with the model's
+/// verse constraint (the console's poem, without what it echoes first).
+fn reference_verse(
+    model: &Model,
+    prompt: tinypoet_core::Prompt,
+    settings: &GenerateSettings,
+    spec: &tinypoet_core::constrain::FormSpec,
+) -> String {
+    let mut state = vec![0f32; state_words(model.config(), KvPrecision::F16)];
+    let mut dec = Decoder::new(model, &mut state, KvPrecision::F16).unwrap();
+    let verse = model.verse(spec).unwrap();
+    let mut gen =
+        tinypoet_core::Generator::with_constraint(&mut dec, prompt, settings, verse).unwrap();
+    let mut text = String::new();
+    while let Some(c) = gen.next_char().unwrap() {
+        text.push(c);
+    }
+    text.push('\n');
+    text
+}
+
+/// Verse forms, acrostic and rhyme on the Tang model (its blob carries the 平水韻 table).
+#[test]
+fn tang_model_verse_forms() {
+    use tinypoet_core::constrain::{Form, FormSpec};
+    use tinypoet_core::Prompt;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tinypoet-tang.tpb"
+    );
+    let bytes = std::fs::read(path).expect("the committed default model");
+    let model = Model::load(&bytes).unwrap();
+    let t = session(
+        &model,
+        "春夜喜雨 form=五絕 seed=3\r\n\
+         江 raw=1 form=七絕 acrostic=春夜喜雨 rhyme=1 seed=5\r\n\
+         月 acrostic=春\r\n\
+         月 form=五律 max=20\r\n\
+         月 form=八股\r\n\
+         月 form=五絕 acrostic=春夏秋冬雪\r\n\x04"
+            .as_bytes(),
+    );
+    let a = answers(&t);
+    let s = |seed| GenerateSettings {
+        seed,
+        ..GenerateSettings::default()
+    };
+    let wujue = FormSpec {
+        form: Form::WuJue,
+        acrostic: "",
+        rhyme: false,
+    };
+    let (poem, _) = split_status(&a[0].1);
+    assert_eq!(
+        poem,
+        reference_verse(&model, Prompt::Title("春夜喜雨"), &s(3), &wujue)
+    );
+    // 4 lines of 5: two couplet lines "XXXXX，XXXXX。"
+    let lines: Vec<&str> = poem.trim_end().split('\n').collect();
+    assert_eq!(lines.len(), 2, "{poem:?}");
+    assert!(lines.iter().all(|l| l.chars().count() == 12), "{poem:?}");
+
+    let qijue = FormSpec {
+        form: Form::QiJue,
+        acrostic: "春夜喜雨",
+        rhyme: true,
+    };
+    let (poem, _) = split_status(&a[1].1);
+    let want = reference_verse(&model, Prompt::Text("江\n"), &s(5), &qijue);
+    assert_eq!(poem, format!("江\n{want}"));
+    let verses: Vec<&str> = want
+        .trim_end()
+        .split(['\n', '，', '。'])
+        .filter(|v| !v.is_empty())
+        .collect();
+    let heads: String = verses.iter().filter_map(|v| v.chars().next()).collect();
+    assert_eq!(heads, "春夜喜雨", "{want:?}");
+
+    assert!(
+        a[2].1.starts_with("error: an acrostic needs a fixed form"),
+        "{:?}",
+        a[2].1
+    );
+    assert!(
+        a[3].1
+            .starts_with("error: max=20 is too short for a 五言律詩 (52 characters)"),
+        "{:?}",
+        a[3].1
+    );
+    assert!(
+        a[4].1.starts_with("error: bad value form=八股"),
+        "{:?}",
+        a[4].1
+    );
+    assert!(a[5].1.starts_with("error: "), "{:?}", a[5].1);
+}
