@@ -4,6 +4,7 @@
 # byte what `tinypoet generate --model BLOB --seed S ...` prints on the host, for:
 #   1. the default settings (prompt 春夜喜雨, default sampler, stop at the end of the poem);
 #   2. --no-stop --max-len 200 with another seed: at least 50 generated characters required;
+#   3. a constrained poem: --form 七絕 --acrostic 春夜喜雨 --rhyme (firmware TINYPOET_FORM);
 # first with the f16 blob, then the same two cases with the int8 blob (the SXTB16/SMLAD kernel on
 # the device, the portable or AVX int8 kernels on the host).
 # f16 blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run
@@ -31,17 +32,20 @@ mkdir -p "$WORK"
 passed=0
 failed=0
 
-# run_case NAME SEED MAX_LEN NO_STOP(0|1) MIN_CHARS  (blob: $BLOB)
+# run_case NAME SEED MAX_LEN NO_STOP(0|1) MIN_CHARS [FORM_SPEC HOST_FLAG...]  (blob: $BLOB)
+# FORM_SPEC is the firmware's TINYPOET_FORM; the HOST_FLAGs are the same request for the CLI.
 run_case() {
-    local name=$1 seed=$2 max=$3 nostop=$4 min=$5
+    local name=$1 seed=$2 max=$3 nostop=$4 min=$5 form=${6:-}
+    shift 5; [ $# -gt 0 ] && shift
     local host=$WORK/$name.host.txt fw=$WORK/$name.qemu.log text=$WORK/$name.qemu.txt
-    local flags=(--model "$BLOB" --seed "$seed" --max-len "$max")
+    local flags=(--model "$BLOB" --seed "$seed" --max-len "$max" "$@")
     [ "$nostop" = 1 ] && flags+=(--no-stop)
     fw_log "case $name: tinypoet generate ${flags[*]} $PROMPT"
     "$TP" generate "${flags[@]}" "$PROMPT" >"$host"
 
     (
         export TINYPOET_BLOB=$BLOB TINYPOET_PROMPT=$PROMPT TINYPOET_SEED=$seed TINYPOET_MAX_CHARS=$max
+        if [ -n "$form" ]; then export TINYPOET_FORM=$form; else unset TINYPOET_FORM; fi
         if [ "$nostop" = 1 ]; then export TINYPOET_NO_STOP=1; else unset TINYPOET_NO_STOP; fi
         fw_cargo build --release --target thumbv7em-none-eabihf >&2
     )
@@ -78,6 +82,7 @@ PY
 
 run_case default 2024 256 0 1
 run_case long 7 200 1 50
+run_case verse 11 256 0 30 "七絕 acrostic=春夜喜雨 rhyme" --form 七絕 --acrostic 春夜喜雨 --rhyme
 
 INT8_BLOB=${TINYPOET_INT8_BLOB:-$REPO_DIR/models/tinypoet-tang-int8.tpb}
 if [ "$INT8_BLOB" = none ]; then
