@@ -3,7 +3,7 @@
 
 pub mod verse_check;
 
-use tinypoet_trainer::params::Params;
+use tinypoet_trainer::nn::params::Params;
 
 /// A sorted synthetic vocabulary of `n` characters: `\0` then consecutive CJK code points
 /// (the core requires strictly increasing code points with `\0` at id 0).

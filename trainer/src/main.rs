@@ -17,6 +17,7 @@ fn main() -> ExitCode {
         Command::Generate(args) => tinypoet_trainer::cli::generate::run(args),
         Command::RhymeTable(args) => tinypoet_trainer::cli::rhyme_table::run(args),
         Command::Bench(args) => tinypoet_trainer::cli::bench::run(args),
+        Command::Serve(args) => tinypoet_trainer::cli::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -194,7 +194,7 @@ pub fn run(args: RhymeTableArgs) -> anyhow::Result<()> {
         None => None,
     };
     let out = blob_with_table(&bytes, owned.as_ref().map(|t| t.view()).as_ref())?;
-    crate::checkpoint::write_atomic(&args.out, &out)
+    crate::io::fsx::write_atomic(&args.out, &out)
         .map_err(|e| anyhow!("writing {}: {e}", args.out.display()))?;
     match &owned {
         Some(t) => eprintln!(

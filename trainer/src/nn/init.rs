@@ -10,8 +10,8 @@
 //! * [`golden_params`] is a simple documented generator shared with `tests/golden/make_golden.py`
 //!   for the full-config golden test (bit-identical in Python and Rust).
 
-use crate::mt19937::Mt19937;
-use crate::params::{Config, Params, TensorKind};
+use crate::nn::mt19937::Mt19937;
+use crate::nn::params::{Config, InitKind, Params};
 
 /// Which random stream initialises the parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -64,7 +64,7 @@ fn init_with(cfg: &Config, next: &mut dyn FnMut() -> u32) -> Params {
     // Fill every LayerNorm gain with 1 first (no draws).
     let layout = p.layout.clone();
     for (t, k) in layout.tensors().iter().zip(layout.kinds()) {
-        if *k == TensorKind::NormWeight {
+        if *k == InitKind::NormWeight {
             p.data[t.range()].fill(1.0);
         }
     }
@@ -191,12 +191,12 @@ pub fn golden_params(cfg: &Config, seed: u64) -> Params {
     let layout = p.layout.clone();
     for (t, k) in layout.tensors().iter().zip(layout.kinds()) {
         let (bound, shift) = match *k {
-            TensorKind::Embedding => (1.0, 0.0),
-            TensorKind::LinearWeight { fan_in } | TensorKind::LinearBias { fan_in } => {
+            InitKind::Embedding => (1.0, 0.0),
+            InitKind::LinearWeight { fan_in } | InitKind::LinearBias { fan_in } => {
                 (1.0 / (fan_in as f64).sqrt(), 0.0)
             }
-            TensorKind::NormWeight => (0.2, 1.0),
-            TensorKind::NormBias => (0.2, 0.0),
+            InitKind::NormWeight => (0.2, 1.0),
+            InitKind::NormBias => (0.2, 0.0),
         };
         for o in &mut p.data[t.range()] {
             let u = (sm.next() >> 40) as f64 * (1.0 / 8_388_608.0) - 1.0; // [-1, 1)

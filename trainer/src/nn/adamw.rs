@@ -13,14 +13,15 @@
 //! can differ from it in the last bit.)
 
 use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
 
 /// Elements per parallel task (fixed partition; the update is element-wise anyway).
 const CHUNK: usize = 1 << 15;
 
-/// Hyper-parameters; [`Default`] is PyTorch's AdamW default with the reference's lr 1e-3.
+/// Hyper-parameters other than the learning rate, which [`AdamW::step`] takes per update from the
+/// run's [`LrSchedule`]. [`Default`] is PyTorch's AdamW default (the reference's).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct AdamWConfig {
-    pub lr: f32,
     pub beta1: f32,
     pub beta2: f32,
     pub eps: f32,
@@ -30,7 +31,6 @@ pub struct AdamWConfig {
 impl Default for AdamWConfig {
     fn default() -> Self {
         AdamWConfig {
-            lr: 1e-3,
             beta1: 0.9,
             beta2: 0.999,
             eps: 1e-8,
@@ -61,7 +61,7 @@ impl AdamW {
     }
 
     /// One update of `p` with gradient `g` at learning rate `lr` (the schedule's value for this
-    /// step; `cfg.lr` is only the base rate). Increments `t` first, like PyTorch.
+    /// update, [`LrSchedule::lr_at`]). Increments `t` first, like PyTorch.
     pub fn step(&mut self, p: &mut [f32], g: &[f32], lr: f32) {
         assert_eq!(
             p.len(),
@@ -130,34 +130,45 @@ pub fn clip_grad_norm(g: &mut [f32], max_norm: f32) -> f32 {
     norm
 }
 
-/// Learning-rate schedule over 0-based update indices.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum LrSchedule {
-    /// The reference: the base rate at every step.
+/// The shape of the learning rate over a run, as the run's options store it (and so every
+/// checkpoint: the variants and their fields are part of the checkpoint format).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub enum Schedule {
+    /// The reference: the base learning rate throughout.
     Constant,
-    /// Linear warm-up from base/warmup to base over `warmup` steps, then cosine decay to
-    /// `min_lr` at step `total` (and `min_lr` after).
+    /// Linear warmup over `warmup_steps` from base/warmup_steps to the base rate, then cosine
+    /// decay to `min_lr_ratio · base` at the last step (and that rate after it).
     WarmupCosine {
-        warmup: u64,
-        total: u64,
-        min_lr: f32,
+        warmup_steps: u64,
+        min_lr_ratio: f32,
     },
 }
 
+/// The learning rate of every update of one run: its base rate, its [`Schedule`] and its total
+/// number of updates. The one place the rate of an update is computed.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct LrSchedule {
+    pub base: f32,
+    pub schedule: Schedule,
+    /// Total updates of the run (where the cosine reaches its minimum).
+    pub total: u64,
+}
+
 impl LrSchedule {
-    /// Learning rate for update `step` (0-based) given the base rate.
-    pub fn lr_at(&self, base: f32, step: u64) -> f32 {
-        match *self {
-            LrSchedule::Constant => base,
-            LrSchedule::WarmupCosine {
-                warmup,
-                total,
-                min_lr,
+    /// Learning rate for update `step` (0-based).
+    pub fn lr_at(&self, step: u64) -> f32 {
+        let base = self.base;
+        match self.schedule {
+            Schedule::Constant => base,
+            Schedule::WarmupCosine {
+                warmup_steps: warmup,
+                min_lr_ratio,
             } => {
                 if step < warmup {
                     return base * (step + 1) as f32 / warmup as f32;
                 }
-                let span = total.saturating_sub(warmup).max(1);
+                let min_lr = base * min_lr_ratio;
+                let span = self.total.saturating_sub(warmup).max(1);
                 let progress = ((step - warmup) as f64 / span as f64).min(1.0);
                 let cos = 0.5 * (1.0 + (std::f64::consts::PI * progress).cos());
                 (min_lr as f64 + (base as f64 - min_lr as f64) * cos) as f32
@@ -218,17 +229,24 @@ mod tests {
 
     #[test]
     fn schedules() {
-        let s = LrSchedule::WarmupCosine {
-            warmup: 10,
+        let s = LrSchedule {
+            base: 1e-3,
+            schedule: Schedule::WarmupCosine {
+                warmup_steps: 10,
+                min_lr_ratio: 0.1,
+            },
             total: 110,
-            min_lr: 1e-4,
         };
-        assert!((s.lr_at(1e-3, 0) - 1e-4).abs() < 1e-9);
-        assert!((s.lr_at(1e-3, 9) - 1e-3).abs() < 1e-9);
-        assert!((s.lr_at(1e-3, 10) - 1e-3).abs() < 1e-9);
-        assert!((s.lr_at(1e-3, 60) - 5.5e-4).abs() < 1e-8);
-        assert!((s.lr_at(1e-3, 110) - 1e-4).abs() < 1e-9);
-        assert!((s.lr_at(1e-3, 500) - 1e-4).abs() < 1e-9);
-        assert_eq!(LrSchedule::Constant.lr_at(1e-3, 7), 1e-3);
+        assert!((s.lr_at(0) - 1e-4).abs() < 1e-9);
+        assert!((s.lr_at(9) - 1e-3).abs() < 1e-9);
+        assert!((s.lr_at(10) - 1e-3).abs() < 1e-9);
+        assert!((s.lr_at(60) - 5.5e-4).abs() < 1e-8);
+        assert!((s.lr_at(110) - 1e-4).abs() < 1e-9);
+        assert!((s.lr_at(500) - 1e-4).abs() < 1e-9);
+        let constant = LrSchedule {
+            schedule: Schedule::Constant,
+            ..s
+        };
+        assert_eq!(constant.lr_at(7), 1e-3);
     }
 }
