@@ -8,7 +8,7 @@
 //!   `../models/tinypoet-tang.tpb`. The build fails with a clear message when
 //!   neither exists (`./test-qemu.sh` makes a blob and passes it).
 //! * Generation settings baked in at build time: `TINYPOET_PROMPT`,
-//!   `TINYPOET_SEED`, `TINYPOET_MAX_CHARS`, `TINYPOET_NO_STOP` (read by main.rs with
+//!   `TINYPOET_SEED`, `TINYPOET_MAX_CHARS`, `TINYPOET_NO_STOP`, `TINYPOET_FORM` (read by main.rs with
 //!   option_env!).
 
 use std::env;
@@ -81,6 +81,7 @@ fn main() {
         "TINYPOET_SEED",
         "TINYPOET_MAX_CHARS",
         "TINYPOET_NO_STOP",
+        "TINYPOET_FORM",
     ] {
         println!("cargo:rerun-if-env-changed={var}");
     }

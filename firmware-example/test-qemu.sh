@@ -8,6 +8,8 @@
 #      int8 kernels on the host).
 #   2. oneshot (issue 6): the build-time-prompt build (`--features oneshot`, default prompt
 #      春夜喜雨, default sampler, stop at the end of the poem), the poem over semihosting.
+#   3. verse (issue 15): the oneshot build with TINYPOET_FORM (七絕 acrostic=春夜喜雨 rhyme) against
+#      tinypoet generate --form 七絕 --acrostic 春夜喜雨 --rhyme.
 # f16 blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run
 # (make-test-blob.sh). int8 blob: TINYPOET_INT8_BLOB, else models/tinypoet-tang-int8.tpb
 # (TINYPOET_INT8_BLOB=none skips the int8 session).
@@ -53,17 +55,20 @@ console_case() {
     passed=$((passed + 1))
 }
 
-# run_case NAME SEED MAX_LEN NO_STOP(0|1) MIN_CHARS  (blob: $BLOB): the oneshot build
+# run_case NAME SEED MAX_LEN NO_STOP(0|1) MIN_CHARS [FORM_SPEC HOST_FLAG...]  (blob: $BLOB): the
+# oneshot build; FORM_SPEC is the firmware's TINYPOET_FORM, the HOST_FLAGs the same request for the CLI.
 run_case() {
-    local name=$1 seed=$2 max=$3 nostop=$4 min=$5
+    local name=$1 seed=$2 max=$3 nostop=$4 min=$5 form=${6:-}
+    shift 5; [ $# -gt 0 ] && shift
     local host=$WORK/$name.host.txt fw=$WORK/$name.qemu.log text=$WORK/$name.qemu.txt
-    local flags=(--model "$BLOB" --seed "$seed" --max-len "$max")
+    local flags=(--model "$BLOB" --seed "$seed" --max-len "$max" "$@")
     [ "$nostop" = 1 ] && flags+=(--no-stop)
     fw_log "case $name: tinypoet generate ${flags[*]} $PROMPT"
     "$TP" generate "${flags[@]}" "$PROMPT" >"$host"
 
     (
         export TINYPOET_BLOB=$BLOB TINYPOET_PROMPT=$PROMPT TINYPOET_SEED=$seed TINYPOET_MAX_CHARS=$max
+        if [ -n "$form" ]; then export TINYPOET_FORM=$form; else unset TINYPOET_FORM; fi
         if [ "$nostop" = 1 ]; then export TINYPOET_NO_STOP=1; else unset TINYPOET_NO_STOP; fi
         fw_cargo build --release --target thumbv7em-none-eabihf --features oneshot >&2
     )
@@ -100,6 +105,7 @@ PY
 
 console_case console
 run_case oneshot 2024 256 0 1
+run_case verse 11 256 0 30 "七絕 acrostic=春夜喜雨 rhyme" --form 七絕 --acrostic 春夜喜雨 --rhyme
 
 INT8_BLOB=${TINYPOET_INT8_BLOB:-$REPO_DIR/models/tinypoet-tang-int8.tpb}
 if [ "$INT8_BLOB" = none ]; then

@@ -91,7 +91,7 @@
 //! The header is the postcard encoding of `HeaderHead { config: Config, vocab: &[u8],
 //! manifest: Manifest, n_tensors: u32 }` followed by exactly `n_tensors` postcard
 //! [`blob::TensorEntry`] values `{ name: &str, dtype: Dtype, layout: Layout, shape: Shape,
-//! offset: u64, nbytes: u64 }` and nothing else. `Config` is 6 varint `usize` then `ln_eps`
+//! offset: u64, nbytes: u64 }`, then the optional sections (below) and nothing else. `Config` is 6 varint `usize` then `ln_eps`
 //! and `attn_scale` as f32. `vocab` is a byte string of `4 V` bytes: the code points as u32 LE,
 //! strictly increasing, entry 0 = U+0000 (id = index). [`blob::Manifest`] is `steps: u64`,
 //! `eval_loss: f32` (f32 checkpoint; NaN = not measured), `eval_loss_blob: f32` (this blob as
@@ -108,6 +108,24 @@
 //! (`Layout::Transposed`), so that each output of a mat-vec is a sequential sum over
 //! `k = 0..in` and SIMD runs across outputs. The writer takes `[out, in]` tensors and
 //! transposes; nobody else needs to know.
+//!
+//! **Optional sections.** After the directory the header may hold postcard values of the enum
+//! `Section` (variant index as a varint, then its fields), each kind at most once; a blob
+//! without them is unchanged v1 and loads as before. Variant 0 is the **rhyme table**
+//! ([`blob::RhymeTable`], [`Blob::rhyme`](blob::Blob::rhyme)) that the verse constraint's rhyme mask reads
+//! ([`constrain`]): `source: &str` (where the groups come from, licence), `n_groups: u8`
+//! (`1..=128`), `group_names: &str` (`n_groups` names joined by `'\n'`), `level_groups:
+//! [u8; 16]` (the level-tone 平 groups as a u128 LE bit mask), `token_sets: &[u8]` (`2 V`
+//! bytes: per token id the u16 LE index of its group set; 0 = no group) and `sets: &[u8]`
+//! (the distinct group sets, 16 bytes each, u128 LE bit masks over the groups; set 0 empty).
+//! A character with several readings has a set with several bits. The parser checks all of it
+//! ([`blob::RhymeTable::validate`]: counts, lengths, indices, bits below `n_groups`).
+//! Token classes (Han character, punctuation, newline, end-of-text) are **not** stored: they
+//! follow from the vocabulary ([`constrain::TokenClass`]), so forms without rhyme work with any
+//! blob. [`blob::with_rhyme_table`] rewrites a blob with the section added, replaced or removed,
+//! keeping the tensor directory and data region byte for byte (`tinypoet rhyme-table`). The
+//! bundled blobs carry the 平水韻 table (106 groups, 6,739 of the 8,548 tokens, 679 distinct
+//! sets; 30,080 bytes).
 //!
 //! ## int8 weights (`Dtype::Q8`)
 //!
@@ -201,6 +219,29 @@
 //! [`Decoder::generate`] is the same loop with a callback. It stops on a stop sequence
 //! (default `"\n\n"`, not emitted), on id 0 (end-of-text, not emitted), at `max_new_chars`,
 //! when the [`Constraint`] is finished, or when the callback breaks.
+//!
+//! ## Verse forms
+//!
+//! [`constrain::Verse`] is the constraint for a [`constrain::FormSpec`]: 五絕/七絕/五律/七律 in
+//! the corpus's layout (`XXXXX，XXXXX。` a couplet per line, `\n` between, end-of-text after the
+//! last), 藏頭 acrostic (character `i` opens verse line `i`) and rhyme (the even verse lines end
+//! in one group of the blob's rhyme table). It masks logits to `-inf` before the sampler, so
+//! every sampler setting works and the text stays deterministic; state is a few counters and a
+//! 128-bit group set (no allocation). On a device:
+//!
+//! ```
+//! # use tinypoet_core::{constrain::FormSpec, Decoder, GenerateSettings, Generator, Model, Prompt};
+//! # fn poem(model: &Model<'_>, dec: &mut Decoder<'_>) -> Result<(), tinypoet_core::Error> {
+//! let spec = FormSpec::parse("七絕 acrostic=春夜喜雨 rhyme")?;   // or "qijue", "五律,rhyme"
+//! let verse = model.verse(&spec)?;                             // typed errors: see Verse::new
+//! let settings = GenerateSettings::default();
+//! let mut gen = Generator::with_constraint(dec, Prompt::Text("春夜喜雨\n"), &settings, verse)?;
+//! while let Some(c) = gen.next_char()? {
+//!     // print c
+//! #   let _ = c;
+//! }
+//! # Ok(()) }
+//! ```
 //!
 //! ## Features and kernels
 //!

@@ -68,6 +68,15 @@ const NO_STOP: bool = match option_env!("TINYPOET_NO_STOP") {
     None => false,
 };
 
+/// `TINYPOET_FORM`: a verse form spec ([`tinypoet_core::constrain::FormSpec::parse`], e.g.
+/// `七絕 acrostic=春夜喜雨 rhyme`), as `tinypoet generate --form/--acrostic/--rhyme`: the
+/// prompt becomes the title line (`PROMPT` + `\n`). Unset or empty: free text.
+#[cfg(all(feature = "oneshot", not(feature = "measure")))]
+const FORM: &str = match option_env!("TINYPOET_FORM") {
+    Some(f) => f,
+    None => "",
+};
+
 /// Start of the poem in the output (the test script extracts the text between the markers).
 pub const BEGIN: &str = "----- poem -----";
 /// End of the poem in the output.
@@ -179,8 +188,8 @@ fn run() -> Result<(), FwError> {
 
 #[cfg(all(feature = "oneshot", not(feature = "measure")))]
 fn run() -> Result<(), FwError> {
-    use core::ops::ControlFlow;
-    use tinypoet_core::{Decoder, StopReason};
+    use tinypoet_core::constrain::FormSpec;
+    use tinypoet_core::{Decoder, Generator, Prompt, StopReason};
 
     let model = Model::load(blob::bytes())?;
     banner(&model);
@@ -189,14 +198,34 @@ fn run() -> Result<(), FwError> {
         "prompt {PROMPT}, seed {}, max {} chars, stop {:?}, sampler {:?}",
         settings.seed, settings.max_new_chars, settings.stop, settings.sampler
     );
+    let spec = FormSpec::parse(FORM)?;
+    let verse = model.verse(&spec)?;
+    // With a form the prompt is the title line, as on the host.
+    let mut line = [0u8; 256];
+    let prompt = if spec.is_free() {
+        PROMPT
+    } else {
+        let n = PROMPT.len();
+        let dst = line.get_mut(..n + 1).ok_or(tinypoet_core::Error::PromptTooLong {
+            needed: n + 1,
+            capacity: line.len(),
+        })?;
+        dst[..n].copy_from_slice(PROMPT.as_bytes());
+        dst[n] = b'\n';
+        core::str::from_utf8(dst).map_err(|_| tinypoet_core::Error::EmptyInput)?
+    };
+    if !spec.is_free() {
+        println!("form {FORM}");
+    }
     let mut dec = Decoder::new(&model, state_for(model.config())?, KvPrecision::F16)?;
     println!("{BEGIN}");
-    print!("{PROMPT}");
+    print!("{prompt}");
     let t0 = clock::now();
-    let g = dec.generate(PROMPT, &settings, |c| {
+    let mut gen = Generator::with_constraint(&mut dec, Prompt::Text(prompt), &settings, verse)?;
+    while let Some(c) = gen.next_char()? {
         print_char(c);
-        ControlFlow::Continue(())
-    })?;
+    }
+    let g = gen.summary();
     let t1 = clock::now();
     println!();
     println!("{END}");

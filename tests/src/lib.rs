@@ -1,6 +1,8 @@
 //! Shared helpers for the cross-crate tests in `tests/tests/`: trainer <-> core agreement and
 //! the export path from the trainer's parameters to the core's blob.
 
+pub mod verse_check;
+
 use tinypoet_trainer::nn::params::Params;
 
 /// A sorted synthetic vocabulary of `n` characters: `\0` then consecutive CJK code points
