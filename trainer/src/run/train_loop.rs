@@ -38,7 +38,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::io::fsx::WritePoint;
 use crate::nn::adamw::{clip_grad_norm, global_norm, AdamW, AdamWConfig};
-use crate::nn::init::{init_params, init_params_torch, InitScheme, REFERENCE_DRAWS_BEFORE_INIT};
+use crate::nn::init::{init_params, reference_init, InitScheme};
 use crate::nn::model::{ModelError, TrainModel};
 use crate::nn::mt19937::Mt19937;
 use crate::nn::params::{Config, ConfigRecord, Params};
@@ -167,17 +167,14 @@ struct State {
 impl State {
     fn fresh(data: &RunData, opts: TrainOptions) -> anyhow::Result<State> {
         let cfg = opts.model.config(data.vocab.len());
-        let mut rng = Mt19937::init_genrand(opts.seed);
-        let params = match opts.init {
-            Init::Torch => {
-                // The reference prints one demo batch before building the model; the batches
-                // then continue the same stream after the initialisation draws.
-                for _ in 0..REFERENCE_DRAWS_BEFORE_INIT {
-                    rng.next_u32();
-                }
-                init_params_torch(&cfg, &mut rng)
-            }
-            Init::Fast => init_params(&cfg, opts.seed as u64, InitScheme::Fast),
+        // The batches continue the torch-compatible stream: after the reference's init draws
+        // (Torch), or from the seed (Fast, whose init draws from its own SplitMix64).
+        let (params, rng) = match opts.init {
+            Init::Torch => reference_init(&cfg, opts.seed),
+            Init::Fast => (
+                init_params(&cfg, opts.seed as u64, InitScheme::Fast),
+                Mt19937::init_genrand(opts.seed),
+            ),
         };
         let n = params.data.len();
         Ok(State {
