@@ -287,31 +287,66 @@ pub struct Imported {
 }
 
 /// The model shape as read off the tensors (see the module docs), before any name check.
+/// Where each dimension can be read: `(tensor name, rank, axis)` candidates.
+type Candidates = Vec<(String, usize, usize)>;
+
+/// Read the model config off the tensor names and shapes (see [`vote`] for how each dimension
+/// is chosen).
 fn infer_config(st: &SafeTensors) -> Result<Config, ImportError> {
-    // A dimension `axis` of tensor `name`, if present with rank `rank`.
-    let dim = |name: &str, rank: usize, axis: usize| -> Option<usize> {
-        let t = st.tensor(name).ok()?;
-        (t.shape().len() == rank).then(|| t.shape()[axis])
-    };
-    // Each dimension is the most common value among the tensors that carry it (ties: the
-    // earliest candidate), so that one mis-shaped tensor is reported as such instead of
-    // shifting the whole expected layout.
-    let vote = |cands: &[(String, usize, usize)]| -> Option<usize> {
-        let mut counts: Vec<(usize, usize)> = Vec::new();
-        for (n, r, a) in cands {
-            if let Some(v) = dim(n, *r, *a) {
-                match counts.iter_mut().find(|(x, _)| *x == v) {
-                    Some((_, c)) => *c += 1,
-                    None => counts.push((v, 1)),
-                }
-            }
-        }
-        let best = counts.iter().map(|&(_, c)| c).max()?;
-        counts.iter().find(|&&(_, c)| c == best).map(|&(v, _)| v)
+    let (n_layers, named_heads) = count_layers_and_heads(st);
+    let [vocab_c, width_c, context_c, ffn_c, head_c] = dimension_sources(n_layers, named_heads);
+    let (vocab, width, context, ffn) = (
+        vote(st, &vocab_c),
+        vote(st, &width_c),
+        vote(st, &context_c),
+        vote(st, &ffn_c),
+    );
+    // The head count from the head size when it divides the width (so that an absent last
+    // head is reported as missing tensors), else from the names.
+    let n_heads = match (width, vote(st, &head_c)) {
+        (Some(c), Some(hs)) if hs > 0 && c % hs == 0 => c / hs,
+        _ => named_heads,
     };
 
-    // Layers and heads: one more than the largest index in the names (bounded, so that a
-    // nonsense index is reported as an unexpected name rather than as a huge model).
+    let (Some(vocab_size), Some(dim), Some(context), Some(ffn_dim)) = (vocab, width, context, ffn)
+    else {
+        // Too little to even size the model: name the primary source of each unknown dimension,
+        // and every name that fits no TutorialLLM pattern.
+        let mut missing = Vec::new();
+        if vocab.is_none() || width.is_none() {
+            missing.push("token_embedding_table.weight".to_string());
+        }
+        if context.is_none() {
+            missing.push("position_embedding_table.weight".to_string());
+        }
+        if ffn.is_none() {
+            missing.push("transformer_blocks.0.feed_forward.feed_forward.0.weight".to_string());
+        }
+        return Err(ImportError::Names {
+            missing,
+            unexpected: unknown_patterns(st),
+        });
+    };
+    let cfg = ModelShape {
+        dim,
+        n_heads,
+        n_layers,
+        context,
+        ffn_dim,
+    }
+    .config(vocab_size);
+    cfg.validate().map_err(|e| {
+        ImportError::Config(format!(
+            "{e} (read off the tensors: vocabulary {vocab_size}, dim {dim}, {n_heads} heads, \
+             {n_layers} layers, context {context}, ffn {ffn_dim})"
+        ))
+    })?;
+    Ok(cfg)
+}
+
+/// Layers and heads: one more than the largest index in the names (bounded, so that a nonsense
+/// index is reported as an unexpected name rather than as a huge model); at least 1 each.
+fn count_layers_and_heads(st: &SafeTensors) -> (usize, usize) {
     let mut n_layers = 0usize;
     let mut n_heads = 0usize;
     for name in st.names() {
@@ -328,8 +363,12 @@ fn infer_config(st: &SafeTensors) -> Result<Config, ImportError> {
             }
         }
     }
-    let (n_layers, named_heads) = (n_layers.max(1), n_heads.max(1));
+    (n_layers.max(1), n_heads.max(1))
+}
 
+/// The tensors that carry each dimension, for `n_layers` blocks of `n_heads` named heads:
+/// `[vocabulary, width, context, ffn width, head size]`.
+fn dimension_sources(n_layers: usize, named_heads: usize) -> [Candidates; 5] {
     let c = |n: &str, r: usize, a: usize| (n.to_string(), r, a);
     let block = |l: usize, s: &str| format!("transformer_blocks.{l}.{s}");
     let vocab_c = vec![
@@ -373,53 +412,29 @@ fn infer_config(st: &SafeTensors) -> Result<Config, ImportError> {
             }
         }
     }
-    let (vocab, width, context, ffn) = (
-        vote(&vocab_c),
-        vote(&width_c),
-        vote(&context_c),
-        vote(&ffn_c),
-    );
-    // The head count from the head size when it divides the width (so that an absent last
-    // head is reported as missing tensors), else from the names.
-    let n_heads = match (width, vote(&head_c)) {
-        (Some(c), Some(hs)) if hs > 0 && c % hs == 0 => c / hs,
-        _ => named_heads,
-    };
+    [vocab_c, width_c, context_c, ffn_c, head_c]
+}
 
-    let (Some(vocab_size), Some(dim), Some(context), Some(ffn_dim)) = (vocab, width, context, ffn)
-    else {
-        // Too little to even size the model: name the primary source of each unknown dimension,
-        // and every name that fits no TutorialLLM pattern.
-        let mut missing = Vec::new();
-        if vocab.is_none() || width.is_none() {
-            missing.push("token_embedding_table.weight".to_string());
-        }
-        if context.is_none() {
-            missing.push("position_embedding_table.weight".to_string());
-        }
-        if ffn.is_none() {
-            missing.push("transformer_blocks.0.feed_forward.feed_forward.0.weight".to_string());
-        }
-        return Err(ImportError::Names {
-            missing,
-            unexpected: unknown_patterns(st),
-        });
+/// A dimension read off several tensors: the most common value among the candidates present
+/// with the expected rank (ties: the earliest candidate), so that one mis-shaped tensor is
+/// reported as such instead of shifting the whole expected layout.
+fn vote(st: &SafeTensors, cands: &[(String, usize, usize)]) -> Option<usize> {
+    // A dimension `axis` of tensor `name`, if present with rank `rank`.
+    let dim = |name: &str, rank: usize, axis: usize| -> Option<usize> {
+        let t = st.tensor(name).ok()?;
+        (t.shape().len() == rank).then(|| t.shape()[axis])
     };
-    let cfg = ModelShape {
-        dim,
-        n_heads,
-        n_layers,
-        context,
-        ffn_dim,
+    let mut counts: Vec<(usize, usize)> = Vec::new();
+    for (n, r, a) in cands {
+        if let Some(v) = dim(n, *r, *a) {
+            match counts.iter_mut().find(|(x, _)| *x == v) {
+                Some((_, c)) => *c += 1,
+                None => counts.push((v, 1)),
+            }
+        }
     }
-    .config(vocab_size);
-    cfg.validate().map_err(|e| {
-        ImportError::Config(format!(
-            "{e} (read off the tensors: vocabulary {vocab_size}, dim {dim}, {n_heads} heads, \
-             {n_layers} layers, context {context}, ffn {ffn_dim})"
-        ))
-    })?;
-    Ok(cfg)
+    let best = counts.iter().map(|&(_, c)| c).max()?;
+    counts.iter().find(|&&(_, c)| c == best).map(|&(v, _)| v)
 }
 
 /// `"12.rest"` → `(12, "rest")` when the index is a plain decimal below `limit`.

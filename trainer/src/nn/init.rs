@@ -33,19 +33,25 @@ pub const REFERENCE_DRAWS_BEFORE_INIT: usize = 16;
 /// Initialise all parameters.
 pub fn init_params(cfg: &Config, seed: u64, scheme: InitScheme) -> Params {
     match scheme {
-        InitScheme::Torch => {
-            // torch.manual_seed keeps the low 32 bits for MT19937.
-            let mut rng = Mt19937::init_genrand(seed as u32);
-            for _ in 0..REFERENCE_DRAWS_BEFORE_INIT {
-                rng.next_u32();
-            }
-            init_params_torch(cfg, &mut rng)
-        }
+        // torch.manual_seed keeps the low 32 bits for MT19937.
+        InitScheme::Torch => reference_init(cfg, seed as u32).0,
         InitScheme::Fast => {
             let mut sm = SplitMix64(seed);
             init_with(cfg, &mut || (sm.next() >> 32) as u32)
         }
     }
+}
+
+/// The reference run's start: `torch.manual_seed(seed)`, the [`REFERENCE_DRAWS_BEFORE_INIT`]
+/// draws of its demo batch, then the parameters in construction order. Returns the parameters
+/// and the stream positioned after them, where the reference's training batches continue.
+pub fn reference_init(cfg: &Config, seed: u32) -> (Params, Mt19937) {
+    let mut rng = Mt19937::init_genrand(seed);
+    for _ in 0..REFERENCE_DRAWS_BEFORE_INIT {
+        rng.next_u32();
+    }
+    let params = init_params_torch(cfg, &mut rng);
+    (params, rng)
 }
 
 /// Initialise from an already-positioned torch generator, consuming exactly the draws the

@@ -40,8 +40,7 @@ use anyhow::Context;
 
 use crate::io::export::ManifestInfo;
 use crate::io::fsx::{self, unhex32, WritePoint};
-use crate::nn::init::{init_params_torch, REFERENCE_DRAWS_BEFORE_INIT};
-use crate::nn::mt19937::Mt19937;
+use crate::nn::init::reference_init;
 use crate::nn::params::{Config, ConfigRecord, ModelShape, Params};
 use crate::run::metrics::MetricRow;
 use crate::run::options::TrainOptions;
@@ -296,12 +295,8 @@ pub fn imported_checkpoint(params: Params, vocab: &[char], dataset_hash: &str) -
         seq: cfg.context,
         ..TrainOptions::default()
     };
-    let mut rng = Mt19937::init_genrand(options.seed);
-    for _ in 0..REFERENCE_DRAWS_BEFORE_INIT {
-        rng.next_u32();
-    }
-    // Advance past exactly the draws the torch init takes for this shape.
-    let _ = init_params_torch(&cfg, &mut rng);
+    // The stream of a fresh torch-init run, past exactly the draws its init takes.
+    let (_, rng) = reference_init(&cfg, options.seed);
     let n = params.data.len();
     Checkpoint {
         meta: CheckpointMeta {

@@ -75,6 +75,19 @@ fn train_curve(points: impl Iterator<Item = (u64, f64)>) -> Vec<(f64, f64)> {
 pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
     let max_ours = rows.iter().map(|r| r.step).max().unwrap_or(0);
     let x_max = (max_ours.max(100)) as f64;
+    let series = all_series(rows, x_max);
+    let (y_lo, y_hi) = y_range(&series);
+    let f = Frame::new(x_max, y_lo, y_hi);
+    let mut s = String::new();
+    draw_frame(&mut s, &f, title);
+    draw_curves(&mut s, &f, &series);
+    draw_legend(&mut s, &f, &series);
+    s.push_str("</svg>\n");
+    s
+}
+
+/// Our three curves (solid) and the reference's three (dashed), clipped to `x_max`.
+fn all_series(rows: &[MetricRow], x_max: f64) -> Vec<Series> {
     let refs = |run: &str| -> Vec<RefPoint> {
         reference_points(run)
             .into_iter()
@@ -96,7 +109,7 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
         dashed: true,
         points,
     };
-    let series = vec![
+    vec![
         ours(
             "ours: eval (deterministic, whole eval split)",
             "#d62728",
@@ -127,9 +140,11 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
             "#2ca02c",
             curve(seed.iter().map(|p| (p.step, p.eval_loss))),
         ),
-    ];
+    ]
+}
 
-    // y range over everything finite, padded a little.
+/// The y range over every finite point, padded a little and rounded out to whole nats.
+fn y_range(series: &[Series]) -> (f64, f64) {
     let ys = series
         .iter()
         .flat_map(|s| s.points.iter().map(|p| p.1))
@@ -145,15 +160,61 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
     if y_hi <= y_lo {
         y_hi = y_lo + 1.0;
     }
+    (y_lo, y_hi)
+}
 
-    let (w, h) = (900.0, 560.0);
-    let (ml, mr, mt, mb) = (60.0, 20.0, 40.0, 150.0);
-    let pw = w - ml - mr;
-    let ph = h - mt - mb;
-    let sx = |x: f64| ml + pw * x / x_max;
-    let sy = |y: f64| mt + ph * (1.0 - (y - y_lo) / (y_hi - y_lo));
+/// The plot's geometry: canvas, margins, and the data-to-pixel maps.
+struct Frame {
+    w: f64,
+    h: f64,
+    ml: f64,
+    mt: f64,
+    pw: f64,
+    ph: f64,
+    x_max: f64,
+    y_lo: f64,
+    y_hi: f64,
+}
 
-    let mut s = String::new();
+impl Frame {
+    fn new(x_max: f64, y_lo: f64, y_hi: f64) -> Frame {
+        let (w, h) = (900.0, 560.0);
+        let (ml, mr, mt, mb) = (60.0, 20.0, 40.0, 150.0);
+        Frame {
+            w,
+            h,
+            ml,
+            mt,
+            pw: w - ml - mr,
+            ph: h - mt - mb,
+            x_max,
+            y_lo,
+            y_hi,
+        }
+    }
+
+    fn sx(&self, x: f64) -> f64 {
+        self.ml + self.pw * x / self.x_max
+    }
+
+    fn sy(&self, y: f64) -> f64 {
+        self.mt + self.ph * (1.0 - (y - self.y_lo) / (self.y_hi - self.y_lo))
+    }
+}
+
+/// The SVG header, title, grid with tick labels, plot border and axis labels.
+fn draw_frame(s: &mut String, f: &Frame, title: &str) {
+    let Frame {
+        w,
+        h,
+        ml,
+        mt,
+        pw,
+        ph,
+        x_max,
+        y_lo,
+        y_hi,
+    } = *f;
     let _ = writeln!(
         s,
         r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" viewBox="0 0 {w} {h}" font-family="sans-serif" font-size="12">"#
@@ -169,7 +230,7 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
     let y_step = nice_step(y_hi - y_lo, 8);
     let mut y = (y_lo / y_step).ceil() * y_step;
     while y <= y_hi + 1e-9 {
-        let py = sy(y);
+        let py = f.sy(y);
         let _ = writeln!(
             s,
             "<line x1=\"{ml}\" y1=\"{py:.1}\" x2=\"{:.1}\" y2=\"{py:.1}\" stroke=\"#e5e5e5\"/>\
@@ -183,7 +244,7 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
     let x_step = nice_step(x_max, 10);
     let mut x = 0.0;
     while x <= x_max + 1e-9 {
-        let px = sx(x);
+        let px = f.sx(x);
         let _ = writeln!(
             s,
             "<line x1=\"{px:.1}\" y1=\"{mt}\" x2=\"{px:.1}\" y2=\"{:.1}\" stroke=\"#e5e5e5\"/>\
@@ -209,13 +270,16 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
         mt + ph / 2.0,
         mt + ph / 2.0
     );
-    // Curves.
-    for se in &series {
+}
+
+/// One polyline per series (and dots when it has few points).
+fn draw_curves(s: &mut String, f: &Frame, series: &[Series]) {
+    for se in series {
         let pts: Vec<String> = se
             .points
             .iter()
             .filter(|p| p.1.is_finite())
-            .map(|&(x, y)| format!("{:.1},{:.1}", sx(x), sy(y.clamp(y_lo, y_hi))))
+            .map(|&(x, y)| format!("{:.1},{:.1}", f.sx(x), f.sy(y.clamp(f.y_lo, f.y_hi))))
             .collect();
         if pts.is_empty() {
             continue;
@@ -238,7 +302,11 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
             }
         }
     }
-    // Legend below the plot.
+}
+
+/// The legend below the plot, two entries per row.
+fn draw_legend(s: &mut String, f: &Frame, series: &[Series]) {
+    let (ml, mt, pw, ph) = (f.ml, f.mt, f.pw, f.ph);
     for (i, se) in series.iter().enumerate() {
         let lx = ml + if i % 2 == 0 { 0.0 } else { pw / 2.0 };
         let ly = mt + ph + 60.0 + 20.0 * (i / 2) as f64;
@@ -253,8 +321,6 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
             xml_escape(se.label)
         );
     }
-    s.push_str("</svg>\n");
-    s
 }
 
 /// Write the SVG next to the metrics (atomically, so a viewer never sees half a file).
@@ -325,5 +391,42 @@ mod tests {
         assert!(svg.contains("TutorialLLM Colab"));
         assert!(svg.contains("test &lt;run&gt;"));
         assert_eq!(svg.matches("<polyline").count(), 6);
+    }
+
+    /// The rendered bytes for fixed rows (short run, and one long enough to thin the dots), so a
+    /// change to the drawing code that changes the picture shows. The hash was recorded from the
+    /// drawing code before it was split into frame/curves/legend functions.
+    #[test]
+    fn svg_bytes_are_stable() {
+        use sha2::{Digest, Sha256};
+        let rows = |n: u64, every: u64| -> Vec<MetricRow> {
+            (0..n)
+                .map(|i| MetricRow {
+                    step: i * every,
+                    train_loss: if i == 0 {
+                        0.0
+                    } else {
+                        7.0 - (i as f64).ln() * 0.5
+                    },
+                    eval_loss: 7.1 - (i as f64 + 1.0).ln() * 0.5,
+                    eval_loss_reference: 7.2 - (i as f64 + 1.0).ln() * 0.5,
+                    lr: 1e-3,
+                    grad_norm: None,
+                    train_time_s: 0.0,
+                    tokens: 0,
+                    sample: String::new(),
+                })
+                .collect()
+        };
+        let mut h = Sha256::new();
+        h.update(render_svg(&rows(5, 100), "short <run> & co"));
+        h.update(render_svg(&rows(120, 100), "long"));
+        h.update(render_svg(&[], "empty"));
+        let got: String = h.finalize().iter().map(|b| format!("{b:02x}")).collect();
+        eprintln!("svg sha256 {got}");
+        assert_eq!(
+            got,
+            "e29b9674963727d6a8e7ba22316e40c38959c1aa5e875b8c16439cc41ea88060"
+        );
     }
 }

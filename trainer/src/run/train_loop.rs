@@ -38,7 +38,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::io::fsx::WritePoint;
 use crate::nn::adamw::{clip_grad_norm, global_norm, AdamW, AdamWConfig};
-use crate::nn::init::{init_params, init_params_torch, InitScheme, REFERENCE_DRAWS_BEFORE_INIT};
+use crate::nn::init::{init_params, reference_init, InitScheme};
 use crate::nn::model::{ModelError, TrainModel};
 use crate::nn::mt19937::Mt19937;
 use crate::nn::params::{Config, ConfigRecord, Params};
@@ -167,17 +167,14 @@ struct State {
 impl State {
     fn fresh(data: &RunData, opts: TrainOptions) -> anyhow::Result<State> {
         let cfg = opts.model.config(data.vocab.len());
-        let mut rng = Mt19937::init_genrand(opts.seed);
-        let params = match opts.init {
-            Init::Torch => {
-                // The reference prints one demo batch before building the model; the batches
-                // then continue the same stream after the initialisation draws.
-                for _ in 0..REFERENCE_DRAWS_BEFORE_INIT {
-                    rng.next_u32();
-                }
-                init_params_torch(&cfg, &mut rng)
-            }
-            Init::Fast => init_params(&cfg, opts.seed as u64, InitScheme::Fast),
+        // The batches continue the torch-compatible stream: after the reference's init draws
+        // (Torch), or from the seed (Fast, whose init draws from its own SplitMix64).
+        let (params, rng) = match opts.init {
+            Init::Torch => reference_init(&cfg, opts.seed),
+            Init::Fast => (
+                init_params(&cfg, opts.seed as u64, InitScheme::Fast),
+                Mt19937::init_genrand(opts.seed),
+            ),
         };
         let n = params.data.len();
         Ok(State {
@@ -249,6 +246,15 @@ impl State {
         })
     }
 
+    /// Mean of the train losses since the last evaluation (0 before any).
+    fn train_mean(&self) -> f64 {
+        if self.loss_count == 0 {
+            0.0
+        } else {
+            self.loss_acc / self.loss_count as f64
+        }
+    }
+
     fn checkpoint(&self, data: &RunData) -> Checkpoint {
         Checkpoint {
             meta: CheckpointMeta {
@@ -311,30 +317,16 @@ fn run_in_pool<O: Objective>(
             st
         }
     };
-    std::fs::create_dir_all(&io.out_dir)
-        .with_context(|| format!("creating {}", io.out_dir.display()))?;
-    let ckpt_path = io.out_dir.join(CHECKPOINT_FILE);
-    let plot_path = io.out_dir.join(PLOT_FILE);
-    let metrics_log = MetricsLog::create(&io.out_dir.join(METRICS_FILE), &st.metrics)?;
     // Checked up front so a bad prompt fails before any training.
     data.encode(&st.opts.sample_prompt)
         .context("sample prompt")?;
+    let mut model = TrainModel::new(&st.cfg, st.opts.batch, st.opts.seq)?;
+    let log = Log::open(io, &st, objective.name())?;
+    let ckpt_path = io.out_dir.join(CHECKPOINT_FILE);
     let prompt = st.opts.sample_prompt.clone();
-    let plot_title = format!(
-        "tinypoet {}: B={} T={} lr={} seed={}",
-        objective.name(),
-        st.opts.batch,
-        st.opts.seq,
-        st.opts.lr,
-        st.opts.seed
-    );
-
     let k = st.opts.eval_interval;
     let schedule = st.opts.lr_schedule();
-    let mut model = TrainModel::new(&st.cfg, st.opts.batch, st.opts.seq)?;
     let mut last_good: Option<u64> = checkpoint::load(&ckpt_path).ok().map(|c| c.meta.step);
-
-    let pb = progress_bar(io, st.opts.steps, st.step);
     let mut last_msg = Instant::now() - Duration::from_secs(10);
     let mut last_eval = f64::NAN;
     let mut interrupted = false;
@@ -342,62 +334,42 @@ fn run_in_pool<O: Objective>(
     while st.step < st.opts.steps {
         let i = st.step;
         let t0 = Instant::now();
-        // 1. batch, 2. forward + backward
-        let kept = || match last_good {
-            Some(s) => format!(
-                "the last good checkpoint {} (step {s}) is kept",
-                ckpt_path.display()
-            ),
-            None => "no checkpoint had been written yet".to_string(),
+        // 1. batch, 2. forward + backward. A rejected batch changed nothing (the model checks
+        // before any work).
+        let stopped = |why: String| {
+            log.pb.finish_and_clear();
+            let kept = match last_good {
+                Some(s) => format!(
+                    "the last good checkpoint {} (step {s}) is kept",
+                    ckpt_path.display()
+                ),
+                None => "no checkpoint had been written yet".to_string(),
+            };
+            anyhow::anyhow!("training stopped at step {i}: {why}; {kept}")
         };
-        // A rejected batch changed nothing (the model checks before any work).
-        let loss = match objective.loss_and_grad(&mut model, &st.params, &mut st.grads, &mut st.rng)
-        {
-            Ok(loss) => loss,
-            Err(e) => {
-                pb.finish_and_clear();
-                bail!("training stopped at step {i}: {e}; {}", kept());
-            }
-        };
+        let loss = objective
+            .loss_and_grad(&mut model, &st.params, &mut st.grads, &mut st.rng)
+            .map_err(|e| stopped(e.to_string()))?;
         let grad_norm = global_norm(&st.grads.data);
         let train_time = t0.elapsed().as_secs_f64();
         // 4 (checked before the evaluation so a broken state is never evaluated or saved).
-        if !loss.is_finite() || !grad_norm.is_finite() {
-            pb.finish_and_clear();
-            let what = if !loss.is_finite() {
-                format!("loss is {loss}")
-            } else {
-                format!("gradient norm is {grad_norm}")
-            };
-            bail!("training stopped at step {i}: the {what}; {}", kept());
+        if !loss.is_finite() {
+            return Err(stopped(format!("the loss is {loss}")));
         }
-        // 3. evaluation hook
+        if !grad_norm.is_finite() {
+            return Err(stopped(format!("the gradient norm is {grad_norm}")));
+        }
+        // 3. evaluation hook (the train mean restarts after it)
         if i % k == 0 {
-            let train_mean = if st.loss_count == 0 {
-                0.0
-            } else {
-                st.loss_acc / st.loss_count as f64
-            };
+            let train_mean = st.train_mean();
             st.loss_acc = 0.0;
             st.loss_count = 0;
-            let lr = schedule.lr_at(i);
+            let (lr, norm) = (schedule.lr_at(i), Some(grad_norm as f64));
             let row = evaluation(
-                &mut st,
-                data,
-                objective,
-                &mut model,
-                &prompt,
-                i,
-                train_mean,
-                lr,
-                Some(grad_norm as f64),
-                false,
+                &mut st, data, objective, &mut model, &prompt, i, train_mean, lr, norm, false,
             )?;
             last_eval = row.eval_loss;
-            report(io, &pb, &row, &st.opts);
-            metrics_log.append(&row)?;
-            st.metrics.push(row);
-            plot::write_svg(&plot_path, &st.metrics, &plot_title)?;
+            log.record(&mut st, row)?;
         }
         st.loss_acc += loss as f64;
         st.loss_count += 1;
@@ -406,15 +378,16 @@ fn run_in_pool<O: Objective>(
         if let Some(max) = st.opts.grad_clip {
             clip_grad_norm(&mut st.grads.data, max);
         }
-        let lr = schedule.lr_at(i);
-        st.adam.step(&mut st.params.data, &st.grads.data, lr);
+        st.adam
+            .step(&mut st.params.data, &st.grads.data, schedule.lr_at(i));
         st.step = i + 1;
         st.wall_time_s += train_time + t1.elapsed().as_secs_f64();
 
-        pb.inc(1);
+        log.pb.inc(1);
         // (Formatting allocates: only for a visible bar, at most twice a second.)
-        if !pb.is_hidden() && last_msg.elapsed() >= Duration::from_millis(500) {
-            pb.set_message(format!("loss {loss:.4}  eval {last_eval:.4}"));
+        if !log.pb.is_hidden() && last_msg.elapsed() >= Duration::from_millis(500) {
+            log.pb
+                .set_message(format!("loss {loss:.4}  eval {last_eval:.4}"));
             last_msg = Instant::now();
         }
 
@@ -432,24 +405,15 @@ fn run_in_pool<O: Objective>(
 
     if !interrupted {
         // Final evaluation (a peek: copy of the stream, accumulator untouched).
-        let train_mean = if st.loss_count == 0 {
-            0.0
-        } else {
-            st.loss_acc / st.loss_count as f64
-        };
-        let lr = schedule.lr_at(st.step.saturating_sub(1));
-        let final_step = st.step;
+        let (step, train_mean) = (st.step, st.train_mean());
+        let lr = schedule.lr_at(step.saturating_sub(1));
         let row = evaluation(
-            &mut st, data, objective, &mut model, &prompt, final_step, train_mean, lr, None, true,
+            &mut st, data, objective, &mut model, &prompt, step, train_mean, lr, None, true,
         )?;
-        report(io, &pb, &row, &st.opts);
-        metrics_log.append(&row)?;
-        st.metrics.retain(|r| r.step < st.step);
-        st.metrics.push(row);
-        plot::write_svg(&plot_path, &st.metrics, &plot_title)?;
+        log.record(&mut st, row)?;
         save(io, &ckpt_path, &st.checkpoint(data))?;
     }
-    pb.finish_and_clear();
+    log.pb.finish_and_clear();
     if interrupted && io.print {
         eprintln!(
             "interrupted: saved {} at step {}; continue with --resume {}",
@@ -464,6 +428,45 @@ fn run_in_pool<O: Objective>(
         checkpoint_path: ckpt_path,
         metrics: st.metrics,
     })
+}
+
+/// Where a run's evaluation rows go: stdout (the reference's log lines), `metrics.jsonl`, the
+/// state's metrics, and the loss plot; and the progress bar.
+struct Log<'a> {
+    io: &'a RunIo<'a>,
+    pb: ProgressBar,
+    metrics: MetricsLog,
+    plot_path: PathBuf,
+    plot_title: String,
+}
+
+impl<'a> Log<'a> {
+    /// Create the output directory and open the metrics log (keeping the state's earlier rows).
+    fn open(io: &'a RunIo<'a>, st: &State, stage: &str) -> anyhow::Result<Log<'a>> {
+        std::fs::create_dir_all(&io.out_dir)
+            .with_context(|| format!("creating {}", io.out_dir.display()))?;
+        let o = &st.opts;
+        Ok(Log {
+            io,
+            metrics: MetricsLog::create(&io.out_dir.join(METRICS_FILE), &st.metrics)?,
+            plot_path: io.out_dir.join(PLOT_FILE),
+            plot_title: format!(
+                "tinypoet {stage}: B={} T={} lr={} seed={}",
+                o.batch, o.seq, o.lr, o.seed
+            ),
+            pb: progress_bar(io, o.steps, st.step),
+        })
+    }
+
+    /// Print `row`, append it to the metrics file, keep it in the state (in place of any row at
+    /// its step or later) and redraw the plot.
+    fn record(&self, st: &mut State, row: MetricRow) -> anyhow::Result<()> {
+        report(self.io, &self.pb, &row, &st.opts);
+        self.metrics.append(&row)?;
+        st.metrics.retain(|r| r.step < row.step);
+        st.metrics.push(row);
+        plot::write_svg(&self.plot_path, &st.metrics, &self.plot_title)
+    }
 }
 
 /// Both estimators and the sample. `peek`: use a copy of the stream (final evaluation).

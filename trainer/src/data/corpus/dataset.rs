@@ -383,84 +383,26 @@ impl Dataset {
         out
     }
 
-    /// Parse and validate the bytes of a dataset file.
+    /// Parse and validate the bytes of a dataset file: the prefix, the header, the length and
+    /// checksum, then the body's structure and hashes (so that a hand-made file cannot make the
+    /// trainer index out of bounds).
     pub fn from_bytes(bytes: &[u8]) -> Result<Dataset, FormatError> {
-        let actual = bytes.len() as u64;
-        if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
-            // A prefix of the magic (or nothing at all) is a truncated dataset, anything else is
-            // another kind of file.
-            if MAGIC.starts_with(bytes) {
-                return Err(FormatError::Truncated {
-                    expected: (PREFIX + TRAILER) as u64,
-                    actual,
-                });
-            }
-            return Err(FormatError::NotADataset);
-        }
-        if bytes.len() < PREFIX {
-            return Err(FormatError::Truncated {
-                expected: (PREFIX + TRAILER) as u64,
-                actual,
-            });
-        }
-        let u32_at =
-            |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
-        let version = u32_at(8);
-        if version != FORMAT_VERSION {
-            return Err(FormatError::UnsupportedVersion {
-                found: version,
-                supported: FORMAT_VERSION,
-            });
-        }
-        let header_len = u32_at(12) as u64;
-        if actual < PREFIX as u64 + header_len + TRAILER as u64 {
-            return Err(FormatError::Truncated {
-                expected: PREFIX as u64 + header_len + TRAILER as u64,
-                actual,
-            });
-        }
+        let header_len = check_prefix(bytes)?;
         let header_bytes = &bytes[PREFIX..PREFIX + header_len as usize];
         let header: Header = serde_json::from_slice(header_bytes)
             .map_err(|e| FormatError::Corrupt(format!("header: {e}")))?;
-        let h = &header;
-        // Sizes in u64 with checked arithmetic: a corrupt header must not overflow.
-        let body_len = (|| {
-            let words = h
-                .vocab_size
-                .checked_add(h.finetune_items.checked_add(1)?)?
-                .checked_add(h.alignment_pairs.checked_add(1)?.checked_mul(2)?)?;
-            let halves = h
-                .pretrain_tokens
-                .checked_add(h.finetune_tokens)?
-                .checked_add(h.alignment_positive_tokens)?
-                .checked_add(h.alignment_negative_tokens)?;
-            words.checked_mul(4)?.checked_add(halves.checked_mul(2)?)
-        })()
-        .ok_or_else(|| FormatError::Corrupt("header sizes overflow".into()))?;
-        let expected = (PREFIX as u64)
-            .checked_add(header_len)
-            .and_then(|x| x.checked_add(body_len))
-            .and_then(|x| x.checked_add(TRAILER as u64))
-            .ok_or_else(|| FormatError::Corrupt("header sizes overflow".into()))?;
-        if actual < expected {
-            return Err(FormatError::Truncated { expected, actual });
-        }
-        if actual > expected {
-            return Err(FormatError::Corrupt(format!(
-                "{} unexpected trailing bytes",
-                actual - expected
-            )));
-        }
-        let (content, sum) = bytes.split_at(bytes.len() - TRAILER);
-        if Sha256::digest(content).as_slice() != sum {
-            return Err(FormatError::ChecksumMismatch);
-        }
+        check_length_and_checksum(bytes, &header, header_len)?;
+        // The checksum matched, so the sizes are what the writer wrote.
+        let body = &bytes[PREFIX + header_len as usize..bytes.len() - TRAILER];
+        let ds = Dataset::read_body(header, body)?;
+        ds.validate(body)?;
+        Ok(ds)
+    }
 
-        // The checksum matched, so the sizes are what the writer wrote; still validate the
-        // structure so that a hand-made file cannot make the trainer index out of bounds.
-        let mut r = Reader {
-            bytes: &content[PREFIX + header_len as usize..],
-        };
+    /// The arrays of the body, in file order, as the header sizes them.
+    fn read_body(header: Header, body: &[u8]) -> Result<Dataset, FormatError> {
+        let h = &header;
+        let mut r = Reader { bytes: body };
         let vocab_cps = r.u32s(h.vocab_size as usize);
         let chars: Vec<char> = vocab_cps
             .iter()
@@ -484,6 +426,23 @@ impl Dataset {
             h.alignment_negative_tokens as usize,
             "alignment negative",
         )?;
+        Ok(Dataset {
+            header,
+            vocab,
+            pretrain,
+            finetune,
+            align_pos,
+            align_neg,
+        })
+    }
+
+    /// Token ids inside the vocabulary, train splits inside their data, id 0 = `\0`, and the
+    /// header's hashes describing this content (one more pass over ~8 MB, a few tens of
+    /// milliseconds).
+    fn validate(&self, body: &[u8]) -> Result<(), FormatError> {
+        let (h, vocab) = (&self.header, &self.vocab);
+        let (pretrain, finetune) = (&self.pretrain, &self.finetune);
+        let (align_pos, align_neg) = (&self.align_pos, &self.align_neg);
         let v = vocab.len();
         let check_ids = |name: &str, ids: &[u16]| match ids.iter().position(|&t| t as usize >= v) {
             Some(i) => Err(FormatError::Corrupt(format!(
@@ -492,7 +451,7 @@ impl Dataset {
             ))),
             None => Ok(()),
         };
-        check_ids("pretrain", &pretrain)?;
+        check_ids("pretrain", pretrain)?;
         check_ids("finetune", &finetune.tokens)?;
         check_ids("alignment positive", &align_pos.tokens)?;
         check_ids("alignment negative", &align_neg.tokens)?;
@@ -507,27 +466,18 @@ impl Dataset {
         if vocab.chars().first() != Some(&super::text::END_OF_TEXT) {
             return Err(FormatError::Corrupt("vocabulary id 0 is not \\0".into()));
         }
-        // The hashes in the header are what checkpoints and manifests record: make sure they
-        // describe this content (one more pass over ~8 MB, a few tens of milliseconds).
+        // The hashes in the header are what checkpoints and manifests record.
         if hex(&vocab.sha256()) != h.vocab_sha256 {
             return Err(FormatError::Corrupt(
                 "vocabulary does not match its sha256".into(),
             ));
         }
-        let body = &content[PREFIX + header_len as usize..];
         if hex(&content_hash(h, body)) != h.content_hash {
             return Err(FormatError::Corrupt(
                 "content does not match its content hash".into(),
             ));
         }
-        Ok(Dataset {
-            header,
-            vocab,
-            pretrain,
-            finetune,
-            align_pos,
-            align_neg,
-        })
+        Ok(())
     }
 
     /// The header fields (counts, recipe, hashes).
@@ -697,4 +647,86 @@ impl<'a> Reader<'a> {
             tokens: tokens_v,
         })
     }
+}
+
+/// Check the magic and version and that the fixed prefix is there: the header length.
+fn check_prefix(bytes: &[u8]) -> Result<u64, FormatError> {
+    let actual = bytes.len() as u64;
+    if bytes.len() < MAGIC.len() || bytes[..MAGIC.len()] != MAGIC {
+        // A prefix of the magic (or nothing at all) is a truncated dataset, anything else is
+        // another kind of file.
+        if MAGIC.starts_with(bytes) {
+            return Err(FormatError::Truncated {
+                expected: (PREFIX + TRAILER) as u64,
+                actual,
+            });
+        }
+        return Err(FormatError::NotADataset);
+    }
+    if bytes.len() < PREFIX {
+        return Err(FormatError::Truncated {
+            expected: (PREFIX + TRAILER) as u64,
+            actual,
+        });
+    }
+    let u32_at =
+        |o: usize| u32::from_le_bytes([bytes[o], bytes[o + 1], bytes[o + 2], bytes[o + 3]]);
+    let version = u32_at(8);
+    if version != FORMAT_VERSION {
+        return Err(FormatError::UnsupportedVersion {
+            found: version,
+            supported: FORMAT_VERSION,
+        });
+    }
+    let header_len = u32_at(12) as u64;
+    if actual < PREFIX as u64 + header_len + TRAILER as u64 {
+        return Err(FormatError::Truncated {
+            expected: PREFIX as u64 + header_len + TRAILER as u64,
+            actual,
+        });
+    }
+    Ok(header_len)
+}
+
+/// The file is exactly as long as its header says, and its checksum matches.
+fn check_length_and_checksum(
+    bytes: &[u8],
+    header: &Header,
+    header_len: u64,
+) -> Result<(), FormatError> {
+    let actual = bytes.len() as u64;
+    let h = header;
+    // Sizes in u64 with checked arithmetic: a corrupt header must not overflow.
+    let body_len = (|| {
+        let words = h
+            .vocab_size
+            .checked_add(h.finetune_items.checked_add(1)?)?
+            .checked_add(h.alignment_pairs.checked_add(1)?.checked_mul(2)?)?;
+        let halves = h
+            .pretrain_tokens
+            .checked_add(h.finetune_tokens)?
+            .checked_add(h.alignment_positive_tokens)?
+            .checked_add(h.alignment_negative_tokens)?;
+        words.checked_mul(4)?.checked_add(halves.checked_mul(2)?)
+    })()
+    .ok_or_else(|| FormatError::Corrupt("header sizes overflow".into()))?;
+    let expected = (PREFIX as u64)
+        .checked_add(header_len)
+        .and_then(|x| x.checked_add(body_len))
+        .and_then(|x| x.checked_add(TRAILER as u64))
+        .ok_or_else(|| FormatError::Corrupt("header sizes overflow".into()))?;
+    if actual < expected {
+        return Err(FormatError::Truncated { expected, actual });
+    }
+    if actual > expected {
+        return Err(FormatError::Corrupt(format!(
+            "{} unexpected trailing bytes",
+            actual - expected
+        )));
+    }
+    let (content, sum) = bytes.split_at(bytes.len() - TRAILER);
+    if Sha256::digest(content).as_slice() != sum {
+        return Err(FormatError::ChecksumMismatch);
+    }
+    Ok(())
 }
