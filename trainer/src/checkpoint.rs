@@ -1,13 +1,14 @@
 //! Training checkpoints: the full state of a run, written atomically and sealed with a checksum.
 //!
-//! # File format (`.ckpt`, version 1)
+//! # File format (`.ckpt`, version 2)
 //!
 //! ```text
 //! offset  size         what
 //! 0       8            magic b"TPCKPT\r\n" (the CR LF catches text-mode mangling)
-//! 8       4            format version, u32 LE (= 1)
+//! 8       4            format version, u32 LE (= 2; version 1 is still read)
 //! 12      8            header length H, u64 LE
-//! 20      H            header: postcard encoding of [`CheckpointMeta`]
+//! 20      H            header: postcard encoding of [`CheckpointMeta`], then (version 2)
+//!                      of `Option<StageState>` (the finetune/align stage; none = pretraining)
 //! 20+H    4·n          parameters, f32 LE, canonical order (n = meta.n_params)
 //! ...     4·n          AdamW first moments m
 //! ...     4·n          AdamW second moments v
@@ -45,12 +46,14 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::metrics::MetricRow;
+use crate::stage_meta::StageState;
 use crate::train::TrainOptions;
 
 /// First bytes of every checkpoint file.
 pub const MAGIC: [u8; 8] = *b"TPCKPT\r\n";
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes (it reads this one and version 1, which has no stage
+/// record).
+pub const FORMAT_VERSION: u32 = 2;
 const PREFIX_LEN: usize = 8 + 4 + 8;
 const DIGEST_LEN: usize = 32;
 
@@ -100,6 +103,8 @@ pub struct CheckpointMeta {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     pub meta: CheckpointMeta,
+    /// The finetune/align stage this checkpoint is in (none: a pretraining checkpoint).
+    pub stage: Option<StageState>,
     pub params: Vec<f32>,
     pub adam_m: Vec<f32>,
     pub adam_v: Vec<f32>,
@@ -129,11 +134,17 @@ pub enum CheckpointError {
 }
 
 impl Checkpoint {
+    /// The header bytes: the meta, then the stage record.
+    fn header(&self) -> Result<Vec<u8>, CheckpointError> {
+        let err = |e: postcard::Error| CheckpointError::Header(e.to_string());
+        let mut header = postcard::to_stdvec(&self.meta).map_err(err)?;
+        header.extend(postcard::to_stdvec(&self.stage).map_err(err)?);
+        Ok(header)
+    }
+
     /// Exact encoded size in bytes.
     pub fn encoded_len(&self) -> Result<usize, CheckpointError> {
-        let header =
-            postcard::to_stdvec(&self.meta).map_err(|e| CheckpointError::Header(e.to_string()))?;
-        Ok(PREFIX_LEN + header.len() + 12 * self.params.len() + DIGEST_LEN)
+        Ok(PREFIX_LEN + self.header()?.len() + 12 * self.params.len() + DIGEST_LEN)
     }
 
     /// Encode to the file format above.
@@ -147,8 +158,7 @@ impl Checkpoint {
                 self.meta.n_params
             )));
         }
-        let header =
-            postcard::to_stdvec(&self.meta).map_err(|e| CheckpointError::Header(e.to_string()))?;
+        let header = self.header()?;
         let mut out = Vec::with_capacity(PREFIX_LEN + header.len() + 12 * n + DIGEST_LEN);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -177,7 +187,7 @@ impl Checkpoint {
             });
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(CheckpointError::UnsupportedVersion(version));
         }
         let (body, digest) = bytes.split_at(bytes.len() - DIGEST_LEN);
@@ -199,8 +209,23 @@ impl Checkpoint {
             .filter(|&e| e <= body.len() as u64)
             .ok_or_else(|| CheckpointError::Header("header length out of range".into()))?
             as usize;
-        let meta: CheckpointMeta = postcard::from_bytes(&body[PREFIX_LEN..header_end])
-            .map_err(|e| CheckpointError::Header(e.to_string()))?;
+        let header_err = |e: postcard::Error| CheckpointError::Header(e.to_string());
+        let (meta, rest): (CheckpointMeta, &[u8]) =
+            postcard::take_from_bytes(&body[PREFIX_LEN..header_end]).map_err(header_err)?;
+        let stage: Option<StageState> = match version {
+            1 if rest.is_empty() => None,
+            1 => return Err(CheckpointError::Header("trailing header bytes".into())),
+            _ => postcard::from_bytes(rest).map_err(header_err)?,
+        };
+        if let Some(st) = &stage {
+            let n_ref = st.reference_params.len() as u64;
+            if n_ref != 0 && n_ref != meta.n_params {
+                return Err(CheckpointError::Inconsistent(format!(
+                    "{n_ref} reference parameters for {} parameters",
+                    meta.n_params
+                )));
+            }
+        }
         let n = usize::try_from(meta.n_params)
             .map_err(|_| CheckpointError::Inconsistent("n_params too large".into()))?;
         let data = &body[header_end..];
@@ -229,6 +254,7 @@ impl Checkpoint {
             adam_m: read(1),
             adam_v: read(2),
             meta,
+            stage,
         })
     }
 }
@@ -237,7 +263,8 @@ impl Checkpoint {
 fn expected_len(bytes: &[u8]) -> Option<u64> {
     let header_len = u64::from_le_bytes(bytes.get(12..20)?.try_into().ok()?);
     let end = PREFIX_LEN.checked_add(usize::try_from(header_len).ok()?)?;
-    let meta: CheckpointMeta = postcard::from_bytes(bytes.get(PREFIX_LEN..end)?).ok()?;
+    let (meta, _): (CheckpointMeta, _) =
+        postcard::take_from_bytes::<CheckpointMeta>(bytes.get(PREFIX_LEN..end)?).ok()?;
     Some(end as u64 + 12 * meta.n_params + DIGEST_LEN as u64)
 }
 
@@ -393,6 +420,7 @@ mod tests {
                 options: TrainOptions::default(),
                 metrics: vec![],
             },
+            stage: None,
             params: (0..n).map(|i| i as f32 * 0.25 - 3.0).collect(),
             adam_m: (0..n).map(|i| (i as f32).sin()).collect(),
             adam_v: (0..n).map(|i| (i as f32).cos().abs()).collect(),
@@ -405,6 +433,49 @@ mod tests {
         let bytes = c.to_bytes().unwrap();
         assert_eq!(bytes.len(), c.encoded_len().unwrap());
         assert_eq!(Checkpoint::from_bytes(&bytes).unwrap(), c);
+    }
+
+    #[test]
+    fn stage_record_round_trips_and_version_1_still_reads() {
+        use crate::stage_meta::{Parent, Stage, StageOptions};
+        let mut c = sample();
+        c.stage = Some(StageState {
+            options: StageOptions::reference(Stage::Align),
+            parent: Parent {
+                kind: "blob".into(),
+                path: "models/x.tpb".into(),
+                sha256: "cd".repeat(32),
+                recipe: "pretrain".into(),
+                steps: 20_000,
+            },
+            epoch: 1,
+            index: 7,
+            loss_acc: 0.5,
+            margin_acc: -0.25,
+            acc_count: 3,
+            rows: vec![],
+            reference_params: (0..37).map(|i| i as f32).collect(),
+        });
+        let bytes = c.to_bytes().unwrap();
+        assert_eq!(bytes.len(), c.encoded_len().unwrap());
+        assert_eq!(Checkpoint::from_bytes(&bytes).unwrap(), c);
+
+        // A version-1 file (meta only in the header) loads as a pretraining checkpoint.
+        let p = sample();
+        let header = postcard::to_stdvec(&p.meta).unwrap();
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&MAGIC);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        v1.extend_from_slice(&header);
+        for arr in [&p.params, &p.adam_m, &p.adam_v] {
+            for x in arr.iter() {
+                v1.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        let digest = Sha256::digest(&v1);
+        v1.extend_from_slice(&digest);
+        assert_eq!(Checkpoint::from_bytes(&v1).unwrap(), p);
     }
 
     #[test]

@@ -667,6 +667,7 @@ pub fn imported_checkpoint(params: Params, vocab: &[char], dataset_hash: &str) -
             options,
             metrics: Vec::new(),
         },
+        stage: None,
         params: params.data,
         adam_m: vec![0.0; n],
         adam_v: vec![0.0; n],

@@ -16,4 +16,7 @@ pub mod mt19937;
 pub mod ops;
 pub mod params;
 pub mod plot;
+pub mod stage_batch;
+pub mod stage_meta;
+pub mod stages;
 pub mod train;

@@ -10,6 +10,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Prepare(args) => tinypoet_trainer::cli::prepare::run(args),
         Command::Train(args) => tinypoet_trainer::cli::train::run(args),
+        Command::Finetune(args) => {
+            tinypoet_trainer::cli::stage::run(args, tinypoet_trainer::stage_meta::Stage::Finetune)
+        }
+        Command::Align(args) => {
+            tinypoet_trainer::cli::stage::run(args, tinypoet_trainer::stage_meta::Stage::Align)
+        }
         Command::Eval(args) => tinypoet_trainer::cli::eval::run(args),
         Command::Export(args) => tinypoet_trainer::cli::export::run(args),
         Command::Import(args) => tinypoet_trainer::cli::import::run(args),

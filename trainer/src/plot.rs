@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 
 use crate::metrics::MetricRow;
+use crate::stage_meta::{Stage, StageRow};
 
 /// The reference curve file, compiled in.
 pub const REFERENCE_TSV: &str = include_str!("../data/reference_pretrain.tsv");
@@ -125,7 +126,23 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
             curve(seed.iter().map(|p| (p.step, p.eval_loss))),
         ),
     ];
+    render_series(
+        &series,
+        x_max,
+        title,
+        "step (optimizer updates)",
+        "cross-entropy loss (nats)",
+    )
+}
 
+/// The SVG frame, grid, curves and legend of `series` over steps `0..=x_max`.
+fn render_series(
+    series: &[Series],
+    x_max: f64,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+) -> String {
     // y range over everything finite, padded a little.
     let ys = series
         .iter()
@@ -196,18 +213,20 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
     );
     let _ = writeln!(
         s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">step (optimizer updates)</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
         ml + pw / 2.0,
-        mt + ph + 34.0
+        mt + ph + 34.0,
+        xml_escape(x_label)
     );
     let _ = writeln!(
         s,
-        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">cross-entropy loss (nats)</text>"#,
+        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
         mt + ph / 2.0,
-        mt + ph / 2.0
+        mt + ph / 2.0,
+        xml_escape(y_label)
     );
     // Curves.
-    for se in &series {
+    for se in series {
         let pts: Vec<String> = se
             .points
             .iter()
@@ -284,6 +303,149 @@ fn xml_escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+/// The reference's finetune and alignment rows, compiled in.
+pub const REFERENCE_STAGES_TSV: &str = include_str!("../data/reference_stages.tsv");
+
+/// One logged row of the reference's finetune or alignment stage.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RefStagePoint {
+    pub epoch: u32,
+    pub step: u64,
+    pub train_loss: f64,
+    pub eval_loss: f64,
+    pub train_margin: Option<f64>,
+    pub eval_margin: Option<f64>,
+}
+
+/// The reference rows of `stage`, in file order.
+pub fn reference_stage_points(stage: Stage) -> Vec<RefStagePoint> {
+    let opt = |s: &str| s.parse::<f64>().ok();
+    REFERENCE_STAGES_TSV
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if f.len() != 7 || f[0] != stage.name() {
+                return None;
+            }
+            Some(RefStagePoint {
+                epoch: f[1].parse().ok()?,
+                step: f[2].parse().ok()?,
+                train_loss: f[3].parse().ok()?,
+                eval_loss: f[4].parse().ok()?,
+                train_margin: opt(f[5]),
+                eval_margin: opt(f[6]),
+            })
+        })
+        .collect()
+}
+
+/// A stage's curves beside the reference's, over global steps `epoch·batches + step`
+/// (`batches` = batches per epoch of the reference, 801 or 301). Alignment also plots the
+/// margins (same axis: the loss sits near ln 2, the margins between 0 and ~0.3).
+pub fn render_stage_svg(rows: &[StageRow], stage: Stage, batches: u64, title: &str) -> String {
+    let refs = reference_stage_points(stage);
+    let global = |e: u32, s: u64| e as u64 * batches + s;
+    let x_max = rows
+        .iter()
+        .map(|r| r.global_step)
+        .chain(refs.iter().map(|p| global(p.epoch, p.step)))
+        .max()
+        .unwrap_or(0)
+        .max(100) as f64;
+    let ours = |label, color, points| Series {
+        label,
+        color,
+        dashed: false,
+        points,
+    };
+    let reference = |label, color, points| Series {
+        label,
+        color,
+        dashed: true,
+        points,
+    };
+    // The train value at an epoch's step 0 is 0 by convention: left out.
+    let ours_train = |f: fn(&StageRow) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter(|r| r.step > 0 && !r.after_last_update)
+            .filter_map(|r| Some((r.global_step as f64, f(r)?)))
+            .collect()
+    };
+    let ours_eval = |f: fn(&StageRow) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter_map(|r| Some((r.global_step as f64, f(r)?)))
+            .collect()
+    };
+    let ref_curve = |train: bool, f: fn(&RefStagePoint) -> Option<f64>| -> Vec<(f64, f64)> {
+        refs.iter()
+            .filter(|p| !train || p.step > 0)
+            .filter_map(|p| Some((global(p.epoch, p.step) as f64, f(p)?)))
+            .collect()
+    };
+    let mut series = vec![
+        ours(
+            "ours: eval loss (all eval batches)",
+            "#d62728",
+            ours_eval(|r| Some(r.eval_loss)),
+        ),
+        ours(
+            "ours: train loss (mean since previous eval)",
+            "#1f77b4",
+            ours_train(|r| Some(r.train_loss)),
+        ),
+        reference(
+            "TutorialLLM Colab: eval loss",
+            "#555555",
+            ref_curve(false, |p| Some(p.eval_loss)),
+        ),
+        reference(
+            "TutorialLLM Colab: train loss",
+            "#aaaaaa",
+            ref_curve(true, |p| Some(p.train_loss)),
+        ),
+    ];
+    let y_label = match stage {
+        Stage::Finetune => "masked cross-entropy (nats)",
+        Stage::Align => "alignment loss / reward margin",
+    };
+    if stage == Stage::Align {
+        series.extend([
+            ours("ours: eval margin", "#9467bd", ours_eval(|r| r.eval_margin)),
+            ours(
+                "ours: train margin",
+                "#17becf",
+                ours_train(|r| r.train_margin),
+            ),
+            reference(
+                "TutorialLLM Colab: eval margin",
+                "#8c564b",
+                ref_curve(false, |p| p.eval_margin),
+            ),
+        ]);
+    }
+    render_series(
+        &series,
+        x_max,
+        title,
+        "step (optimizer updates in the stage)",
+        y_label,
+    )
+}
+
+/// Write a stage's SVG (atomically).
+pub fn write_stage_svg(
+    path: &Path,
+    rows: &[StageRow],
+    stage: Stage,
+    batches: u64,
+    title: &str,
+) -> anyhow::Result<()> {
+    let svg = render_stage_svg(rows, stage, batches, title);
+    crate::checkpoint::write_atomic(path, svg.as_bytes())?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -323,5 +485,19 @@ mod tests {
         assert!(svg.contains("TutorialLLM Colab"));
         assert!(svg.contains("test &lt;run&gt;"));
         assert_eq!(svg.matches("<polyline").count(), 6);
+    }
+
+    #[test]
+    fn stage_reference_tables_are_complete() {
+        let ft = reference_stage_points(Stage::Finetune);
+        let al = reference_stage_points(Stage::Align);
+        assert_eq!((ft.len(), al.len()), (85, 21));
+        let last = ft.last().unwrap();
+        assert_eq!((last.epoch, last.step, last.eval_loss), (4, 800, 3.3462));
+        let last = al.last().unwrap();
+        assert_eq!((last.eval_loss, last.eval_margin), (0.6831, Some(0.2254)));
+        assert!(ft.iter().all(|p| p.eval_margin.is_none()));
+        let svg = render_stage_svg(&[], Stage::Align, 301, "t");
+        assert!(svg.contains("TutorialLLM Colab: eval margin"), "{svg}");
     }
 }

@@ -340,6 +340,13 @@ impl State {
         steps: Option<u64>,
         every: Option<u64>,
     ) -> anyhow::Result<State> {
+        if let Some(st) = &ckpt.stage {
+            bail!(
+                "this is a {} checkpoint: continue it with `tinypoet {} --resume`",
+                st.options.stage.name(),
+                st.options.stage.name()
+            );
+        }
         let meta = ckpt.meta;
         if meta.dataset_hash != data.dataset_hash {
             bail!(
@@ -404,6 +411,7 @@ impl State {
                 options: self.opts.clone(),
                 metrics: self.metrics.clone(),
             },
+            stage: None,
             params: self.params.data.clone(),
             adam_m: self.adam.m.clone(),
             adam_v: self.adam.v.clone(),
@@ -717,7 +725,7 @@ fn report(io: &RunIo, pb: &ProgressBar, row: &MetricRow, opts: &TrainOptions) {
     });
 }
 
-fn progress_bar(io: &RunIo, steps: u64, pos: u64) -> ProgressBar {
+pub(crate) fn progress_bar(io: &RunIo, steps: u64, pos: u64) -> ProgressBar {
     if !io.progress || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }

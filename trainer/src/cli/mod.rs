@@ -12,6 +12,7 @@ pub mod generate;
 pub mod import;
 pub mod inspect;
 pub mod prepare;
+pub mod stage;
 pub mod train;
 
 /// tinypoet: a tiny character-level GPT that writes Tang poems, trained on a desktop and run on a
@@ -29,6 +30,10 @@ pub enum Command {
     Prepare(prepare::PrepareArgs),
     /// Pretrain the model on a prepared dataset.
     Train(train::TrainArgs),
+    /// Instruction finetuning from pretrained weights (the reference's second stage).
+    Finetune(stage::StageArgs),
+    /// Alignment from finetuned weights (the reference's third stage).
+    Align(stage::StageArgs),
     /// Compute the deterministic eval loss of a checkpoint or of a blob.
     Eval(eval::EvalArgs),
     /// Export a checkpoint to a weight blob, or to PyTorch safetensors.
