@@ -114,7 +114,43 @@ pub fn write_blob_into(
 
 /// The manifest of a checkpoint: its step, the deterministic eval loss logged at that step (if
 /// any), its dataset hash, and a recipe line from its options.
+///
+/// For a finetune or alignment checkpoint: the stage's update count, the eval loss of its last
+/// evaluation (the stage's own estimator: masked CE, or the alignment loss; `export --data`
+/// replaces it by the pretraining-split loss, which the recipe line then does not contradict:
+/// it states the stage's loss itself), and a recipe line naming the stage, its recipe and its
+/// parent (file, hash, steps and the parent's recipe).
 pub fn manifest_for(ckpt: &Checkpoint) -> ManifestInfo {
+    if let Some(st) = &ckpt.stage {
+        let last = st.rows.last();
+        let p = &st.parent;
+        let stage_loss = match last {
+            Some(r) => format!(
+                "; stage eval loss {:.4}{} after {} updates",
+                r.eval_loss,
+                r.eval_margin
+                    .map(|m| format!(", margin {m:.4}"))
+                    .unwrap_or_default(),
+                r.global_step
+            ),
+            None => String::new(),
+        };
+        return ManifestInfo {
+            steps: ckpt.meta.step,
+            eval_loss: last.map_or(f32::NAN, |r| r.eval_loss as f32),
+            eval_loss_blob: f32::NAN,
+            corpus_sha256: unhex32(&ckpt.meta.dataset_hash).unwrap_or([0; 32]),
+            recipe: format!(
+                "{}{stage_loss}; from {} {} (sha256 {}, {} steps: {})",
+                st.options.recipe_line(),
+                p.kind,
+                p.path,
+                &p.sha256[..p.sha256.len().min(16)],
+                p.steps,
+                p.recipe
+            ),
+        };
+    }
     let m = &ckpt.meta;
     let o = &m.options;
     let eval_loss = m

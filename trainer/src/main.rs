@@ -21,6 +21,7 @@ fn main() -> ExitCode {
         Command::Import(args) => tinypoet_trainer::cli::import::run(args),
         Command::Inspect(args) => tinypoet_trainer::cli::inspect::run(args),
         Command::Generate(args) => tinypoet_trainer::cli::generate::run(args),
+        Command::MeasureTitles(args) => tinypoet_trainer::cli::measure::run(args),
         Command::Bench(args) => tinypoet_trainer::cli::bench::run(args),
     };
     match result {

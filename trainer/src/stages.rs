@@ -88,17 +88,7 @@ pub fn load_start(path: &Path) -> anyhow::Result<StartWeights> {
             path.display()
         )
     })?;
-    let cfg = blob.config;
-    let cfg = Config {
-        vocab_size: cfg.vocab_size as usize,
-        dim: cfg.dim as usize,
-        n_heads: cfg.n_heads as usize,
-        n_layers: cfg.n_layers as usize,
-        context: cfg.context as usize,
-        ffn_dim: cfg.ffn_dim as usize,
-        ln_eps: cfg.ln_eps,
-        attn_scale: cfg.attn_scale,
-    };
+    let cfg: Config = blob.config;
     let layout = crate::params::ParamLayout::new(&cfg);
     let mut params = Params::zeros(&cfg);
     let mut seen = 0;
@@ -515,16 +505,27 @@ pub fn sample_poem(
     Ok(poem.split('\0').next().unwrap_or("").to_string())
 }
 
-/// Run (or continue) a stage. See the module docs for the loop.
-pub fn run_stage(ds: &Dataset, start: StageStart, io: &RunIo) -> anyhow::Result<StageOutcome> {
+/// Run (or continue) a stage. See the module docs for the loop. `stop_after`: stop as on
+/// Ctrl-C (save, return `interrupted`) once the stage has done this many updates in total.
+pub fn run_stage(
+    ds: &Dataset,
+    start: StageStart,
+    io: &RunIo,
+    stop_after: Option<u64>,
+) -> anyhow::Result<StageOutcome> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(io.threads.max(1))
         .build()
         .context("building the thread pool")?;
-    pool.install(|| run_in_pool(ds, start, io))
+    pool.install(|| run_in_pool(ds, start, io, stop_after))
 }
 
-fn run_in_pool(ds: &Dataset, start: StageStart, io: &RunIo) -> anyhow::Result<StageOutcome> {
+fn run_in_pool(
+    ds: &Dataset,
+    start: StageStart,
+    io: &RunIo,
+    stop_after: Option<u64>,
+) -> anyhow::Result<StageOutcome> {
     let mut st = match start {
         StageStart::Fresh { options, from } => State::fresh(ds, options, *from)?,
         StageStart::Resume {
@@ -559,8 +560,10 @@ fn run_in_pool(ds: &Dataset, start: StageStart, io: &RunIo) -> anyhow::Result<St
         .filter(|c| c.stage.is_some())
         .map(|c| c.meta.step);
 
-    'epochs: while st.stage.epoch < o.epochs {
-        while (st.stage.index as usize) < sp.train_batches {
+    // One iteration per pass: (epoch, index) advance together, so the loop ends after the last
+    // batch of the last epoch (and at once for a checkpoint past it).
+    while st.stage.epoch < o.epochs {
+        {
             let (epoch, i) = (st.stage.epoch, st.stage.index);
             let t0 = Instant::now();
             let kept = || match last_good {
@@ -622,8 +625,9 @@ fn run_in_pool(ds: &Dataset, start: StageStart, io: &RunIo) -> anyhow::Result<St
                 pb.set_message(format!("loss {:.4}  eval {last_eval:.4}", bl.loss));
                 last_msg = Instant::now();
             }
-            let stop = io.interrupt.is_some_and(|f| f.load(Ordering::SeqCst));
             let updates = st.adam.t;
+            let stop = io.interrupt.is_some_and(|f| f.load(Ordering::SeqCst))
+                || stop_after.is_some_and(|n| updates >= n && updates < total);
             let periodic = o.checkpoint_every > 0 && updates % o.checkpoint_every == 0;
             if (periodic && updates < total) || stop {
                 checkpoint::save_atomic(&ckpt_path, &st.checkpoint(ds))?;
@@ -631,7 +635,7 @@ fn run_in_pool(ds: &Dataset, start: StageStart, io: &RunIo) -> anyhow::Result<St
             }
             if stop {
                 interrupted = true;
-                break 'epochs;
+                break;
             }
         }
     }

@@ -49,7 +49,12 @@ fn stage_rows(cfg: &Config, rows: usize, t: usize, seed: u64) -> (Vec<u16>, Vec<
         let item: Vec<u16> = (0..len)
             .map(|_| 1 + (sm.next() % (cfg.vocab_size as u64 - 1)) as u16)
             .collect();
-        instruction_row(&item, t, &mut x[r * t..(r + 1) * t], &mut y[r * t..(r + 1) * t]);
+        instruction_row(
+            &item,
+            t,
+            &mut x[r * t..(r + 1) * t],
+            &mut y[r * t..(r + 1) * t],
+        );
     }
     (x, y)
 }
@@ -117,7 +122,11 @@ fn check_against_fd(
             worst = worst.max(err / tol);
             done += 1;
         }
-        assert!(done * 2 >= want, "{}: only {done} kink-free entries", info.name);
+        assert!(
+            done * 2 >= want,
+            "{}: only {done} kink-free entries",
+            info.name
+        );
         checked += done;
     }
     eprintln!("fd check: {checked} entries, worst err/tol {worst:.3}");
@@ -181,14 +190,8 @@ fn alignment_loss_finite_differences() {
         check_against_fd(&cfg, &mut p, &g, base, &x, 24, |p| {
             model.forward_loss(p, &x, &y, rows, t).unwrap();
             let l = model.last_losses(n);
-            let out = align_loss_forward(
-                &l[..half],
-                &l[half..],
-                &r[..half],
-                &r[half..],
-                padding,
-                &al,
-            );
+            let out =
+                align_loss_forward(&l[..half], &l[half..], &r[..half], &r[half..], padding, &al);
             (out.loss, model.relu_pattern_digest(n))
         });
     });
@@ -227,7 +230,10 @@ fn alignment_loss_op_finite_differences() {
                 f[k] = align_loss_forward(&a, &b, &rp, &rn, padding, &al).loss;
             }
             let fd = (-f[0] + 8.0 * f[1] - 8.0 * f[2] + f[3]) / (12.0 * h);
-            assert!((fd - d).abs() <= 1e-6 * d.abs(), "{t}/{side}: fd {fd:e} vs {d:e}");
+            assert!(
+                (fd - d).abs() <= 1e-6 * d.abs(),
+                "{t}/{side}: fd {fd:e} vs {d:e}"
+            );
         }
     }
     // The signs: a worse positive (higher ℓ⁺) raises the loss, a worse negative lowers it.
@@ -247,7 +253,12 @@ fn cropping_and_masking_are_exact() {
         let build = |w: usize| {
             let (mut x, mut y) = (vec![0u16; b * w], vec![0u16; b * w]);
             for (r, item) in items.iter().enumerate() {
-                instruction_row(item, w, &mut x[r * w..(r + 1) * w], &mut y[r * w..(r + 1) * w]);
+                instruction_row(
+                    item,
+                    w,
+                    &mut x[r * w..(r + 1) * w],
+                    &mut y[r * w..(r + 1) * w],
+                );
             }
             (x, y)
         };
@@ -287,6 +298,10 @@ fn cropping_and_masking_are_exact() {
         }
         // 4 + 7 + 2 kept positions: every item's characters after the first, plus its `\0`.
         assert_eq!(kept, 13);
-        assert!((sum / kept as f64 - lf).abs() <= 1e-12, "direct {} vs {lf}", sum / kept as f64);
+        assert!(
+            (sum / kept as f64 - lf).abs() <= 1e-12,
+            "direct {} vs {lf}",
+            sum / kept as f64
+        );
     });
 }

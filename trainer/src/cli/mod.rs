@@ -11,6 +11,7 @@ pub mod export;
 pub mod generate;
 pub mod import;
 pub mod inspect;
+pub mod measure;
 pub mod prepare;
 pub mod stage;
 pub mod train;
@@ -44,6 +45,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Write a poem with a model blob (the bundled model by default).
     Generate(generate::GenerateArgs),
+    /// Measure a model's poems for titles: end-of-text and five-character shares.
+    MeasureTitles(measure::MeasureArgs),
     /// Benchmarks: training throughput and decoding speed.
     Bench(bench::BenchArgs),
 }

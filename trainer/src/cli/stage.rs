@@ -39,7 +39,7 @@ pub struct StageArgs {
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue a stage checkpoint (file or run directory); only --checkpoint-every,
-    /// --threads and --out may change.
+    /// --stop-after, --threads and --out may change.
     #[arg(long, value_name = "CKPT")]
     pub resume: Option<PathBuf>,
     /// AdamW learning rate [default: finetune 1e-3, align 1e-5].
@@ -69,6 +69,9 @@ pub struct StageArgs {
     /// Write a checkpoint every N updates (0: only on Ctrl-C and at the end).
     #[arg(long, default_value_t = 200, value_name = "N")]
     pub checkpoint_every: u64,
+    /// Stop (save a checkpoint, as on Ctrl-C) once the stage has done this many updates.
+    #[arg(long, value_name = "UPDATES")]
+    pub stop_after: Option<u64>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -132,7 +135,7 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
             if given != defaults && given != st.options {
                 bail!(
                     "with --resume the stage's options come from the checkpoint; only \
-                     --checkpoint-every, --threads and --out may be given"
+                     --checkpoint-every, --stop-after, --threads and --out may be given"
                 );
             }
             StageStart::Resume {
@@ -181,7 +184,7 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
         out.display()
     );
     let t0 = std::time::Instant::now();
-    let outcome = stages::run_stage(&ds, start, &io)?;
+    let outcome = stages::run_stage(&ds, start, &io, args.stop_after)?;
     let last = outcome.rows.last();
     eprintln!(
         "{} after {} updates in {:.1} s; checkpoint {}{}",
