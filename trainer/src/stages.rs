@@ -704,7 +704,8 @@ fn evaluation(
         epoch: if last { o.epochs } else { st.stage.epoch },
         step: if last { 0 } else { st.stage.index },
         global_step: updates,
-        train_loss: if last { f64::NAN } else { train_loss },
+        // (The final row has no train interval: 0, the reference's value for none.)
+        train_loss: if last { 0.0 } else { train_loss },
         eval_loss: ev.loss,
         train_margin: (align && !last).then_some(train_margin),
         eval_margin: ev.margin,
