@@ -9,14 +9,14 @@
 //! * cropping a padded batch to its longest row changes neither loss nor gradient (causal
 //!   attention), and the masked loss equals a direct f64 log-softmax over the kept positions.
 
-use tinypoet_trainer::init::{golden_params, SplitMix64};
-use tinypoet_trainer::model::Model;
-use tinypoet_trainer::ops::align_loss::{
+use tinypoet_trainer::data::stage_batch::instruction_row;
+use tinypoet_trainer::nn::init::{golden_params, SplitMix64};
+use tinypoet_trainer::nn::model::Model;
+use tinypoet_trainer::nn::ops::align_loss::{
     align_loss_forward, align_loss_forward_backward, AlignLossConfig,
 };
-use tinypoet_trainer::ops::head_ce::IGNORE;
-use tinypoet_trainer::params::{Config, ParamsT};
-use tinypoet_trainer::stage_batch::instruction_row;
+use tinypoet_trainer::nn::ops::head_ce::IGNORE;
+use tinypoet_trainer::nn::params::{Config, ParamsT};
 
 fn pool() -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()

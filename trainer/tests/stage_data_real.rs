@@ -11,11 +11,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use tinypoet_trainer::corpus::{Dataset, ItemsView};
-use tinypoet_trainer::ops::head_ce::IGNORE;
-use tinypoet_trainer::stage_batch::{
+use tinypoet_trainer::data::corpus::{Dataset, ItemsView};
+use tinypoet_trainer::data::stage_batch::{
     align_batch, batch_count, finetune_batch, instruction_row, AlignBatch, RowBatch, BATCH, WIDTH,
 };
+use tinypoet_trainer::nn::ops::head_ce::IGNORE;
 
 fn dataset() -> Option<(Dataset, Option<tempfile::TempDir>)> {
     if let Ok(p) = std::env::var("TINYPOET_DATASET") {

@@ -3,16 +3,17 @@
 //! ends with exactly the state and log of a run that never stopped), the stage record, and
 //! starting from a blob (f16 weights upcast to f32).
 
-use tinypoet_trainer::checkpoint::{self, Checkpoint};
-use tinypoet_trainer::corpus::dataset::DatasetParts;
-use tinypoet_trainer::corpus::text::instruction_prompt;
-use tinypoet_trainer::corpus::{Dataset, Items, Vocab};
-use tinypoet_trainer::export::{self, ManifestInfo};
-use tinypoet_trainer::init::{golden_params, SplitMix64};
-use tinypoet_trainer::params::{Config, Params};
-use tinypoet_trainer::stage_meta::{Parent, Stage, StageOptions, StageRow};
-use tinypoet_trainer::stages::{self, StageStart, StartWeights};
-use tinypoet_trainer::train::RunIo;
+use tinypoet_trainer::data::corpus::dataset::DatasetParts;
+use tinypoet_trainer::data::corpus::text::instruction_prompt;
+use tinypoet_trainer::data::corpus::{Dataset, Items, Vocab};
+use tinypoet_trainer::io::export::{self, ManifestInfo};
+use tinypoet_trainer::nn::init::{golden_params, SplitMix64};
+use tinypoet_trainer::nn::params::{Config, Params};
+use tinypoet_trainer::run::checkpoint::{self, Checkpoint};
+use tinypoet_trainer::run::stage_record::{Parent, Stage, StageOptions, StageRow};
+use tinypoet_trainer::run::train_loop::RunIo;
+use tinypoet_trainer::run::checkpoint::manifest_for;
+use tinypoet_trainer::stages::tune::{self as stages, StageStart, StartWeights};
 
 const POEM_CHARS: &str = "春夜喜雨好知時節當乃發生隨風潛入細無聲野徑雲俱黑江船火獨明，。\n";
 
@@ -119,6 +120,7 @@ fn io(dir: &std::path::Path) -> RunIo<'static> {
         threads: 2,
         progress: false,
         print: std::env::var_os("STAGE_TEST_PRINT").is_some(),
+        on_save: None,
     }
 }
 
@@ -218,7 +220,7 @@ fn finetune_resume_is_bit_identical_and_records_the_stage() {
         .all(|r| r.train_loss == 0.0));
     assert!(st.rows.last().unwrap().eval_loss < st.rows[0].eval_loss);
     // The manifest of an exported stage checkpoint names the stage and the parent.
-    let info = export::manifest_for(&a);
+    let info = manifest_for(&a);
     assert!(
         info.recipe.contains("tinypoet finetune lr=0.003"),
         "{}",

@@ -18,7 +18,7 @@ use anyhow::{anyhow, Context};
 use clap::Args;
 use tinypoet_core::{state_words, Decoder, GenerateSettings, KvPrecision, Model, SamplerSettings};
 
-use crate::corpus::text::instruction_prompt;
+use crate::data::corpus::text::instruction_prompt;
 
 /// Measure end-of-text and five-character shares for titles × seeds.
 #[derive(Args, Debug)]
@@ -54,7 +54,7 @@ pub fn is_five_character(poem: &str) -> bool {
 }
 
 /// The first `n` non-empty titles of the finetune eval split.
-fn eval_titles(ds: &crate::corpus::Dataset, n: usize) -> anyhow::Result<Vec<String>> {
+fn eval_titles(ds: &crate::data::corpus::Dataset, n: usize) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for item in ds.finetune_eval().iter() {
         let s = ds.decode(item).map_err(|e| anyhow!("{e}"))?;
@@ -74,7 +74,7 @@ fn eval_titles(ds: &crate::corpus::Dataset, n: usize) -> anyhow::Result<Vec<Stri
 }
 
 pub fn run(args: MeasureArgs) -> anyhow::Result<()> {
-    let ds = crate::corpus::Dataset::load(&args.data)
+    let ds = crate::data::corpus::Dataset::load(&args.data)
         .with_context(|| format!("loading {}", args.data.display()))?;
     let bytes =
         std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;

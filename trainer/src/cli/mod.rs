@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod bench_decode;
+#[cfg(feature = "crash-test")]
+pub mod crash_test;
 pub mod eval;
 pub mod export;
 pub mod generate;
@@ -13,6 +15,9 @@ pub mod import;
 pub mod inspect;
 pub mod measure;
 pub mod prepare;
+pub mod rhyme_table;
+pub mod serve;
+pub mod simplified;
 pub mod stage;
 pub mod train;
 
@@ -47,6 +52,10 @@ pub enum Command {
     Generate(generate::GenerateArgs),
     /// Measure a model's poems for titles: end-of-text and five-character shares.
     MeasureTitles(measure::MeasureArgs),
+    /// Add a rhyme table to a model blob (for `generate --rhyme`), weights unchanged.
+    RhymeTable(rhyme_table::RhymeTableArgs),
     /// Benchmarks: training throughput and decoding speed.
     Bench(bench::BenchArgs),
+    /// Serve the browser page (WebAssembly engine and int8 model) on a local address.
+    Serve(serve::ServeArgs),
 }

@@ -1,14 +1,14 @@
-//! `tinypoet finetune` and `tinypoet align`: the stages after pretraining (see `crate::stages`).
+//! `tinypoet finetune` and `tinypoet align`: the stages after pretraining (see `crate::stages::tune`).
 
 use std::path::PathBuf;
 
 use anyhow::{bail, Context};
 use clap::Args;
 
-use crate::checkpoint;
-use crate::stage_meta::{Stage, StageOptions};
-use crate::stages::{self, StageStart};
-use crate::train::{self, RunIo};
+use crate::run::checkpoint;
+use crate::run::stage_record::{Stage, StageOptions};
+use crate::run::train_loop::{self, RunIo};
+use crate::stages::tune::{self as stages, StageStart};
 
 /// Arguments shared by both stages (the defaults are the reference's recipe of each).
 #[derive(Args, Debug)]
@@ -99,7 +99,7 @@ impl StageArgs {
 
 pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
     let name = stage.name();
-    let ds = crate::corpus::Dataset::load(&args.data)
+    let ds = crate::data::corpus::Dataset::load(&args.data)
         .with_context(|| format!("loading {}", args.data.display()))?;
     let out = args
         .out
@@ -109,7 +109,7 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
         (Some(_), Some(_)) => bail!("give either --from (a new stage) or --resume, not both"),
         (None, None) => bail!("give --from CKPT_OR_BLOB (the starting weights) or --resume"),
         (Some(path), None) => {
-            let path = train::resolve_checkpoint(path);
+            let path = train_loop::resolve_checkpoint(path);
             let ckpt = checkpoint::load(&path)
                 .with_context(|| format!("cannot resume from {}", path.display()))?;
             let Some(st) = &ckpt.stage else {
@@ -144,7 +144,7 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
             }
         }
         (None, Some(from)) => {
-            let existing = out.join(train::CHECKPOINT_FILE);
+            let existing = out.join(train_loop::CHECKPOINT_FILE);
             if existing.exists() && !args.overwrite {
                 bail!(
                     "{} already holds a checkpoint: continue it with --resume {}, or pass \
@@ -153,7 +153,7 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
                     existing.display()
                 );
             }
-            let from = train::resolve_checkpoint(from);
+            let from = train_loop::resolve_checkpoint(from);
             let weights = stages::load_start(&from)?;
             StageStart::Fresh {
                 options: args.options(stage),
@@ -168,6 +168,7 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
         threads: args.threads,
         progress: !args.no_progress,
         print: true,
+        on_save: None,
     };
     let (items, eval_items) = match stage {
         Stage::Finetune => (ds.finetune_train().len(), ds.finetune_eval().len()),
