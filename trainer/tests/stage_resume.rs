@@ -9,10 +9,10 @@ use tinypoet_trainer::data::corpus::{Dataset, Items, Vocab};
 use tinypoet_trainer::io::export::{self, ManifestInfo};
 use tinypoet_trainer::nn::init::{golden_params, SplitMix64};
 use tinypoet_trainer::nn::params::{Config, Params};
+use tinypoet_trainer::run::checkpoint::manifest_for;
 use tinypoet_trainer::run::checkpoint::{self, Checkpoint};
 use tinypoet_trainer::run::stage_record::{Parent, Stage, StageOptions, StageRow};
 use tinypoet_trainer::run::train_loop::RunIo;
-use tinypoet_trainer::run::checkpoint::manifest_for;
 use tinypoet_trainer::stages::tune::{self as stages, StageStart, StartWeights};
 
 const POEM_CHARS: &str = "春夜喜雨好知時節當乃發生隨風潛入細無聲野徑雲俱黑江船火獨明，。\n";
