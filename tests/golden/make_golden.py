@@ -27,6 +27,8 @@ Cases (each a `<case>.json` manifest + `<case>.bin` of little-endian arrays):
 * `torch_init`: `torch.manual_seed(2024)`, the reference's 16-draw demo batch, then model
   construction; 32 sampled entries and the f64 sum of every tensor, to check the trainer's
   torch-generator-exact init (`InitScheme::Torch`).
+* `stages`: the masked cross-entropy of the finetune stage and the alignment stage's per-token
+  loss (issue 14) on the reduced config, weights from `golden_params`; see `stages()`.
 * `interop` (PyTorch interop through safetensors, issue 8): the reference module for the reduced
   config (vocab 512, context 64), torch init (seed 4321) with the LayerNorms randomised and the
   query/key weights scaled by 4 (so attention is far from uniform and a misplaced head shows),
@@ -429,7 +431,109 @@ def interop():
               "same tensors and logits bit for bit", file=sys.stderr)
 
 
-CASES = {"reduced": reduced, "full": full, "torch_init": torch_init, "interop": interop}
+def _stage_rows(items, width):
+    """The reference's finetune/alignment rows (spec section 2), written the way it builds them:
+    pad input with 0 to the width, labels = input shifted by one padded with 0, then every label
+    0 except the first one -> -100."""
+    xs, ys = [], []
+    for item in items:
+        item = item[:width]
+        x = item + [0] * (width - len(item))
+        y = item[1:] + [0] * (width - len(item) + 1)
+        first = y.index(0)
+        y = [v if (v != 0 or i == first) else -100 for i, v in enumerate(y)]
+        xs.append(x)
+        ys.append(y)
+    return torch.tensor(xs), torch.tensor(ys)
+
+
+def _grad_summary(fx, prefix, model, cfg, seed):
+    norms, idx, vals = [], [], []
+    sm = SplitMix64(seed)
+    for name, g in canonical(model, cfg, grad=True):
+        g = g.view(-1)
+        norms.append(g.double().norm().item())
+        ii = sample_indices(sm, g.numel())
+        idx += ii
+        vals += [g[i].item() for i in ii]
+    fx.add(prefix + "grad_norms", torch.tensor(norms, dtype=torch.float64), "f64")
+    fx.add(prefix + "grad_sample_index", torch.tensor(idx), "u32")
+    fx.add(prefix + "grad_sample_value", torch.tensor(vals))
+
+
+def stages():
+    """The two losses of the finetune and alignment stages (issue 14) on the reduced config
+    (vocab 512, context 64; rows 64 wide instead of 256), weights from golden_params:
+    * finetune: 4 items (one longer than the width), masked mean cross-entropy
+      (ignore_index -100); loss, gradient norms and samples;
+    * align: 3 pairs (all shorter than the width: the Rust side crops them to 50 and adds the
+      cropped positions analytically), policy = golden_params(31), frozen reference = golden_params(32); per-token
+      CE with reduction none, margin = 0.8 (r+ - l+) + 0.2 (l- - r-), loss = mean over all B*64
+      positions of -logsigmoid(0.1 margin); loss, mean margin, gradient norms and samples.
+    Items are stored (flat u16 + u32 lengths) with the reference's x / y (-100 stored as 65535)."""
+    cfg = Cfg(vocab_size=512, context=64)
+    W = 64
+    fx = Fixture("stages", cfg)
+    fx.scalar("width", W)
+    sm = SplitMix64(2024)
+    item = lambda n: [1 + sm.next() % (cfg.vocab_size - 1) for _ in range(n)]
+
+    def store(prefix, items):
+        fx.add(prefix + "items", torch.tensor(sum(items, [])), "u16")
+        fx.add(prefix + "lens", torch.tensor([len(i) for i in items]), "u32")
+
+    def store_xy(prefix, x, y):
+        fx.add(prefix + "x", x, "u16")
+        fx.add(prefix + "y", torch.where(y < 0, torch.full_like(y, 65535), y), "u16")
+
+    # Finetune.
+    ft_items = [item(n) for n in (10, 70, 33, 64)]
+    store("ft.", ft_items)
+    x, y = _stage_rows(ft_items, W)
+    store_xy("ft.", x, y)
+    model = TutorialLLM(cfg)
+    fx.scalar("ft_weights_seed", 30)
+    load_canonical(model, cfg, golden_params(cfg, 30))
+    logits, _ = model(x)
+    loss = F.cross_entropy(logits.view(-1, cfg.vocab_size), y.view(-1), ignore_index=-100)
+    loss.backward()
+    fx.scalar("ft_loss", loss.item())
+    _grad_summary(fx, "ft.", model, cfg, 99)
+
+    # Align.
+    pos_items = [item(n) for n in (20, 45, 12)]
+    neg_items = [item(n) for n in (40, 8, 50)]
+    store("pos.", pos_items)
+    store("neg.", neg_items)
+    xp, yp = _stage_rows(pos_items, W)
+    xn, yn = _stage_rows(neg_items, W)
+    store_xy("pos.", xp, yp)
+    store_xy("neg.", xn, yn)
+    policy, reference = TutorialLLM(cfg), TutorialLLM(cfg)
+    fx.scalar("policy_weights_seed", 31)
+    fx.scalar("reference_weights_seed", 32)
+    load_canonical(policy, cfg, golden_params(cfg, 31))
+    load_canonical(reference, cfg, golden_params(cfg, 32))
+
+    def per_token(m, x, y):
+        logits, _ = m(x)
+        B, T = x.shape
+        return F.cross_entropy(logits.view(B * T, -1), y.view(B * T), reduction="none",
+                               ignore_index=-100).view(B, T)
+
+    lp, ln = per_token(policy, xp, yp), per_token(policy, xn, yn)
+    with torch.no_grad():
+        rp, rn = per_token(reference, xp, yp), per_token(reference, xn, yn)
+    margin = 0.8 * (rp - lp) + 0.2 * (ln - rn)
+    loss = -F.logsigmoid(0.1 * margin).mean()
+    loss.backward()
+    fx.scalar("align_loss", loss.item())
+    fx.scalar("align_margin", margin.mean().item())
+    _grad_summary(fx, "align.", policy, cfg, 98)
+    fx.write()
+
+
+CASES = {"reduced": reduced, "full": full, "torch_init": torch_init, "interop": interop, "stages": stages}
 
 if __name__ == "__main__":
     torch.set_num_threads(2)

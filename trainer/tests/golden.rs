@@ -7,11 +7,13 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::Value;
+use tinypoet_trainer::data::stage_batch::instruction_row;
 use tinypoet_trainer::nn::adamw::{AdamW, AdamWConfig};
 use tinypoet_trainer::nn::init::{
     golden_params, init_params, InitScheme, TORCH_INIT_NORMAL_TENSORS,
 };
 use tinypoet_trainer::nn::model::TrainModel;
+use tinypoet_trainer::nn::ops::align_loss::{align_loss_forward_backward, AlignLossConfig};
 use tinypoet_trainer::nn::params::{Config, Params};
 
 struct Fixture {
@@ -302,4 +304,153 @@ fn torch_init_reproduces_pytorch_construction() {
         );
     }
     eprintln!("torch init: uniforms bit-identical, normals within {worst_normal:.1e}");
+}
+
+/// Gradient norms (rel 1e-3) and 32 sampled entries per tensor (1e-3 of the tensor's RMS
+/// gradient + 1e-3 relative) against a fixture's `{prefix}grad_*` arrays.
+fn check_grad_summary(fx: &Fixture, prefix: &str, g: &Params) -> (f64, f64) {
+    let norms = fx.f64s(&format!("{prefix}grad_norms"));
+    let idx = fx.u32s(&format!("{prefix}grad_sample_index"));
+    let val = fx.f32s(&format!("{prefix}grad_sample_value"));
+    let mut k = 0;
+    let (mut worst_norm, mut worst_sample) = (0.0f64, 0.0f64);
+    for (info, &want_norm) in g.layout.tensors().iter().zip(&norms) {
+        let gt = &g.data[info.range()];
+        let norm = gt
+            .iter()
+            .map(|&x| (x as f64) * (x as f64))
+            .sum::<f64>()
+            .sqrt();
+        let rel = (norm - want_norm).abs() / want_norm;
+        worst_norm = worst_norm.max(rel);
+        assert!(
+            rel <= 1e-3,
+            "{prefix} grad norm {}: {norm} vs {want_norm}",
+            info.name
+        );
+        let rms = want_norm / (info.len as f64).sqrt();
+        let n = info.len.min(32);
+        for j in 0..n {
+            let (i, want) = (idx[k + j] as usize, val[k + j] as f64);
+            let tol = 1e-3 * rms + 1e-3 * want.abs();
+            let err = (gt[i] as f64 - want).abs();
+            worst_sample = worst_sample.max(err / tol);
+            assert!(
+                err <= tol,
+                "{prefix} grad {}[{i}]: {} vs {want}",
+                info.name,
+                gt[i]
+            );
+        }
+        k += n;
+    }
+    (worst_norm, worst_sample)
+}
+
+/// The stored items of `prefix` and the rows our stage batch builder makes of them (`width`
+/// wide), which must be the reference's x / y bit for bit (−100 is our IGNORE, 65535).
+fn stage_rows(fx: &Fixture, prefix: &str, width: usize) -> (Vec<u16>, Vec<u16>, usize) {
+    let flat = fx.u16s(&format!("{prefix}items"));
+    let lens = fx.u32s(&format!("{prefix}lens"));
+    let (mut x, mut y) = (
+        vec![0u16; lens.len() * width],
+        vec![0u16; lens.len() * width],
+    );
+    let mut at = 0;
+    let mut longest = 0;
+    for (r, &len) in lens.iter().enumerate() {
+        let item = &flat[at..at + len as usize];
+        at += len as usize;
+        let l = instruction_row(
+            item,
+            width,
+            &mut x[r * width..(r + 1) * width],
+            &mut y[r * width..(r + 1) * width],
+        );
+        longest = longest.max(l);
+    }
+    assert_eq!(x, fx.u16s(&format!("{prefix}x")), "{prefix} inputs");
+    assert_eq!(y, fx.u16s(&format!("{prefix}y")), "{prefix} labels");
+    (x, y, longest)
+}
+
+/// Rows [rows, width] cropped to their first `seq` positions.
+fn crop(v: &[u16], width: usize, seq: usize) -> Vec<u16> {
+    v.chunks_exact(width)
+        .flat_map(|r| r[..seq].to_vec())
+        .collect()
+}
+
+#[test]
+fn stage_losses_match_pytorch() {
+    let fx = Fixture::load("stages");
+    let cfg = fx.config();
+    let w = fx.usize("width");
+    let seed = |k: &str| fx.meta[k].as_u64().unwrap();
+    pool().install(|| {
+        // Finetune: masked mean cross-entropy (one item is longer than the width: no crop).
+        let (x, y, longest) = stage_rows(&fx, "ft.", w);
+        assert_eq!(longest, w);
+        let b = x.len() / w;
+        let p = golden_params(&cfg, seed("ft_weights_seed"));
+        let mut g = Params::zeros(&cfg);
+        let loss = TrainModel::new(&cfg, b, w)
+            .unwrap()
+            .forward_backward(&p, &mut g, &x, &y, b, w)
+            .unwrap() as f64;
+        let want = fx.meta["ft_loss"].as_f64().unwrap();
+        eprintln!("finetune loss: ours {loss} torch {want}");
+        assert!((loss - want).abs() <= 1e-5 * want);
+        let (n, s) = check_grad_summary(&fx, "ft.", &g);
+        eprintln!("finetune grads: worst norm rel {n:.2e}, worst sample err/tol {s:.3}");
+
+        // Align: both sides cropped to their longest row, the rest added analytically.
+        let (xp, yp, lp_max) = stage_rows(&fx, "pos.", w);
+        let (xn, yn, ln_max) = stage_rows(&fx, "neg.", w);
+        let seq = lp_max.max(ln_max);
+        assert!(seq < w, "the case exercises the crop");
+        let pairs = xp.len() / w;
+        let rows = 2 * pairs;
+        let x: Vec<u16> = [crop(&xp, w, seq), crop(&xn, w, seq)].concat();
+        let y: Vec<u16> = [crop(&yp, w, seq), crop(&yn, w, seq)].concat();
+        let padding = pairs * (w - seq);
+        let policy = golden_params(&cfg, seed("policy_weights_seed"));
+        let reference = golden_params(&cfg, seed("reference_weights_seed"));
+        let mut model = TrainModel::new(&cfg, rows, seq).unwrap();
+        let n = rows * seq;
+        model.forward_loss(&reference, &x, &y, rows, seq).unwrap();
+        let r = model.last_losses(n).to_vec();
+        let half = n / 2;
+        let mut g = Params::zeros(&cfg);
+        let mut out = None;
+        let al = AlignLossConfig::REFERENCE;
+        model
+            .forward_backward_weighted(&policy, &mut g, &x, &y, rows, seq, |l, wt| {
+                let (wp, wn) = wt.split_at_mut(half);
+                out = Some(align_loss_forward_backward(
+                    wp,
+                    wn,
+                    &l[..half],
+                    &l[half..],
+                    &r[..half],
+                    &r[half..],
+                    padding,
+                    &al,
+                ));
+            })
+            .unwrap();
+        let out = out.unwrap();
+        let (want_loss, want_margin) = (
+            fx.meta["align_loss"].as_f64().unwrap(),
+            fx.meta["align_margin"].as_f64().unwrap(),
+        );
+        eprintln!(
+            "align: loss ours {} torch {want_loss}; margin ours {} torch {want_margin}",
+            out.loss, out.margin
+        );
+        assert!((out.loss - want_loss).abs() <= 1e-6);
+        assert!((out.margin - want_margin).abs() <= 1e-5 * want_margin.abs().max(1e-2));
+        let (n, s) = check_grad_summary(&fx, "align.", &g);
+        eprintln!("align grads: worst norm rel {n:.2e}, worst sample err/tol {s:.3}");
+    });
 }

@@ -417,7 +417,9 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
 }
 
 fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
-    use crate::nn::ops::head_ce::{head_ce_forward_backward, HeadScratch, MAX_TILE_ROWS};
+    use crate::nn::ops::head_ce::{
+        head_ce_forward_backward, HeadScratch, RowWeights, MAX_TILE_ROWS,
+    };
     ensure!(
         a.rows >= 1 && a.reps >= 1 && a.threads >= 1,
         "rows, reps, threads must be ≥ 1"
@@ -485,6 +487,7 @@ fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
                         &w,
                         &b,
                         &targets,
+                        RowWeights::Mean,
                     );
                     if i > 0 {
                         ms.push(t0.elapsed().as_secs_f64() * 1e3);

@@ -13,10 +13,12 @@ pub mod export;
 pub mod generate;
 pub mod import;
 pub mod inspect;
+pub mod measure;
 pub mod prepare;
 pub mod rhyme_table;
 pub mod serve;
 pub mod simplified;
+pub mod stage;
 pub mod train;
 
 /// tinypoet: a tiny character-level GPT that writes Tang poems, trained on a desktop and run on a
@@ -34,6 +36,10 @@ pub enum Command {
     Prepare(prepare::PrepareArgs),
     /// Pretrain the model on a prepared dataset.
     Train(train::TrainArgs),
+    /// Instruction finetuning from pretrained weights (the reference's second stage).
+    Finetune(stage::StageArgs),
+    /// Alignment from finetuned weights (the reference's third stage).
+    Align(stage::StageArgs),
     /// Compute the deterministic eval loss of a checkpoint or of a blob.
     Eval(eval::EvalArgs),
     /// Export a checkpoint to a weight blob, or to PyTorch safetensors.
@@ -44,6 +50,8 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Write a poem with a model blob (the bundled model by default).
     Generate(generate::GenerateArgs),
+    /// Measure a model's poems for titles: end-of-text and five-character shares.
+    MeasureTitles(measure::MeasureArgs),
     /// Add a rhyme table to a model blob (for `generate --rhyme`), weights unchanged.
     RhymeTable(rhyme_table::RhymeTableArgs),
     /// Benchmarks: training throughput and decoding speed.

@@ -173,7 +173,7 @@ static HANDLER: OnceLock<Result<(), String>> = OnceLock::new();
 
 /// Install the Ctrl-C handler once: the first Ctrl-C asks the loop to finish its step, save and
 /// stop; a second one exits at once (the last checkpoint on disk is intact either way).
-fn install_ctrlc() -> anyhow::Result<&'static AtomicBool> {
+pub(crate) fn install_ctrlc() -> anyhow::Result<&'static AtomicBool> {
     let r = HANDLER.get_or_init(|| {
         ctrlc::set_handler(|| {
             if INTERRUPTED.swap(true, Ordering::SeqCst) {

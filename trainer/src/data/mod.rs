@@ -3,3 +3,4 @@
 
 pub mod batch;
 pub mod corpus;
+pub mod stage_batch;

@@ -15,7 +15,7 @@ use crate::nn::ops::attention::{
 };
 use crate::nn::ops::embedding::{embedding_backward, embedding_forward};
 use crate::nn::ops::head_ce::{
-    head_ce_forward, head_ce_forward_backward, head_logits, HeadScratch,
+    head_ce_forward, head_ce_forward_backward, head_logits, HeadScratch, RowWeights, IGNORE,
 };
 use crate::nn::ops::layernorm::{self, layernorm_backward, layernorm_forward};
 use crate::nn::ops::linear::{linear_backward, linear_forward, Epilogue, LinearScratch};
@@ -58,6 +58,8 @@ pub struct Model<F> {
     lnf_rstd: Vec<F>,
     /// Per-position losses \[N\].
     losses: Vec<F>,
+    /// Per-position loss weights \[N\] of [`Model::forward_backward_weighted`].
+    row_weights: Vec<F>,
     head: HeadScratch<F>,
     // Backward scratch, reused by every block.
     /// Gradient of the residual stream [N, C].
@@ -258,7 +260,8 @@ pub enum ModelError {
         t: usize,
     },
     /// A token id at `position` (flat index into the `b·t` ids) of `inputs` or `targets` is not
-    /// below the vocabulary size (the first such id).
+    /// below the vocabulary size (the first such id; a target may also be
+    /// [`IGNORE`](crate::ops::head_ce::IGNORE)).
     #[error("{which}: token id {id} at position {position} is outside the vocabulary of {vocab}")]
     TokenOutOfVocab {
         which: Tokens,
@@ -319,6 +322,7 @@ impl<F: Float> Model<F> {
             lnf_mean: z(n),
             lnf_rstd: z(n),
             losses: z(n),
+            row_weights: z(n),
             head: HeadScratch::new(n, v, c),
             d_res: z(n * c),
             d_c: z(n * c),
@@ -393,6 +397,8 @@ impl<F: Float> Model<F> {
         }
         let vocab = self.cfg.vocab_size;
         let check = |ids: &[u16], which: Tokens| {
+            // An ignored target (PyTorch's −100) is allowed, an ignored input is not.
+            let ignore_ok = which == Tokens::Targets;
             if ids.len() != b * t {
                 return Err(ModelError::TokensLength {
                     which,
@@ -402,7 +408,10 @@ impl<F: Float> Model<F> {
                     t,
                 });
             }
-            match ids.iter().position(|&id| id as usize >= vocab) {
+            match ids
+                .iter()
+                .position(|&id| id as usize >= vocab && !(ignore_ok && id == IGNORE))
+            {
                 Some(position) => Err(ModelError::TokenOutOfVocab {
                     which,
                     id: ids[position],
@@ -568,8 +577,10 @@ impl<F: Float> Model<F> {
         );
     }
 
-    /// Mean cross-entropy over the `b·t` positions, and its gradient with respect to every
-    /// parameter written into `g` (overwritten, not accumulated). `inputs`/`targets`: [b·t].
+    /// Mean cross-entropy over the `b·t` positions whose target is not
+    /// [`IGNORE`](crate::ops::head_ce::IGNORE) (PyTorch's `ignore_index = −100` mean), and its
+    /// gradient with respect to every parameter written into `g` (overwritten, not
+    /// accumulated). `inputs`/`targets`: [b·t].
     ///
     /// # Errors
     /// A [`ModelError`] when `p` or `g` was made for another config, `b` or `t` is outside this
@@ -588,6 +599,70 @@ impl<F: Float> Model<F> {
         self.check_batch(p, inputs, Some(targets), b, t)?;
         self.check_buffer(g, Buffer::Grads)?;
         self.forward_trunk(p, inputs, b, t);
+        let loss = self.head_and_backward(p, g, inputs, targets, b, t, None);
+        Ok(F::from_f64(loss))
+    }
+
+    /// A loss built by the caller from the per-position cross-entropies: the forward computes
+    /// ℓ [b·t] (0 at ignored positions), `weights(ℓ, w)` fills `w` [b·t] with ∂L/∂ℓ (and
+    /// typically computes L itself from ℓ), and the backward writes into `g` the gradient of
+    /// `Σ w·ℓ` — i.e. of L, by the chain rule. Ignored positions get no gradient whatever their
+    /// weight. Returns `Σ w·ℓ` (f64). The head's forward runs twice (once for ℓ, once fused with
+    /// its backward); the trunk once.
+    ///
+    /// # Errors
+    /// As [`Self::forward_backward`], checked before any work (`weights` is not called then).
+    #[allow(clippy::too_many_arguments)]
+    pub fn forward_backward_weighted(
+        &mut self,
+        p: &ParamsT<F>,
+        g: &mut ParamsT<F>,
+        inputs: &[u16],
+        targets: &[u16],
+        b: usize,
+        t: usize,
+        weights: impl FnOnce(&[F], &mut [F]),
+    ) -> Result<f64, ModelError> {
+        self.check_batch(p, inputs, Some(targets), b, t)?;
+        self.check_buffer(g, Buffer::Grads)?;
+        self.forward_trunk(p, inputs, b, t);
+        let n = b * t;
+        self.head_forward(p, targets, n);
+        weights(&self.losses[..n], &mut self.row_weights[..n]);
+        let w = std::mem::take(&mut self.row_weights);
+        let loss = self.head_and_backward(p, g, inputs, targets, b, t, Some(&w[..n]));
+        self.row_weights = w;
+        Ok(loss)
+    }
+
+    /// The head's loss forward over the trunk's last output: per-position losses into
+    /// `self.losses`, returns their masked mean.
+    fn head_forward(&mut self, p: &ParamsT<F>, targets: &[u16], n: usize) -> f64 {
+        let r = p.layout.ranges();
+        let nc = n * self.cfg.dim;
+        head_ce_forward(
+            &mut self.losses[..n],
+            &mut self.head,
+            &self.lnf[..nc],
+            &p.data[r.head_w.clone()],
+            &p.data[r.head_b.clone()],
+            targets,
+        )
+    }
+
+    /// Head (fused loss forward + backward, masked mean or the given per-position weights) and
+    /// the backward of the whole trunk after a [`Self::forward_trunk`] on the same inputs.
+    #[allow(clippy::too_many_arguments)]
+    fn head_and_backward(
+        &mut self,
+        p: &ParamsT<F>,
+        g: &mut ParamsT<F>,
+        inputs: &[u16],
+        targets: &[u16],
+        b: usize,
+        t: usize,
+        weights: Option<&[F]>,
+    ) -> f64 {
         let cfg = self.cfg;
         let (c, f) = (cfg.dim, cfg.ffn_dim);
         let n = b * t;
@@ -619,6 +694,10 @@ impl<F: Float> Model<F> {
                 &w[r.head_w.clone()],
                 &w[r.head_b.clone()],
                 targets,
+                match weights {
+                    Some(wr) => RowWeights::Given(wr),
+                    None => RowWeights::Mean,
+                },
             )
         );
         // Final LayerNorm: d_res = dLN_f(d_c).
@@ -782,10 +861,11 @@ impl<F: Float> Model<F> {
             Op::EmbeddingBwd,
             embedding_backward(gt, gp, &self.d_res[..nc], inputs, t, c)
         );
-        Ok(F::from_f64(loss))
+        loss
     }
 
-    /// Mean cross-entropy over the `b·t` positions, forward only (evaluation).
+    /// Mean cross-entropy over the `b·t` positions that are not ignored, forward only
+    /// (evaluation); the per-position losses stay in [`Self::last_losses`].
     ///
     /// # Errors
     /// As [`Self::forward_backward`] (without the gradient buffer), checked before any work.
@@ -799,18 +879,14 @@ impl<F: Float> Model<F> {
     ) -> Result<F, ModelError> {
         self.check_batch(p, inputs, Some(targets), b, t)?;
         self.forward_trunk(p, inputs, b, t);
-        let n = b * t;
-        let r = p.layout.ranges();
-        let nc = n * self.cfg.dim;
-        let loss = head_ce_forward(
-            &mut self.losses[..n],
-            &mut self.head,
-            &self.lnf[..nc],
-            &p.data[r.head_w.clone()],
-            &p.data[r.head_b.clone()],
-            targets,
-        );
+        let loss = self.head_forward(p, targets, b * t);
         Ok(F::from_f64(loss))
+    }
+
+    /// Per-position losses [b·t] of the last [`Self::forward_loss`] / [`Self::forward_backward`]
+    /// (0 at ignored positions): the alignment stage's per-token cross-entropies.
+    pub fn last_losses(&self, n: usize) -> &[F] {
+        &self.losses[..n]
     }
 
     /// A digest of which FFN units were active (ReLU input > 0) in the last forward over `n`

@@ -1,13 +1,14 @@
 //! Training checkpoints: the full state of a run, written atomically and sealed with a checksum.
 //!
-//! # File format (`.ckpt`, version 1)
+//! # File format (`.ckpt`, version 2)
 //!
 //! ```text
 //! offset  size         what
 //! 0       8            magic b"TPCKPT\r\n" (the CR LF catches text-mode mangling)
-//! 8       4            format version, u32 LE (= 1)
+//! 8       4            format version, u32 LE (= 2; version 1 is still read)
 //! 12      8            header length H, u64 LE
-//! 20      H            header: postcard encoding of [`CheckpointMeta`]
+//! 20      H            header: postcard encoding of [`CheckpointMeta`], then (version 2)
+//!                      of `Option<StageState>` (the finetune/align stage; none = pretraining)
 //! 20+H    4·n          parameters, f32 LE, canonical order (n = meta.n_params)
 //! ...     4·n          AdamW first moments m
 //! ...     4·n          AdamW second moments v
@@ -44,11 +45,13 @@ use crate::nn::init::reference_init;
 use crate::nn::params::{Config, ConfigRecord, ModelShape, Params};
 use crate::run::metrics::MetricRow;
 use crate::run::options::TrainOptions;
+use crate::run::stage_record::StageState;
 
 /// First bytes of every checkpoint file.
 pub const MAGIC: [u8; 8] = *b"TPCKPT\r\n";
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes (it reads this one and version 1, which has no stage
+/// record).
+pub const FORMAT_VERSION: u32 = 2;
 const PREFIX_LEN: usize = 8 + 4 + 8;
 const DIGEST_LEN: usize = 32;
 
@@ -84,6 +87,8 @@ pub struct CheckpointMeta {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Checkpoint {
     pub meta: CheckpointMeta,
+    /// The finetune/align stage this checkpoint is in (none: a pretraining checkpoint).
+    pub stage: Option<StageState>,
     pub params: Vec<f32>,
     pub adam_m: Vec<f32>,
     pub adam_v: Vec<f32>,
@@ -113,11 +118,17 @@ pub enum CheckpointError {
 }
 
 impl Checkpoint {
+    /// The header bytes: the meta, then the stage record.
+    fn header(&self) -> Result<Vec<u8>, CheckpointError> {
+        let err = |e: postcard::Error| CheckpointError::Header(e.to_string());
+        let mut header = postcard::to_stdvec(&self.meta).map_err(err)?;
+        header.extend(postcard::to_stdvec(&self.stage).map_err(err)?);
+        Ok(header)
+    }
+
     /// Exact encoded size in bytes.
     pub fn encoded_len(&self) -> Result<usize, CheckpointError> {
-        let header =
-            postcard::to_stdvec(&self.meta).map_err(|e| CheckpointError::Header(e.to_string()))?;
-        Ok(PREFIX_LEN + header.len() + 12 * self.params.len() + DIGEST_LEN)
+        Ok(PREFIX_LEN + self.header()?.len() + 12 * self.params.len() + DIGEST_LEN)
     }
 
     /// Encode to the file format above.
@@ -131,8 +142,7 @@ impl Checkpoint {
                 self.meta.n_params
             )));
         }
-        let header =
-            postcard::to_stdvec(&self.meta).map_err(|e| CheckpointError::Header(e.to_string()))?;
+        let header = self.header()?;
         let mut out = Vec::with_capacity(PREFIX_LEN + header.len() + 12 * n + DIGEST_LEN);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
@@ -161,7 +171,7 @@ impl Checkpoint {
             });
         }
         let version = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes"));
-        if version != FORMAT_VERSION {
+        if version != FORMAT_VERSION && version != 1 {
             return Err(CheckpointError::UnsupportedVersion(version));
         }
         let (body, digest) = bytes.split_at(bytes.len() - DIGEST_LEN);
@@ -183,8 +193,23 @@ impl Checkpoint {
             .filter(|&e| e <= body.len() as u64)
             .ok_or_else(|| CheckpointError::Header("header length out of range".into()))?
             as usize;
-        let meta: CheckpointMeta = postcard::from_bytes(&body[PREFIX_LEN..header_end])
-            .map_err(|e| CheckpointError::Header(e.to_string()))?;
+        let header_err = |e: postcard::Error| CheckpointError::Header(e.to_string());
+        let (meta, rest): (CheckpointMeta, &[u8]) =
+            postcard::take_from_bytes(&body[PREFIX_LEN..header_end]).map_err(header_err)?;
+        let stage: Option<StageState> = match version {
+            1 if rest.is_empty() => None,
+            1 => return Err(CheckpointError::Header("trailing header bytes".into())),
+            _ => postcard::from_bytes(rest).map_err(header_err)?,
+        };
+        if let Some(st) = &stage {
+            let n_ref = st.reference_params.len() as u64;
+            if n_ref != 0 && n_ref != meta.n_params {
+                return Err(CheckpointError::Inconsistent(format!(
+                    "{n_ref} reference parameters for {} parameters",
+                    meta.n_params
+                )));
+            }
+        }
         let n = usize::try_from(meta.n_params)
             .map_err(|_| CheckpointError::Inconsistent("n_params too large".into()))?;
         let data = &body[header_end..];
@@ -213,6 +238,7 @@ impl Checkpoint {
             adam_m: read(1),
             adam_v: read(2),
             meta,
+            stage,
         })
     }
 }
@@ -221,7 +247,8 @@ impl Checkpoint {
 fn expected_len(bytes: &[u8]) -> Option<u64> {
     let header_len = u64::from_le_bytes(bytes.get(12..20)?.try_into().ok()?);
     let end = PREFIX_LEN.checked_add(usize::try_from(header_len).ok()?)?;
-    let meta: CheckpointMeta = postcard::from_bytes(bytes.get(PREFIX_LEN..end)?).ok()?;
+    let (meta, _): (CheckpointMeta, _) =
+        postcard::take_from_bytes::<CheckpointMeta>(bytes.get(PREFIX_LEN..end)?).ok()?;
     Some(end as u64 + 12 * meta.n_params + DIGEST_LEN as u64)
 }
 
@@ -256,7 +283,43 @@ pub fn save_atomic_observed(
 
 /// The manifest of a checkpoint: its step, the deterministic eval loss logged at that step (if
 /// any), its dataset hash, and a recipe line from its options.
+///
+/// For a finetune or alignment checkpoint: the stage's update count, the eval loss of its last
+/// evaluation (the stage's own estimator: masked CE, or the alignment loss; `export --data`
+/// replaces it by the pretraining-split loss, which the recipe line then does not contradict:
+/// it states the stage's loss itself), and a recipe line naming the stage, its recipe and its
+/// parent (file, hash, steps and the parent's recipe).
 pub fn manifest_for(ckpt: &Checkpoint) -> ManifestInfo {
+    if let Some(st) = &ckpt.stage {
+        let last = st.rows.last();
+        let p = &st.parent;
+        let stage_loss = match last {
+            Some(r) => format!(
+                "; stage eval loss {:.4}{} after {} updates",
+                r.eval_loss,
+                r.eval_margin
+                    .map(|m| format!(", margin {m:.4}"))
+                    .unwrap_or_default(),
+                r.global_step
+            ),
+            None => String::new(),
+        };
+        return ManifestInfo {
+            steps: ckpt.meta.step,
+            eval_loss: last.map_or(f32::NAN, |r| r.eval_loss as f32),
+            eval_loss_blob: f32::NAN,
+            corpus_sha256: unhex32(&ckpt.meta.dataset_hash).unwrap_or([0; 32]),
+            recipe: format!(
+                "{}{stage_loss}; from {} {} (sha256 {}, {} steps: {})",
+                st.options.recipe_line(),
+                p.kind,
+                p.path,
+                &p.sha256[..p.sha256.len().min(16)],
+                p.steps,
+                p.recipe
+            ),
+        };
+    }
     let m = &ckpt.meta;
     let o = &m.options;
     let eval_loss = m
@@ -313,6 +376,7 @@ pub fn imported_checkpoint(params: Params, vocab: &[char], dataset_hash: &str) -
             options,
             metrics: Vec::new(),
         },
+        stage: None,
         params: params.data,
         adam_m: vec![0.0; n],
         adam_v: vec![0.0; n],
@@ -349,6 +413,7 @@ mod tests {
                 options: TrainOptions::default(),
                 metrics: vec![],
             },
+            stage: None,
             params: (0..n).map(|i| i as f32 * 0.25 - 3.0).collect(),
             adam_m: (0..n).map(|i| (i as f32).sin()).collect(),
             adam_v: (0..n).map(|i| (i as f32).cos().abs()).collect(),
@@ -361,6 +426,49 @@ mod tests {
         let bytes = c.to_bytes().unwrap();
         assert_eq!(bytes.len(), c.encoded_len().unwrap());
         assert_eq!(Checkpoint::from_bytes(&bytes).unwrap(), c);
+    }
+
+    #[test]
+    fn stage_record_round_trips_and_version_1_still_reads() {
+        use crate::run::stage_record::{Parent, Stage, StageOptions};
+        let mut c = sample();
+        c.stage = Some(StageState {
+            options: StageOptions::reference(Stage::Align),
+            parent: Parent {
+                kind: "blob".into(),
+                path: "models/x.tpb".into(),
+                sha256: "cd".repeat(32),
+                recipe: "pretrain".into(),
+                steps: 20_000,
+            },
+            epoch: 1,
+            index: 7,
+            loss_acc: 0.5,
+            margin_acc: -0.25,
+            acc_count: 3,
+            rows: vec![],
+            reference_params: (0..37).map(|i| i as f32).collect(),
+        });
+        let bytes = c.to_bytes().unwrap();
+        assert_eq!(bytes.len(), c.encoded_len().unwrap());
+        assert_eq!(Checkpoint::from_bytes(&bytes).unwrap(), c);
+
+        // A version-1 file (meta only in the header) loads as a pretraining checkpoint.
+        let p = sample();
+        let header = postcard::to_stdvec(&p.meta).unwrap();
+        let mut v1 = Vec::new();
+        v1.extend_from_slice(&MAGIC);
+        v1.extend_from_slice(&1u32.to_le_bytes());
+        v1.extend_from_slice(&(header.len() as u64).to_le_bytes());
+        v1.extend_from_slice(&header);
+        for arr in [&p.params, &p.adam_m, &p.adam_v] {
+            for x in arr.iter() {
+                v1.extend_from_slice(&x.to_le_bytes());
+            }
+        }
+        let digest = Sha256::digest(&v1);
+        v1.extend_from_slice(&digest);
+        assert_eq!(Checkpoint::from_bytes(&v1).unwrap(), p);
     }
 
     #[test]

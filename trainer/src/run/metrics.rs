@@ -44,7 +44,8 @@ pub struct MetricsLog {
 impl MetricsLog {
     /// Start a log at `path`, replacing its content by `rows` (empty for a new run; the
     /// checkpoint's rows for a resumed one).
-    pub fn create(path: &Path, rows: &[MetricRow]) -> anyhow::Result<MetricsLog> {
+    /// (Any serialisable row type: the pretraining [`MetricRow`] or a stage's row.)
+    pub fn create<R: Serialize>(path: &Path, rows: &[R]) -> anyhow::Result<MetricsLog> {
         let file = File::create(path).with_context(|| format!("{}", path.display()))?;
         let mut w = BufWriter::new(file);
         for row in rows {
@@ -58,7 +59,7 @@ impl MetricsLog {
     }
 
     /// Append one row (opened, written and closed each time so a crash loses at most one line).
-    pub fn append(&self, row: &MetricRow) -> anyhow::Result<()> {
+    pub fn append<R: Serialize>(&self, row: &R) -> anyhow::Result<()> {
         let mut line = serde_json::to_vec(row)?;
         line.push(b'\n');
         let mut f = OpenOptions::new()

@@ -7,4 +7,5 @@ pub mod metrics;
 pub mod options;
 pub mod plot;
 pub mod sample;
+pub mod stage_record;
 pub mod train_loop;

@@ -11,6 +11,7 @@ use anyhow::Context;
 
 use crate::io::fsx;
 use crate::run::metrics::MetricRow;
+use crate::run::stage_record::{Stage, StageRow};
 
 /// The reference curve file, compiled in.
 pub const REFERENCE_TSV: &str = include_str!("../../data/reference_pretrain.tsv");
@@ -76,12 +77,29 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
     let max_ours = rows.iter().map(|r| r.step).max().unwrap_or(0);
     let x_max = (max_ours.max(100)) as f64;
     let series = all_series(rows, x_max);
-    let (y_lo, y_hi) = y_range(&series);
+    render_series(
+        &series,
+        x_max,
+        title,
+        "step (optimizer updates)",
+        "cross-entropy loss (nats)",
+    )
+}
+
+/// The SVG frame, grid, curves and legend of `series` over steps `0..=x_max`.
+fn render_series(
+    series: &[Series],
+    x_max: f64,
+    title: &str,
+    x_label: &str,
+    y_label: &str,
+) -> String {
+    let (y_lo, y_hi) = y_range(series);
     let f = Frame::new(x_max, y_lo, y_hi);
     let mut s = String::new();
-    draw_frame(&mut s, &f, title);
-    draw_curves(&mut s, &f, &series);
-    draw_legend(&mut s, &f, &series);
+    draw_frame(&mut s, &f, title, x_label, y_label);
+    draw_curves(&mut s, &f, series);
+    draw_legend(&mut s, &f, series);
     s.push_str("</svg>\n");
     s
 }
@@ -203,7 +221,7 @@ impl Frame {
 }
 
 /// The SVG header, title, grid with tick labels, plot border and axis labels.
-fn draw_frame(s: &mut String, f: &Frame, title: &str) {
+fn draw_frame(s: &mut String, f: &Frame, title: &str, x_label: &str, y_label: &str) {
     let Frame {
         w,
         h,
@@ -260,15 +278,17 @@ fn draw_frame(s: &mut String, f: &Frame, title: &str) {
     );
     let _ = writeln!(
         s,
-        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">step (optimizer updates)</text>"#,
+        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
         ml + pw / 2.0,
-        mt + ph + 34.0
+        mt + ph + 34.0,
+        xml_escape(x_label)
     );
     let _ = writeln!(
         s,
-        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">cross-entropy loss (nats)</text>"#,
+        r#"<text x="16" y="{:.1}" text-anchor="middle" transform="rotate(-90 16 {:.1})">{}</text>"#,
         mt + ph / 2.0,
-        mt + ph / 2.0
+        mt + ph / 2.0,
+        xml_escape(y_label)
     );
 }
 
@@ -326,6 +346,148 @@ fn draw_legend(s: &mut String, f: &Frame, series: &[Series]) {
 /// Write the SVG next to the metrics (atomically, so a viewer never sees half a file).
 pub fn write_svg(path: &Path, rows: &[MetricRow], title: &str) -> anyhow::Result<()> {
     let svg = render_svg(rows, title);
+    fsx::write_atomic(path, svg.as_bytes()).with_context(|| format!("writing {}", path.display()))
+}
+
+/// The reference's finetune and alignment rows, compiled in.
+pub const REFERENCE_STAGES_TSV: &str = include_str!("../../data/reference_stages.tsv");
+
+/// One logged row of the reference's finetune or alignment stage.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RefStagePoint {
+    pub epoch: u32,
+    pub step: u64,
+    pub train_loss: f64,
+    pub eval_loss: f64,
+    pub train_margin: Option<f64>,
+    pub eval_margin: Option<f64>,
+}
+
+/// The reference rows of `stage`, in file order.
+pub fn reference_stage_points(stage: Stage) -> Vec<RefStagePoint> {
+    let opt = |s: &str| s.parse::<f64>().ok();
+    REFERENCE_STAGES_TSV
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            if f.len() != 7 || f[0] != stage.name() {
+                return None;
+            }
+            Some(RefStagePoint {
+                epoch: f[1].parse().ok()?,
+                step: f[2].parse().ok()?,
+                train_loss: f[3].parse().ok()?,
+                eval_loss: f[4].parse().ok()?,
+                train_margin: opt(f[5]),
+                eval_margin: opt(f[6]),
+            })
+        })
+        .collect()
+}
+
+/// A stage's curves beside the reference's, over global steps `epoch·batches + step`
+/// (`batches` = batches per epoch of the reference, 801 or 301). Alignment also plots the
+/// margins (same axis: the loss sits near ln 2, the margins between 0 and ~0.3).
+pub fn render_stage_svg(rows: &[StageRow], stage: Stage, batches: u64, title: &str) -> String {
+    let refs = reference_stage_points(stage);
+    let global = |e: u32, s: u64| e as u64 * batches + s;
+    let x_max = rows
+        .iter()
+        .map(|r| r.global_step)
+        .chain(refs.iter().map(|p| global(p.epoch, p.step)))
+        .max()
+        .unwrap_or(0)
+        .max(100) as f64;
+    let ours = |label, color, points| Series {
+        label,
+        color,
+        dashed: false,
+        points,
+    };
+    let reference = |label, color, points| Series {
+        label,
+        color,
+        dashed: true,
+        points,
+    };
+    // The train value at an epoch's step 0 is 0 by convention: left out.
+    let ours_train = |f: fn(&StageRow) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter(|r| r.step > 0 && !r.after_last_update)
+            .filter_map(|r| Some((r.global_step as f64, f(r)?)))
+            .collect()
+    };
+    let ours_eval = |f: fn(&StageRow) -> Option<f64>| -> Vec<(f64, f64)> {
+        rows.iter()
+            .filter_map(|r| Some((r.global_step as f64, f(r)?)))
+            .collect()
+    };
+    let ref_curve = |train: bool, f: fn(&RefStagePoint) -> Option<f64>| -> Vec<(f64, f64)> {
+        refs.iter()
+            .filter(|p| !train || p.step > 0)
+            .filter_map(|p| Some((global(p.epoch, p.step) as f64, f(p)?)))
+            .collect()
+    };
+    let mut series = vec![
+        ours(
+            "ours: eval loss (all eval batches)",
+            "#d62728",
+            ours_eval(|r| Some(r.eval_loss)),
+        ),
+        ours(
+            "ours: train loss (mean since previous eval)",
+            "#1f77b4",
+            ours_train(|r| Some(r.train_loss)),
+        ),
+        reference(
+            "TutorialLLM Colab: eval loss",
+            "#555555",
+            ref_curve(false, |p| Some(p.eval_loss)),
+        ),
+        reference(
+            "TutorialLLM Colab: train loss",
+            "#aaaaaa",
+            ref_curve(true, |p| Some(p.train_loss)),
+        ),
+    ];
+    let y_label = match stage {
+        Stage::Finetune => "masked cross-entropy (nats)",
+        Stage::Align => "alignment loss / reward margin",
+    };
+    if stage == Stage::Align {
+        series.extend([
+            ours("ours: eval margin", "#9467bd", ours_eval(|r| r.eval_margin)),
+            ours(
+                "ours: train margin",
+                "#17becf",
+                ours_train(|r| r.train_margin),
+            ),
+            reference(
+                "TutorialLLM Colab: eval margin",
+                "#8c564b",
+                ref_curve(false, |p| p.eval_margin),
+            ),
+        ]);
+    }
+    render_series(
+        &series,
+        x_max,
+        title,
+        "step (optimizer updates in the stage)",
+        y_label,
+    )
+}
+
+/// Write a stage's SVG (atomically).
+pub fn write_stage_svg(
+    path: &Path,
+    rows: &[StageRow],
+    stage: Stage,
+    batches: u64,
+    title: &str,
+) -> anyhow::Result<()> {
+    let svg = render_stage_svg(rows, stage, batches, title);
     fsx::write_atomic(path, svg.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
@@ -428,5 +590,19 @@ mod tests {
             got,
             "e29b9674963727d6a8e7ba22316e40c38959c1aa5e875b8c16439cc41ea88060"
         );
+    }
+
+    #[test]
+    fn stage_reference_tables_are_complete() {
+        let ft = reference_stage_points(Stage::Finetune);
+        let al = reference_stage_points(Stage::Align);
+        assert_eq!((ft.len(), al.len()), (85, 21));
+        let last = ft.last().unwrap();
+        assert_eq!((last.epoch, last.step, last.eval_loss), (4, 800, 3.3462));
+        let last = al.last().unwrap();
+        assert_eq!((last.eval_loss, last.eval_margin), (0.6831, Some(0.2254)));
+        assert!(ft.iter().all(|p| p.eval_margin.is_none()));
+        let svg = render_stage_svg(&[], Stage::Align, 301, "t");
+        assert!(svg.contains("TutorialLLM Colab: eval margin"), "{svg}");
     }
 }

@@ -198,6 +198,13 @@ impl State {
         steps: Option<u64>,
         every: Option<u64>,
     ) -> anyhow::Result<State> {
+        if let Some(st) = &ckpt.stage {
+            bail!(
+                "this is a {} checkpoint: continue it with `tinypoet {} --resume`",
+                st.options.stage.name(),
+                st.options.stage.name()
+            );
+        }
         let meta = ckpt.meta;
         if meta.dataset_hash != data.dataset_hash {
             bail!(
@@ -271,6 +278,7 @@ impl State {
                 options: self.opts.clone(),
                 metrics: self.metrics.clone(),
             },
+            stage: None,
             params: self.params.data.clone(),
             adam_m: self.adam.m.clone(),
             adam_v: self.adam.v.clone(),
@@ -538,7 +546,7 @@ fn report(io: &RunIo, pb: &ProgressBar, row: &MetricRow, opts: &TrainOptions) {
     });
 }
 
-fn progress_bar(io: &RunIo, steps: u64, pos: u64) -> ProgressBar {
+pub(crate) fn progress_bar(io: &RunIo, steps: u64, pos: u64) -> ProgressBar {
     if !io.progress || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -559,7 +567,11 @@ fn progress_bar(io: &RunIo, steps: u64, pos: u64) -> ProgressBar {
 }
 
 /// Save a checkpoint atomically, through the run's save observer if it has one.
-fn save(io: &RunIo, path: &Path, ckpt: &Checkpoint) -> Result<(), checkpoint::CheckpointError> {
+pub(crate) fn save(
+    io: &RunIo,
+    path: &Path,
+    ckpt: &Checkpoint,
+) -> Result<(), checkpoint::CheckpointError> {
     match io.on_save {
         Some(observe) => checkpoint::save_atomic_observed(path, ckpt, observe),
         None => checkpoint::save_atomic(path, ckpt),

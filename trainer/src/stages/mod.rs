@@ -3,3 +3,4 @@
 //! Pretraining today; finetune and alignment stages go beside it.
 
 pub mod pretrain;
+pub mod tune;

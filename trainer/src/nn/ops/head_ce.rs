@@ -41,11 +41,34 @@
 //! partition depends only on V, so the result is the same for any thread count or schedule.
 //!
 //! Tile sizes: `tinypoet bench head` sweeps them (see docs/results-training-numerics.md).
+//!
+//! Masking and weights (finetune and alignment): a row whose target is [`IGNORE`] (PyTorch's
+//! `ignore_index = −100`) has loss 0 and no gradient, and the loss whose gradient is taken is
+//! either the mean over the other rows ([`RowWeights::Mean`], PyTorch's `reduction="mean"`) or
+//! a weighted sum `Σ w[r]·ℓ[r]` ([`RowWeights::Given`]; the alignment loss's chain rule supplies
+//! `w = ∂L/∂ℓ`). Both only change the per-row factor that turns a row of exponentials into its
+//! `dlogits` (`w[r]·(softmax − onehot)`), so they cost nothing: with no ignored row, `Mean`
+//! gives every row `1/N` exactly as before, bit for bit.
 
 use rayon::prelude::*;
 
 use super::gemm::{gemm, MatA, MatB, PackedB, Update};
 use super::Float;
+
+/// The target id of an ignored row (the trainer's spelling of PyTorch's `ignore_index = −100`):
+/// its loss is 0 and it contributes no gradient. Any id ≥ V would do; this one is reserved.
+pub const IGNORE: u16 = u16::MAX;
+
+/// How the rows' losses combine into the loss whose gradient [`head_ce_forward_backward`]
+/// computes. Rows whose target is [`IGNORE`] contribute nothing in both cases.
+#[derive(Clone, Copy, Debug)]
+pub enum RowWeights<'a, F> {
+    /// The mean over the rows that are not ignored (0 and no gradient if every row is).
+    Mean,
+    /// `Σ_r w[r]·ℓ[r]` with these weights \[N\] (the loss of a caller who applies its own chain
+    /// rule to the per-row losses, e.g. the alignment loss).
+    Given(&'a [F]),
+}
 
 /// Rows per tile: a tile of exponentials is `V × TILE_ROWS` floats (8548×128×4 B = 4.4 MB).
 pub const TILE_ROWS: usize = 128;
@@ -139,10 +162,14 @@ impl<F: Float> HeadScratch<F> {
     }
 }
 
-/// Forward + backward over `x` [N, C] with targets \[N\].
+/// Forward + backward over `x` [N, C] with targets \[N\] ([`IGNORE`] for an ignored row).
 ///
-/// Writes per-row losses into `losses` \[N\] and overwrites `dx` [N, C], `dw` [V, C], `db` \[V\]
-/// with the gradients of the *mean* loss. Returns the mean loss (summed in row order, in f64).
+/// Writes per-row losses into `losses` \[N\] (0 for ignored rows) and overwrites `dx` [N, C],
+/// `dw` [V, C], `db` \[V\] with the gradients of the loss `weights` defines. Returns that loss
+/// (summed in row order, in f64).
+///
+/// # Panics
+/// If `N` exceeds the scratch's rows, or `Given` weights do not hold N values.
 #[allow(clippy::too_many_arguments)]
 pub fn head_ce_forward_backward<F: Float>(
     dx: &mut [F],
@@ -154,6 +181,7 @@ pub fn head_ce_forward_backward<F: Float>(
     w: &[F],
     b: &[F],
     targets: &[u16],
+    weights: RowWeights<'_, F>,
 ) -> f64 {
     let (v, c, pl) = (scratch.v, scratch.c, scratch.part_len);
     let n = targets.len();
@@ -162,13 +190,28 @@ pub fn head_ce_forward_backward<F: Float>(
         "head scratch sized for {} rows, got {n}",
         scratch.max_rows
     );
-    let inv_n = F::ONE / F::from_usize(n);
+    if let RowWeights::Given(wr) = weights {
+        assert_eq!(wr.len(), n, "one weight per row");
+    }
+    let kept = targets.iter().filter(|&&t| t != IGNORE).count();
+    // Mean: 1/kept per kept row (1/N when nothing is ignored, as the unmasked mean).
+    let inv_kept = F::ONE / F::from_usize(kept.max(1));
     let (tr, vb) = (scratch.tile_rows, scratch.vocab_block);
     for (ti, r0) in (0..n).step_by(tr).enumerate() {
         let rows = tr.min(n - r0);
         let xt = &x[r0 * c..(r0 + rows) * c];
         let tg = &targets[r0..r0 + rows];
         tile_stats(scratch, xt, w, b, tg, &mut losses[r0..r0 + rows]);
+        // The tile's per-row factors ∂L/∂ℓ[r] (0 for ignored rows).
+        let mut wt = [F::ZERO; MAX_TILE_ROWS];
+        for (r, (wt, &t)) in wt.iter_mut().zip(tg).enumerate() {
+            *wt = match (t == IGNORE, weights) {
+                (true, _) => F::ZERO,
+                (false, RowWeights::Mean) => inv_kept,
+                (false, RowWeights::Given(wr)) => wr[r0 + r],
+            };
+        }
+        let wt = &wt[..rows];
         let (merged, first_tile) = (&scratch.merged, ti == 0);
         scratch
             .parts
@@ -196,23 +239,13 @@ pub fn head_ce_forward_backward<F: Float>(
                 for blk in (0..nv.div_ceil(vb)).rev() {
                     let (v0, v1) = (blk * vb, ((blk + 1) * vb).min(nv));
                     let eb = &e[v0 * rows..v1 * rows];
-                    // dlogits[r, v] = e[v, r]·f[r] − onehot/N with f[r] = e^(m_block − m)/(sum·N):
+                    // dlogits[r, v] = e[v, r]·f[r] − w[r]·onehot with f[r] = e^(m_block − m)·w[r]/sum:
                     // the products below take e as it is and apply f on the short side.
                     let mut f = [F::ZERO; MAX_TILE_ROWS];
                     let f = &mut f[..rows];
                     let bm = &block_max[blk * rows..(blk + 1) * rows];
                     // f, db[v0..v1] (=|+=) e·f, and xs = diag(f)·x.
-                    bias_grad_block(
-                        &mut db[v0..v1],
-                        xs,
-                        f,
-                        eb,
-                        bm,
-                        merged,
-                        xt,
-                        inv_n,
-                        first_tile,
-                    );
+                    bias_grad_block(&mut db[v0..v1], xs, f, eb, bm, merged, xt, wt, first_tile);
                     // dx_block[rows, C] = eᵀ[rows, v0..v1] · W[v0..v1, C]; dx (=|+=) diag(f)·dx_block.
                     gemm(
                         rows,
@@ -244,19 +277,20 @@ pub fn head_ce_forward_backward<F: Float>(
                             Update::Accumulate
                         },
                     );
-                    // The one-hot terms, rows in order: −1/N at each row's target.
-                    for (r, &t) in tg.iter().enumerate() {
+                    // The one-hot terms, rows in order: −w[r] at each row's target (an ignored
+                    // row's target lies past every range).
+                    for (r, (&t, &wr)) in tg.iter().zip(wt).enumerate() {
                         let Some(j) = (t as usize).checked_sub(p * pl + v0) else {
                             continue;
                         };
                         if j < v1 - v0 {
                             let j = v0 + j;
-                            db[j] -= inv_n;
+                            db[j] -= wr;
                             for (d, &wv) in dx[r * c..(r + 1) * c].iter_mut().zip(&w[j * c..]) {
-                                *d -= inv_n * wv;
+                                *d -= wr * wv;
                             }
                             for (d, &xv) in dw[j * c..(j + 1) * c].iter_mut().zip(&xt[r * c..]) {
-                                *d -= inv_n * xv;
+                                *d -= wr * xv;
                             }
                         }
                     }
@@ -269,10 +303,18 @@ pub fn head_ce_forward_backward<F: Float>(
             add_assign(dxt, &part.dx[..rows * c]);
         }
     }
-    mean_in_order(&losses[..n])
+    match weights {
+        RowWeights::Mean => masked_mean(&losses[..n], kept),
+        RowWeights::Given(wr) => losses[..n]
+            .iter()
+            .zip(wr)
+            .map(|(l, w)| l.to_f64() * w.to_f64())
+            .sum(),
+    }
 }
 
-/// Forward only (evaluation): per-row losses into `losses` \[N\]; returns the mean loss.
+/// Forward only (evaluation): per-row losses into `losses` \[N\] (0 for [`IGNORE`]d rows);
+/// returns the mean over the rows that are not ignored (0 if every row is).
 pub fn head_ce_forward<F: Float>(
     losses: &mut [F],
     scratch: &mut HeadScratch<F>,
@@ -294,12 +336,13 @@ pub fn head_ce_forward<F: Float>(
         let (xt, tg) = (&x[r0 * c..(r0 + rows) * c], &targets[r0..r0 + rows]);
         tile_stats(scratch, xt, w, b, tg, &mut losses[r0..r0 + rows]);
     }
-    mean_in_order(&losses[..n])
+    let kept = targets.iter().filter(|&&t| t != IGNORE).count();
+    masked_mean(&losses[..n], kept)
 }
 
 /// The forward pass of one tile of rows `x` [rows, C]: every part's exponentials and
 /// statistics (the parts in parallel), merged in part order into `scratch.merged`; the rows'
-/// losses into `losses` \[rows\].
+/// losses into `losses` \[rows\] (0 for an ignored row).
 fn tile_stats<F: Float>(
     scratch: &mut HeadScratch<F>,
     x: &[F],
@@ -346,6 +389,10 @@ fn tile_stats<F: Float>(
         }
         st.max[r] = m;
         st.sum[r] = s;
+        if targets[r] == IGNORE {
+            losses[r] = F::ZERO;
+            continue;
+        }
         st.target_logit[r] = parts[targets[r] as usize / pl].st.target_logit[r];
         losses[r] = st.loss(r);
     }
@@ -538,7 +585,8 @@ fn online_softmax_lanes<F: Float, const W: usize>(
 
 /// The short-side work of one vocabulary block's backward, `eb` [v1−v0, rows] its
 /// exponentials taken against the maxima `bm` \[rows\]: the factors `f` \[rows\] that turn them
-/// into `dlogits` (without the one-hot terms), `f = e^(bm − max)·scale/sum`; `db` \[v1−v0\]
+/// into `dlogits` (without the one-hot terms), `f = e^(bm − max)·w/sum` with the rows' loss
+/// weights `w` \[rows\]; `db` \[v1−v0\]
 /// (=|+=) `eb·f` (16 lanes, then the lanes in order, then the rows past the last full lane
 /// group); and `xs` [rows, C] = `diag(f)·x`.
 #[allow(clippy::too_many_arguments)]
@@ -550,7 +598,7 @@ fn bias_grad_block<F: Float>(
     bm: &[F],
     st: &TileStats<F>,
     x: &[F],
-    scale: F,
+    wt: &[F],
     first: bool,
 ) {
     dispatch_simd!(
@@ -563,10 +611,10 @@ fn bias_grad_block<F: Float>(
             bm: &[F],
             st: &TileStats<F>,
             x: &[F],
-            scale: F,
+            wt: &[F],
             first: bool,
         ) -> (),
-        bias_grad_block_lanes(db, xs, f, eb, bm, st, x, scale, first)
+        bias_grad_block_lanes(db, xs, f, eb, bm, st, x, wt, first)
     )
 }
 
@@ -580,12 +628,12 @@ fn bias_grad_block_lanes<F: Float>(
     bm: &[F],
     st: &TileStats<F>,
     x: &[F],
-    scale: F,
+    wt: &[F],
     first: bool,
 ) {
     let rows = f.len();
     for (r, f) in f.iter_mut().enumerate() {
-        *f = (bm[r] - st.max[r]).exp() * (scale / st.sum[r]);
+        *f = (bm[r] - st.max[r]).exp() * (wt[r] / st.sum[r]);
     }
     for (e, db) in eb.chunks_exact(rows).zip(db.iter_mut()) {
         bias_grad_entry(e, f, db, first);
@@ -648,4 +696,14 @@ fn add_assign<F: Float>(dst: &mut [F], src: &[F]) {
 pub fn mean_in_order<F: Float>(losses: &[F]) -> f64 {
     let s: f64 = losses.iter().map(|l| l.to_f64()).sum();
     s / losses.len() as f64
+}
+
+/// Sum of per-row losses (ignored rows hold 0) in row order in f64, over the `kept` rows that
+/// are not ignored; 0 when none is (PyTorch would give NaN: an all-padding batch has no loss).
+fn masked_mean<F: Float>(losses: &[F], kept: usize) -> f64 {
+    if kept == 0 {
+        return 0.0;
+    }
+    let s: f64 = losses.iter().map(|l| l.to_f64()).sum();
+    s / kept as f64
 }

@@ -35,6 +35,7 @@ macro_rules! dispatch_simd {
     }};
 }
 
+pub mod align_loss;
 pub mod attention;
 pub mod embedding;
 pub mod gemm;
