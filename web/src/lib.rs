@@ -24,7 +24,7 @@
 //! The engine itself allocates nothing. This wrapper owns the blob bytes (copied in once) and
 //! the run-state buffer of exactly [`state_words`] f32 words; both, the [`Model`] table and the
 //! [`Decoder`] are leaked on load so that a [`Generator`] can be kept between calls (`'static`
-//! borrows; each poem's generator hands the decoder back with `into_decoder`). A
+//! borrows; each poem's generator hands the decoder back with `into_parts`). A
 //! module instance therefore holds one model for its lifetime: to use another blob, instantiate
 //! the module again (`tp_load` says so).
 //!

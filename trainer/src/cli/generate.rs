@@ -257,7 +257,6 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         }
         _ => String::new(),
     };
-    drop(gen);
     if let Some(e) = write_err {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             return Ok(());
