@@ -2,6 +2,7 @@
 
 use crate::config::{Config, Token};
 use crate::kernels::{self, Backend};
+use crate::kv_cache::{q8_kv_words, Q8Kv};
 use crate::model::{Mat, Model};
 use crate::Error;
 
@@ -12,6 +13,9 @@ pub enum KvPrecision {
     F16,
     /// f32 (512 KiB for the Tang model).
     F32,
+    /// int8 rows with one f32 scale per (layer, position) key or value vector (`kv_cache.rs`:
+    /// 136 KiB for the Tang model); scores and weighted values are integer dot products.
+    Q8,
 }
 
 const fn words_f16(n: usize) -> usize {
@@ -51,6 +55,7 @@ pub const fn state_words(cfg: &Config, kv: KvPrecision) -> usize {
     let kv_words = match kv {
         KvPrecision::F16 => words_f16(kv_elems),
         KvPrecision::F32 => kv_elems,
+        KvPrecision::Q8 => q8_kv_words(cfg),
     };
     // token history [T] u16 + sampler index scratch [V] u16
     let u16_words = words_f16(t).saturating_add(words_f16(v));
@@ -74,6 +79,9 @@ const _: () = assert!(
 enum Kv<'a> {
     F16(&'a mut [u8]),
     F32(&'a mut [f32]),
+    /// keys and values together (`value_cache` is then `Kv::None`)
+    Q8(Q8Kv<'a>),
+    None,
 }
 
 /// The decoder: model weights (borrowed) + run state (borrowed caller buffer).
@@ -252,6 +260,10 @@ impl<'a> Decoder<'a> {
                 let w = take(&mut rest, 2 * half);
                 let (a, b) = w.split_at_mut(half);
                 (Kv::F32(a), Kv::F32(b))
+            }
+            KvPrecision::Q8 => {
+                let w = take(&mut rest, q8_kv_words(&cfg));
+                (Kv::Q8(Q8Kv::new(&cfg, w)?), Kv::None)
             }
         };
         let tokens = take_u16(&mut rest, t);
@@ -506,6 +518,7 @@ impl<'a> Decoder<'a> {
                         }
                     }
                 }
+                (Kv::Q8(kv), _) => kv.write(l, pos, self.k, self.v),
                 _ => {}
             }
             let n_ctx = pos + 1;
@@ -515,13 +528,15 @@ impl<'a> Decoder<'a> {
                 // scores: att[t] = sum_d q[d] * K[l][h*hd+d][t], then * attn_scale   [n_ctx]
                 att.fill(0.0);
                 let krow = kbase + h * hd * t_max;
-                match &self.key_cache {
+                match &mut self.key_cache {
                     Kv::F16(kc) => {
                         kernels::matvec_f16(be, att, qh, kc.get(2 * krow..).unwrap_or(&[]), t_max)
                     }
                     Kv::F32(kc) => {
                         kernels::matvec_f32(be, att, qh, kc.get(krow..).unwrap_or(&[]), t_max)
                     }
+                    Kv::Q8(kv) => kv.scores(att, qh, l, h),
+                    Kv::None => {}
                 }
                 for a in att.iter_mut() {
                     *a *= cfg.attn_scale;
@@ -531,8 +546,14 @@ impl<'a> Decoder<'a> {
             // out[h*hd+d] = sum_t att[h][t] * V[l][t][h*hd+d]  (all heads)          [C]
             self.xb2.fill(0.0);
             let vrow = l * t_max * c;
-            match &self.value_cache {
-                Kv::F16(vc) => kernels::attn_values_f16(
+            match (&self.value_cache, &mut self.key_cache) {
+                (_, Kv::Q8(kv)) => {
+                    for h in 0..cfg.n_heads {
+                        let out = &mut self.xb2[h * hd..(h + 1) * hd];
+                        kv.values(out, &self.att[h * t_max..h * t_max + n_ctx], l, h);
+                    }
+                }
+                (Kv::F16(vc), _) => kernels::attn_values_f16(
                     be,
                     self.xb2,
                     self.att,
@@ -542,7 +563,7 @@ impl<'a> Decoder<'a> {
                     c,
                     hd,
                 ),
-                Kv::F32(vc) => {
+                (Kv::F32(vc), _) => {
                     for h in 0..cfg.n_heads {
                         let out = &mut self.xb2[h * hd..(h + 1) * hd];
                         let att = &self.att[h * t_max..h * t_max + n_ctx];
@@ -550,6 +571,7 @@ impl<'a> Decoder<'a> {
                         kernels::matvec_f32(be, out, att, v, c);
                     }
                 }
+                _ => {}
             }
             // xb = proj_b + xb2 · projᵀ; x += xb                              [C]
             kernels::f16_to_f32_slice(be, self.xb, w.proj_b);

@@ -208,6 +208,7 @@ mod decoder;
 mod error;
 pub mod generate;
 pub mod kernels;
+pub mod kv_cache;
 mod model;
 pub mod sampler;
 mod tokenizer;

@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
+
+use super::kv_arg::KvArg;
 use tinypoet_core::{
     state_words, Decoder, GenerateSettings, KvPrecision, Model, SamplerSettings, StopReason,
 };
@@ -65,6 +67,9 @@ pub struct GenerateArgs {
     /// Maximum number of generated characters.
     #[arg(long, default_value_t = 256)]
     pub max_len: usize,
+    /// KV cache precision (int8: the RP2040 firmware's cache, same text as the board).
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    pub kv: KvArg,
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -108,8 +113,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         .sampler
         .validate()
         .map_err(|e| anyhow!("invalid sampler setting: {e}"))?;
-    let mut state = vec![0f32; state_words(model.config(), KvPrecision::F16)];
-    let mut dec = Decoder::new(&model, &mut state, KvPrecision::F16).map_err(|e| anyhow!("{e}"))?;
+    let kv = KvPrecision::from(args.kv);
+    let mut state = vec![0f32; state_words(model.config(), kv)];
+    let mut dec = Decoder::new(&model, &mut state, kv).map_err(|e| anyhow!("{e}"))?;
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

@@ -11,6 +11,7 @@ pub mod export;
 pub mod generate;
 pub mod import;
 pub mod inspect;
+pub mod kv_arg;
 pub mod prepare;
 pub mod train;
 
