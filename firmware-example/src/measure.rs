@@ -23,7 +23,7 @@
 use core::ops::ControlFlow;
 use tinypoet_core::blob::{Dtype, ScaleDtype};
 use tinypoet_core::kernels::{self, Backend, Q8Matrix};
-use tinypoet_core::{Decoder, KvPrecision, Model, Rng, Token};
+use tinypoet_core::{Decoder, Model, Rng, Token};
 
 use crate::{clock, print, print_char, println, settings, state_for, FwError, BEGIN, END, PROMPT};
 
@@ -46,7 +46,7 @@ fn hash_logits(h: &mut u64, logits: &[f32]) {
 /// positions).
 fn backend_run(model: &Model, backend: Backend, prompt: &[Token]) -> Result<(u64, u64), FwError> {
     let mut dec =
-        Decoder::with_backend(model, state_for(model.config())?, KvPrecision::F16, backend)?;
+        Decoder::with_backend(model, state_for(model.config())?, crate::KV, backend)?;
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     let logits = dec.prefill(prompt)?;
     hash_logits(&mut h, logits);
@@ -179,7 +179,7 @@ pub fn run(model: &Model) -> Result<(), FwError> {
     let mut pos_before = [0u16; N];
     let (prefill, sample_total, slide_index);
     {
-        let mut dec = Decoder::new(model, state_for(&cfg)?, KvPrecision::F16)?;
+        let mut dec = Decoder::new(model, state_for(&cfg)?, crate::KV)?;
         let t0 = clock::now();
         dec.prefill(prompt)?;
         prefill = clock::instructions(t0, clock::now());
@@ -212,7 +212,7 @@ pub fn run(model: &Model) -> Result<(), FwError> {
 
     // ---- 3. the same characters through the streaming API -----------------------------------
     {
-        let mut dec = Decoder::new(model, state_for(&cfg)?, KvPrecision::F16)?;
+        let mut dec = Decoder::new(model, state_for(&cfg)?, crate::KV)?;
         let mut s = settings;
         s.max_new_chars = N;
         s.stop = &[];
@@ -358,10 +358,17 @@ pub fn run(model: &Model) -> Result<(), FwError> {
     let pct = |x: f64| 100.0 * x / mean as f64;
 
     println!();
-    println!("== figures: Cortex-M4 (QEMU mps2-an386, -icount shift=0: 1 SysTick tick = 40 instructions) ==");
+    println!(
+        "== figures: {} (QEMU {}, -icount shift=0: 1 SysTick tick = 40 instructions) ==",
+        if cfg!(target_abi = "eabihf") { "Cortex-M4" } else { "ARMv6-M (Cortex-M0+ code)" },
+        crate::boards::NAME
+    );
     match model.q8_group() {
-        Some(g) => println!("weights: int8 matrices (groups of {g}), f16 vectors; KV cache f16"),
-        None => println!("weights: f16; KV cache f16"),
+        Some(g) => println!(
+            "weights: int8 matrices (groups of {g}), f16 vectors; KV cache {}",
+            crate::KV_NAME
+        ),
+        None => println!("weights: f16; KV cache {}", crate::KV_NAME),
     }
     println!("prompt {PROMPT} ({} tokens), seed {}, default sampler, {N} characters generated, stop ignored", n_prompt, settings.seed);
     println!("instructions per generated character (mean of {N}): {mean}  (feed {} + sample {mean_sample})", feed_total / N as u64);
