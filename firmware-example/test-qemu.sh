@@ -5,7 +5,9 @@
 #   1. the default settings (prompt 春夜喜雨, default sampler, stop at the end of the poem);
 #   2. --no-stop --max-len 200 with another seed: at least 50 generated characters required;
 # first with the f16 blob, then the same two cases with the int8 blob (the SXTB16/SMLAD kernel on
-# the device, the portable or AVX int8 kernels on the host).
+# the device, the portable or AVX int8 kernels on the host), then the two int8 cases on ARMv6-M:
+# the thumbv6m-none-eabi build (the RP2040's Cortex-M0+ code, soft float, int8 KV cache) on
+# mps2-an385 (a Cortex-M3 running it), against `tinypoet generate --kv int8` on the host.
 # f16 blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run
 # (make-test-blob.sh). int8 blob: TINYPOET_INT8_BLOB, else models/tinypoet-tang-int8.tpb
 # (TINYPOET_INT8_BLOB=none skips the int8 cases).
@@ -15,7 +17,7 @@ source "$(dirname "$0")/env.sh"
 
 PROMPT=${TINYPOET_PROMPT:-春夜喜雨}
 fw_need_qemu
-fw_setup thumbv7em-none-eabihf
+fw_setup thumbv7em-none-eabihf thumbv6m-none-eabi
 BLOB=$(fw_blob)
 BLOB=$(cd "$(dirname "$BLOB")" && pwd)/$(basename "$BLOB")
 case "$BLOB" in
@@ -30,12 +32,17 @@ WORK=$FW_TARGET_DIR/test-qemu
 mkdir -p "$WORK"
 passed=0
 failed=0
+# The build under test (the ARMv6-M cases below change these).
+FW_TARGET=thumbv7em-none-eabihf
+FW_FEATURES=()
+HOST_KV=()
+QEMU_CMD=("${FW_QEMU[@]}")
 
 # run_case NAME SEED MAX_LEN NO_STOP(0|1) MIN_CHARS  (blob: $BLOB)
 run_case() {
     local name=$1 seed=$2 max=$3 nostop=$4 min=$5
     local host=$WORK/$name.host.txt fw=$WORK/$name.qemu.log text=$WORK/$name.qemu.txt
-    local flags=(--model "$BLOB" --seed "$seed" --max-len "$max")
+    local flags=(--model "$BLOB" --seed "$seed" --max-len "$max" "${HOST_KV[@]}")
     [ "$nostop" = 1 ] && flags+=(--no-stop)
     fw_log "case $name: tinypoet generate ${flags[*]} $PROMPT"
     "$TP" generate "${flags[@]}" "$PROMPT" >"$host"
@@ -43,10 +50,10 @@ run_case() {
     (
         export TINYPOET_BLOB=$BLOB TINYPOET_PROMPT=$PROMPT TINYPOET_SEED=$seed TINYPOET_MAX_CHARS=$max
         if [ "$nostop" = 1 ]; then export TINYPOET_NO_STOP=1; else unset TINYPOET_NO_STOP; fi
-        fw_cargo build --release --target thumbv7em-none-eabihf >&2
+        fw_cargo build --release --target "$FW_TARGET" "${FW_FEATURES[@]}" >&2
     )
     local rc=0
-    timeout "${TINYPOET_QEMU_TIMEOUT:-900}" "${FW_QEMU[@]}" "$(fw_elf thumbv7em-none-eabihf)" >"$fw" || rc=$?
+    timeout "${TINYPOET_QEMU_TIMEOUT:-900}" "${QEMU_CMD[@]}" "$(fw_elf "$FW_TARGET")" >"$fw" || rc=$?
     python3 - "$fw" "$text" <<'PY'
 import sys
 log = open(sys.argv[1], "rb").read()
@@ -90,6 +97,13 @@ else
     fw_log "int8 blob: $BLOB"
     run_case int8-default 2024 256 0 1
     run_case int8-long 7 200 1 50
+    # ARMv6-M: the same int8 blob, int8 KV cache on both sides
+    FW_TARGET=thumbv6m-none-eabi
+    FW_FEATURES=(--no-default-features --features board-mps2-an385)
+    HOST_KV=(--kv int8)
+    QEMU_CMD=("${FW_QEMU_M0[@]}")
+    run_case m0-int8-default 2024 256 0 1
+    run_case m0-int8-long 7 200 1 50
 fi
 
 echo "test-qemu: $passed passed, $failed failed"
