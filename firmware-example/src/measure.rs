@@ -445,5 +445,39 @@ pub fn run(model: &Model) -> Result<(), FwError> {
             t / 2
         );
     }
+    float_op_costs();
     Ok(())
+}
+
+/// Instructions per f32 operation: 1000 dependent operations on ordinary values, minus the
+/// same loop with an operation that compiles to nothing. On ARMv6-M these are the compiler's
+/// soft-float routines (`__aeabi_fadd`, ...), on the M4 single FPU instructions.
+fn float_op_costs() {
+    use core::hint::black_box;
+    const K: u64 = 1000;
+    let time = |f: &dyn Fn(f32, f32) -> f32| -> u64 {
+        let (mut x, y) = (black_box(1.2345f32), black_box(0.987_654f32));
+        let t0 = clock::now();
+        for _ in 0..K {
+            x = black_box(f(black_box(x), y));
+        }
+        black_box(x);
+        clock::instructions(t0, clock::now())
+    };
+    let empty = time(&|a, _| a);
+    let mut line = heapless::String::<200>::new();
+    let mut run = |name: &str, f: &dyn Fn(f32, f32) -> f32| {
+        let n = time(f).saturating_sub(empty) / K;
+        let _ = core::fmt::write(&mut line, format_args!(" {name} {n},"));
+    };
+    run("add", &|a, b| a + b);
+    run("mul", &|a, b| a * b);
+    run("div", &|a, b| a / b);
+    run("expf", &|a, _| tinypoet_core::kernels::scalar::expf(-a));
+    run("i32->f32", &|a, _| (a.to_bits() as i32 >> 8) as f32);
+    run("f16->f32", &|a, _| {
+        let h = (a.to_bits() >> 13) as u16 & 0x3bff;
+        tinypoet_core::kernels::f16_to_f32(h as u8, (h >> 8) as u8)
+    });
+    println!("instructions per f32 operation (loop overhead subtracted):{}", line.trim_end_matches(','));
 }
