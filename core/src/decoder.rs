@@ -4,6 +4,7 @@ use crate::config::{Config, Token};
 use crate::kernels::{self, Backend};
 use crate::kv_cache::{q8_kv_words, Q8Kv};
 use crate::model::{Mat, Model};
+use crate::sampler::{Rng, Sampler, SamplerSettings};
 use crate::Error;
 
 /// Precision of the KV cache.
@@ -354,14 +355,52 @@ impl<'a> Decoder<'a> {
     /// Feed `tokens` in order; return the logits after the last one. The LM head only runs for
     /// the last token. Empty input is [`Error::EmptyInput`].
     pub fn prefill(&mut self, tokens: &[Token]) -> Result<&[f32], Error> {
-        let n = tokens.len();
-        if n == 0 {
-            return Err(Error::EmptyInput);
-        }
-        for (i, &t) in tokens.iter().enumerate() {
-            self.step(t, i + 1 == n)?;
-        }
+        self.prefill_iter(tokens.iter().copied().map(Ok))?;
         Ok(self.logits)
+    }
+
+    /// [`Decoder::prefill`] from an iterator of ids (for example
+    /// [`crate::Tokenizer::encode_iter`], so a text prompt needs no token buffer); returns the
+    /// number fed. The first error of the iterator is returned as is, with the tokens before it
+    /// already fed (start again with [`Decoder::reset`]).
+    pub fn prefill_iter<I>(&mut self, tokens: I) -> Result<usize, Error>
+    where
+        I: IntoIterator<Item = Result<Token, Error>>,
+    {
+        // one token of lookahead: the LM head only runs for the last
+        let mut it = tokens.into_iter();
+        let mut held = match it.next() {
+            Some(t) => t?,
+            None => return Err(Error::EmptyInput),
+        };
+        let mut n = 1;
+        for t in it {
+            let t = t?;
+            self.step(held, false)?;
+            held = t;
+            n += 1;
+        }
+        self.step(held, true)?;
+        Ok(n)
+    }
+
+    /// The logits of the last fed token, writable: a constraint masks ids (sets them to
+    /// `-inf`) here before [`Decoder::sample`] turns them into probabilities.
+    pub fn logits_mut(&mut self) -> &mut [f32] {
+        self.logits
+    }
+
+    /// Sample the next token from the current logits (which become probabilities) with the
+    /// context as repetition history. Validates `s` at each call; a loop uses
+    /// [`Decoder::sample_with`] with a [`Sampler`] validated once.
+    pub fn sample(&mut self, s: &SamplerSettings, rng: &mut Rng) -> Result<Token, Error> {
+        self.sample_with(&Sampler::new(*s)?, rng)
+    }
+
+    /// [`Decoder::sample`] with settings validated beforehand.
+    pub fn sample_with(&mut self, sampler: &Sampler, rng: &mut Rng) -> Result<Token, Error> {
+        let history = &self.tokens[..self.pos];
+        sampler.sample(self.backend, self.logits, self.scratch, history, rng)
     }
 
     /// Evaluation fast path: reset, feed `inputs` one by one and return the summed negative
@@ -401,13 +440,8 @@ impl<'a> Decoder<'a> {
         Ok(total)
     }
 
-    /// Feed without computing logits (prefill of all but the last prompt token).
-    pub(crate) fn step_no_logits(&mut self, token: Token) -> Result<(), Error> {
-        self.step(token, false)
-    }
-
-    /// Recompute the logits of the current residual stream (after `step_no_logits`).
-    pub(crate) fn recompute_logits(&mut self) {
+    /// logits = head_b + LN_f(x) · headᵀ                                        [V]
+    fn lm_head(&mut self) {
         let m = self.model;
         let cfg = *m.config();
         layernorm(
@@ -423,10 +457,6 @@ impl<'a> Decoder<'a> {
         kernels::f16_to_f32_slice(self.backend, self.logits, m.head_b);
         prepare_q8(self.backend, self.xq, self.xb, g, &[&m.head_w]);
         linear(self.backend, self.logits, self.xb, self.xq, &m.head_w, g);
-    }
-
-    pub(crate) fn sampler_parts(&mut self) -> (&mut [f32], &mut [u16], &[u16]) {
-        (self.logits, self.scratch, self.tokens)
     }
 
     fn check(&self, token: Token) -> Result<(), Error> {
@@ -605,8 +635,7 @@ impl<'a> Decoder<'a> {
         self.pos = pos + 1;
 
         if want_logits {
-            // logits = head_b + LN_f(x) · headᵀ                                [V]
-            self.recompute_logits();
+            self.lm_head();
         }
     }
 }

@@ -184,6 +184,17 @@ pub enum Error {
     InvalidSampler(&'static str),
     /// A stop sequence is empty or longer than [`crate::generate::MAX_STOP_CHARS`] characters.
     InvalidStopSequence,
+    /// Every token has probability zero: all logits are `-inf` (a constraint masked every
+    /// token) or NaN.
+    NothingToSample,
+    /// A prompt does not fit: `needed` tokens, room for `capacity` (the output buffer, or the
+    /// context minus one position for the first generated token).
+    PromptTooLong {
+        /// Tokens the prompt needs.
+        needed: usize,
+        /// Tokens there is room for.
+        capacity: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -287,6 +298,14 @@ impl fmt::Display for Error {
             EmptyInput => write!(f, "empty input"),
             InvalidSampler(w) => write!(f, "invalid sampler settings: {w}"),
             InvalidStopSequence => write!(f, "stop sequence empty or too long"),
+            NothingToSample => write!(
+                f,
+                "every token has probability zero (all logits -inf or NaN: a constraint masked every token)"
+            ),
+            PromptTooLong { needed, capacity } => write!(
+                f,
+                "prompt too long: {needed} tokens, room for {capacity}"
+            ),
         }
     }
 }

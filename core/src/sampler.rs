@@ -170,7 +170,51 @@ pub fn sample_with(
     s: &SamplerSettings,
     rng: &mut Rng,
 ) -> Result<Token, Error> {
-    s.validate()?;
+    Sampler::new(*s)?.sample(backend, logits, scratch, history, rng)
+}
+
+/// Settings checked once ([`SamplerSettings::validate`]), so a generation loop validates them
+/// before its first token instead of at every token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampler {
+    s: SamplerSettings,
+}
+
+impl Sampler {
+    /// Validate `settings`.
+    pub fn new(settings: SamplerSettings) -> Result<Self, Error> {
+        settings.validate()?;
+        Ok(Sampler { s: settings })
+    }
+
+    /// The settings.
+    pub fn settings(&self) -> &SamplerSettings {
+        &self.s
+    }
+
+    /// Sample one token from `logits` (overwritten with probabilities); see [`sample`].
+    /// Ids whose logit is `-inf` (masked by a constraint) are never drawn; if every id is
+    /// masked the result is [`Error::NothingToSample`].
+    pub fn sample(
+        &self,
+        backend: Backend,
+        logits: &mut [f32],
+        scratch: &mut [u16],
+        history: &[Token],
+        rng: &mut Rng,
+    ) -> Result<Token, Error> {
+        sample_checked(backend, logits, scratch, history, &self.s, rng)
+    }
+}
+
+fn sample_checked(
+    backend: Backend,
+    logits: &mut [f32],
+    scratch: &mut [u16],
+    history: &[Token],
+    s: &SamplerSettings,
+    rng: &mut Rng,
+) -> Result<Token, Error> {
     let v = logits.len();
     if v == 0 || v > scratch.len() || v > 1 << 16 {
         return Err(Error::InvalidSampler("logits empty or scratch too small"));
@@ -201,7 +245,12 @@ pub fn sample_with(
 
     // 2. greedy
     if s.temperature == 0.0 || s.top_k == 1 {
-        return Ok(argmax(logits) as Token);
+        let best = argmax(logits);
+        // all -inf (or NaN): argmax fell back to id 0, which is not a candidate
+        if logits[best].is_nan() || logits[best] == f32::NEG_INFINITY {
+            return Err(Error::NothingToSample);
+        }
+        return Ok(best as Token);
     }
 
     // 3. temperature + softmax
@@ -211,6 +260,10 @@ pub fn sample_with(
         }
     }
     kernels::softmax(backend, logits);
+    // every logit -inf (all masked) or NaN: softmax's max is -inf and every p is NaN
+    if logits[0].is_nan() {
+        return Err(Error::NothingToSample);
+    }
     let p: &[f32] = logits;
 
     // 4. candidates
