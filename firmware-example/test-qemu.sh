@@ -79,7 +79,7 @@ PY
     fi
     echo "ok   $name: firmware == host, $fw_chars generated characters (seed $seed)"
     sed 's/^/       /' "$text"
-    grep -E "^[0-9]+ characters" "$fw" | sed 's/^/       /' || true
+    grep -E "^[0-9]+ characters|^prefill of the prompt" "$fw" | sed 's/^/       /' || true
     passed=$((passed + 1))
 }
 

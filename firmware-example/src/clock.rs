@@ -41,7 +41,10 @@ pub fn start(mut syst: SYST) {
 fn SysTick() {
     // load + store, not fetch_add: ARMv6-M has no atomic read-modify-write, and this handler
     // is the only writer (now() reads with interrupts masked).
-    WRAPS.store(WRAPS.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    WRAPS.store(
+        WRAPS.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
 }
 
 /// Ticks since [`start`], counting wraps. Runs with interrupts masked so the

@@ -223,6 +223,8 @@ fn run() -> Result<(), FwError> {
 
 #[entry]
 fn main() -> ! {
+    #[cfg(feature = "board-pico")]
+    boards::pico::init_clocks();
     console::init();
     let Some(p) = cortex_m::Peripherals::take() else {
         console::fail(format_args!("peripherals already taken"));

@@ -45,8 +45,7 @@ fn hash_logits(h: &mut u64, logits: &[f32]) {
 /// Prefill the prompt then feed greedy tokens; returns (logits hash, instructions of the fed
 /// positions).
 fn backend_run(model: &Model, backend: Backend, prompt: &[Token]) -> Result<(u64, u64), FwError> {
-    let mut dec =
-        Decoder::with_backend(model, state_for(model.config())?, crate::KV, backend)?;
+    let mut dec = Decoder::with_backend(model, state_for(model.config())?, crate::KV, backend)?;
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     let logits = dec.prefill(prompt)?;
     hash_logits(&mut h, logits);
@@ -360,7 +359,11 @@ pub fn run(model: &Model) -> Result<(), FwError> {
     println!();
     println!(
         "== figures: {} (QEMU {}, -icount shift=0: 1 SysTick tick = 40 instructions) ==",
-        if cfg!(target_abi = "eabihf") { "Cortex-M4" } else { "ARMv6-M (Cortex-M0+ code)" },
+        if cfg!(target_abi = "eabihf") {
+            "Cortex-M4"
+        } else {
+            "ARMv6-M (Cortex-M0+ code)"
+        },
         crate::boards::NAME
     );
     match model.q8_group() {
@@ -479,5 +482,8 @@ fn float_op_costs() {
         let h = (a.to_bits() >> 13) as u16 & 0x3bff;
         tinypoet_core::kernels::f16_to_f32(h as u8, (h >> 8) as u8)
     });
-    println!("instructions per f32 operation (loop overhead subtracted):{}", line.trim_end_matches(','));
+    println!(
+        "instructions per f32 operation (loop overhead subtracted):{}",
+        line.trim_end_matches(',')
+    );
 }
