@@ -210,6 +210,19 @@ fn whole_model_logits_identical_on_every_backend_including_slides() {
 }
 
 #[test]
+fn f16_to_f32_is_exact_on_every_half() {
+    for h in 0..=u16::MAX {
+        let want = half::f16::from_bits(h).to_f32();
+        let [lo, hi] = h.to_le_bytes();
+        let got = tinypoet_core::kernels::f16_to_f32(lo, hi);
+        assert!(
+            got.to_bits() == want.to_bits() || (got.is_nan() && want.is_nan()),
+            "{h:#06x}: {got:?} vs {want:?}"
+        );
+    }
+}
+
+#[test]
 fn prefill_equals_feeding_one_by_one() {
     let cfg = small_config();
     let b = build_blob(&cfg, 5);
