@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of tinypoet: host tests (all workspace crates), the no_std build of the core for a
-# Cortex-M4, the real-board firmware builds, and the firmware under QEMU checked against the host.
+# Cortex-M4, the real-board firmware builds, the firmware under QEMU checked against the host, and
+# the browser page in headless Chromium checked against the host.
 #
 # It installs what is missing (Debian/Ubuntu packages via apt-get, as root or with sudo; npm for the
 # corpus package; the thumbv7em-none-eabihf target via rustup, else Debian's toolchain).
@@ -46,7 +47,9 @@ step "formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The Cortex-M assembly in core/src/kernels/cortex_m.rs is generated; it must match its generator.
-python3 firmware-example/tools/gen_cortex_m_asm.py --check
+python3 core/tools/gen_cortex_m_asm.py --check
+# So is the simplified -> traditional table (from the pinned ferrous-opencc's OpenCC dictionary).
+python3 core/tools/gen_simplified_table.py --check
 
 step "host tests (cargo test --workspace; the test profile is optimised)"
 cargo test --workspace
@@ -57,5 +60,8 @@ bash scripts/check-nostd.sh
 step "firmware: real-board builds and the QEMU run checked against the host"
 if [ -f firmware-example/check-boards.sh ]; then bash firmware-example/check-boards.sh; fi
 bash firmware-example/test-qemu.sh
+
+step "the browser page in headless Chromium, checked against the host (web/test-browser.sh)"
+bash web/test-browser.sh
 
 step "all tests passed"

@@ -195,6 +195,35 @@ pub enum Error {
         /// Tokens there is room for.
         capacity: usize,
     },
+    // ---- verse constraints ----
+    /// A verse-form specification ([`crate::constrain::FormSpec::parse`]) is not understood.
+    InvalidFormSpec(&'static str),
+    /// The acrostic has more characters than the form has verse lines.
+    AcrosticTooLong {
+        /// Characters given.
+        chars: usize,
+        /// Verse lines of the form.
+        lines: usize,
+    },
+    /// An acrostic character is in the vocabulary but is not a Han character (the masks only
+    /// put Han characters inside a verse line).
+    AcrosticNotHan(char),
+    /// An acrostic or rhyme was requested without a fixed form (`free` has no verse lines).
+    NeedsForm(&'static str),
+    /// Rhyme was requested but the blob has no rhyme table (see the crate docs, "Rhyme table").
+    NoRhymeTable,
+    /// The blob's rhyme-table section is inconsistent.
+    InvalidRhymeTable(&'static str),
+    /// A constraint's mask would leave no allowed token at generated position `position`.
+    ConstraintUnsatisfiable {
+        /// Generated tokens before this one.
+        position: usize,
+    },
+    /// A token the constraint does not allow here was passed to its `advance`.
+    TokenNotAllowed {
+        /// The token.
+        token: u32,
+    },
 }
 
 impl fmt::Display for Error {
@@ -306,6 +335,29 @@ impl fmt::Display for Error {
                 f,
                 "prompt too long: {needed} tokens, room for {capacity}"
             ),
+            InvalidFormSpec(w) => write!(f, "invalid verse form: {w}"),
+            AcrosticTooLong { chars, lines } => write!(
+                f,
+                "the acrostic has {chars} characters but the form has only {lines} lines"
+            ),
+            AcrosticNotHan(c) => write!(
+                f,
+                "acrostic character {c:?} (U+{:04X}) is not a Han character",
+                c as u32
+            ),
+            NeedsForm(what) => write!(f, "{what} needs a fixed form (五絕, 七絕, 五律 or 七律)"),
+            NoRhymeTable => write!(
+                f,
+                "rhyme requested but the model blob has no rhyme table (add one with `tinypoet rhyme-table`)"
+            ),
+            InvalidRhymeTable(w) => write!(f, "invalid rhyme table: {w}"),
+            ConstraintUnsatisfiable { position } => write!(
+                f,
+                "the verse constraint allows no token at generated position {position}"
+            ),
+            TokenNotAllowed { token } => {
+                write!(f, "token {token} is not allowed by the verse constraint here")
+            }
         }
     }
 }

@@ -329,6 +329,19 @@ impl<'g, 'm, C: Constraint> Generator<'g, 'm, C> {
     pub fn decoder(&self) -> &Decoder<'m> {
         self.dec
     }
+
+    /// End the generation and hand back the decoder borrow and the constraint, for example
+    /// to start the next poem on a `&'static mut Decoder` kept by a web page or a console.
+    pub fn into_parts(self) -> (&'g mut Decoder<'m>, C) {
+        (self.dec, self.constraint)
+    }
+
+    /// End the generation and hand back the decoder borrow, for a caller that keeps one
+    /// `&mut Decoder` across generations and calls (the wasm wrapper holds a `'static` one for
+    /// the life of the module and starts a generator per poem).
+    pub fn into_decoder(self) -> &'g mut Decoder<'m> {
+        self.dec
+    }
 }
 
 impl Decoder<'_> {

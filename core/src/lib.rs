@@ -151,7 +151,7 @@
 //! (`T` u16) and the sampler index scratch (`V` u16). For the Tang model with an f16 cache that
 //! is [`TANG_STATE_BYTES`] = 321,368 bytes (313.8 KiB); a compile-time assertion keeps it
 //! <= 320 KiB. Nothing else is allocated. A [`Model`] (the weight table,
-//! wherever the caller keeps it) is about 2.2 KiB on a 32-bit target; decoding and sampling use
+//! wherever the caller keeps it) is 3,440 bytes on a 32-bit target; decoding and sampling use
 //! well under 1 KiB of stack (the generator's stop-sequence buffer is 128 bytes); the blob
 //! writer, a host-side tool, builds the tensor names in about 7 KiB of stack (plus 1 KiB for
 //! an int8 group).
@@ -159,10 +159,13 @@
 //! ## Decoding and the context
 //!
 //! [`Decoder::feed`] runs one position and returns the logits of the next token;
-//! [`Decoder::prefill`] feeds many and runs the LM head only for the last; [`Decoder::reset`]
-//! starts over; [`Decoder::window_nll`] is the evaluation fast path (feed a window one token
-//! at a time and sum the f64 negative log-likelihood of the targets), which is how the
-//! trainer measures a blob's loss. When the context (T positions) is full, the next feed **slides**: the last
+//! [`Decoder::prefill`] (or [`Decoder::prefill_iter`], straight from a tokenizer) feeds many
+//! and runs the LM head only for the last; [`Decoder::logits_mut`] lets a constraint mask the
+//! logits and [`Decoder::sample_with`] draws from them with the context as repetition history;
+//! [`Decoder::reset`] starts over; [`Decoder::window_nll`] is the evaluation fast path (feed a
+//! window one token at a time and sum the f64 negative log-likelihood of the targets), which
+//! is how the trainer measures a blob's loss. That public API is all the [`Generator`] uses.
+//! When the context (T positions) is full, the next feed **slides**: the last
 //! [`Decoder::slide_keep`] tokens (default T/2) are re-prefilled at positions `0..keep` and the
 //! new token follows, so generation can run for any length.
 //!
@@ -226,6 +229,7 @@ pub mod config;
 pub mod constrain;
 pub mod crc32;
 mod decoder;
+pub mod dtype;
 mod error;
 pub mod generate;
 pub mod kernels;
@@ -233,6 +237,7 @@ pub mod kv_cache;
 mod model;
 pub mod prompt;
 pub mod sampler;
+pub mod simplified;
 mod tokenizer;
 
 pub use blob::Manifest;

@@ -163,6 +163,12 @@ fn token_prompt_equals_text_prompt() {
     let mut buf = vec![0f32; state_words(&cfg, KvPrecision::F16)];
     let mut d = Decoder::new(&m, &mut buf, KvPrecision::F16).unwrap();
     let a = pull_all(&mut Generator::new(&mut d, Prompt::Text(&text), &settings).unwrap()).unwrap();
+    // the decoder borrow comes back out of a generator, for the next generation
+    let mut g = Generator::new(&mut d, Prompt::Text(&text), &settings).unwrap();
+    assert_eq!(g.next_char().unwrap(), a.chars().next());
+    let (d2, _) = g.into_parts();
+    let again = pull_all(&mut Generator::new(d2, Prompt::Text(&text), &settings).unwrap()).unwrap();
+    assert_eq!(again, a);
     let b2 =
         pull_all(&mut Generator::new(&mut d, Prompt::Tokens(&ids), &settings).unwrap()).unwrap();
     assert!(!a.is_empty());

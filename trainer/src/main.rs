@@ -15,7 +15,9 @@ fn main() -> ExitCode {
         Command::Import(args) => tinypoet_trainer::cli::import::run(args),
         Command::Inspect(args) => tinypoet_trainer::cli::inspect::run(args),
         Command::Generate(args) => tinypoet_trainer::cli::generate::run(args),
+        Command::RhymeTable(args) => tinypoet_trainer::cli::rhyme_table::run(args),
         Command::Bench(args) => tinypoet_trainer::cli::bench::run(args),
+        Command::Serve(args) => tinypoet_trainer::cli::serve::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

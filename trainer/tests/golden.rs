@@ -1,4 +1,4 @@
-//! Golden tests against PyTorch (issue 4), llm.c style. Fixtures are made by
+//! Golden tests against PyTorch, llm.c style. Fixtures are made by
 //! `tests/golden/make_golden.py` (see its docstring for the three cases) and committed under
 //! `tests/fixtures/golden/`. Tolerance per tensor: |a − b| ≤ atol·max|b| + rtol·|b|.
 //! The kernels run in a 2-thread pool, as `tinypoet train` runs them by default.
@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use tinypoet_trainer::adamw::{AdamW, AdamWConfig};
-use tinypoet_trainer::init::{golden_params, init_params, InitScheme, TORCH_INIT_NORMAL_TENSORS};
-use tinypoet_trainer::model::TrainModel;
-use tinypoet_trainer::params::{Config, Params};
+use tinypoet_trainer::nn::adamw::{AdamW, AdamWConfig};
+use tinypoet_trainer::nn::init::{
+    golden_params, init_params, InitScheme, TORCH_INIT_NORMAL_TENSORS,
+};
+use tinypoet_trainer::nn::model::TrainModel;
+use tinypoet_trainer::nn::params::{Config, Params};
 
 struct Fixture {
     meta: Value,

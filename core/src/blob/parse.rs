@@ -2,7 +2,7 @@
 
 use super::{
     check_vocab_bytes, layout_of, q8_scales_offset, Dtype, HeaderHead, Layout, Manifest,
-    ScaleDtype, TensorEntry, ALIGN, CRC_LEN, MAGIC, PREFIX_LEN, VERSION,
+    RhymeTable, ScaleDtype, Section, TensorEntry, ALIGN, CRC_LEN, MAGIC, PREFIX_LEN, VERSION,
 };
 use crate::config::{tensor_spec, Config};
 use crate::crc32::crc32;
@@ -17,11 +17,13 @@ pub struct Blob<'a> {
     pub manifest: Manifest<'a>,
     /// Vocabulary: `vocab_size` code points as u32 LE (validated).
     pub(crate) vocab: &'a [u8],
-    /// Directory bytes (postcard entries) and count.
-    directory: &'a [u8],
+    /// The optional rhyme section (crate docs, "Optional sections"), validated.
+    pub rhyme: Option<RhymeTable<'a>>,
+    /// Directory bytes (postcard entries, without the sections after them) and count.
+    pub(crate) directory: &'a [u8],
     n_tensors: usize,
     /// The data region `[data_offset, total_len - 4)`.
-    data: &'a [u8],
+    pub(crate) data: &'a [u8],
     /// Whole blob.
     bytes: &'a [u8],
 }
@@ -65,7 +67,8 @@ fn rd_u64(b: &[u8], at: usize) -> Result<u64, Error> {
 /// Parse and validate a blob. Checks, in order: prefix length, magic, version, declared length
 /// (truncated / trailing bytes), CRC-32, layout of header and data region, header decoding,
 /// config, manifest, vocabulary, and every directory entry (name, shape, dtype size, layout,
-/// alignment, order, bounds) and that every f16/f32 value and int8 scale is finite.
+/// alignment, order, bounds) and that every f16/f32 value and int8 scale is finite, then the
+/// optional sections (a rhyme table: [`RhymeTable::validate`]).
 pub fn parse(bytes: &[u8]) -> Result<Blob<'_>, Error> {
     let got = bytes.len() as u64;
     if bytes.len() < PREFIX_LEN {
@@ -149,13 +152,28 @@ pub fn parse(bytes: &[u8]) -> Result<Blob<'_>, Error> {
         end_prev = e.offset + e.nbytes; // no overflow: checked in check_entry
         check_finite(index, &view)?;
     }
-    if !rest.is_empty() {
-        return Err(Error::MalformedHeader);
+    let directory = &directory[..directory.len() - rest.len()];
+    // Optional sections: each at most once, in any order, then nothing else.
+    let mut rhyme = None;
+    while !rest.is_empty() {
+        let (section, r): (Section, &[u8]) =
+            postcard::take_from_bytes(rest).map_err(|_| Error::MalformedHeader)?;
+        rest = r;
+        match section {
+            Section::Rhyme(t) => {
+                if rhyme.is_some() {
+                    return Err(Error::InvalidRhymeTable("two rhyme sections"));
+                }
+                t.validate(cfg.vocab_size)?;
+                rhyme = Some(t);
+            }
+        }
     }
     Ok(Blob {
         config: cfg,
         manifest: head.manifest,
         vocab: head.vocab,
+        rhyme,
         directory,
         n_tensors,
         data,
@@ -184,7 +202,8 @@ fn check_entry<'a>(
     if expected_len != Some(e.nbytes) {
         return Err(Error::TensorSize { index });
     }
-    // Float tensors must use the canonical layout; int8 may choose (issue 8).
+    // Float tensors must use the canonical layout; an int8 Linear weight may be stored either
+    // way (valid v1, though the loader only runs row-major), other int8 tensors row-major.
     let layout_ok = match e.dtype {
         Dtype::F16 | Dtype::F32 => e.layout == layout_of(spec.kind),
         Dtype::Q8 { .. } => spec.kind.is_linear_weight() || e.layout == Layout::RowMajor,
@@ -274,9 +293,17 @@ impl<'a> Blob<'a> {
         }
     }
 
-    /// The tokenizer over this blob's vocabulary.
-    pub fn tokenizer(&self) -> crate::Tokenizer<'a> {
-        crate::Tokenizer::from_validated(self.vocab)
+    /// The vocabulary as stored: `vocab_size` code points, u32 little-endian, strictly
+    /// increasing, entry 0 = U+0000 (validated). [`crate::Model::tokenizer`] encodes with it.
+    pub fn vocab_bytes(&self) -> &'a [u8] {
+        self.vocab
+    }
+
+    /// The vocabulary's characters in id order.
+    pub fn vocab_chars(&self) -> impl Iterator<Item = char> + 'a {
+        self.vocab
+            .chunks_exact(4)
+            .filter_map(|b| char::from_u32(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
     }
 }
 

@@ -366,3 +366,92 @@ pub fn write(input: &BlobInput, out: &mut [u8]) -> Result<usize, Error> {
     out[total - CRC_LEN..].copy_from_slice(&crc.finish().to_le_bytes());
     Ok(total)
 }
+
+/// Header of `blob` re-encoded with `rhyme` as its only section: the head and the tensor
+/// directory as they are (the offsets are relative to the data region, so they stay valid
+/// wherever the data region moves), then `Section::Rhyme`.
+fn header_with_rhyme<F: Flavor>(
+    blob: &super::Blob,
+    rhyme: Option<&super::RhymeTable>,
+    mut flavor: F,
+) -> Result<F::Output, Error> {
+    let err = |_| Error::OutputTooSmall { needed: 0, got: 0 };
+    let head = HeaderHead {
+        config: blob.config,
+        vocab: blob.vocab,
+        manifest: blob.manifest,
+        n_tensors: blob.n_tensors() as u32,
+    };
+    postcard::serialize_with_flavor::<HeaderHead, _, _>(&head, Passthrough(&mut flavor))
+        .map_err(err)?;
+    flavor.try_extend(blob.directory).map_err(err)?;
+    if let Some(t) = rhyme {
+        let s = super::Section::Rhyme(*t);
+        postcard::serialize_with_flavor::<super::Section, _, _>(&s, Passthrough(&mut flavor))
+            .map_err(err)?;
+    }
+    flavor.finalize().map_err(err)
+}
+
+fn rhyme_plan(blob: &super::Blob, rhyme: Option<&super::RhymeTable>) -> Result<Plan, Error> {
+    if let Some(t) = rhyme {
+        t.validate(blob.config.vocab_size)?;
+    }
+    let header_len = header_with_rhyme(blob, rhyme, Counter(0))?;
+    let data_offset = align_up((PREFIX_LEN + header_len) as u64).ok_or(Error::BadLayout("size"))?;
+    let total_len = data_offset + blob.data.len() as u64 + CRC_LEN as u64;
+    Ok(Plan {
+        header_len,
+        data_offset,
+        total_len,
+    })
+}
+
+/// Exact length of the blob [`with_rhyme_table`] writes.
+pub fn with_rhyme_table_len(
+    blob: &super::Blob,
+    rhyme: Option<&super::RhymeTable>,
+) -> Result<usize, Error> {
+    let p = rhyme_plan(blob, rhyme)?;
+    usize::try_from(p.total_len).map_err(|_| Error::OutputTooSmall {
+        needed: usize::MAX,
+        got: 0,
+    })
+}
+
+/// Write `blob` with its rhyme section replaced by `rhyme` (`None` removes it) into
+/// `out[..n]` and return `n` (= [`with_rhyme_table_len`]). Everything else is kept as it
+/// is: config, vocabulary, manifest, the tensor directory and the data region byte for byte
+/// (the data region moves to the next multiple of [`super::ALIGN`] after the new header); the
+/// checksum is recomputed. `rhyme` is validated against the vocabulary size first.
+pub fn with_rhyme_table(
+    blob: &super::Blob,
+    rhyme: Option<&super::RhymeTable>,
+    out: &mut [u8],
+) -> Result<usize, Error> {
+    let p = rhyme_plan(blob, rhyme)?;
+    let total = usize::try_from(p.total_len).map_err(|_| Error::OutputTooSmall {
+        needed: usize::MAX,
+        got: out.len(),
+    })?;
+    if out.len() < total {
+        return Err(Error::OutputTooSmall {
+            needed: total,
+            got: out.len(),
+        });
+    }
+    let out = &mut out[..total];
+    out.fill(0);
+    out[0..8].copy_from_slice(&MAGIC);
+    out[8..12].copy_from_slice(&VERSION.to_le_bytes());
+    out[12..16].copy_from_slice(&(p.header_len as u32).to_le_bytes());
+    out[16..24].copy_from_slice(&p.total_len.to_le_bytes());
+    out[24..32].copy_from_slice(&p.data_offset.to_le_bytes());
+    let hdr = &mut out[PREFIX_LEN..PREFIX_LEN + p.header_len];
+    header_with_rhyme(blob, rhyme, Cursor { buf: hdr, pos: 0 })?;
+    out[p.data_offset as usize..total - CRC_LEN].copy_from_slice(blob.data);
+    let mut crc = Crc32::new();
+    crc.update(&out[..total - CRC_LEN]);
+    out[total - CRC_LEN..].copy_from_slice(&crc.finish().to_le_bytes());
+    Ok(total)
+}

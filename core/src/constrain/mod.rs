@@ -70,3 +70,13 @@ impl<C: Constraint + ?Sized> Constraint for &mut C {
         (**self).finished()
     }
 }
+
+mod class;
+mod form;
+mod rhyme;
+mod verse;
+
+pub use class::{is_han, HanRuns, Punct, TokenClass, HAN_RANGES};
+pub use form::{Form, FormSpec, MAX_LINES};
+pub use rhyme::GroupSet;
+pub use verse::{Slot, Verse};

@@ -17,8 +17,8 @@
 //!
 //! Backends: [`Backend::Scalar`] (portable reference), [`Backend::X86Avx512`] and
 //! [`Backend::X86Avx2F16c`] (compile-time target features, or runtime detection with the
-//! `std` feature), and [`Backend::CortexM`], a hook in `cortex_m.rs` whose body the firmware
-//! may replace with a `vcvtb`/`vcvtt` + `vmla` kernel as long as the order above is kept.
+//! `std` feature), and [`Backend::CortexM`] (`cortex_m.rs`: `vcvtb`/`vcvtt` + `vmla` f16
+//! tiles and an `SXTB16`/`SMLAD` int8 kernel in `global_asm!`, in the order above).
 //!
 //! # int8
 //!
@@ -50,7 +50,7 @@ pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use crate::blob::ScaleDtype;
+use crate::dtype::{q8_group_ok, ScaleDtype};
 
 /// Which implementation of the kernels to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -214,16 +214,19 @@ pub fn attn_values_f16(
 
 /// An int8 matrix: `rows x n_in` i8 row-major with one scale per `group` values of a row (the
 /// blob's `Dtype::Q8` with `Layout::RowMajor`). Build it with [`Q8Matrix::new`], which checks
-/// every size, so the kernels below cannot read out of bounds.
+/// every size, so the kernels below cannot read out of bounds. 24 bytes on a 32-bit target
+/// (a [`crate::Model`] holds up to 6 per block): the row count is `values.len() / n_in`.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Q8Matrix<'a> {
     values: &'a [u8],
     scales: &'a [u8],
+    n_in: u32,
+    group: u16,
     scale_f32: bool,
-    group: usize,
-    n_in: usize,
-    rows: usize,
 }
+
+#[cfg(target_pointer_width = "32")]
+const _: () = assert!(core::mem::size_of::<Q8Matrix>() == 24);
 
 impl<'a> Q8Matrix<'a> {
     /// `values`: `rows * n_in` i8 (as bytes); `scales`: `rows * n_in / group` little-endian
@@ -237,40 +240,36 @@ impl<'a> Q8Matrix<'a> {
         rows: usize,
         n_in: usize,
     ) -> Option<Self> {
-        if !crate::blob::q8_group_ok(group, n_in) {
+        if !q8_group_ok(group, n_in) || n_in == 0 {
             return None;
         }
-        let width = match scale {
-            ScaleDtype::F16 => 2,
-            ScaleDtype::F32 => 4,
-        };
         let numel = rows.checked_mul(n_in)?;
-        if values.len() != numel || scales.len() != (numel / group).checked_mul(width)? {
+        if values.len() != numel || scales.len() != (numel / group).checked_mul(scale.bytes())? {
             return None;
         }
         Some(Q8Matrix {
             values,
             scales,
+            n_in: u32::try_from(n_in).ok()?,
+            group: u16::try_from(group).ok()?,
             scale_f32: scale == ScaleDtype::F32,
-            group,
-            n_in,
-            rows,
         })
     }
 
     /// Values per row (the dot-product length).
     pub fn n_in(&self) -> usize {
-        self.n_in
+        self.n_in as usize
     }
 
     /// Number of rows (outputs).
     pub fn rows(&self) -> usize {
-        self.rows
+        // n_in >= 4 (checked by `new`; 0 only for the empty `Default`)
+        self.values.len().checked_div(self.n_in()).unwrap_or(0)
     }
 
     /// Values per scale.
     pub fn group(&self) -> usize {
-        self.group
+        self.group as usize
     }
 
     /// The i8 values (as bytes), row-major.
@@ -324,7 +323,7 @@ pub const fn q8_act_words(n: usize, group: usize) -> usize {
 #[inline]
 pub fn quantize_q8(backend: Backend, out: &mut [f32], x: &[f32], group: usize) {
     let _ = backend;
-    if !crate::blob::q8_group_ok(group, x.len()) || out.len() < q8_act_words(x.len(), group) {
+    if !q8_group_ok(group, x.len()) || out.len() < q8_act_words(x.len(), group) {
         debug_assert!(false, "quantize_q8: bad sizes");
         return;
     }
@@ -337,7 +336,7 @@ pub fn quantize_q8(backend: Backend, out: &mut [f32], x: &[f32], group: usize) {
 /// short (callers pass validated shapes; it keeps the kernel panic-free).
 #[inline]
 pub fn matvec_q8(backend: Backend, y: &mut [f32], xq: &[f32], w: &Q8Matrix) {
-    if y.len() > w.rows || xq.len() < q8_act_words(w.n_in, w.group) {
+    if y.len() > w.rows() || xq.len() < q8_act_words(w.n_in(), w.group()) {
         debug_assert!(false, "matvec_q8: bad sizes");
         return;
     }

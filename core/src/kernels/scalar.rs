@@ -203,12 +203,12 @@ pub(super) fn dot_q8_group(w: &[u8], x: &[i16]) -> i32 {
 /// body or an equivalent one. Caller guarantees the bounds; out-of-range slices end the call.
 #[inline(always)]
 pub(super) fn matvec_q8_body(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
-    let (n_in, g) = (w.n_in, w.group);
+    let (n_in, g) = (w.n_in(), w.group());
     let ng = n_in / g;
     let words = g / 2 + 1;
     let xi: &[i16] = bytemuck::cast_slice(xq);
     for (o, yo) in y.iter_mut().enumerate() {
-        let Some(row) = w.values.get(o * n_in..(o + 1) * n_in) else {
+        let Some(row) = w.values().get(o * n_in..(o + 1) * n_in) else {
             return;
         };
         let mut acc = *yo;
@@ -235,8 +235,8 @@ pub fn matvec_q8(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
 
 /// Row `row` of an int8 matrix to f32: `dst[j] = q[j] as f32 * scale(group of j)`.
 pub fn dequantize_row_q8(dst: &mut [f32], w: &super::Q8Matrix, row: usize) {
-    let (n, g) = (w.n_in, w.group);
-    let Some(q) = w.values.get(row * n..(row + 1) * n) else {
+    let (n, g) = (w.n_in(), w.group());
+    let Some(q) = w.values().get(row * n..(row + 1) * n) else {
         return;
     };
     for (j, (d, &qj)) in dst.iter_mut().zip(q).enumerate() {

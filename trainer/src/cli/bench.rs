@@ -10,11 +10,13 @@ use std::time::Instant;
 use anyhow::{ensure, Context};
 use clap::{Args, Subcommand};
 
-use crate::adamw::{AdamW, AdamWConfig};
-use crate::init::{init_params, InitScheme};
-use crate::model::{ModelError, Op, TrainModel};
-use crate::mt19937::Mt19937;
-use crate::params::{Config, Params};
+use crate::data::batch::random_batch;
+use crate::nn::adamw::{AdamW, AdamWConfig};
+use crate::nn::init::{init_params, InitScheme};
+use crate::nn::model::{ModelError, Op, TrainModel};
+use crate::nn::mt19937::Mt19937;
+use crate::nn::params::{Config, Params};
+use crate::run::options::TrainOptions;
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -62,7 +64,7 @@ pub struct BenchGemmArgs {
     #[arg(long, default_value_t = 20)]
     pub reps: usize,
     /// Rows per LM-head tile (the `64` of the head's shapes).
-    #[arg(long, default_value_t = crate::ops::head_ce::TILE_ROWS)]
+    #[arg(long, default_value_t = crate::nn::ops::head_ce::TILE_ROWS)]
     pub tile: usize,
     /// Use the portable kernel instead of the AVX-512 one.
     #[arg(long)]
@@ -143,7 +145,7 @@ pub fn time_train_steps(
     let data: Vec<u16> = (0..1_552_553)
         .map(|_| rng.torch_randint(cfg.vocab_size as u32) as u16)
         .collect();
-    let high = (data.len() - seq) as u32;
+    let lr = TrainOptions::default().lr;
     let mut x = vec![0u16; batch * seq];
     let mut y = vec![0u16; batch * seq];
     let mut step_ms = Vec::with_capacity(steps);
@@ -158,15 +160,11 @@ pub fn time_train_steps(
         }
         model.times.reset();
         let t0 = Instant::now();
-        for b in 0..batch {
-            let s = rng.torch_randint(high) as usize;
-            x[b * seq..(b + 1) * seq].copy_from_slice(&data[s..s + seq]);
-            y[b * seq..(b + 1) * seq].copy_from_slice(&data[s + 1..s + seq + 1]);
-        }
+        random_batch(&data, &mut rng, batch, seq, &mut x, &mut y);
         let t1 = Instant::now();
         final_loss = model.forward_backward(&params, &mut grads, &x, &y, batch, seq)?;
         let t2 = Instant::now();
-        opt.step(&mut params.data, &grads.data, 1e-3);
+        opt.step(&mut params.data, &grads.data, lr);
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         if i >= warmup {
             step_ms.push(ms);
@@ -288,7 +286,7 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         );
         println!("  CPU time {:.1} ms/step (all threads)", cpu);
         println!("  peak RSS {:.1} MiB", rss);
-        println!("  GEMM kernel: {}", crate::ops::gemm::f32_kernel_name());
+        println!("  GEMM kernel: {}", crate::nn::ops::gemm::f32_kernel_name());
     }
     if let Some(ops) = &r.op_ms {
         let total: f64 = ops.iter().map(|o| o.1).sum();
@@ -316,7 +314,7 @@ struct GemmShape {
 }
 
 fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
-    use crate::ops::gemm::{gemm, set_portable_only, MatA, MatB, PackedB, Update};
+    use crate::nn::ops::gemm::{gemm, set_portable_only, MatA, MatB, PackedB, Update};
     ensure!(
         a.reps >= 1 && a.tile >= 1,
         "reps and tile must be at least 1"
@@ -355,7 +353,7 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
     ];
     println!(
         "bench gemm: one thread, {} kernel, median of {} runs, head tile {r} rows",
-        crate::ops::gemm::f32_kernel_name(),
+        crate::nn::ops::gemm::f32_kernel_name(),
         a.reps
     );
     println!(
@@ -419,7 +417,7 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
 }
 
 fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
-    use crate::ops::head_ce::{head_ce_forward_backward, HeadScratch, MAX_TILE_ROWS};
+    use crate::nn::ops::head_ce::{head_ce_forward_backward, HeadScratch, MAX_TILE_ROWS};
     ensure!(
         a.rows >= 1 && a.reps >= 1 && a.threads >= 1,
         "rows, reps, threads must be ≥ 1"
@@ -461,7 +459,7 @@ fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
     println!(
         "bench head: {n} rows, V {v}, C {c}, {} threads, {} kernel, median of {} calls",
         a.threads,
-        crate::ops::gemm::f32_kernel_name(),
+        crate::nn::ops::gemm::f32_kernel_name(),
         a.reps
     );
     for (&tr, &vb, &np) in a

@@ -1,4 +1,4 @@
-//! `tinypoet eval`: the deterministic eval loss (see `crate::evaluate`) of a checkpoint (trainer
+//! `tinypoet eval`: the deterministic eval loss (see `crate::run::evaluate`) of a checkpoint (trainer
 //! kernels, f32) or of a blob (through the core, f16 or int8 weights).
 
 use std::path::PathBuf;
@@ -7,11 +7,10 @@ use anyhow::{anyhow, bail, Context};
 use clap::Args;
 
 use super::kv_arg::KvArg;
-
-use crate::checkpoint;
-use crate::evaluate::{self, EvalScratch};
-use crate::export::checkpoint_params;
-use crate::model::TrainModel;
+use crate::nn::model::TrainModel;
+use crate::run::checkpoint;
+use crate::run::checkpoint::checkpoint_params;
+use crate::run::evaluate::{self, EvalScratch};
 
 /// Compute the deterministic eval loss of a checkpoint or of a blob.
 #[derive(Args, Debug)]
@@ -55,7 +54,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let ds = crate::corpus::Dataset::load(&args.data)
+    let ds = crate::data::corpus::Dataset::load(&args.data)
         .with_context(|| format!("loading {}", args.data.display()))?;
     let eval = ds.pretrain_eval();
     let pool = rayon::ThreadPoolBuilder::new()
@@ -63,7 +62,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .build()?;
     let t0 = std::time::Instant::now();
     let (what, loss, n, window) = if let Some(path) = &args.checkpoint {
-        let path = crate::train::resolve_checkpoint(path);
+        let path = crate::run::train_loop::resolve_checkpoint(path);
         let ckpt = checkpoint::load(&path).with_context(|| format!("{}", path.display()))?;
         if ds.vocab() != ckpt.meta.vocab.as_slice() {
             bail!(
@@ -124,7 +123,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             format!(
                 "blob {} ({}, KV {:?}, through the core)",
                 path.display(),
-                crate::export::dtype_label(&model),
+                crate::io::export::dtype_label(&model),
                 args.kv
             ),
             loss,

@@ -7,15 +7,17 @@
 //! to stderr.
 
 use std::io::Write;
-use std::ops::ControlFlow;
 use std::path::{Path, PathBuf};
 
+use super::simplified::{to_traditional, unknown_char_message, Converted};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
+use tinypoet_core::constrain::{Form, FormSpec};
 
 use super::kv_arg::KvArg;
 use tinypoet_core::{
-    state_words, Decoder, GenerateSettings, KvPrecision, Model, SamplerSettings, StopReason,
+    state_words, Decoder, GenerateSettings, Generator, KvPrecision, Model, Prompt, SamplerSettings,
+    StopReason,
 };
 
 /// File name of the bundled model, looked up under `models/`.
@@ -30,11 +32,26 @@ Examples:
   tinypoet generate 月 --temperature 0.8 --top-k 40 --top-p 0.95 --repetition-penalty 1.1
   tinypoet generate 江 --no-stop --max-len 400      # keep going past the end of the poem
   tinypoet generate 山 --stop '。' --model runs/tang/model.tpb
+  tinypoet generate --title 静夜思 --seed 7   # a poem for a title (simplified input converted)
+  tinypoet generate 春夜喜雨 --form 五絕                 # four lines of five, 春夜喜雨 as the title
+  tinypoet generate --title 春夜喜雨 --form 七律 --rhyme  # instruction prompt; even lines rhyme
+  tinypoet generate 江 --form qijue --acrostic 春夜喜雨   # 藏頭: 春 夜 喜 雨 open the four lines
 
-The prompt must use characters of the model's vocabulary: the Tang corpus is in traditional
-Chinese (春夜喜雨, 黃河, 這), so simplified characters (黄河, 这) are rejected with a hint.
-stdout gets the prompt and the generated text only (then a newline); the seed and the stop
-reason go to stderr. The model is --model, else $TINYPOET_MODEL, else models/tinypoet-tang.tpb
+Forms (--form): 五絕 (五绝, 五言絕句, wujue) 4 lines of 5 characters, 七絕 (七绝, qijue) 4 of 7,
+五律 (wulu) 8 of 5, 七律 (qilu) 8 of 7, free (default). A form is written in the corpus's layout,
+one couplet per line (XXXXX，XXXXX。), and ends after its last line. With a form the prompt is the
+poem's title: the pretrained model continues the title and a newline (its training layout); with --title the
+instruction prompt of the finetuned models is used instead. --acrostic puts its characters at
+the start of the verse lines (each 5- or 7-character half of a couplet), one per line, at most
+as many as the form has lines. --rhyme makes the even verse lines (2nd, 4th, ...) end in one
+平水韻 rhyme group, chosen by the first of them; it needs a model blob with a rhyme table
+(the bundled ones have it; `tinypoet rhyme-table` adds one).
+
+The Tang corpus is in traditional Chinese: a prompt in simplified Chinese (静夜思, 黄河) is
+converted (靜夜思, 黃河; OpenCC's converter, phrases first) and stderr says what was converted;
+--no-convert keeps it as typed. Characters still outside the model's vocabulary are an error.
+stdout gets the prompt as used and the generated text only (then a newline); the seed, the
+conversion and the stop reason go to stderr. The model is --model, else $TINYPOET_MODEL, else models/tinypoet-tang.tpb
 found from the executable's location or the current directory upwards.")]
 pub struct GenerateArgs {
     /// Prompt (the poem's first characters).
@@ -70,6 +87,22 @@ pub struct GenerateArgs {
     /// KV cache precision (int8: the RP2040 firmware's cache, same text as the board).
     #[arg(long, value_enum, default_value_t = KvArg::F16)]
     pub kv: KvArg,
+    /// Write a poem for this title (the finetuned/aligned models' instruction prompt) instead
+    /// of continuing PROMPT. stdout: the title, a newline, the poem.
+    #[arg(long, conflicts_with = "prompt")]
+    pub title: Option<String>,
+    /// Take the prompt or title as typed (no simplified -> traditional conversion).
+    #[arg(long)]
+    pub no_convert: bool,
+    /// Verse form: 五絕|七絕|五律|七律 (also 五绝 七绝, wujue qijue wulu qilu) or free.
+    #[arg(long, value_name = "FORM", default_value = "free")]
+    pub form: String,
+    /// 藏頭 acrostic: these characters open the verse lines, one per line (needs --form).
+    #[arg(long, value_name = "CHARS", default_value = "")]
+    pub acrostic: String,
+    /// The even verse lines end in one rhyme group (needs --form and a blob with a rhyme table).
+    #[arg(long)]
+    pub rhyme: bool,
 }
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
@@ -78,15 +111,62 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         std::fs::read(&path).with_context(|| format!("cannot read model {}", path.display()))?;
     let model = Model::load(&bytes)
         .map_err(|e| anyhow!("{}: corrupt or not a tinypoet model: {e}", path.display()))?;
-    if args.prompt.is_empty() {
-        bail!("the prompt is empty: give the poem's first character(s), e.g. 春");
+    let form = Form::parse(&args.form).map_err(|e| anyhow!("--form {:?}: {e}", args.form))?;
+    let typed = args.title.as_deref().unwrap_or(&args.prompt);
+    if typed.is_empty() {
+        bail!("the prompt is empty: give the poem's first character(s), e.g. 春, or --title");
     }
     let tok = model.tokenizer();
-    for c in args.prompt.chars() {
-        if tok.id(c).is_err() {
-            bail!("{}", unknown_char_message(c, |x| tok.id(x).is_ok()));
+    // Simplified -> traditional first (prompt or title, and the acrostic); the report goes to
+    // stderr once the text is accepted.
+    let convert = |what: &str, text: &str| -> anyhow::Result<String> {
+        let converted = if args.no_convert {
+            Converted::unchanged(text)
+        } else {
+            to_traditional(text, |c| tok.id(c).is_ok())?
+        };
+        if let Some(c) = converted.text.chars().find(|&c| tok.id(c).is_err()) {
+            bail!("{what}{}", unknown_char_message(c, converted.typed_as(c)));
         }
+        if let Some(report) = converted.report() {
+            eprintln!(
+                "[simplified -> traditional (the corpus is traditional Chinese): {report}; \
+                 --no-convert keeps the text as typed]"
+            );
+        }
+        Ok(converted.text)
+    };
+    let prompt = convert("", typed)?;
+    let acrostic = convert("--acrostic: ", &args.acrostic)?;
+    let spec = FormSpec {
+        form,
+        acrostic: &acrostic,
+        rhyme: args.rhyme,
+    };
+    spec.validate().map_err(|e| anyhow!("{e}"))?;
+    let verse = model.verse(&spec).map_err(|e| match e {
+        tinypoet_core::Error::NoRhymeTable => anyhow!(
+            "--rhyme: {} has no rhyme table; add one with `tinypoet rhyme-table {} --table models/rhyme-pingshui.tsv -o OUT.tpb`",
+            path.display(),
+            path.display()
+        ),
+        e => anyhow!("{e}"),
+    })?;
+    if form != Form::Free && args.max_len < form.tokens() {
+        bail!(
+            "--max-len {} is too short for a {} ({} characters)",
+            args.max_len,
+            form.name(),
+            form.tokens()
+        );
     }
+    // With a fixed form and no --title the prompt is the title: the pretrained model's layout is
+    // "TITLE\n" then the poem; --title uses the instruction prompt. Stdout shows the title line.
+    let text_prompt = if args.title.is_none() && form != Form::Free {
+        format!("{prompt}\n")
+    } else {
+        prompt.clone()
+    };
     let stops: Vec<String> = if args.no_stop {
         Vec::new()
     } else if args.stop.is_empty() {
@@ -119,24 +199,44 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
-    let mut write_err: Option<std::io::Error> = None;
     let write_now = |out: &mut std::io::StdoutLock, s: &str| -> std::io::Result<()> {
         out.write_all(s.as_bytes())?;
         out.flush()
     };
-    write_now(&mut out, &args.prompt).context("writing to stdout")?;
+    let (start, echo) = match args.title {
+        Some(_) => (Prompt::Title(&prompt), format!("{prompt}\n")),
+        None => (Prompt::Text(&text_prompt), text_prompt.clone()),
+    };
+    let mut gen = Generator::with_constraint(&mut dec, start, &settings, verse)
+        .map_err(|e| anyhow!("{e}"))?;
+    write_now(&mut out, &echo).context("writing to stdout")?;
     let mut buf = [0u8; 4];
-    let summary = dec
-        .generate(&args.prompt, &settings, |c| {
-            match write_now(&mut out, c.encode_utf8(&mut buf)) {
-                Ok(()) => ControlFlow::Continue(()),
-                Err(e) => {
-                    write_err = Some(e);
-                    ControlFlow::Break(())
-                }
-            }
-        })
-        .map_err(|e| anyhow!("generation failed: {e}"))?;
+    let mut write_err: Option<std::io::Error> = None;
+    while let Some(c) = gen
+        .next_char()
+        .map_err(|e| anyhow!("generation failed: {e}"))?
+    {
+        if let Err(e) = write_now(&mut out, c.encode_utf8(&mut buf)) {
+            write_err = Some(e);
+            break;
+        }
+    }
+    let mut summary = gen.summary();
+    if write_err.is_some() {
+        summary.reason = StopReason::Callback;
+    }
+    let rhyme_note = match (args.rhyme, model.rhyme_table()) {
+        (true, Some(t)) => {
+            let g = gen.constraint().rhyme_groups();
+            let names: Vec<&str> = (0..128)
+                .filter(|&i| g >> i & 1 == 1)
+                .filter_map(|i| t.group_name(i))
+                .collect();
+            format!(" · rhyme {}", names.join("/"))
+        }
+        _ => String::new(),
+    };
+    drop(gen);
     if let Some(e) = write_err {
         if e.kind() == std::io::ErrorKind::BrokenPipe {
             return Ok(());
@@ -150,8 +250,13 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         StopReason::MaxLength => format!("--max-len {}", args.max_len),
         StopReason::Callback => "output closed".to_string(),
     };
+    let form_note = if form == Form::Free {
+        String::new()
+    } else {
+        format!(" · {}", form.name())
+    };
     eprintln!(
-        "[{} · seed {seed} · {} characters · stopped at {reason}]",
+        "[{} · seed {seed} · {} characters · stopped at {reason}{form_note}{rhyme_note}]",
         path.display(),
         summary.emitted_chars
     );
@@ -161,6 +266,11 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 /// `--model`, else `$TINYPOET_MODEL`, else `models/tinypoet-tang.tpb` in an ancestor of the
 /// executable's directory (the repository it was built in) or of the current directory.
 pub fn resolve_model(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
+    resolve_model_named(arg, BUNDLED_MODEL)
+}
+
+/// As [`resolve_model`] with another bundled file (`bundled`, relative to the repository).
+pub fn resolve_model_named(arg: Option<&Path>, bundled: &str) -> anyhow::Result<PathBuf> {
     if let Some(p) = arg {
         if !p.is_file() {
             bail!("model file {} not found", p.display());
@@ -182,13 +292,13 @@ pub fn resolve_model(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
         roots.extend(cwd.ancestors().map(Path::to_path_buf));
     }
     for r in &roots {
-        let candidate = r.join(BUNDLED_MODEL);
+        let candidate = r.join(bundled);
         if candidate.is_file() {
             return Ok(candidate);
         }
     }
     bail!(
-        "no model: {BUNDLED_MODEL} was not found above the tinypoet executable or the current \
+        "no model: {bundled} was not found above the tinypoet executable or the current \
          directory; pass --model FILE"
     )
 }
@@ -228,281 +338,9 @@ fn random_seed() -> u64 {
     (z ^ (z >> 31)) % 1_000_000
 }
 
-fn is_cjk_ideograph(c: char) -> bool {
-    matches!(c as u32, 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xF900..=0xFAFF | 0x20000..=0x3134F)
-}
-
-/// The one-line error for a prompt character missing from the vocabulary; `known` tells
-/// whether a character is in it (for the traditional suggestion).
-pub fn unknown_char_message(c: char, known: impl Fn(char) -> bool) -> String {
-    let head = format!(
-        "the prompt character '{c}' (U+{:04X}) is not in the model's vocabulary",
-        c as u32
-    );
-    if let Some(t) = traditional_of(c) {
-        let hint = if t.chars().all(&known) {
-            format!("; try '{t}'")
-        } else {
-            String::new()
-        };
-        return format!(
-            "{head}: it is a simplified Chinese character, and the corpus is in traditional Chinese{hint}"
-        );
-    }
-    if is_cjk_ideograph(c) {
-        return format!(
-            "{head} (the corpus is traditional Chinese Tang poetry: simplified, modern and very rare characters are not in it)"
-        );
-    }
-    head
-}
-
-/// Traditional form of a common simplified-only character (None if not in the table).
-pub fn traditional_of(c: char) -> Option<&'static str> {
-    SIMPLIFIED_TO_TRADITIONAL
-        .iter()
-        .find(|(s, _)| *s == c)
-        .map(|(_, t)| *t)
-}
-
-/// Common simplified characters whose traditional form differs (enough to explain the error
-/// for everyday prompts; not a converter).
-const SIMPLIFIED_TO_TRADITIONAL: &[(char, &str)] = &[
-    ('这', "這"),
-    ('个', "個"),
-    ('们', "們"),
-    ('来', "來"),
-    ('时', "時"),
-    ('说', "說"),
-    ('国', "國"),
-    ('会', "會"),
-    ('对', "對"),
-    ('学', "學"),
-    ('还', "還"),
-    ('发', "發"),
-    ('经', "經"),
-    ('现', "現"),
-    ('过', "過"),
-    ('进', "進"),
-    ('动', "動"),
-    ('种', "種"),
-    ('长', "長"),
-    ('见', "見"),
-    ('开', "開"),
-    ('关', "關"),
-    ('马', "馬"),
-    ('门', "門"),
-    ('东', "東"),
-    ('车', "車"),
-    ('书', "書"),
-    ('风', "風"),
-    ('飞', "飛"),
-    ('鱼', "魚"),
-    ('鸟', "鳥"),
-    ('龙', "龍"),
-    ('电', "電"),
-    ('话', "話"),
-    ('语', "語"),
-    ('请', "請"),
-    ('问', "問"),
-    ('诗', "詩"),
-    ('词', "詞"),
-    ('梦', "夢"),
-    ('爱', "愛"),
-    ('应', "應"),
-    ('边', "邊"),
-    ('乡', "鄉"),
-    ('归', "歸"),
-    ('听', "聽"),
-    ('声', "聲"),
-    ('远', "遠"),
-    ('红', "紅"),
-    ('绿', "綠"),
-    ('叶', "葉"),
-    ('树', "樹"),
-    ('岁', "歲"),
-    ('与', "與"),
-    ('为', "為"),
-    ('无', "無"),
-    ('从', "從"),
-    ('两', "兩"),
-    ('间', "間"),
-    ('头', "頭"),
-    ('处', "處"),
-    ('尽', "盡"),
-    ('观', "觀"),
-    ('华', "華"),
-    ('汉', "漢"),
-    ('独', "獨"),
-    ('旧', "舊"),
-    ('乐', "樂"),
-    ('泪', "淚"),
-    ('灯', "燈"),
-    ('烟', "煙"),
-    ('楼', "樓"),
-    ('桥', "橋"),
-    ('园', "園"),
-    ('闻', "聞"),
-    ('阳', "陽"),
-    ('阴', "陰"),
-    ('难', "難"),
-    ('离', "離"),
-    ('杂', "雜"),
-    ('须', "須"),
-    ('顾', "顧"),
-    ('忆', "憶"),
-    ('忧', "憂"),
-    ('怀', "懷"),
-    ('惊', "驚"),
-    ('战', "戰"),
-    ('断', "斷"),
-    ('晓', "曉"),
-    ('机', "機"),
-    ('杀', "殺"),
-    ('条', "條"),
-    ('欢', "歡"),
-    ('残', "殘"),
-    ('气', "氣"),
-    ('沧', "滄"),
-    ('浅', "淺"),
-    ('涛', "濤"),
-    ('满', "滿"),
-    ('渔', "漁"),
-    ('烛', "燭"),
-    ('犹', "猶"),
-    ('画', "畫"),
-    ('礼', "禮"),
-    ('穷', "窮"),
-    ('笔', "筆"),
-    ('纸', "紙"),
-    ('线', "線"),
-    ('细', "細"),
-    ('终', "終"),
-    ('结', "結"),
-    ('给', "給"),
-    ('绝', "絕"),
-    ('缘', "緣"),
-    ('罗', "羅"),
-    ('习', "習"),
-    ('胜', "勝"),
-    ('临', "臨"),
-    ('节', "節"),
-    ('苏', "蘇"),
-    ('荣', "榮"),
-    ('药', "藥"),
-    ('莲', "蓮"),
-    ('蝉', "蟬"),
-    ('觉', "覺"),
-    ('记', "記"),
-    ('论', "論"),
-    ('识', "識"),
-    ('读', "讀"),
-    ('谁', "誰"),
-    ('谈', "談"),
-    ('谢', "謝"),
-    ('贤', "賢"),
-    ('贫', "貧"),
-    ('买', "買"),
-    ('卖', "賣"),
-    ('贵', "貴"),
-    ('赏', "賞"),
-    ('赠', "贈"),
-    ('轻', "輕"),
-    ('辉', "輝"),
-    ('辞', "辭"),
-    ('连', "連"),
-    ('迟', "遲"),
-    ('邻', "鄰"),
-    ('钟', "鐘"),
-    ('钱', "錢"),
-    ('铁', "鐵"),
-    ('银', "銀"),
-    ('锁', "鎖"),
-    ('锦', "錦"),
-    ('闭', "閉"),
-    ('闲', "閑"),
-    ('闺', "閨"),
-    ('阔', "闊"),
-    ('陆', "陸"),
-    ('陈', "陳"),
-    ('随', "隨"),
-    ('隐', "隱"),
-    ('雾', "霧"),
-    ('韵', "韻"),
-    ('顶', "頂"),
-    ('顺', "順"),
-    ('领', "領"),
-    ('颜', "顏"),
-    ('题', "題"),
-    ('飘', "飄"),
-    ('饮', "飲"),
-    ('馆', "館"),
-    ('驰', "馳"),
-    ('骑', "騎"),
-    ('鸡', "雞"),
-    ('鸣', "鳴"),
-    ('鸿', "鴻"),
-    ('鹤', "鶴"),
-    ('黄', "黃"),
-    ('丽', "麗"),
-    ('亲', "親"),
-    ('伤', "傷"),
-    ('侠', "俠"),
-    ('剑', "劍"),
-    ('劝', "勸"),
-    ('单', "單"),
-    ('卫', "衛"),
-    ('叹', "嘆"),
-    ('吴', "吳"),
-    ('响', "響"),
-    ('坚', "堅"),
-    ('坛', "壇"),
-    ('壮', "壯"),
-    ('宫', "宮"),
-    ('宝', "寶"),
-    ('实', "實"),
-    ('将', "將"),
-    ('尘', "塵"),
-    ('岛', "島"),
-    ('岭', "嶺"),
-    ('峡', "峽"),
-    ('帅', "帥"),
-    ('师', "師"),
-    ('带', "帶"),
-    ('庙', "廟"),
-    ('弹', "彈"),
-    ('后', "後"),
-    ('恋', "戀"),
-    ('悬', "懸"),
-    ('惭', "慚"),
-    ('愿', "願"),
-    ('丝', "絲"),
-    ('亏', "虧"),
-];
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn simplified_characters_get_the_traditional_hint() {
-        let m = unknown_char_message('这', |c| c == '這');
-        assert!(m.contains("simplified"), "{m}");
-        assert!(m.contains("traditional"), "{m}");
-        assert!(m.contains("'這'"), "{m}");
-        let m = unknown_char_message('黄', |_| false);
-        assert!(m.contains("traditional") && !m.contains("try"), "{m}");
-        let m = unknown_char_message('x', |_| false);
-        assert!(!m.contains("traditional"), "{m}");
-        assert!(!m.contains('\n'));
-    }
-
-    #[test]
-    fn table_maps_to_different_characters() {
-        for (s, t) in SIMPLIFIED_TO_TRADITIONAL {
-            assert_ne!(t.chars().next(), Some(*s), "{s}");
-        }
-    }
 
     #[test]
     fn stop_escapes() {

@@ -112,7 +112,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         if m.corpus_sha256 == [0; 32] {
             "unknown".to_string()
         } else {
-            crate::export::hex(&m.corpus_sha256)
+            crate::io::fsx::hex(&m.corpus_sha256)
         }
     );
     println!("  recipe:         {}", m.recipe);

@@ -6,6 +6,8 @@ use clap::{Parser, Subcommand};
 
 pub mod bench;
 pub mod bench_decode;
+#[cfg(feature = "crash-test")]
+pub mod crash_test;
 pub mod eval;
 pub mod export;
 pub mod generate;
@@ -13,6 +15,9 @@ pub mod import;
 pub mod inspect;
 pub mod kv_arg;
 pub mod prepare;
+pub mod rhyme_table;
+pub mod serve;
+pub mod simplified;
 pub mod train;
 
 /// tinypoet: a tiny character-level GPT that writes Tang poems, trained on a desktop and run on a
@@ -40,6 +45,10 @@ pub enum Command {
     Inspect(inspect::InspectArgs),
     /// Write a poem with a model blob (the bundled model by default).
     Generate(generate::GenerateArgs),
+    /// Add a rhyme table to a model blob (for `generate --rhyme`), weights unchanged.
+    RhymeTable(rhyme_table::RhymeTableArgs),
     /// Benchmarks: training throughput and decoding speed.
     Bench(bench::BenchArgs),
+    /// Serve the browser page (WebAssembly engine and int8 model) on a local address.
+    Serve(serve::ServeArgs),
 }

@@ -1,4 +1,4 @@
-//! `tinypoet train`: pretrain on a prepared dataset (see `crate::train` for the loop).
+//! `tinypoet train`: pretrain on a prepared dataset (see `crate::run::train_loop` for the loop).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,8 +7,14 @@ use std::sync::OnceLock;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
-use crate::checkpoint;
-use crate::train::{self, ModelShape, RunIo, Schedule, Start, TrainData, TrainOptions};
+#[cfg(feature = "crash-test")]
+use crate::io::fsx::WritePoint;
+use crate::nn::adamw::Schedule;
+use crate::nn::params::ModelShape;
+use crate::run::checkpoint;
+use crate::run::options::{Init, TrainOptions};
+use crate::run::train_loop::{self, RunIo, Start};
+use crate::stages::pretrain::{self, TrainData};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleArg {
@@ -58,7 +64,7 @@ pub struct TrainArgs {
     #[arg(long)]
     pub steps: Option<u64>,
     /// Base learning rate.
-    #[arg(long, default_value_t = 1e-3)]
+    #[arg(long, default_value_t = TrainOptions::default().lr)]
     pub lr: f32,
     /// Learning-rate schedule.
     #[arg(long, value_enum, default_value_t = ScheduleArg::Constant)]
@@ -73,19 +79,19 @@ pub struct TrainArgs {
     #[arg(long, value_name = "NORM")]
     pub grad_clip: Option<f32>,
     /// Batch size.
-    #[arg(long, default_value_t = 16)]
+    #[arg(long, default_value_t = TrainOptions::default().batch)]
     pub batch: usize,
     /// Sequence length (≤ --context).
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = TrainOptions::default().seq)]
     pub seq: usize,
     /// Evaluate (both estimators) and print a sample every K steps.
-    #[arg(long, default_value_t = 100, value_name = "K")]
+    #[arg(long, default_value_t = TrainOptions::default().eval_interval, value_name = "K")]
     pub eval_interval: u64,
     /// Batches of the reference's random-batch eval estimator.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainOptions::default().eval_batches)]
     pub eval_batches: usize,
     /// Seed of the torch-compatible random stream (init and batches).
-    #[arg(long, default_value_t = 2024)]
+    #[arg(long, default_value_t = TrainOptions::default().seed)]
     pub seed: u32,
     /// Parameter initialisation.
     #[arg(long, value_enum, default_value_t = InitArg::Torch)]
@@ -94,28 +100,28 @@ pub struct TrainArgs {
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
     /// Write a checkpoint every N steps (0: only on Ctrl-C and at the end).
-    #[arg(long, default_value_t = 1000, value_name = "N")]
+    #[arg(long, default_value_t = TrainOptions::default().checkpoint_every, value_name = "N")]
     pub checkpoint_every: u64,
     /// Prompt of the samples printed at each evaluation.
-    #[arg(long, default_value = "春夜喜雨")]
+    #[arg(long, default_value_t = TrainOptions::default().sample_prompt)]
     pub sample_prompt: String,
     /// New characters per sample.
-    #[arg(long, default_value_t = 100)]
+    #[arg(long, default_value_t = TrainOptions::default().sample_len)]
     pub sample_len: usize,
     /// Model width.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = ModelShape::default().dim)]
     pub dim: usize,
     /// Attention heads.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = ModelShape::default().n_heads)]
     pub heads: usize,
     /// Transformer blocks.
-    #[arg(long, default_value_t = 4)]
+    #[arg(long, default_value_t = ModelShape::default().n_layers)]
     pub layers: usize,
     /// Maximum context of the model.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = ModelShape::default().context)]
     pub context: usize,
     /// Feed-forward hidden width.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = ModelShape::default().ffn_dim)]
     pub ffn: usize,
     /// No progress bar.
     #[arg(long)]
@@ -147,13 +153,13 @@ impl TrainArgs {
             grad_clip: self.grad_clip,
             batch: self.batch,
             seq: self.seq,
-            steps: self.steps.unwrap_or(20_000),
+            steps: self.steps.unwrap_or(TrainOptions::default().steps),
             eval_interval: self.eval_interval,
             eval_batches: self.eval_batches,
             seed: self.seed,
             init: match self.init {
-                InitArg::Torch => train::Init::Torch,
-                InitArg::Fast => train::Init::Fast,
+                InitArg::Torch => Init::Torch,
+                InitArg::Fast => Init::Fast,
             },
             checkpoint_every: self.checkpoint_every,
             sample_prompt: self.sample_prompt.clone(),
@@ -185,7 +191,7 @@ fn install_ctrlc() -> anyhow::Result<&'static AtomicBool> {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let ds = crate::corpus::Dataset::load(&args.data)
+    let ds = crate::data::corpus::Dataset::load(&args.data)
         .with_context(|| format!("loading {}", args.data.display()))?;
     let data = TrainData {
         vocab: ds.vocab(),
@@ -195,7 +201,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let start = match &args.resume {
         Some(path) => {
-            let path = train::resolve_checkpoint(path);
+            let path = train_loop::resolve_checkpoint(path);
             let ckpt = checkpoint::load(&path)
                 .with_context(|| format!("cannot resume from {}", path.display()))?;
             // The run's options come from the checkpoint; refuse silently ignoring a changed one.
@@ -214,7 +220,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                      --checkpoint-every, --threads and --out may be given"
                 );
             }
-            if let (train::Schedule::WarmupCosine { .. }, Some(s)) = (stored.schedule, args.steps) {
+            if let (Schedule::WarmupCosine { .. }, Some(s)) = (stored.schedule, args.steps) {
                 if s != stored.steps {
                     eprintln!(
                         "warning: --steps {s} differs from the run's {}: the cosine schedule is \
@@ -230,7 +236,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             }
         }
         None => {
-            let existing = args.out.join(train::CHECKPOINT_FILE);
+            let existing = args.out.join(train_loop::CHECKPOINT_FILE);
             if existing.exists() && !args.overwrite {
                 bail!(
                     "{} already holds a checkpoint: continue it with --resume {}, or pass \
@@ -243,12 +249,25 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         }
     };
     let interrupt = install_ctrlc()?;
+    #[cfg(feature = "crash-test")]
+    let kill_hook = super::crash_test::KillHook::from_env();
+    #[cfg(feature = "crash-test")]
+    let observe = |point: WritePoint<'_>| {
+        if let Some(h) = &kill_hook {
+            h.observe(point)
+        }
+    };
+    #[cfg(feature = "crash-test")]
+    let on_save: Option<&(dyn Fn(WritePoint<'_>) + Sync)> = Some(&observe);
+    #[cfg(not(feature = "crash-test"))]
+    let on_save = None;
     let io = RunIo {
         out_dir: args.out.clone(),
         interrupt: Some(interrupt),
         threads: args.threads,
         progress: !args.no_progress,
         print: true,
+        on_save,
     };
     let shape = match &start {
         Start::Fresh(o) => o.model,
@@ -262,11 +281,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         data.vocab.len(),
         data.train.len(),
         data.eval.len(),
-        crate::params::ParamLayout::new(&cfg).num_params() as f64 / 1e6,
+        crate::nn::params::ParamLayout::new(&cfg).num_params() as f64 / 1e6,
         args.out.display()
     );
     let t0 = std::time::Instant::now();
-    let outcome = train::train(&data, start, &io)?;
+    let outcome = pretrain::train(&data, start, &io)?;
     let last = outcome.metrics.last();
     eprintln!(
         "{} at step {} in {:.1} s; checkpoint {}{}",

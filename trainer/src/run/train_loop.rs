@@ -1,0 +1,573 @@
+//! The one training loop every stage runs on (spec §4): schedule, clipping, checkpoint cadence,
+//! evaluation cadence, resume and the stop conditions. A stage ([`Objective`]) brings its batches,
+//! its loss and its evaluation; `stages/` holds them.
+//!
+//! Per iteration `i` (0-based; "step i" = after `i` updates), in the reference's order:
+//! 1. the stage fetches its batch, drawing from the run's torch-compatible MT19937 stream if it
+//!    samples ([`Objective::loss_and_grad`]);
+//! 2. forward and backward, in the same call (the gradient does not depend on what the
+//!    evaluation hook does, because evaluation only reads the parameters);
+//! 3. if `i % K == 0`: the stage's evaluation ([`Objective::evaluate`], which may draw from the
+//!    same stream after this iteration's batch, like the reference) and a sample from the prompt
+//!    generated through `tinypoet-core`, printed as `Step i, train loss X, evaluate loss Y` where X
+//!    is the mean train loss of the previous K iterations (0 at step 0) and Y the stage's eval
+//!    loss;
+//! 4. stop with an error if the loss or the gradient is not finite (nothing is saved from that
+//!    state, the last good checkpoint stays as it is);
+//! 5. optional gradient clipping, then the AdamW update with the scheduled learning rate.
+//!
+//! After the update a checkpoint is written every `checkpoint_every` steps, when Ctrl-C was
+//! pressed (the current step is finished first), and at the end. At the end a final evaluation
+//! is logged for step `steps`; it draws from a *copy* of the stream (skipping the draws of the
+//! batch that iteration `steps` would fetch first, [`Objective::skip_batch`], so the row equals an
+//! in-loop evaluation at that step) and does not reset the train-loss accumulator, so a run
+//! resumed from that checkpoint is bit-identical to one that never stopped (a resumed run drops
+//! logged rows at or after its start step and recomputes them).
+//!
+//! The step itself allocates nothing: batch buffers, activations, gradients and moments are
+//! allocated once before the loop ([`Objective::begin`] sizes the stage's); evaluation and
+//! checkpoint steps may allocate.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::io::fsx::WritePoint;
+use crate::nn::adamw::{clip_grad_norm, global_norm, AdamW, AdamWConfig};
+use crate::nn::init::{init_params, init_params_torch, InitScheme, REFERENCE_DRAWS_BEFORE_INIT};
+use crate::nn::model::{ModelError, TrainModel};
+use crate::nn::mt19937::Mt19937;
+use crate::nn::params::{Config, ConfigRecord, Params};
+use crate::run::checkpoint::{self, Checkpoint, CheckpointMeta};
+use crate::run::metrics::{MetricRow, MetricsLog};
+use crate::run::options::{Init, TrainOptions};
+use crate::run::plot;
+use crate::run::sample::sample_through_core;
+
+/// What every stage's run is tied to: the vocabulary and the dataset it trains on (both are
+/// stored in the checkpoint and checked on resume).
+pub struct RunData<'a> {
+    /// Characters in id order.
+    pub vocab: &'a [char],
+    /// Hex content hash of the dataset.
+    pub dataset_hash: &'a str,
+}
+
+impl RunData<'_> {
+    fn encode(&self, text: &str) -> anyhow::Result<Vec<u16>> {
+        text.chars()
+            .map(|c| {
+                self.vocab
+                    .binary_search(&c)
+                    .map(|i| i as u16)
+                    .map_err(|_| anyhow::anyhow!("character {c:?} is not in the vocabulary"))
+            })
+            .collect()
+    }
+}
+
+/// The eval losses a stage reports at an evaluation step.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalLosses {
+    /// The loss the bars use (logged as `eval_loss`).
+    pub eval_loss: f64,
+    /// The reference's own estimator (logged as `eval_loss_reference`).
+    pub eval_loss_reference: f64,
+}
+
+/// A training stage: its batches, its loss and its evaluation, over the shared loop.
+pub trait Objective: Send {
+    /// What the stage is called in the plot title ("pretraining").
+    fn name(&self) -> &'static str;
+    /// Check `opts` against the stage's data and size the stage's buffers; called once, before
+    /// the first iteration.
+    fn begin(&mut self, opts: &TrainOptions) -> anyhow::Result<()>;
+    /// Fetch the next batch (drawing from `rng` if the stage samples), run forward and backward:
+    /// the batch's mean loss, with its gradient written to `grads`. Must not allocate.
+    fn loss_and_grad(
+        &mut self,
+        model: &mut TrainModel,
+        params: &Params,
+        grads: &mut Params,
+        rng: &mut Mt19937,
+    ) -> Result<f32, ModelError>;
+    /// Advance `rng` past the draws the next [`Self::loss_and_grad`] would take.
+    fn skip_batch(&self, rng: &mut Mt19937);
+    /// The eval losses of `params` (may draw from `rng`, as the reference's estimator does).
+    fn evaluate(
+        &mut self,
+        model: &mut TrainModel,
+        params: &Params,
+        rng: &mut Mt19937,
+    ) -> Result<EvalLosses, ModelError>;
+}
+
+/// How a run starts.
+pub enum Start {
+    Fresh(TrainOptions),
+    /// Continue a checkpoint; `steps`/`checkpoint_every` override the stored options when given
+    /// (nothing else may change, or the run would not be the same run).
+    Resume {
+        checkpoint: Box<Checkpoint>,
+        steps: Option<u64>,
+        checkpoint_every: Option<u64>,
+    },
+}
+
+/// Where a run writes and how it reports.
+pub struct RunIo<'a> {
+    pub out_dir: PathBuf,
+    /// Set by the Ctrl-C handler: finish the step, save, stop.
+    pub interrupt: Option<&'a AtomicBool>,
+    /// Rayon threads for the kernels.
+    pub threads: usize,
+    /// Show the progress bar (when stderr is a terminal).
+    pub progress: bool,
+    /// Print the log lines (`Step N, ...` and samples) on stdout.
+    pub print: bool,
+    /// Watches each point of every checkpoint write (the kill test's crash hook; `None`
+    /// otherwise).
+    pub on_save: Option<&'a (dyn Fn(WritePoint<'_>) + Sync)>,
+}
+
+/// What a run ended with.
+#[derive(Debug)]
+pub struct RunOutcome {
+    /// Completed updates.
+    pub step: u64,
+    pub interrupted: bool,
+    pub checkpoint_path: PathBuf,
+    pub metrics: Vec<MetricRow>,
+}
+
+/// File names inside the output directory.
+pub const CHECKPOINT_FILE: &str = "checkpoint.ckpt";
+pub const METRICS_FILE: &str = "metrics.jsonl";
+pub const PLOT_FILE: &str = "loss.svg";
+
+/// The mutable state of a run, everything a checkpoint holds.
+struct State {
+    cfg: Config,
+    opts: TrainOptions,
+    params: Params,
+    grads: Params,
+    adam: AdamW,
+    rng: Mt19937,
+    step: u64,
+    loss_acc: f64,
+    loss_count: u64,
+    wall_time_s: f64,
+    metrics: Vec<MetricRow>,
+}
+
+impl State {
+    fn fresh(data: &RunData, opts: TrainOptions) -> anyhow::Result<State> {
+        let cfg = opts.model.config(data.vocab.len());
+        let mut rng = Mt19937::init_genrand(opts.seed);
+        let params = match opts.init {
+            Init::Torch => {
+                // The reference prints one demo batch before building the model; the batches
+                // then continue the same stream after the initialisation draws.
+                for _ in 0..REFERENCE_DRAWS_BEFORE_INIT {
+                    rng.next_u32();
+                }
+                init_params_torch(&cfg, &mut rng)
+            }
+            Init::Fast => init_params(&cfg, opts.seed as u64, InitScheme::Fast),
+        };
+        let n = params.data.len();
+        Ok(State {
+            cfg,
+            grads: Params::zeros(&cfg),
+            adam: AdamW::new(n, AdamWConfig::default()),
+            params,
+            rng,
+            step: 0,
+            loss_acc: 0.0,
+            loss_count: 0,
+            wall_time_s: 0.0,
+            metrics: Vec::new(),
+            opts,
+        })
+    }
+
+    fn resume(
+        data: &RunData,
+        ckpt: Checkpoint,
+        steps: Option<u64>,
+        every: Option<u64>,
+    ) -> anyhow::Result<State> {
+        let meta = ckpt.meta;
+        if meta.dataset_hash != data.dataset_hash {
+            bail!(
+                "the checkpoint was trained on dataset {} but this dataset is {}",
+                short(&meta.dataset_hash),
+                short(data.dataset_hash)
+            );
+        }
+        if meta.vocab.as_slice() != data.vocab {
+            bail!("the checkpoint's vocabulary differs from the dataset's");
+        }
+        let mut opts = meta.options;
+        if let Some(s) = steps {
+            opts.steps = s;
+        }
+        if let Some(e) = every {
+            opts.checkpoint_every = e;
+        }
+        let cfg = opts.model.config(data.vocab.len());
+        if ConfigRecord::from(&cfg) != meta.config {
+            bail!("the checkpoint's model config does not match its options");
+        }
+        let params = Params::from_vec(&cfg, ckpt.params)
+            .context("checkpoint parameter count does not match its config")?;
+        let n = params.data.len();
+        let mut adam = AdamW::new(n, AdamWConfig::default());
+        adam.m = ckpt.adam_m;
+        adam.v = ckpt.adam_v;
+        adam.t = meta.adam_t;
+        let rng = Mt19937::from_bytes(&meta.rng_state).context("checkpoint RNG state")?;
+        // Rows at or after the start step are recomputed by this run (see the module docs).
+        let mut metrics = meta.metrics;
+        metrics.retain(|r| r.step < meta.step);
+        Ok(State {
+            cfg,
+            grads: Params::zeros(&cfg),
+            adam,
+            params,
+            rng,
+            step: meta.step,
+            loss_acc: meta.train_loss_acc,
+            loss_count: meta.train_loss_count,
+            wall_time_s: meta.wall_time_s,
+            metrics,
+            opts,
+        })
+    }
+
+    fn checkpoint(&self, data: &RunData) -> Checkpoint {
+        Checkpoint {
+            meta: CheckpointMeta {
+                step: self.step,
+                adam_t: self.adam.t,
+                n_params: self.params.data.len() as u64,
+                config: ConfigRecord::from(&self.cfg),
+                vocab: data.vocab.to_vec(),
+                dataset_hash: data.dataset_hash.to_string(),
+                rng_state: self.rng.to_bytes().to_vec(),
+                train_loss_acc: self.loss_acc,
+                train_loss_count: self.loss_count,
+                wall_time_s: self.wall_time_s,
+                options: self.opts.clone(),
+                metrics: self.metrics.clone(),
+            },
+            params: self.params.data.clone(),
+            adam_m: self.adam.m.clone(),
+            adam_v: self.adam.v.clone(),
+        }
+    }
+}
+
+fn short(hash: &str) -> &str {
+    &hash[..hash.len().min(12)]
+}
+
+/// Run (or continue) a training run of `objective` on `data`. See the module docs for the loop.
+pub fn run<O: Objective>(
+    data: &RunData,
+    objective: &mut O,
+    start: Start,
+    io: &RunIo,
+) -> anyhow::Result<RunOutcome> {
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(io.threads.max(1))
+        .build()
+        .context("building the thread pool")?;
+    pool.install(|| run_in_pool(data, objective, start, io))
+}
+
+fn run_in_pool<O: Objective>(
+    data: &RunData,
+    objective: &mut O,
+    start: Start,
+    io: &RunIo,
+) -> anyhow::Result<RunOutcome> {
+    let mut st = match start {
+        Start::Fresh(opts) => {
+            objective.begin(&opts)?;
+            State::fresh(data, opts)?
+        }
+        Start::Resume {
+            checkpoint,
+            steps,
+            checkpoint_every,
+        } => {
+            let st = State::resume(data, *checkpoint, steps, checkpoint_every)?;
+            objective.begin(&st.opts)?;
+            st
+        }
+    };
+    std::fs::create_dir_all(&io.out_dir)
+        .with_context(|| format!("creating {}", io.out_dir.display()))?;
+    let ckpt_path = io.out_dir.join(CHECKPOINT_FILE);
+    let plot_path = io.out_dir.join(PLOT_FILE);
+    let metrics_log = MetricsLog::create(&io.out_dir.join(METRICS_FILE), &st.metrics)?;
+    // Checked up front so a bad prompt fails before any training.
+    data.encode(&st.opts.sample_prompt)
+        .context("sample prompt")?;
+    let prompt = st.opts.sample_prompt.clone();
+    let plot_title = format!(
+        "tinypoet {}: B={} T={} lr={} seed={}",
+        objective.name(),
+        st.opts.batch,
+        st.opts.seq,
+        st.opts.lr,
+        st.opts.seed
+    );
+
+    let k = st.opts.eval_interval;
+    let schedule = st.opts.lr_schedule();
+    let mut model = TrainModel::new(&st.cfg, st.opts.batch, st.opts.seq)?;
+    let mut last_good: Option<u64> = checkpoint::load(&ckpt_path).ok().map(|c| c.meta.step);
+
+    let pb = progress_bar(io, st.opts.steps, st.step);
+    let mut last_msg = Instant::now() - Duration::from_secs(10);
+    let mut last_eval = f64::NAN;
+    let mut interrupted = false;
+
+    while st.step < st.opts.steps {
+        let i = st.step;
+        let t0 = Instant::now();
+        // 1. batch, 2. forward + backward
+        let kept = || match last_good {
+            Some(s) => format!(
+                "the last good checkpoint {} (step {s}) is kept",
+                ckpt_path.display()
+            ),
+            None => "no checkpoint had been written yet".to_string(),
+        };
+        // A rejected batch changed nothing (the model checks before any work).
+        let loss = match objective.loss_and_grad(&mut model, &st.params, &mut st.grads, &mut st.rng)
+        {
+            Ok(loss) => loss,
+            Err(e) => {
+                pb.finish_and_clear();
+                bail!("training stopped at step {i}: {e}; {}", kept());
+            }
+        };
+        let grad_norm = global_norm(&st.grads.data);
+        let train_time = t0.elapsed().as_secs_f64();
+        // 4 (checked before the evaluation so a broken state is never evaluated or saved).
+        if !loss.is_finite() || !grad_norm.is_finite() {
+            pb.finish_and_clear();
+            let what = if !loss.is_finite() {
+                format!("loss is {loss}")
+            } else {
+                format!("gradient norm is {grad_norm}")
+            };
+            bail!("training stopped at step {i}: the {what}; {}", kept());
+        }
+        // 3. evaluation hook
+        if i % k == 0 {
+            let train_mean = if st.loss_count == 0 {
+                0.0
+            } else {
+                st.loss_acc / st.loss_count as f64
+            };
+            st.loss_acc = 0.0;
+            st.loss_count = 0;
+            let lr = schedule.lr_at(i);
+            let row = evaluation(
+                &mut st,
+                data,
+                objective,
+                &mut model,
+                &prompt,
+                i,
+                train_mean,
+                lr,
+                Some(grad_norm as f64),
+                false,
+            )?;
+            last_eval = row.eval_loss;
+            report(io, &pb, &row, &st.opts);
+            metrics_log.append(&row)?;
+            st.metrics.push(row);
+            plot::write_svg(&plot_path, &st.metrics, &plot_title)?;
+        }
+        st.loss_acc += loss as f64;
+        st.loss_count += 1;
+        // 5. update
+        let t1 = Instant::now();
+        if let Some(max) = st.opts.grad_clip {
+            clip_grad_norm(&mut st.grads.data, max);
+        }
+        let lr = schedule.lr_at(i);
+        st.adam.step(&mut st.params.data, &st.grads.data, lr);
+        st.step = i + 1;
+        st.wall_time_s += train_time + t1.elapsed().as_secs_f64();
+
+        pb.inc(1);
+        // (Formatting allocates: only for a visible bar, at most twice a second.)
+        if !pb.is_hidden() && last_msg.elapsed() >= Duration::from_millis(500) {
+            pb.set_message(format!("loss {loss:.4}  eval {last_eval:.4}"));
+            last_msg = Instant::now();
+        }
+
+        let stop = io.interrupt.is_some_and(|f| f.load(Ordering::SeqCst));
+        let periodic = st.opts.checkpoint_every > 0 && st.step % st.opts.checkpoint_every == 0;
+        if (periodic && st.step < st.opts.steps) || stop {
+            save(io, &ckpt_path, &st.checkpoint(data))?;
+            last_good = Some(st.step);
+        }
+        if stop {
+            interrupted = true;
+            break;
+        }
+    }
+
+    if !interrupted {
+        // Final evaluation (a peek: copy of the stream, accumulator untouched).
+        let train_mean = if st.loss_count == 0 {
+            0.0
+        } else {
+            st.loss_acc / st.loss_count as f64
+        };
+        let lr = schedule.lr_at(st.step.saturating_sub(1));
+        let final_step = st.step;
+        let row = evaluation(
+            &mut st, data, objective, &mut model, &prompt, final_step, train_mean, lr, None, true,
+        )?;
+        report(io, &pb, &row, &st.opts);
+        metrics_log.append(&row)?;
+        st.metrics.retain(|r| r.step < st.step);
+        st.metrics.push(row);
+        plot::write_svg(&plot_path, &st.metrics, &plot_title)?;
+        save(io, &ckpt_path, &st.checkpoint(data))?;
+    }
+    pb.finish_and_clear();
+    if interrupted && io.print {
+        eprintln!(
+            "interrupted: saved {} at step {}; continue with --resume {}",
+            ckpt_path.display(),
+            st.step,
+            ckpt_path.display()
+        );
+    }
+    Ok(RunOutcome {
+        step: st.step,
+        interrupted,
+        checkpoint_path: ckpt_path,
+        metrics: st.metrics,
+    })
+}
+
+/// Both estimators and the sample. `peek`: use a copy of the stream (final evaluation).
+#[allow(clippy::too_many_arguments)]
+fn evaluation<O: Objective>(
+    st: &mut State,
+    data: &RunData,
+    objective: &mut O,
+    model: &mut TrainModel,
+    prompt: &str,
+    step: u64,
+    train_loss: f64,
+    lr: f32,
+    grad_norm: Option<f64>,
+    peek: bool,
+) -> anyhow::Result<MetricRow> {
+    let (b, t) = (st.opts.batch, st.opts.seq);
+    let mut peek_rng;
+    let rng = if peek {
+        // Skip the draws of the batch iteration `step` would fetch first, so the final row is
+        // exactly the one an in-loop evaluation at `step` gives (comparable with the reference).
+        peek_rng = st.rng.clone();
+        objective.skip_batch(&mut peek_rng);
+        &mut peek_rng
+    } else {
+        &mut st.rng
+    };
+    let losses = objective.evaluate(model, &st.params, rng)?;
+    let sample = sample_through_core(
+        &st.params,
+        data.vocab,
+        prompt,
+        st.opts.sample_len,
+        sample_seed(st.opts.seed, step),
+    )?;
+    Ok(MetricRow {
+        step,
+        train_loss,
+        eval_loss: losses.eval_loss,
+        eval_loss_reference: losses.eval_loss_reference,
+        lr: lr as f64,
+        grad_norm,
+        train_time_s: st.wall_time_s,
+        tokens: step * (b * t) as u64,
+        sample,
+    })
+}
+
+/// Seed of the sampler for the sample printed at `step` (its own stream: sampling never
+/// disturbs the batch stream, as in the reference's CUDA runs).
+pub fn sample_seed(seed: u32, step: u64) -> u64 {
+    ((seed as u64) << 32) ^ step
+}
+
+fn report(io: &RunIo, pb: &ProgressBar, row: &MetricRow, opts: &TrainOptions) {
+    if !io.print {
+        return;
+    }
+    pb.suspend(|| {
+        println!(
+            "Step {}, train loss {:.4}, evaluate loss {:.4} (reference estimator {:.4})",
+            row.step, row.train_loss, row.eval_loss, row.eval_loss_reference
+        );
+        println!(
+            "Generate first {} characters of poems starting with {}:",
+            opts.sample_len, opts.sample_prompt
+        );
+        println!("{}", row.sample);
+    });
+}
+
+fn progress_bar(io: &RunIo, steps: u64, pos: u64) -> ProgressBar {
+    if !io.progress || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let pb = ProgressBar::with_draw_target(Some(steps), ProgressDrawTarget::stderr());
+    pb.set_style(
+        ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {rate}  ETA {eta}  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .with_key(
+                "rate",
+                |s: &indicatif::ProgressState, w: &mut dyn std::fmt::Write| {
+                    let _ = write!(w, "{:.2} steps/s", s.per_sec());
+                },
+            ),
+    );
+    pb.set_position(pos);
+    pb.reset_eta();
+    pb
+}
+
+/// Save a checkpoint atomically, through the run's save observer if it has one.
+fn save(io: &RunIo, path: &Path, ckpt: &Checkpoint) -> Result<(), checkpoint::CheckpointError> {
+    match io.on_save {
+        Some(observe) => checkpoint::save_atomic_observed(path, ckpt, observe),
+        None => checkpoint::save_atomic(path, ckpt),
+    }
+}
+
+/// Resolve the checkpoint path for `--resume` (a file, or a run directory holding one).
+pub fn resolve_checkpoint(path: &Path) -> PathBuf {
+    if path.is_dir() {
+        path.join(CHECKPOINT_FILE)
+    } else {
+        path.to_path_buf()
+    }
+}

@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The page in a real browser: headless Chromium (Debian's package; playwright-core from npm
+# drives it and downloads no browser) opens the page served by `tinypoet serve` on 127.0.0.1,
+# writes poems for fixed titles and seeds, and each must equal the host's `tinypoet generate`
+# text. Saves a screenshot to target/web-test/web.png (docs/figures/web.png is a copy).
+#
+#   bash web/test-browser.sh [--bench]      --bench: also the page's characters per second
+#
+# Installs what is missing: chromium and a CJK font (apt-get), playwright-core (npm, into
+# target/web-test/), the wasm32-unknown-unknown target (web/build.sh).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+BENCH=()
+if [ "${1:-}" = "--bench" ]; then BENCH=(--bench-chars 200 --bench-runs 5); fi
+
+PLAYWRIGHT_CORE=playwright-core@1.65.1
+WORK="$ROOT/target/web-test"
+mkdir -p "$WORK"
+
+SUDO=""
+if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# Without a CJK font the screenshot shows boxes (the text comparison does not depend on it).
+dpkg -s fonts-wqy-zenhei >/dev/null 2>&1 || missing+=(fonts-wqy-zenhei)
+command -v node >/dev/null 2>&1 || missing+=(nodejs npm)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "installing ${missing[*]}" >&2
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
+fi
+if [ ! -f "$WORK/node_modules/playwright-core/package.json" ]; then
+    npm install --silent --no-audit --no-fund --prefix "$WORK" "$PLAYWRIGHT_CORE" >&2
+fi
+
+bash web/build.sh
+cargo build --quiet --release -p tinypoet-trainer
+TP="$ROOT/target/release/tinypoet"
+MODEL=models/tinypoet-tang-int8.tpb
+
+"$TP" serve --addr 127.0.0.1:0 --model "$MODEL" >"$WORK/serve.url" 2>"$WORK/serve.log" &
+SERVER=$!
+trap 'kill $SERVER 2>/dev/null || true' EXIT
+for _ in $(seq 100); do
+    [ -s "$WORK/serve.url" ] && break
+    kill -0 $SERVER 2>/dev/null || { cat "$WORK/serve.log" >&2; exit 1; }
+    sleep 0.1
+done
+URL=$(head -1 "$WORK/serve.url")
+echo "tinypoet serve: $URL" >&2
+
+passed=0
+failed=0
+# case: mode (title|text), what is typed in the page and on the host's command line, seed, extra
+# arguments of browser.mjs. The host converts simplified input with OpenCC, the page with the
+# core's per-character table: the titles here are ones where the two agree.
+run_case() {
+    local mode=$1 typed=$2 seed=$3
+    shift 3
+    local host_args=("$typed")
+    if [ "$mode" = title ]; then host_args=(--title "$typed"); fi
+    local expect="$WORK/expected-$mode-$seed.txt"
+    "$TP" generate "${host_args[@]}" --seed "$seed" --model "$MODEL" >"$expect" 2>/dev/null
+    echo "--- page: $mode $typed, seed $seed (host: tinypoet generate ${host_args[*]} --seed $seed)"
+    if node web/test/browser.mjs --url "$URL" --mode "$mode" --title "$typed" --seed "$seed" \
+        --expect "$expect" "$@"; then
+        passed=$((passed + 1))
+    else
+        failed=$((failed + 1))
+    fi
+}
+# Simplified input: 静 becomes 靜, and the page says so.
+run_case title 静夜思 7 --screenshot "$WORK/web.png" "${BENCH[@]}"
+run_case text 春夜喜雨 7
+run_case text 白日依山 3
+
+echo "screenshot: $WORK/web.png"
+echo "browser: $passed passed, $failed failed"
+[ "$failed" -eq 0 ]
