@@ -1,5 +1,8 @@
 #!/usr/bin/env bash
-# Real-board builds: each ELF must build with the model and carry its boot header.
+# Real-board builds: each ELF must build with the model (the serial console: USB CDC-ACM on the
+# boards, UART0 under QEMU), carry its boot header, and be written as what the board's loader
+# takes: target/boards/pico2.uf2 (drag onto the RP2350 boot drive, or picotool load) and
+# target/boards/teensy41.hex (teensy_loader_cli / the Teensy Loader). Prints flash and RAM use.
 #   Teensy 4.1 (i.MX RT1062, thumbv7em-none-eabihf): FlexSPI configuration block
 #     "FCFB" (8 MiB) at 0x60000000, IVT at 0x60001000 whose entry is Reset, boot
 #     data covering the weights.
@@ -17,8 +20,8 @@ TINYPOET_BLOB=$(fw_blob)
 export TINYPOET_BLOB
 fw_log "blob: $TINYPOET_BLOB"
 
-check() { # board target check
-    local board=$1 target=$2 what=$3
+check() { # board target check [image-kind image-ext]
+    local board=$1 target=$2 what=$3 kind=${4:-} ext=${5:-}
     fw_log "building $board ($target)"
     fw_cargo build --release --no-default-features --features "board-$board" --target "$target" >&2
     local out=$FW_TARGET_DIR/boards/$board.elf
@@ -26,10 +29,13 @@ check() { # board target check
     cp "$(fw_elf "$target")" "$out"
     python3 "$FW_DIR/elf.py" size "$out"
     python3 "$FW_DIR/elf.py" "check-$what" "$out"
+    if [ -n "$kind" ]; then
+        python3 "$FW_DIR/elf.py" "$kind" "$out" "${out%.elf}.$ext"
+    fi
 }
 
-check teensy41 thumbv7em-none-eabihf teensy41
-check pico2 thumbv8m.main-none-eabihf pico2
+check teensy41 thumbv7em-none-eabihf teensy41 ihex hex
+check pico2 thumbv8m.main-none-eabihf pico2 uf2 uf2
 check mps2-an386 thumbv7em-none-eabihf mps2
 # Raspberry Pi Pico (RP2040, thumbv6m-none-eabi): the int8 blob (the f16 one is 2.67 MB, more
 # than the 2 MB flash), boot2 with a valid CRC at 0x10000000, vector table at 0x10000100, and

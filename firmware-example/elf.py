@@ -6,6 +6,9 @@
   elf.py check-pico2 ELF     RP2350 IMAGE_DEF block within the first 4 KiB of flash
   elf.py check-mps2 ELF      vector table at 0x0 (initial SP in SRAM, Thumb reset vector)
   elf.py check-pico ELF      RP2040 boot2 (256 bytes, CRC-32 ok) at 0x10000000, vector table at +0x100
+  elf.py uf2 ELF OUT         UF2 image for the RP2350 boot ROM's USB drive (family RP2350_ARM_S)
+  elf.py ihex ELF OUT        Intel HEX image for teensy_loader_cli / the Teensy Loader
+Both image writers read the file back and check that it holds exactly the ELF's load image.
 
 Exit status 0 when the check passes; 1 with a message otherwise.
 """
@@ -193,9 +196,148 @@ def check_pico(elf):
         f"ok: boot2 at {base:#x} (256 bytes, CRC-32 {crc:#010x} ok); vector table at "
         f"{base + 0x100:#x} (SP {sp:#010x}, Reset {reset:#010x})"
     )
+def load_image(elf):
+    """(address, bytes) of every loaded segment with file data, by address: what a flasher
+    writes (.data's initial values at their load address in flash)."""
+    out = []
+    for p in elf.segments:
+        if p["type"] == 1 and p["filesz"] > 0:
+            out.append((p["paddr"], elf.data[p["off"]:p["off"] + p["filesz"]]))
+    out.sort()
+    for (a, d), (b, _) in zip(out, out[1:]):
+        if a + len(d) > b:
+            raise SystemExit(f"segments overlap at {b:#x}")
+    return out
+
+
+def image_bytes(chunks):
+    """{address: byte} of a load image, for comparing two encodings of it."""
+    return {a + i: b for a, d in chunks for i, b in enumerate(d)}
+
+
+# UF2 (https://github.com/microsoft/uf2, the format of the RP2350 boot ROM's USB mass-storage
+# drive): 512-byte blocks, each carrying 256 bytes for one flash page.
+UF2_MAGIC0, UF2_MAGIC1, UF2_MAGIC_END = 0x0A324655, 0x9E5D5157, 0x0AB16F30
+UF2_FLAG_FAMILY_ID = 0x00002000
+# Family ID of an Arm Secure image for the RP2350 (pico-sdk / picotool `rp2350-arm-s`).
+UF2_FAMILY_RP2350_ARM_S = 0xE48BFF59
+UF2_PAYLOAD = 256
+
+
+def uf2_encode(chunks, family):
+    pages = {}
+    for addr, data in chunks:
+        for i, b in enumerate(data):
+            a = addr + i
+            page = pages.setdefault(a - a % UF2_PAYLOAD, bytearray(b"\xff" * UF2_PAYLOAD))
+            page[a % UF2_PAYLOAD] = b
+    out = bytearray()
+    for n, base in enumerate(sorted(pages)):
+        header = struct.pack("<8I", UF2_MAGIC0, UF2_MAGIC1, UF2_FLAG_FAMILY_ID, base,
+                             UF2_PAYLOAD, n, len(pages), family)
+        block = header + bytes(pages[base]) + b"\0" * (476 - UF2_PAYLOAD)
+        out += block + struct.pack("<I", UF2_MAGIC_END)
+    return bytes(out)
+
+
+def uf2_decode(data):
+    mem = {}
+    n_blocks = len(data) // 512
+    for i in range(n_blocks):
+        blk = data[512 * i:512 * (i + 1)]
+        m0, m1, flags, addr, size, no, total, fam = struct.unpack_from("<8I", blk)
+        (end,) = struct.unpack_from("<I", blk, 508)
+        if (m0, m1, end) != (UF2_MAGIC0, UF2_MAGIC1, UF2_MAGIC_END) or no != i or total != n_blocks:
+            raise SystemExit(f"UF2 block {i}: bad magic or numbering")
+        if flags != UF2_FLAG_FAMILY_ID or fam != UF2_FAMILY_RP2350_ARM_S or size != UF2_PAYLOAD:
+            raise SystemExit(f"UF2 block {i}: flags {flags:#x} family {fam:#x} size {size}")
+        for j in range(size):
+            mem[addr + j] = blk[32 + j]
+    return mem
+
+
+def ihex_encode(chunks):
+    """Intel HEX: 16-byte data records (type 00) under extended linear address records (04)."""
+    lines, upper = [], None
+
+    def record(addr16, typ, payload):
+        body = bytes([len(payload), addr16 >> 8, addr16 & 0xFF, typ]) + payload
+        return ":" + (body + bytes([-sum(body) & 0xFF])).hex().upper()
+
+    for addr, data in chunks:
+        for i in range(0, len(data), 16):
+            a = addr + i
+            piece = data[i:min(i + 16, len(data), i + 0x10000 - a % 0x10000)]
+            if a >> 16 != upper:
+                upper = a >> 16
+                lines.append(record(0, 0x04, struct.pack(">H", upper)))
+            lines.append(record(a & 0xFFFF, 0x00, piece))
+            if len(piece) < min(16, len(data) - i):  # split at a 64 KiB boundary
+                rest = data[i + len(piece):i + 16]
+                upper = (a + len(piece)) >> 16
+                lines.append(record(0, 0x04, struct.pack(">H", upper)))
+                lines.append(record((a + len(piece)) & 0xFFFF, 0x00, rest))
+    lines.append(":00000001FF")
+    return "\n".join(lines) + "\n"
+
+
+def ihex_decode(text):
+    mem, upper = {}, 0
+    for n, line in enumerate(text.splitlines(), 1):
+        raw = bytes.fromhex(line[1:])
+        if line[0] != ":" or sum(raw) & 0xFF or raw[0] != len(raw) - 5:
+            raise SystemExit(f"HEX line {n}: bad record {line}")
+        addr, typ, payload = (raw[1] << 8) | raw[2], raw[3], raw[4:-1]
+        if typ == 0x00:
+            for i, b in enumerate(payload):
+                mem[(upper << 16) + addr + i] = b
+        elif typ == 0x04:
+            upper = struct.unpack(">H", payload)[0]
+        elif typ == 0x02:  # extended segment address (llvm-objcopy writes these): base = seg * 16
+            seg = struct.unpack(">H", payload)[0]
+            if seg % 0x1000:
+                raise SystemExit(f"HEX line {n}: segment {seg:#x} not on a 64 KiB boundary")
+            upper = seg >> 12
+        elif typ == 0x01:
+            return mem
+        elif typ in (0x03, 0x05):  # start address (llvm-objcopy writes one): not flash contents
+            pass
+        else:
+            raise SystemExit(f"HEX line {n}: unexpected record type {typ}")
+    raise SystemExit("HEX: no end-of-file record")
+
+
+def write_image(elf, kind, out_path):
+    chunks = load_image(elf)
+    want = image_bytes(chunks)
+    if kind == "uf2":
+        data = uf2_encode(chunks, UF2_FAMILY_RP2350_ARM_S)
+        with open(out_path, "wb") as f:
+            f.write(data)
+        got = uf2_decode(open(out_path, "rb").read())
+        # Padding to whole pages reads as erased flash.
+        extra = {a: b for a, b in got.items() if a not in want}
+        got = {a: b for a, b in got.items() if a in want}
+        if any(b != 0xFF for b in extra.values()):
+            fail("UF2 page padding is not 0xFF")
+        what = f"{len(data) // 512} blocks of {UF2_PAYLOAD} bytes, family {UF2_FAMILY_RP2350_ARM_S:#x} (RP2350 Arm Secure)"
+    else:
+        text = ihex_encode(chunks)
+        with open(out_path, "w") as f:
+            f.write(text)
+        got = ihex_decode(open(out_path).read())
+        what = f"{text.count(chr(10))} records"
+    if got != want:
+        fail(f"{out_path} does not read back as the ELF's load image")
+    lo = min(want)
+    hi = max(want) + 1
+    print(f"ok: {out_path}: {len(want)} bytes at {lo:#010x}..{hi:#010x}, {what}; read back == ELF load image")
 
 
 def main():
+    if len(sys.argv) == 4 and sys.argv[1] in ("uf2", "ihex"):
+        write_image(Elf(sys.argv[2]), sys.argv[1], sys.argv[3])
+        return
     if len(sys.argv) != 3:
         print(__doc__)
         sys.exit(2)

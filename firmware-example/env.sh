@@ -109,6 +109,12 @@ FW_QEMU=(qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic
 FW_QEMU_M0=(qemu-system-arm -cpu cortex-m3 -machine mps2-an385 -nographic
     -semihosting-config enable=on,target=native -icount shift=0,align=off,sleep=off -kernel)
 
+# The console under QEMU: UART0 on stdin/stdout (-serial stdio), no monitor, semihosting for the
+# exit status, the same -icount as the measurements (instructions per character are exact).
+FW_QEMU_CONSOLE=(qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -display none -monitor none
+    -serial stdio -semihosting-config enable=on,target=native -icount shift=0,align=off,sleep=off
+    -kernel)
+
 # fw_blob: print the path of the blob to embed.
 #   TINYPOET_BLOB if set; else the committed default model; else a blob from a
 #   short seeded training run on the real corpus, cached in target/ (made once).

@@ -1,16 +1,19 @@
 #!/usr/bin/env bash
-# Determinism test of the firmware (issue 6, item 5; issue 8 for int8): build it with a trained
-# blob, run it under QEMU (Cortex-M4, mps2-an386) and check that the text it streams is byte for
-# byte what `tinypoet generate --model BLOB --seed S ...` prints on the host, for:
-#   1. the default settings (prompt 春夜喜雨, default sampler, stop at the end of the poem);
-#   2. --no-stop --max-len 200 with another seed: at least 50 generated characters required;
-# first with the f16 blob, then the same two cases with the int8 blob (the SXTB16/SMLAD kernel on
-# the device, the portable or AVX int8 kernels on the host), then the two int8 cases on ARMv6-M:
-# the thumbv6m-none-eabi build (the RP2040's Cortex-M0+ code, soft float, int8 KV cache) on
-# mps2-an385 (a Cortex-M3 running it), against `tinypoet generate --kv int8` on the host.
+# Determinism tests of the firmware under QEMU (Cortex-M4, mps2-an386), each checked byte for byte
+# against `tinypoet generate` on the host with the same blob, prompt, seed and settings:
+#   1. console (issue 16): the default build; console-test.py types several titles with settings
+#      and two bad lines into UART0 through a pipe and compares every poem with the host's; the
+#      bad lines must get one `error:` line each and the console must go on. Once with the f16
+#      blob, once with the int8 blob (the SXTB16/SMLAD kernel on the device, the portable or AVX
+#      int8 kernels on the host).
+#   2. oneshot (issue 6): the build-time-prompt build (`--features oneshot`, default prompt
+#      春夜喜雨, default sampler, stop at the end of the poem), the poem over semihosting.
+#   3. ARMv6-M (issue 17): the oneshot build for thumbv6m-none-eabi (the RP2040's Cortex-M0+ code,
+#      soft float, int8 KV cache) on mps2-an385 (a Cortex-M3 running it), with the int8 blob,
+#      against `tinypoet generate --kv int8` on the host: the default poem and 200 characters.
 # f16 blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run
 # (make-test-blob.sh). int8 blob: TINYPOET_INT8_BLOB, else models/tinypoet-tang-int8.tpb
-# (TINYPOET_INT8_BLOB=none skips the int8 cases).
+# (TINYPOET_INT8_BLOB=none skips the int8 session).
 # Exit 0 only if every case passes; a summary line "N passed, M failed" closes the output.
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
@@ -34,11 +37,31 @@ passed=0
 failed=0
 # The build under test (the ARMv6-M cases below change these).
 FW_TARGET=thumbv7em-none-eabihf
-FW_FEATURES=()
+FW_FEATURES=(--features oneshot)
 HOST_KV=()
 QEMU_CMD=("${FW_QEMU[@]}")
 
-# run_case NAME SEED MAX_LEN NO_STOP(0|1) MIN_CHARS  (blob: $BLOB)
+# console_case NAME  (blob: $BLOB): the console session of console-test.py
+console_case() {
+    local name=$1
+    fw_log "case $name: console session over UART0 ($BLOB)"
+    (
+        export TINYPOET_BLOB=$BLOB
+        fw_cargo build --release --target thumbv7em-none-eabihf >&2
+    )
+    local rc=0
+    python3 "$FW_DIR/console-test.py" "$TP" "$BLOB" "$(fw_elf thumbv7em-none-eabihf)" \
+        "$WORK/$name.transcript.txt" -- "${FW_QEMU_CONSOLE[@]}" | sed 's/^/       /' || rc=$?
+    if [ "$rc" != 0 ]; then
+        echo "FAIL $name: see above; transcript $WORK/$name.transcript.txt"
+        failed=$((failed + 1)); return
+    fi
+    echo "ok   $name: every poem == host, bad lines answered with one error line"
+    sed 's/^/       | /' "$WORK/$name.transcript.txt"
+    passed=$((passed + 1))
+}
+
+# run_case NAME SEED MAX_LEN NO_STOP(0|1) MIN_CHARS  (blob: $BLOB): the oneshot build
 run_case() {
     local name=$1 seed=$2 max=$3 nostop=$4 min=$5
     local host=$WORK/$name.host.txt fw=$WORK/$name.qemu.log text=$WORK/$name.qemu.txt
@@ -83,21 +106,21 @@ PY
     passed=$((passed + 1))
 }
 
-run_case default 2024 256 0 1
-run_case long 7 200 1 50
+console_case console
+run_case oneshot 2024 256 0 1
 
 INT8_BLOB=${TINYPOET_INT8_BLOB:-$REPO_DIR/models/tinypoet-tang-int8.tpb}
 if [ "$INT8_BLOB" = none ]; then
-    fw_log "int8 cases skipped (TINYPOET_INT8_BLOB=none)"
+    fw_log "int8 session skipped (TINYPOET_INT8_BLOB=none)"
 elif [ ! -f "$INT8_BLOB" ]; then
-    echo "FAIL int8: blob $INT8_BLOB not found (TINYPOET_INT8_BLOB=none skips the int8 cases)"
+    echo "FAIL int8: blob $INT8_BLOB not found (TINYPOET_INT8_BLOB=none skips the int8 session)"
     failed=$((failed + 1))
 else
     BLOB=$(cd "$(dirname "$INT8_BLOB")" && pwd)/$(basename "$INT8_BLOB")
     fw_log "int8 blob: $BLOB"
-    run_case int8-default 2024 256 0 1
-    run_case int8-long 7 200 1 50
-    # ARMv6-M: the same int8 blob, int8 KV cache on both sides
+    console_case int8-console
+    # ARMv6-M: the same int8 blob, int8 KV cache on both sides (board-mps2-an385 implies
+    # oneshot and kv-int8)
     FW_TARGET=thumbv6m-none-eabi
     FW_FEATURES=(--no-default-features --features board-mps2-an385)
     HOST_KV=(--kv int8)

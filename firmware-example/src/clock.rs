@@ -15,6 +15,7 @@ use cortex_m_rt::exception;
 
 /// Instructions per SysTick tick on QEMU mps2 with `-icount shift=0`
 /// (1 ns per instruction, 25 MHz SysTick clock).
+#[cfg(any(feature = "board-mps2-an386", feature = "measure", feature = "oneshot"))]
 pub const INSTRUCTIONS_PER_TICK: u64 = 40;
 
 const RELOAD: u32 = 0x00FF_FFFF;
@@ -65,6 +66,7 @@ pub fn now() -> u64 {
 }
 
 /// Instructions (QEMU -icount) between two [`now`] readings.
+#[cfg(any(feature = "measure", feature = "oneshot"))]
 pub fn instructions(t0: u64, t1: u64) -> u64 {
     (t1 - t0) * INSTRUCTIONS_PER_TICK
 }

@@ -7,11 +7,16 @@
 //!   expanded to f32.
 //! * All run state (activations, f16 KV cache, logits, token history, sampler scratch) is one
 //!   `static` buffer of `state_words(&Config::TANG, F16)` words (313.8 KiB); the linker's RAM
-//!   region is 320 KiB, so the budget is enforced at link time.
-//! * The prompt (default 春夜喜雨), seed (default: the core's `GenerateSettings` default) and
-//!   length are fixed at build time (`TINYPOET_PROMPT`, `TINYPOET_SEED`, `TINYPOET_MAX_CHARS`);
-//!   the sampler is the core's default. Each character is streamed over semihosting as soon as
-//!   the core emits it; QEMU then exits 0, or 1 with a message on any error.
+//!   region is 320 KiB (QEMU, Pico 2), so the budget is enforced at link time.
+//! * By default the firmware is a serial console (`tinypoet-console`, `console/`): a person
+//!   types a title with optional settings and the poem is streamed back character by
+//!   character, over CMSDK UART0 under QEMU (`uart.rs`, `-serial stdio`) and USB CDC-ACM on
+//!   the Pico 2 and the Teensy 4.1 (`boards/`). Under QEMU, Ctrl-D on an empty line ends it
+//!   and QEMU exits 0 (semihosting).
+//! * With the `oneshot` feature it writes one poem over semihosting instead: prompt (default
+//!   春夜喜雨), seed (default: the core's `GenerateSettings` default) and length fixed at build
+//!   time (`TINYPOET_PROMPT`, `TINYPOET_SEED`, `TINYPOET_MAX_CHARS`), the core's default
+//!   sampler; QEMU then exits 0, or 1 with a message on any error.
 //! * With the `measure` feature the firmware instead reports instruction counts (`measure.rs`).
 #![no_std]
 #![no_main]
@@ -22,8 +27,15 @@ mod clock;
 mod console;
 #[cfg(feature = "measure")]
 mod measure;
+#[cfg(all(
+    feature = "board-mps2-an386",
+    not(any(feature = "measure", feature = "oneshot"))
+))]
+mod uart;
 
 use cortex_m_rt::entry;
+#[cfg(not(any(feature = "measure", feature = "oneshot")))]
+use tinypoet_core::Decoder;
 use tinypoet_core::{state_words, Config, GenerateSettings, KvPrecision, Model};
 
 /// KV cache precision, fixed at build time (feature `kv-int8`, on for the ARMv6-M boards).
@@ -133,11 +145,13 @@ pub fn state_for(cfg: &Config) -> Result<&'static mut [f32], FwError> {
     })
 }
 
+#[cfg(any(feature = "measure", feature = "oneshot"))]
 fn print_char(c: char) {
     let mut b = [0u8; 4];
     console::write_bytes(c.encode_utf8(&mut b).as_bytes());
 }
 
+#[cfg(any(feature = "measure", feature = "oneshot"))]
 fn banner(model: &Model) {
     let cfg = model.config();
     let m = model.manifest();
@@ -163,7 +177,21 @@ fn banner(model: &Model) {
     );
 }
 
-#[cfg(not(feature = "measure"))]
+/// The serial console (the default build): one decoder, reused for every poem.
+#[cfg(not(any(feature = "measure", feature = "oneshot")))]
+fn run() -> Result<(), FwError> {
+    let model = Model::load(blob::bytes())?;
+    let mut dec = Decoder::new(&model, state_for(model.config())?, KvPrecision::F16)?;
+    let info = tinypoet_console::Info {
+        board: boards::NAME,
+        blob: blob::NAME,
+    };
+    // QEMU: returns after Ctrl-D; the USB boards' console never returns.
+    #[allow(clippy::unit_arg, unreachable_code)]
+    Ok(boards::console(&mut dec, &info))
+}
+
+#[cfg(all(feature = "oneshot", not(feature = "measure")))]
 fn run() -> Result<(), FwError> {
     use core::ops::ControlFlow;
     use tinypoet_core::{Decoder, StopReason};
@@ -232,6 +260,7 @@ fn main() -> ! {
     clock::start(p.SYST);
     match run() {
         Ok(()) => {
+            // After the console (QEMU, Ctrl-D) this goes over semihosting, after the transcript.
             println!("stack high-water mark: {} bytes", stack_used());
             console::exit(true)
         }

@@ -1,5 +1,5 @@
-//! Board-specific boot data. QEMU's mps2-an386 needs none: its reset loads SP
-//! and PC from the vector table at address 0.
+//! Board-specific boot data and console transports. QEMU's mps2-an386 needs no boot data: its
+//! reset loads SP and PC from the vector table at address 0.
 
 #[cfg(feature = "board-pico")]
 pub mod pico;
@@ -10,3 +10,27 @@ pub mod teensy41;
 
 /// Human-readable board name, for the banner.
 pub const NAME: &str = env!("TINYPOET_BOARD");
+
+/// The console on QEMU: UART0 (`-serial stdio`) until Ctrl-D, instruction counts per character.
+#[cfg(all(
+    feature = "board-mps2-an386",
+    not(any(feature = "measure", feature = "oneshot"))
+))]
+pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) {
+    const METER: tinypoet_console::Meter = tinypoet_console::Meter {
+        now: crate::clock::now,
+        unit: tinypoet_console::Unit::Instructions {
+            per_tick: crate::clock::INSTRUCTIONS_PER_TICK,
+        },
+    };
+    let mut uart = crate::uart::Uart0::new();
+    tinypoet_console::run(&mut uart, dec, &METER, info);
+}
+
+#[cfg(all(feature = "board-pico2", not(any(feature = "measure", feature = "oneshot"))))]
+pub use pico2::console;
+#[cfg(all(
+    feature = "board-teensy41",
+    not(any(feature = "measure", feature = "oneshot"))
+))]
+pub use teensy41::console;

@@ -33,3 +33,57 @@ pub static IMAGE_DEF: [u32; 5] = [
     NEXT_BLOCK,
     BLOCK_MARKER_END,
 ];
+
+/// The console over USB CDC-ACM (`/dev/ttyACM0`): clocks from the 12 MHz crystal (system
+/// 150 MHz, USB 48 MHz, rp235x-hal's `init_clocks_and_plls`), then the RP2350's USB device
+/// controller with the identity of [`tinypoet_console::usb::PICO2`]. Never returns: Ctrl-D
+/// ends a session and the next one starts with the greeting.
+#[cfg(not(any(feature = "measure", feature = "oneshot")))]
+pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) -> ! {
+    use rp235x_hal as hal;
+    use tinypoet_console::usb::{device, UsbPort, PICO2};
+    use usb_device::bus::UsbBusAllocator;
+
+    /// The Pico 2's crystal.
+    const XOSC_HZ: u32 = 12_000_000;
+    let Some(mut pac) = hal::pac::Peripherals::take() else {
+        crate::console::fail(format_args!("RP2350 peripherals already taken"));
+    };
+    let mut watchdog = hal::Watchdog::new(pac.WATCHDOG);
+    let clocks = match hal::clocks::init_clocks_and_plls(
+        XOSC_HZ,
+        pac.XOSC,
+        pac.CLOCKS,
+        pac.PLL_SYS,
+        pac.PLL_USB,
+        &mut pac.RESETS,
+        &mut watchdog,
+    ) {
+        Ok(c) => c,
+        Err(_) => crate::console::fail(format_args!("RP2350 clock setup failed")),
+    };
+    let bus = UsbBusAllocator::new(hal::usb::UsbBus::new(
+        pac.USB,
+        pac.USB_DPRAM,
+        clocks.usb_clock,
+        true, // VBUS detect: the Pico 2 does not route VBUS to the USB controller
+        &mut pac.RESETS,
+    ));
+    let (serial, dev) = match device(&bus, &PICO2) {
+        Ok(d) => d,
+        Err(_) => crate::console::fail(format_args!("USB device descriptor rejected")),
+    };
+    let mut port = UsbPort::new(serial, dev);
+    loop {
+        tinypoet_console::run(&mut port, dec, &METER, info);
+    }
+}
+
+/// SysTick counts core cycles at the 150 MHz system clock.
+#[cfg(not(any(feature = "measure", feature = "oneshot")))]
+pub const METER: tinypoet_console::Meter = tinypoet_console::Meter {
+    now: crate::clock::now,
+    unit: tinypoet_console::Unit::Time {
+        ticks_per_second: 150_000_000,
+    },
+};

@@ -7,6 +7,11 @@
 //! and the ROM maps only that much, while the 4.1 has 8 MiB (W25Q64JV) and
 //! our weights alone are 2.7 MB. PJRC's own bootdata.c uses 0x00800000 for
 //! the 4.1. The IVT and boot data that follow at 0x1000 are in boards/teensy41.x.
+//!
+//! teensy4-bsp (the console's clocks and USB) links `teensy4-fcb` unconditionally, whose
+//! 2 MiB block is a global `FLEXSPI_CONFIGURATION_BLOCK` in section `.fcb`. Ours therefore
+//! has another symbol name and its own section, `.tinypoet_fcb`, and boards/teensy41.x
+//! discards `.fcb`; `check-boards.sh` checks that the block at 0x60000000 declares 8 MiB.
 
 use imxrt_boot_gen::flexspi::{self, opcodes::sdr::*, *};
 use imxrt_boot_gen::serial_flash::*;
@@ -73,13 +78,56 @@ const COMMON: flexspi::ConfigurationBlock = flexspi::ConfigurationBlock::new(LUT
     .serial_flash_pad_type(FlashPadType::Quad);
 
 /// The FCB, placed at 0x60000000 by boards/teensy41.x.
-#[link_section = ".fcb"]
+#[link_section = ".tinypoet_fcb"]
 #[used]
-#[no_mangle]
-pub static FLEXSPI_CONFIGURATION_BLOCK: nor::ConfigurationBlock =
+pub static TEENSY41_FLEXSPI_CONFIGURATION_BLOCK: nor::ConfigurationBlock =
     nor::ConfigurationBlock::new(CHIP, COMMON)
         .page_size(256)
         .sector_size(4096)
         .ip_cmd_serial_clk_freq(Some(
             CHIP.ip_serial_clock_frequency(SerialClockOption::MHz30),
         ));
+
+/// The console over USB CDC-ACM (`/dev/ttyACM0`): teensy4-bsp's clock and power policy (ARM
+/// 600 MHz, USB PLL3 480 MHz and the USB clock gate), then the i.MX RT USB1 controller through
+/// imxrt-usbd at full speed (CDC's 64-byte bulk packets) with the identity of
+/// [`tinypoet_console::usb::TEENSY41`]. Never returns: Ctrl-D ends a session and the next one
+/// starts with the greeting.
+#[cfg(not(any(feature = "measure", feature = "oneshot")))]
+pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) -> ! {
+    use teensy4_bsp::board;
+    use teensy4_bsp::usbd::{BusAdapter, EndpointMemory, EndpointState, Speed};
+    use tinypoet_console::usb::{device, UsbPort, TEENSY41};
+    use usb_device::bus::UsbBusAllocator;
+
+    /// Endpoint buffers (EP0 64 + 64 + bulk IN/OUT 64 each + interrupt 8, with room).
+    static EP_MEMORY: EndpointMemory<1024> = EndpointMemory::new();
+    /// Queue heads for endpoints 0..=2 in both directions (CDC-ACM uses EP0, EP1 IN/OUT and
+    /// EP2 IN; imxrt-usbd counts OUT/IN pairs).
+    static EP_STATE: EndpointState<6> = EndpointState::new();
+
+    let board::Resources { usb, .. } = board::t41(board::instances());
+    let bus = UsbBusAllocator::new(BusAdapter::with_speed(
+        usb,
+        &EP_MEMORY,
+        &EP_STATE,
+        Speed::LowFull,
+    ));
+    let (serial, dev) = match device(&bus, &TEENSY41) {
+        Ok(d) => d,
+        Err(_) => crate::console::fail(format_args!("USB device descriptor rejected")),
+    };
+    let mut port = UsbPort::new(serial, dev);
+    loop {
+        tinypoet_console::run(&mut port, dec, &METER, info);
+    }
+}
+
+/// SysTick counts core cycles at teensy4-bsp's 600 MHz ARM clock.
+#[cfg(not(any(feature = "measure", feature = "oneshot")))]
+pub const METER: tinypoet_console::Meter = tinypoet_console::Meter {
+    now: crate::clock::now,
+    unit: tinypoet_console::Unit::Time {
+        ticks_per_second: teensy4_bsp::board::ARM_FREQUENCY as u64,
+    },
+};

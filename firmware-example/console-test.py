@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""The QEMU console test: type lines into the firmware's UART through a pipe, read the poems
+back, and check each one against `tinypoet generate` on the host (same blob, title, seed and
+settings); bad lines must get one `error:` line and leave the console working.
+
+    console-test.py TINYPOET_EXE BLOB ELF TRANSCRIPT -- QEMU COMMAND...
+
+The QEMU command ends with `-kernel`; the ELF is appended. The transcript (what the terminal
+showed, CR LF as LF) is written to TRANSCRIPT. Prints one `ok`/`FAIL` line per input line and
+exits 0 only if all pass.
+"""
+import subprocess
+import sys
+
+# The reference's instruction prompt (spec tutorialllm.md §2), as the console builds it.
+INS, INP, RES = "<INS>", "<INP>", "<RES>"
+INSTRUCTION = "請用以下題目寫一首詩"
+
+# (line typed, expected): "poem" = compare with the host; otherwise an error substring.
+LINES = [
+    ("春夜喜雨 seed=7", "poem"),
+    ("靜夜思 seed=11 temp=0.8", "poem"),
+    (b"\xe6\x98\xa5\xff \xe5\xa4\x9c", "error: invalid UTF-8 at byte 3"),
+    ("登高 temp=0.6 top_k=20 seed=3 max=60", "poem"),
+    ("黄鶴樓 colour=red", "error: unknown setting 'colour'"),
+    ("春夜喜雨 raw=1", "poem"),
+    ("江南 top_p=0.9 seed=5", "poem"),
+]
+
+# console setting -> tinypoet generate flag
+FLAGS = {"seed": "--seed", "temp": "--temperature", "temperature": "--temperature",
+         "top_k": "--top-k", "top_p": "--top-p", "max": "--max-len"}
+
+
+def host_poem(exe, blob, line):
+    """What the firmware must print for `line`: tinypoet generate's stdout without the prompt
+    (instruction mode) or with it (raw=1, where the console prints the title first)."""
+    words = line.split()
+    title = [w for w in words if "=" not in w][0]
+    settings = dict(w.split("=", 1) for w in words if "=" in w)
+    raw = settings.pop("raw", "0") == "1"
+    args = [exe, "generate", "--model", blob, "--seed", settings.pop("seed", "2024")]
+    for k, v in settings.items():
+        args += [FLAGS[k], v]
+    prompt = title if raw else INS + INSTRUCTION + INP + title + RES
+    out = subprocess.run(args + [prompt], check=True, capture_output=True).stdout.decode()
+    assert out.startswith(prompt), out
+    return out if raw else out[len(prompt):]
+
+
+def main():
+    exe, blob, elf, transcript_path = sys.argv[1:5]
+    assert sys.argv[5] == "--"
+    qemu = sys.argv[6:] + [elf]
+    typed = b""
+    for line, _ in LINES:
+        typed += (line if isinstance(line, bytes) else line.encode()) + b"\r\n"
+    typed += b"\x04"  # Ctrl-D: the firmware says bye and QEMU exits 0
+    run = subprocess.run(qemu, input=typed, capture_output=True, timeout=1500)
+    out = run.stdout.decode("utf-8", errors="replace").replace("\r\n", "\n")
+    with open(transcript_path, "w", encoding="utf-8") as f:
+        f.write(out)
+    passed = failed = 0
+
+    def report(ok, what):
+        nonlocal passed, failed
+        print(("ok   " if ok else "FAIL ") + what)
+        if ok:
+            passed += 1
+        else:
+            failed += 1
+
+    report(run.returncode == 0 and "\nbye\n" in out,
+           f"QEMU exit status {run.returncode}, session ended with bye")
+    # The answer of each line: from the echo of the line to the next prompt.
+    parts = out.split("\n> ")
+    answers = parts[1:-1]
+    report(len(answers) == len(LINES), f"{len(answers)} answers for {len(LINES)} lines")
+    generated = 0
+    for (line, expected), part in zip(LINES, answers):
+        shown = line if isinstance(line, str) else line.decode("utf-8", errors="replace")
+        _, _, answer = part.partition("\n")
+        if expected == "poem":
+            i = answer.rfind("\n[")
+            poem, status = answer[:i + 1], answer[i + 1:].strip()
+            want = host_poem(exe, blob, line)
+            ok = poem == want and status.startswith("[") and len(poem.strip()) > 0
+            if status.startswith("[") and " characters" in status:
+                generated += int(status[1:status.index(" characters")])
+            report(ok, f"{shown!r}: firmware == host, {status}")
+            if not ok:
+                print(f"  host:     {want!r}\n  firmware: {poem!r}")
+        else:
+            ok = answer.startswith(expected) and "\n" not in answer
+            report(ok, f"{shown!r}: {answer.strip()!r}")
+    # The poems together must be long enough to exercise the decoder (the stop ends them early).
+    report(generated >= 100, f"{generated} generated characters in all (need >= 100)")
+    print(f"console: {passed} passed, {failed} failed")
+    sys.exit(0 if failed == 0 else 1)
+
+
+if __name__ == "__main__":
+    main()
