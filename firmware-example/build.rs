@@ -19,6 +19,8 @@ const BOARDS: &[(&str, &str)] = &[
     ("CARGO_FEATURE_BOARD_MPS2_AN386", "mps2-an386"),
     ("CARGO_FEATURE_BOARD_TEENSY41", "teensy41"),
     ("CARGO_FEATURE_BOARD_PICO2", "pico2"),
+    ("CARGO_FEATURE_BOARD_MPS2_AN385", "mps2-an385"),
+    ("CARGO_FEATURE_BOARD_PICO", "pico"),
 ];
 
 fn main() {

@@ -15,7 +15,7 @@
 set -euo pipefail
 source "$(dirname "$0")/env.sh"
 
-fw_setup thumbv7em-none-eabihf thumbv8m.main-none-eabihf
+fw_setup thumbv7em-none-eabihf thumbv8m.main-none-eabihf thumbv6m-none-eabi
 TINYPOET_BLOB=$(fw_blob)
 export TINYPOET_BLOB
 fw_log "blob: $TINYPOET_BLOB"
@@ -37,4 +37,10 @@ check() { # board target check [image-kind image-ext]
 check teensy41 thumbv7em-none-eabihf teensy41 ihex hex
 check pico2 thumbv8m.main-none-eabihf pico2 uf2 uf2
 check mps2-an386 thumbv7em-none-eabihf mps2
-echo "check-boards: 3 passed, 0 failed"
+# Raspberry Pi Pico (RP2040, thumbv6m-none-eabi): the int8 blob (the f16 one is 2.67 MB, more
+# than the 2 MB flash), boot2 with a valid CRC at 0x10000000, vector table at 0x10000100, and
+# the UF2 file for the boot loader's USB drive.
+PICO_BLOB=${TINYPOET_INT8_BLOB:-$REPO_DIR/models/tinypoet-tang-int8.tpb}
+TINYPOET_BLOB=$PICO_BLOB check pico thumbv6m-none-eabi pico
+python3 "$FW_DIR/uf2.py" "$FW_TARGET_DIR/boards/pico.elf" "$FW_TARGET_DIR/boards/pico.uf2" --family rp2040
+echo "check-boards: 4 passed, 0 failed"

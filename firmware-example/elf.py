@@ -5,6 +5,7 @@
   elf.py check-teensy41 ELF  FlexSPI configuration block + IVT + boot data at 0x60000000
   elf.py check-pico2 ELF     RP2350 IMAGE_DEF block within the first 4 KiB of flash
   elf.py check-mps2 ELF      vector table at 0x0 (initial SP in SRAM, Thumb reset vector)
+  elf.py check-pico ELF      RP2040 boot2 (256 bytes, CRC-32 ok) at 0x10000000, vector table at +0x100
   elf.py uf2 ELF OUT         UF2 image for the RP2350 boot ROM's USB drive (family RP2350_ARM_S)
   elf.py ihex ELF OUT        Intel HEX image for teensy_loader_cli / the Teensy Loader
 Both image writers read the file back and check that it holds exactly the ELF's load image.
@@ -170,6 +171,31 @@ def check_pico2(elf):
     )
 
 
+def crc32_mpeg2(data):
+    """CRC-32/MPEG-2 (poly 0x04C11DB7, init 0xFFFFFFFF, not reflected, no final xor): the
+    checksum the RP2040 boot ROM verifies over boot2's first 252 bytes."""
+    crc = 0xFFFFFFFF
+    for b in data:
+        crc ^= b << 24
+        for _ in range(8):
+            crc = ((crc << 1) ^ 0x04C11DB7) & 0xFFFFFFFF if crc & 0x80000000 else (crc << 1) & 0xFFFFFFFF
+    return crc
+
+
+def check_pico(elf):
+    base = 0x10000000
+    boot2 = elf.window(base, 256)
+    stored = struct.unpack_from("<I", boot2, 252)[0]
+    crc = crc32_mpeg2(boot2[:252])
+    if crc != stored:
+        fail(f"boot2 at {base:#x}: CRC-32 {crc:#010x} != stored {stored:#010x} (the ROM would not boot it)")
+    sp, reset = elf.u32(base + 0x100), elf.u32(base + 0x104)
+    if not (0x20000000 <= sp <= 0x20042000) or reset & 1 == 0 or not (base <= reset < base + (2 << 20)):
+        fail(f"vector table at {base + 0x100:#x} looks wrong: SP {sp:#x} reset {reset:#x}")
+    print(
+        f"ok: boot2 at {base:#x} (256 bytes, CRC-32 {crc:#010x} ok); vector table at "
+        f"{base + 0x100:#x} (SP {sp:#010x}, Reset {reset:#010x})"
+    )
 def load_image(elf):
     """(address, bytes) of every loaded segment with file data, by address: what a flasher
     writes (.data's initial values at their load address in flash)."""
@@ -325,6 +351,8 @@ def main():
         check_teensy41(elf)
     elif cmd == "check-pico2":
         check_pico2(elf)
+    elif cmd == "check-pico":
+        check_pico(elf)
     elif cmd == "check-mps2":
         check_mps2(elf)
     else:

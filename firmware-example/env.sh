@@ -75,6 +75,7 @@ fw_setup() {
         export PATH=/usr/bin:$PATH RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1
         export CARGO_TARGET_THUMBV7EM_NONE_EABIHF_LINKER=ld.lld
         export CARGO_TARGET_THUMBV8M_MAIN_NONE_EABIHF_LINKER=ld.lld
+        export CARGO_TARGET_THUMBV6M_NONE_EABI_LINKER=ld.lld
         FW_BUILD_STD=(-Zbuild-std=core)
     else
         fw_log "toolchain: rustup ($(rustc --version))"
@@ -103,6 +104,9 @@ fw_elf() {
 
 # The QEMU command line (the same as .cargo/config.toml's runner).
 FW_QEMU=(qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -nographic
+    -semihosting-config enable=on,target=native -icount shift=0,align=off,sleep=off -kernel)
+# ARMv6-M builds (thumbv6m-none-eabi, the RP2040's code) on a Cortex-M3 mps2-an385.
+FW_QEMU_M0=(qemu-system-arm -cpu cortex-m3 -machine mps2-an385 -nographic
     -semihosting-config enable=on,target=native -icount shift=0,align=off,sleep=off -kernel)
 
 # The console under QEMU: UART0 on stdin/stdout (-serial stdio), no monitor, semihosting for the

@@ -10,6 +10,9 @@
 #      春夜喜雨, default sampler, stop at the end of the poem), the poem over semihosting.
 #   3. verse (issue 15): the oneshot build with TINYPOET_FORM (七絕 acrostic=春夜喜雨 rhyme) against
 #      tinypoet generate --form 七絕 --acrostic 春夜喜雨 --rhyme.
+#   4. ARMv6-M (issue 17): the oneshot build for thumbv6m-none-eabi (the RP2040's Cortex-M0+ code,
+#      soft float, int8 KV cache) on mps2-an385 (a Cortex-M3 running it), with the int8 blob,
+#      against `tinypoet generate --kv int8` on the host: the default poem and 200 characters.
 # f16 blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run
 # (make-test-blob.sh). int8 blob: TINYPOET_INT8_BLOB, else models/tinypoet-tang-int8.tpb
 # (TINYPOET_INT8_BLOB=none skips the int8 session).
@@ -19,7 +22,7 @@ source "$(dirname "$0")/env.sh"
 
 PROMPT=${TINYPOET_PROMPT:-春夜喜雨}
 fw_need_qemu
-fw_setup thumbv7em-none-eabihf
+fw_setup thumbv7em-none-eabihf thumbv6m-none-eabi
 BLOB=$(fw_blob)
 BLOB=$(cd "$(dirname "$BLOB")" && pwd)/$(basename "$BLOB")
 case "$BLOB" in
@@ -34,6 +37,11 @@ WORK=$FW_TARGET_DIR/test-qemu
 mkdir -p "$WORK"
 passed=0
 failed=0
+# The build under test (the ARMv6-M cases below change these).
+FW_TARGET=thumbv7em-none-eabihf
+FW_FEATURES=(--features oneshot)
+HOST_KV=()
+QEMU_CMD=("${FW_QEMU[@]}")
 
 # console_case NAME  (blob: $BLOB): the console session of console-test.py
 console_case() {
@@ -61,7 +69,7 @@ run_case() {
     local name=$1 seed=$2 max=$3 nostop=$4 min=$5 form=${6:-}
     shift 5; [ $# -gt 0 ] && shift
     local host=$WORK/$name.host.txt fw=$WORK/$name.qemu.log text=$WORK/$name.qemu.txt
-    local flags=(--model "$BLOB" --seed "$seed" --max-len "$max" "$@")
+    local flags=(--model "$BLOB" --seed "$seed" --max-len "$max" "${HOST_KV[@]}" "$@")
     [ "$nostop" = 1 ] && flags+=(--no-stop)
     fw_log "case $name: tinypoet generate ${flags[*]} $PROMPT"
     "$TP" generate "${flags[@]}" "$PROMPT" >"$host"
@@ -70,10 +78,10 @@ run_case() {
         export TINYPOET_BLOB=$BLOB TINYPOET_PROMPT=$PROMPT TINYPOET_SEED=$seed TINYPOET_MAX_CHARS=$max
         if [ -n "$form" ]; then export TINYPOET_FORM=$form; else unset TINYPOET_FORM; fi
         if [ "$nostop" = 1 ]; then export TINYPOET_NO_STOP=1; else unset TINYPOET_NO_STOP; fi
-        fw_cargo build --release --target thumbv7em-none-eabihf --features oneshot >&2
+        fw_cargo build --release --target "$FW_TARGET" "${FW_FEATURES[@]}" >&2
     )
     local rc=0
-    timeout "${TINYPOET_QEMU_TIMEOUT:-900}" "${FW_QEMU[@]}" "$(fw_elf thumbv7em-none-eabihf)" >"$fw" || rc=$?
+    timeout "${TINYPOET_QEMU_TIMEOUT:-900}" "${QEMU_CMD[@]}" "$(fw_elf "$FW_TARGET")" >"$fw" || rc=$?
     python3 - "$fw" "$text" <<'PY'
 import sys
 log = open(sys.argv[1], "rb").read()
@@ -99,7 +107,7 @@ PY
     fi
     echo "ok   $name: firmware == host, $fw_chars generated characters (seed $seed)"
     sed 's/^/       /' "$text"
-    grep -E "^[0-9]+ characters" "$fw" | sed 's/^/       /' || true
+    grep -E "^[0-9]+ characters|^prefill of the prompt" "$fw" | sed 's/^/       /' || true
     passed=$((passed + 1))
 }
 
@@ -117,6 +125,14 @@ else
     BLOB=$(cd "$(dirname "$INT8_BLOB")" && pwd)/$(basename "$INT8_BLOB")
     fw_log "int8 blob: $BLOB"
     console_case int8-console
+    # ARMv6-M: the same int8 blob, int8 KV cache on both sides (board-mps2-an385 implies
+    # oneshot and kv-int8)
+    FW_TARGET=thumbv6m-none-eabi
+    FW_FEATURES=(--no-default-features --features board-mps2-an385)
+    HOST_KV=(--kv int8)
+    QEMU_CMD=("${FW_QEMU_M0[@]}")
+    run_case m0-int8-default 2024 256 0 1
+    run_case m0-int8-long 7 200 1 50
 fi
 
 echo "test-qemu: $passed passed, $failed failed"

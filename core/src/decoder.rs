@@ -2,6 +2,7 @@
 
 use crate::config::{Config, Token};
 use crate::kernels::{self, Backend};
+use crate::kv_cache::{q8_kv_words, Q8Kv};
 use crate::model::{Mat, Model, Vec16};
 use crate::sampler::{Rng, Sampler, SamplerSettings};
 use crate::Error;
@@ -13,6 +14,9 @@ pub enum KvPrecision {
     F16,
     /// f32 (512 KiB for the Tang model).
     F32,
+    /// int8 rows with one f32 scale per (layer, position) key or value vector (`kv_cache.rs`:
+    /// 136 KiB for the Tang model); scores and weighted values are integer dot products.
+    Q8,
 }
 
 const fn words_f16(n: usize) -> usize {
@@ -52,6 +56,7 @@ pub const fn state_words(cfg: &Config, kv: KvPrecision) -> usize {
     let kv_words = match kv {
         KvPrecision::F16 => words_f16(kv_elems),
         KvPrecision::F32 => kv_elems,
+        KvPrecision::Q8 => q8_kv_words(cfg),
     };
     // token history [T] u16 + sampler index scratch [V] u16
     let u16_words = words_f16(t).saturating_add(words_f16(v));
@@ -88,6 +93,8 @@ enum KvCache<'a> {
         key: &'a mut [f32],
         value: &'a mut [f32],
     },
+    /// int8 rows with per-vector scales, keys position-major (`kv_cache.rs`).
+    Q8(Q8Kv<'a>),
 }
 
 /// Shapes the cache operations need.
@@ -141,12 +148,13 @@ impl KvCache<'_> {
                 }
                 value[vbase..vbase + c].copy_from_slice(v);
             }
+            KvCache::Q8(kv) => kv.write(l, pos, k, v),
         }
     }
 
     /// Scores of head `h` in layer `l`: `att[t] += sum_d qh[d] * K[l][h*hd + d][t]` for
     /// `t < att.len()` (the positions so far).
-    fn scores(&self, be: Backend, s: KvShape, l: usize, h: usize, qh: &[f32], att: &mut [f32]) {
+    fn scores(&mut self, be: Backend, s: KvShape, l: usize, h: usize, qh: &[f32], att: &mut [f32]) {
         let t_max = s.context;
         let krow = l * s.dim * t_max + h * s.head_dim * t_max;
         let rows = s.head_dim * t_max;
@@ -157,13 +165,14 @@ impl KvCache<'_> {
             KvCache::F32 { key, .. } => {
                 kernels::matvec_f32(be, att, qh, &key[krow..krow + rows], t_max)
             }
+            KvCache::Q8(kv) => kv.scores(att, qh, l, h),
         }
     }
 
     /// Attention outputs of every head in layer `l`:
     /// `out[h*hd + d] += sum_{t < n_ctx} att[h*T + t] * V[l][t][h*hd + d]`.
     fn mix_values(
-        &self,
+        &mut self,
         be: Backend,
         s: KvShape,
         l: usize,
@@ -183,6 +192,11 @@ impl KvCache<'_> {
                 for (h, out) in out.chunks_exact_mut(hd).enumerate() {
                     let a = &att[h * t_max..h * t_max + n_ctx];
                     kernels::matvec_f32(be, out, a, &v[h * hd..], c);
+                }
+            }
+            KvCache::Q8(kv) => {
+                for (h, out) in out.chunks_exact_mut(hd).enumerate() {
+                    kv.values(out, &att[h * t_max..h * t_max + n_ctx], l, h);
                 }
             }
         }
@@ -360,6 +374,7 @@ impl<'a> Decoder<'a> {
                 let (key, value) = w.split_at_mut(half);
                 KvCache::F32 { key, value }
             }
+            KvPrecision::Q8 => KvCache::Q8(Q8Kv::new(&cfg, take(&mut rest, q8_kv_words(&cfg)))?),
         };
         let tokens = take_u16(&mut rest, t);
         let scratch = take_u16(&mut rest, v);

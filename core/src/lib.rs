@@ -274,6 +274,7 @@ pub mod dtype;
 mod error;
 pub mod generate;
 pub mod kernels;
+pub mod kv_cache;
 mod model;
 pub mod prompt;
 pub mod sampler;

@@ -516,18 +516,26 @@ fn int8_whole_model_logits_identical_on_every_backend_including_slides() {
     let m = Model::load(&b).unwrap();
     let mut r = TestRng(9);
     let tokens: Vec<u16> = (0..300).map(|_| r.below(8548) as u16).collect();
-    let mut all: Vec<Vec<u32>> = vec![];
-    for be in backends() {
-        let mut buf = vec![0f32; state_words(m.config(), KvPrecision::F16)];
-        let mut d = Decoder::with_backend(&m, &mut buf, KvPrecision::F16, be).unwrap();
-        let mut bits = vec![];
-        for &t in &tokens {
-            bits.extend(d.feed(t).unwrap().iter().map(|v| v.to_bits()));
+    for kv in [KvPrecision::F16, KvPrecision::Q8] {
+        let mut all: Vec<Vec<u32>> = vec![];
+        for be in backends() {
+            let mut buf = vec![0f32; state_words(m.config(), kv)];
+            let mut d = Decoder::with_backend(&m, &mut buf, kv, be).unwrap();
+            let mut bits = vec![];
+            for &t in &tokens {
+                bits.extend(d.feed(t).unwrap().iter().map(|v| v.to_bits()));
+            }
+            all.push(bits);
         }
-        all.push(bits);
+        eprintln!(
+            "int8 Tang model, KV {kv:?}: {} backends over 300 positions",
+            all.len()
+        );
+        assert!(
+            all.windows(2).all(|w| w[0] == w[1]),
+            "{kv:?}: backends disagree"
+        );
     }
-    eprintln!("int8 Tang model: {} backends over 300 positions", all.len());
-    assert!(all.windows(2).all(|w| w[0] == w[1]), "backends disagree");
 }
 
 #[test]

@@ -40,7 +40,12 @@ pub fn start(mut syst: SYST) {
 
 #[exception]
 fn SysTick() {
-    WRAPS.fetch_add(1, Ordering::Relaxed);
+    // load + store, not fetch_add: ARMv6-M has no atomic read-modify-write, and this handler
+    // is the only writer (now() reads with interrupts masked).
+    WRAPS.store(
+        WRAPS.load(Ordering::Relaxed).wrapping_add(1),
+        Ordering::Relaxed,
+    );
 }
 
 /// Ticks since [`start`], counting wraps. Runs with interrupts masked so the

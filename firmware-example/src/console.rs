@@ -12,7 +12,10 @@ use cortex_m_semihosting::debug::{self, EXIT_FAILURE, EXIT_SUCCESS};
 use cortex_m_semihosting::hio;
 
 /// Size of the RAM log: none under QEMU, where semihosting is always there.
-const LOG_SIZE: usize = if cfg!(feature = "board-mps2-an386") {
+const LOG_SIZE: usize = if cfg!(any(
+    feature = "board-mps2-an386",
+    feature = "board-mps2-an385"
+)) {
     0
 } else {
     2048
@@ -32,7 +35,10 @@ static mut STDOUT: Option<hio::HostStream> = None;
 
 /// Decide once whether semihosting can be used.
 pub fn init() {
-    let on = if cfg!(feature = "board-mps2-an386") {
+    let on = if cfg!(any(
+        feature = "board-mps2-an386",
+        feature = "board-mps2-an385"
+    )) {
         true
     } else {
         // DHCSR bit 0 = C_DEBUGEN: a debugger is connected and halting debug is on.

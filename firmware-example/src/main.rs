@@ -38,8 +38,22 @@ use cortex_m_rt::entry;
 use tinypoet_core::Decoder;
 use tinypoet_core::{state_words, Config, GenerateSettings, KvPrecision, Model};
 
-/// Run-state words reserved: enough for the default Tang model with an f16 KV cache.
-const STATE_WORDS: usize = state_words(&Config::TANG, KvPrecision::F16);
+/// KV cache precision, fixed at build time (feature `kv-int8`, on for the ARMv6-M boards).
+pub const KV: KvPrecision = if cfg!(feature = "kv-int8") {
+    KvPrecision::Q8
+} else {
+    KvPrecision::F16
+};
+
+/// Name of [`KV`] for the banner.
+pub const KV_NAME: &str = if cfg!(feature = "kv-int8") {
+    "int8"
+} else {
+    "f16"
+};
+
+/// Run-state words reserved: enough for the default Tang model with the [`KV`] cache.
+const STATE_WORDS: usize = state_words(&Config::TANG, KV);
 
 /// The whole run state of the decoder (KV cache, activations, logits, sampler scratch).
 static mut STATE: [f32; STATE_WORDS] = [0.0; STATE_WORDS];
@@ -132,7 +146,7 @@ pub fn state_for(cfg: &Config) -> Result<&'static mut [f32], FwError> {
     // SAFETY: called once per run from the single thread of execution; no other reference to
     // STATE exists (the measurement build drops each decoder before taking the buffer again).
     let state: &'static mut [f32; STATE_WORDS] = unsafe { &mut *core::ptr::addr_of_mut!(STATE) };
-    let words = state_words(cfg, KvPrecision::F16);
+    let words = state_words(cfg, KV);
     let have_bytes = STATE_WORDS * 4;
     state.get_mut(..words).ok_or(FwError::StateTooSmall {
         need_bytes: words.saturating_mul(4),
@@ -160,7 +174,7 @@ fn banner(model: &Model) {
         m.eval_loss
     );
     println!(
-        "model: V={} C={} heads={} layers={} T={} F={}; weights {}; run state {} bytes (static), KV cache f16",
+        "model: V={} C={} heads={} layers={} T={} F={}; weights {}; run state {} bytes (static), KV cache {KV_NAME}",
         cfg.vocab_size,
         cfg.dim,
         cfg.n_heads,
@@ -168,7 +182,7 @@ fn banner(model: &Model) {
         cfg.context,
         cfg.ffn_dim,
         if model.q8_group().is_some() { "int8" } else { "f16" },
-        state_words(cfg, KvPrecision::F16) * 4
+        state_words(cfg, KV) * 4
     );
 }
 
@@ -201,14 +215,15 @@ fn run() -> Result<(), FwError> {
     let spec = FormSpec::parse(FORM)?;
     let verse = model.verse(&spec)?;
     // With a form the prompt is the title line, as on the host.
-    let mut line = [0u8; 256];
+    const LINE: usize = 256;
+    let mut line = [0u8; LINE];
     let prompt = if spec.is_free() {
         PROMPT
     } else {
         let n = PROMPT.len();
         let dst = line.get_mut(..n + 1).ok_or(tinypoet_core::Error::PromptTooLong {
             needed: n + 1,
-            capacity: line.len(),
+            capacity: LINE,
         })?;
         dst[..n].copy_from_slice(PROMPT.as_bytes());
         dst[n] = b'\n';
@@ -217,7 +232,14 @@ fn run() -> Result<(), FwError> {
     if !spec.is_free() {
         println!("form {FORM}");
     }
-    let mut dec = Decoder::new(&model, state_for(model.config())?, KvPrecision::F16)?;
+    let mut dec = Decoder::new(&model, state_for(model.config())?, KV)?;
+    // The prompt's cost on its own (generate below repeats exactly this prefill: the same
+    // positions, the LM head for the last one only), so the per-character figure excludes it.
+    let mut prompt_ids = [0 as tinypoet_core::Token; 64];
+    let n_prompt = model.tokenizer().encode(prompt, &mut prompt_ids)?;
+    let p0 = clock::now();
+    dec.prefill(&prompt_ids[..n_prompt])?;
+    let prefill = clock::instructions(p0, clock::now());
     println!("{BEGIN}");
     print!("{prompt}");
     let t0 = clock::now();
@@ -243,6 +265,10 @@ fn run() -> Result<(), FwError> {
         instr,
         instr / g.generated_tokens.max(1) as u64
     );
+    println!(
+        "prefill of the prompt ({n_prompt} tokens): {prefill} instructions; per sampled character without it: {}",
+        instr.saturating_sub(prefill) / g.generated_tokens.max(1) as u64
+    );
     Ok(())
 }
 
@@ -255,6 +281,8 @@ fn run() -> Result<(), FwError> {
 
 #[entry]
 fn main() -> ! {
+    #[cfg(feature = "board-pico")]
+    boards::pico::init_clocks();
     console::init();
     let Some(p) = cortex_m::Peripherals::take() else {
         console::fail(format_args!("peripherals already taken"));

@@ -23,7 +23,7 @@
 use core::ops::ControlFlow;
 use tinypoet_core::blob::{Dtype, ScaleDtype};
 use tinypoet_core::kernels::{self, Backend, Q8Matrix};
-use tinypoet_core::{Decoder, KvPrecision, Model, Rng, Token};
+use tinypoet_core::{Decoder, Model, Rng, Token};
 
 use crate::{clock, print, print_char, println, settings, state_for, FwError, BEGIN, END, PROMPT};
 
@@ -45,8 +45,7 @@ fn hash_logits(h: &mut u64, logits: &[f32]) {
 /// Prefill the prompt then feed greedy tokens; returns (logits hash, instructions of the fed
 /// positions).
 fn backend_run(model: &Model, backend: Backend, prompt: &[Token]) -> Result<(u64, u64), FwError> {
-    let mut dec =
-        Decoder::with_backend(model, state_for(model.config())?, KvPrecision::F16, backend)?;
+    let mut dec = Decoder::with_backend(model, state_for(model.config())?, crate::KV, backend)?;
     let mut h = 0xcbf2_9ce4_8422_2325u64;
     let logits = dec.prefill(prompt)?;
     hash_logits(&mut h, logits);
@@ -179,7 +178,7 @@ pub fn run(model: &Model) -> Result<(), FwError> {
     let mut pos_before = [0u16; N];
     let (prefill, sample_total, slide_index);
     {
-        let mut dec = Decoder::new(model, state_for(&cfg)?, KvPrecision::F16)?;
+        let mut dec = Decoder::new(model, state_for(&cfg)?, crate::KV)?;
         let t0 = clock::now();
         dec.prefill(prompt)?;
         prefill = clock::instructions(t0, clock::now());
@@ -212,7 +211,7 @@ pub fn run(model: &Model) -> Result<(), FwError> {
 
     // ---- 3. the same characters through the streaming API -----------------------------------
     {
-        let mut dec = Decoder::new(model, state_for(&cfg)?, KvPrecision::F16)?;
+        let mut dec = Decoder::new(model, state_for(&cfg)?, crate::KV)?;
         let mut s = settings;
         s.max_new_chars = N;
         s.stop = &[];
@@ -358,10 +357,21 @@ pub fn run(model: &Model) -> Result<(), FwError> {
     let pct = |x: f64| 100.0 * x / mean as f64;
 
     println!();
-    println!("== figures: Cortex-M4 (QEMU mps2-an386, -icount shift=0: 1 SysTick tick = 40 instructions) ==");
+    println!(
+        "== figures: {} (QEMU {}, -icount shift=0: 1 SysTick tick = 40 instructions) ==",
+        if cfg!(target_abi = "eabihf") {
+            "Cortex-M4"
+        } else {
+            "ARMv6-M (Cortex-M0+ code)"
+        },
+        crate::boards::NAME
+    );
     match model.q8_group() {
-        Some(g) => println!("weights: int8 matrices (groups of {g}), f16 vectors; KV cache f16"),
-        None => println!("weights: f16; KV cache f16"),
+        Some(g) => println!(
+            "weights: int8 matrices (groups of {g}), f16 vectors; KV cache {}",
+            crate::KV_NAME
+        ),
+        None => println!("weights: f16; KV cache {}", crate::KV_NAME),
     }
     println!("prompt {PROMPT} ({} tokens), seed {}, default sampler, {N} characters generated, stop ignored", n_prompt, settings.seed);
     println!("instructions per generated character (mean of {N}): {mean}  (feed {} + sample {mean_sample})", feed_total / N as u64);
@@ -438,5 +448,42 @@ pub fn run(model: &Model) -> Result<(), FwError> {
             t / 2
         );
     }
+    float_op_costs();
     Ok(())
+}
+
+/// Instructions per f32 operation: 1000 dependent operations on ordinary values, minus the
+/// same loop with an operation that compiles to nothing. On ARMv6-M these are the compiler's
+/// soft-float routines (`__aeabi_fadd`, ...), on the M4 single FPU instructions.
+fn float_op_costs() {
+    use core::hint::black_box;
+    const K: u64 = 1000;
+    let time = |f: &dyn Fn(f32, f32) -> f32| -> u64 {
+        let (mut x, y) = (black_box(1.2345f32), black_box(0.987_654f32));
+        let t0 = clock::now();
+        for _ in 0..K {
+            x = black_box(f(black_box(x), y));
+        }
+        black_box(x);
+        clock::instructions(t0, clock::now())
+    };
+    let empty = time(&|a, _| a);
+    let mut line = heapless::String::<200>::new();
+    let mut run = |name: &str, f: &dyn Fn(f32, f32) -> f32| {
+        let n = time(f).saturating_sub(empty) / K;
+        let _ = core::fmt::write(&mut line, format_args!(" {name} {n},"));
+    };
+    run("add", &|a, b| a + b);
+    run("mul", &|a, b| a * b);
+    run("div", &|a, b| a / b);
+    run("expf", &|a, _| tinypoet_core::kernels::scalar::expf(-a));
+    run("i32->f32", &|a, _| (a.to_bits() as i32 >> 8) as f32);
+    run("f16->f32", &|a, _| {
+        let h = (a.to_bits() >> 13) as u16 & 0x3bff;
+        tinypoet_core::kernels::f16_to_f32(h as u8, (h >> 8) as u8)
+    });
+    println!(
+        "instructions per f32 operation (loop overhead subtracted):{}",
+        line.trim_end_matches(',')
+    );
 }

@@ -1,6 +1,8 @@
 //! Board-specific boot data and console transports. QEMU's mps2-an386 needs no boot data: its
 //! reset loads SP and PC from the vector table at address 0.
 
+#[cfg(feature = "board-pico")]
+pub mod pico;
 #[cfg(feature = "board-pico2")]
 pub mod pico2;
 #[cfg(feature = "board-teensy41")]

@@ -18,6 +18,7 @@ use tinypoet_core::kernels::Backend;
 use tinypoet_core::{state_words, Decoder, KvPrecision, Model, Rng, SamplerSettings, Token};
 
 use super::generate::resolve_model;
+use super::kv_arg::KvArg;
 
 #[derive(Args, Debug)]
 #[command(after_help = "\
@@ -43,12 +44,6 @@ pub struct BenchDecodeArgs {
     /// Print one JSON object per backend instead of a table.
     #[arg(long)]
     pub json: bool,
-}
-
-#[derive(clap::ValueEnum, Clone, Copy, Debug)]
-pub enum KvArg {
-    F16,
-    F32,
 }
 
 /// Medians of one backend's runs.
@@ -83,10 +78,7 @@ pub fn run(a: BenchDecodeArgs) -> anyhow::Result<()> {
         })
         .collect::<anyhow::Result<_>>()?;
     ensure!(!prompt.is_empty(), "the prompt is empty");
-    let kv = match a.kv {
-        KvArg::F16 => KvPrecision::F16,
-        KvArg::F32 => KvPrecision::F32,
-    };
+    let kv = KvPrecision::from(a.kv);
     let mut state = vec![0f32; state_words(model.config(), kv)];
 
     // Scalar first: it is the baseline every other backend is compared with.

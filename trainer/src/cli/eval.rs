@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 
+use super::kv_arg::KvArg;
 use crate::nn::model::TrainModel;
 use crate::run::checkpoint;
 use crate::run::checkpoint::checkpoint_params;
@@ -47,6 +48,9 @@ pub struct EvalArgs {
     /// Worker threads.
     #[arg(long, default_value_t = 2)]
     pub threads: usize,
+    /// KV cache precision of the core (blob only).
+    #[arg(long, value_enum, default_value_t = KvArg::F16, conflicts_with = "checkpoint")]
+    pub kv: KvArg,
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
@@ -113,12 +117,14 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             );
         }
         let window = args.window.unwrap_or(model.config().context);
-        let (loss, n) = pool.install(|| evaluate::core_loss(&model, eval, window))?;
+        let (loss, n) =
+            pool.install(|| evaluate::core_loss(&model, eval, window, args.kv.into()))?;
         (
             format!(
-                "blob {} ({}, through the core)",
+                "blob {} ({}, KV {:?}, through the core)",
                 path.display(),
-                crate::io::export::dtype_label(&model)
+                crate::io::export::dtype_label(&model),
+                args.kv
             ),
             loss,
             n,

@@ -154,7 +154,12 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             )?;
             let core_model = tinypoet_core::Model::load(&bytes)
                 .map_err(|e| anyhow!("the exported blob does not load: {e}"))?;
-            let (l16, _) = evaluate::core_loss(&core_model, ds.pretrain_eval(), window)?;
+            let (l16, _) = evaluate::core_loss(
+                &core_model,
+                ds.pretrain_eval(),
+                window,
+                tinypoet_core::KvPrecision::F16,
+            )?;
             Ok((l32, l16))
         })?;
         eprintln!(

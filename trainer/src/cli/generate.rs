@@ -13,6 +13,8 @@ use super::simplified::{to_traditional, unknown_char_message, Converted};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 use tinypoet_core::constrain::{Form, FormSpec};
+
+use super::kv_arg::KvArg;
 use tinypoet_core::{
     state_words, Decoder, GenerateSettings, Generator, KvPrecision, Model, Prompt, SamplerSettings,
     StopReason,
@@ -83,9 +85,12 @@ pub struct GenerateArgs {
     /// Maximum number of generated characters.
     #[arg(long, default_value_t = 256)]
     pub max_len: usize,
-    /// Write a poem for this title with the finetune stage's instruction prompt (for the
-    /// finetuned/aligned models); replaces the positional prompt.
-    #[arg(long, value_name = "TITLE")]
+    /// KV cache precision (int8: the RP2040 firmware's cache, same text as the board).
+    #[arg(long, value_enum, default_value_t = KvArg::F16)]
+    pub kv: KvArg,
+    /// Write a poem for this title (the finetuned/aligned models' instruction prompt) instead
+    /// of continuing PROMPT. stdout: the title, a newline, the poem.
+    #[arg(long, conflicts_with = "prompt")]
     pub title: Option<String>,
     /// Verse form: 五絕|七絕|五律|七律 (also 五绝 七绝, wujue qijue wulu qilu) or free.
     #[arg(long, value_name = "FORM", default_value = "free")]
@@ -219,8 +224,9 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         .sampler
         .validate()
         .map_err(|e| anyhow!("invalid sampler setting: {e}"))?;
-    let mut state = vec![0f32; state_words(model.config(), KvPrecision::F16)];
-    let mut dec = Decoder::new(&model, &mut state, KvPrecision::F16).map_err(|e| anyhow!("{e}"))?;
+    let kv = KvPrecision::from(args.kv);
+    let mut state = vec![0f32; state_words(model.config(), kv)];
+    let mut dec = Decoder::new(&model, &mut state, kv).map_err(|e| anyhow!("{e}"))?;
 
     let stdout = std::io::stdout();
     let mut out = stdout.lock();

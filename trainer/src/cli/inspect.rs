@@ -93,8 +93,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         );
     }
     println!(
-        "run state:   {} bytes (f16 KV cache)",
-        tinypoet_core::state_bytes(&c, tinypoet_core::KvPrecision::F16)
+        "run state:   {} bytes (f16 KV cache), {} bytes (int8 KV cache)",
+        tinypoet_core::state_bytes(&c, tinypoet_core::KvPrecision::F16),
+        tinypoet_core::state_bytes(&c, tinypoet_core::KvPrecision::Q8)
     );
     println!("manifest:");
     println!("  steps:          {}", m.steps);

@@ -13,6 +13,7 @@ pub mod export;
 pub mod generate;
 pub mod import;
 pub mod inspect;
+pub mod kv_arg;
 pub mod measure;
 pub mod prepare;
 pub mod rhyme_table;

@@ -165,9 +165,10 @@ pub fn core_loss(
     model: &tinypoet_core::Model,
     eval: &[u16],
     window: usize,
+    kv: tinypoet_core::KvPrecision,
 ) -> Result<(f64, usize), CoreEvalError> {
     use rayon::prelude::*;
-    use tinypoet_core::{state_words, Decoder, KvPrecision};
+    use tinypoet_core::{state_words, Decoder};
 
     let cfg = *model.config();
     if window == 0 || window > cfg.context {
@@ -183,7 +184,7 @@ pub fn core_loss(
         });
     }
     let ws = windows(eval.len(), window);
-    let words = state_words(&cfg, KvPrecision::F16);
+    let words = state_words(&cfg, kv);
     let sums: Vec<Result<f64, tinypoet_core::Error>> = ws
         .par_iter()
         .map_init(
@@ -191,7 +192,7 @@ pub fn core_loss(
             |state, w| {
                 // A fresh decoder (positions from 0) per window; the core sums
                 // `logsumexp(l) − l[target]` in f64 over the window's positions.
-                let mut dec = Decoder::new(model, state, KvPrecision::F16)?;
+                let mut dec = Decoder::new(model, state, kv)?;
                 dec.window_nll(
                     &eval[w.start..w.start + w.len],
                     &eval[w.start + 1..w.start + w.len + 1],
