@@ -184,6 +184,9 @@ pub enum Error {
     InvalidSampler(&'static str),
     /// A stop sequence is empty or longer than [`crate::generate::MAX_STOP_CHARS`] characters.
     InvalidStopSequence,
+    /// The model produced an infinite or NaN logit (its activations overflowed f32): there is
+    /// no distribution to sample from.
+    NonFiniteLogits,
 }
 
 impl fmt::Display for Error {
@@ -287,6 +290,10 @@ impl fmt::Display for Error {
             EmptyInput => write!(f, "empty input"),
             InvalidSampler(w) => write!(f, "invalid sampler settings: {w}"),
             InvalidStopSequence => write!(f, "stop sequence empty or too long"),
+            NonFiniteLogits => write!(
+                f,
+                "the model produced a non-finite logit (inf or NaN): its activations overflow f32"
+            ),
         }
     }
 }

@@ -1,12 +1,14 @@
 //! Sampling: greedy, temperature, top-k, top-p, repetition penalty; seeded PCG32.
 //!
 //! Pipeline for one token (all in place, no allocation):
+//! 0. a non-finite logit is [`Error::NonFiniteLogits`] (there is no distribution to sample);
 //! 1. repetition penalty: each distinct id among the last `repetition_window` context tokens
 //!    gets `l / penalty` if `l > 0`, else `l * penalty` (CTRL-style);
 //! 2. greedy (`temperature == 0` or `top_k == 1`): the lowest id with the maximal logit;
 //!    no random number is drawn;
-//! 3. `z_i = l_i / temperature`; softmax ([`crate::kernels::scalar::softmax`]: max,
-//!    `libm::expf`, 16 lane partial sums, divide);
+//! 3. `z_i = l_i / temperature` (an overflow to inf is an [`Error::InvalidSampler`]);
+//!    softmax ([`crate::kernels::scalar::softmax`]: max, `libm::expf`, 16 lane partial sums,
+//!    divide);
 //! 4. candidates: all ids in id order; with `top_k` the `k` most probable, with `top_p < 1` the
 //!    smallest prefix of the candidates sorted by (probability desc, id asc) whose mass reaches
 //!    `top_p` (ids whose probability is below `(1 - top_p) / (V - 1)` cannot be in it and are
@@ -103,8 +105,11 @@ impl SamplerSettings {
 
     /// Check ranges.
     pub fn validate(&self) -> Result<(), Error> {
-        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(Error::InvalidSampler("temperature must be finite and >= 0"));
+        // A subnormal temperature turns every logit into +-inf (1e-45 gave NaN at once).
+        if !(self.temperature == 0.0 || self.temperature.is_normal() && self.temperature > 0.0) {
+            return Err(Error::InvalidSampler(
+                "temperature must be 0 (greedy) or a finite number >= 1.2e-38",
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(Error::InvalidSampler("top_p must be in (0, 1]"));
@@ -176,6 +181,10 @@ pub fn sample_with(
         return Err(Error::InvalidSampler("logits empty or scratch too small"));
     }
     let scratch = &mut scratch[..v];
+    // 0. a NaN or inf logit means the model overflowed: refuse rather than emit end-of-text
+    if logits.iter().any(|l| !l.is_finite()) {
+        return Err(Error::NonFiniteLogits);
+    }
 
     // 1. repetition penalty, once per distinct id (scratch marks ids already penalised)
     if s.repetition_penalty != 1.0 && s.repetition_window > 0 {
@@ -209,6 +218,12 @@ pub fn sample_with(
         for l in logits.iter_mut() {
             *l /= s.temperature;
         }
+    }
+    // the penalty (a multiplier) and a small temperature can push a logit past f32::MAX
+    if logits.iter().any(|l| !l.is_finite()) {
+        return Err(Error::InvalidSampler(
+            "logits / temperature (after the repetition penalty) overflow f32: raise the temperature",
+        ));
     }
     kernels::softmax(backend, logits);
     let p: &[f32] = logits;

@@ -381,6 +381,22 @@ fn err_invalid_config() {
 }
 
 #[test]
+fn err_attn_scale_out_of_range() {
+    // issue 20 #7: 3.4e38 parsed, generated 0 characters and evaluated to NaN.
+    for s in [3.4e38f32, 2.0, f32::INFINITY, 0.0, -0.125] {
+        assert!(
+            matches!(mutate(|p| p.config.attn_scale = s), Error::InvalidConfig(_)),
+            "attn_scale {s}"
+        );
+    }
+    // 1 (no scaling) is still a valid model
+    let (_, _, _, b) = small();
+    let mut p = split(&b);
+    p.config.attn_scale = 1.0;
+    assert!(blob::parse(&assemble(&p)).is_ok());
+}
+
+#[test]
 fn err_invalid_manifest() {
     assert!(matches!(
         mutate(|p| p.eval_loss = f32::NEG_INFINITY),
