@@ -35,6 +35,12 @@ pub enum Error {
     },
     /// Header length or data offset inconsistent with the blob length or alignment.
     BadLayout(&'static str),
+    /// A byte the format specifies as zero padding (between the header and the data region,
+    /// between or after the tensors, between an int8 tensor's values and scales) is not zero.
+    NonZeroPadding {
+        /// Offset of the first non-zero padding byte from the start of the blob.
+        offset: u64,
+    },
     /// The postcard header does not decode (or has bytes left over).
     MalformedHeader,
     // ---- blob: contents ----
@@ -290,6 +296,9 @@ impl fmt::Display for Error {
             EmptyInput => write!(f, "empty input"),
             InvalidSampler(w) => write!(f, "invalid sampler settings: {w}"),
             InvalidStopSequence => write!(f, "stop sequence empty or too long"),
+            NonZeroPadding { offset } => {
+                write!(f, "blob has a non-zero padding byte at offset {offset}")
+            }
             NonFiniteLogits => write!(
                 f,
                 "the model produced a non-finite logit (inf or NaN): its activations overflow f32"
