@@ -55,6 +55,11 @@ pub enum Error {
         /// Entries found.
         got: usize,
     },
+    /// The vocabulary's byte length is not a multiple of 4 (one u32 per entry).
+    VocabBytes {
+        /// Bytes found.
+        len: usize,
+    },
     /// Entry `index` is not a Unicode scalar value.
     VocabInvalidChar {
         /// Entry index.
@@ -218,6 +223,10 @@ impl fmt::Display for Error {
             MalformedHeader => write!(f, "malformed blob header"),
             InvalidConfig(w) => write!(f, "invalid config: {w}"),
             InvalidManifest(w) => write!(f, "invalid manifest: {w}"),
+            VocabBytes { len } => write!(
+                f,
+                "vocabulary is {len} bytes, not a multiple of 4 (one u32 code point per entry)"
+            ),
             VocabSize { expected, got } => {
                 write!(f, "vocabulary has {got} entries, config says {expected}")
             }

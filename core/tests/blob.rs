@@ -417,10 +417,17 @@ fn err_vocab_size() {
             got: 39
         }
     );
-    assert!(matches!(
-        mutate(|p| p.vocab.push(1)),
-        Error::VocabSize { .. }
-    ));
+    // issue 20 #9: 161 bytes said "vocabulary has 40 entries, config says 40"
+    let e = mutate(|p| p.vocab.push(1));
+    assert_eq!(e, Error::VocabBytes { len: 161 });
+    assert_eq!(
+        e.to_string(),
+        "vocabulary is 161 bytes, not a multiple of 4 (one u32 code point per entry)"
+    );
+    assert_eq!(
+        mutate(|p| p.vocab.truncate(p.vocab.len() - 4)).to_string(),
+        "vocabulary has 39 entries, config says 40"
+    );
 }
 
 #[test]
