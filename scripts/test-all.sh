@@ -46,7 +46,7 @@ step "formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The Cortex-M assembly in core/src/kernels/cortex_m.rs is generated; it must match its generator.
-python3 firmware-example/tools/gen_cortex_m_asm.py --check
+python3 core/tools/gen_cortex_m_asm.py --check
 
 step "host tests (cargo test --workspace; the test profile is optimised)"
 cargo test --workspace

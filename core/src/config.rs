@@ -71,12 +71,21 @@ impl Config {
     /// Total parameter count (1,318,372 for [`Config::TANG`]). Saturates on absurd configs.
     pub const fn param_count(&self) -> usize {
         let (v, c, t, f) = (self.vocab_size, self.dim, self.context, self.ffn_dim);
-        let block = 4 * c // ln1, ln2 weight + bias
-            + 3 * c * c // wq, wk, wv
-            + c * c + c // proj
-            + f * c + f // fc1
-            + c * f + c; // fc2
-        v * c + t * c + self.n_layers * block + 2 * c + v * c + v
+        let cc = c.saturating_mul(c);
+        let fc = f.saturating_mul(c);
+        let vc = v.saturating_mul(c);
+        // ln1, ln2 weight + bias: 4C; wq, wk, wv: 3C²; proj: C² + C; fc1: FC + F; fc2: CF + C
+        let block = c
+            .saturating_mul(6)
+            .saturating_add(cc.saturating_mul(4))
+            .saturating_add(fc.saturating_mul(2))
+            .saturating_add(f);
+        // tok_emb VC, pos_emb TC, blocks, ln_f 2C, head VC + V
+        vc.saturating_add(t.saturating_mul(c))
+            .saturating_add(self.n_layers.saturating_mul(block))
+            .saturating_add(c.saturating_mul(2))
+            .saturating_add(vc)
+            .saturating_add(v)
     }
 
     /// The canonical tensors in order (same as the free function [`tensor_specs`]).

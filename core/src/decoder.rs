@@ -2,7 +2,8 @@
 
 use crate::config::{Config, Token};
 use crate::kernels::{self, Backend};
-use crate::model::{Mat, Model};
+use crate::model::{Mat, Model, Vec16};
+use crate::sampler::{Rng, Sampler, SamplerSettings};
 use crate::Error;
 
 /// Precision of the KV cache.
@@ -71,9 +72,121 @@ const _: () = assert!(
     "Tang run state must fit 320 KiB"
 );
 
-enum Kv<'a> {
-    F16(&'a mut [u8]),
-    F32(&'a mut [f32]),
+/// The KV cache of every layer: key cache `[L][C][T]` (transposed, so that the scores are a
+/// mat-vec over positions) and value cache `[L][T][C]`, both halves in one precision. Each
+/// variant owns both halves, so a mismatch cannot be built; a new precision is a new variant
+/// with its three operations below. Sizes are fixed by [`state_words`] at construction, so the
+/// slicing here cannot go out of bounds for `l < L`, `pos < T`, `h < H`.
+enum KvCache<'a> {
+    /// f16 little-endian bytes, rounded to nearest even once when stored.
+    F16 {
+        key: &'a mut [u8],
+        value: &'a mut [u8],
+    },
+    /// f32.
+    F32 {
+        key: &'a mut [f32],
+        value: &'a mut [f32],
+    },
+}
+
+/// Shapes the cache operations need.
+#[derive(Clone, Copy)]
+struct KvShape {
+    /// C
+    dim: usize,
+    /// T
+    context: usize,
+    /// C / H
+    head_dim: usize,
+}
+
+impl KvCache<'_> {
+    /// Store `k` and `v` (`[C]`) of position `pos` in layer `l`: `k` into column `pos` of the
+    /// key cache, `v` into row `pos` of the value cache. `tmp` (`[C]` f32) is scratch for the
+    /// f16 rounding.
+    #[allow(clippy::too_many_arguments)]
+    fn store(
+        &mut self,
+        be: Backend,
+        s: KvShape,
+        l: usize,
+        pos: usize,
+        k: &[f32],
+        v: &[f32],
+        tmp: &mut [f32],
+    ) {
+        let (c, t_max) = (s.dim, s.context);
+        let kbase = l * c * t_max;
+        let vbase = l * t_max * c + pos * c;
+        match self {
+            KvCache::F16 { key, value } => {
+                // round k and v to f16 once, into tmp viewed as 2C u16, then scatter k into
+                // its column and copy v into its row
+                let (kh, vh) = bytemuck::cast_slice_mut::<f32, u16>(tmp).split_at_mut(c);
+                kernels::f32_to_f16_slice(be, kh, k);
+                kernels::f32_to_f16_slice(be, vh, v);
+                for (i, &h) in kh.iter().enumerate() {
+                    let at = 2 * (kbase + i * t_max + pos);
+                    key[at..at + 2].copy_from_slice(&h.to_le_bytes());
+                }
+                let row = &mut value[2 * vbase..2 * (vbase + c)];
+                for (d, &h) in row.chunks_exact_mut(2).zip(vh.iter()) {
+                    d.copy_from_slice(&h.to_le_bytes());
+                }
+            }
+            KvCache::F32 { key, value } => {
+                for i in 0..c {
+                    key[kbase + i * t_max + pos] = k[i];
+                }
+                value[vbase..vbase + c].copy_from_slice(v);
+            }
+        }
+    }
+
+    /// Scores of head `h` in layer `l`: `att[t] += sum_d qh[d] * K[l][h*hd + d][t]` for
+    /// `t < att.len()` (the positions so far).
+    fn scores(&self, be: Backend, s: KvShape, l: usize, h: usize, qh: &[f32], att: &mut [f32]) {
+        let t_max = s.context;
+        let krow = l * s.dim * t_max + h * s.head_dim * t_max;
+        let rows = s.head_dim * t_max;
+        match self {
+            KvCache::F16 { key, .. } => {
+                kernels::matvec_f16(be, att, qh, &key[2 * krow..2 * (krow + rows)], t_max)
+            }
+            KvCache::F32 { key, .. } => {
+                kernels::matvec_f32(be, att, qh, &key[krow..krow + rows], t_max)
+            }
+        }
+    }
+
+    /// Attention outputs of every head in layer `l`:
+    /// `out[h*hd + d] += sum_{t < n_ctx} att[h*T + t] * V[l][t][h*hd + d]`.
+    fn mix_values(
+        &self,
+        be: Backend,
+        s: KvShape,
+        l: usize,
+        n_ctx: usize,
+        att: &[f32],
+        out: &mut [f32],
+    ) {
+        let (c, t_max, hd) = (s.dim, s.context, s.head_dim);
+        let vrow = l * t_max * c;
+        match self {
+            KvCache::F16 { value, .. } => {
+                let v = &value[2 * vrow..2 * (vrow + t_max * c)];
+                kernels::attn_values_f16(be, out, att, t_max, n_ctx, v, c, hd)
+            }
+            KvCache::F32 { value, .. } => {
+                let v = &value[vrow..vrow + t_max * c];
+                for (h, out) in out.chunks_exact_mut(hd).enumerate() {
+                    let a = &att[h * t_max..h * t_max + n_ctx];
+                    kernels::matvec_f32(be, out, a, &v[h * hd..], c);
+                }
+            }
+        }
+    }
 }
 
 /// The decoder: model weights (borrowed) + run state (borrowed caller buffer).
@@ -104,10 +217,8 @@ pub struct Decoder<'a> {
     logits: &'a mut [f32],
     /// quantized input of the int8 mat-vecs (`kernels::q8_act_words` layout)
     xq: &'a mut [f32],
-    /// key cache [L][C][T] (transposed so scores are a mat-vec over positions)
-    key_cache: Kv<'a>,
-    /// value cache [L][T][C]
-    value_cache: Kv<'a>,
+    /// keys and values of every layer and position so far
+    kv: KvCache<'a>,
     /// token at each position [T]
     tokens: &'a mut [u16],
     /// sampler index scratch [V]
@@ -132,8 +243,8 @@ fn layernorm(
     out: &mut [f32],
     wtmp: &mut [f32],
     x: &[f32],
-    w: &[u8],
-    b: &[u8],
+    w: Vec16,
+    b: Vec16,
     eps: f32,
 ) {
     let n = x.len() as f32;
@@ -150,8 +261,8 @@ fn layernorm(
     }
     let var = var / n;
     let rstd = 1.0 / libm::sqrtf(var + eps);
-    kernels::f16_to_f32_slice(be, wtmp, w);
-    kernels::f16_to_f32_slice(be, out, b);
+    kernels::f16_to_f32_slice(be, wtmp, w.bytes());
+    kernels::f16_to_f32_slice(be, out, b.bytes());
     for ((o, &v), &wi) in out.iter_mut().zip(x).zip(wtmp.iter()) {
         let norm = (v - mean) * rstd;
         let scaled = norm * wi;
@@ -159,39 +270,32 @@ fn layernorm(
     }
 }
 
-/// `dst = row `row` of an embedding table` (`[rows, C]`, `C = dst.len()`), f16 or int8.
-fn embed(be: Backend, dst: &mut [f32], table: &Mat, group: usize, rows: usize, row: usize) {
+/// `dst` = row `row` of an embedding table (`[rows, C]`, `C = dst.len()`), f16 or int8.
+/// `row < rows` (the caller checked the token and the position).
+fn embed(be: Backend, dst: &mut [f32], table: &Mat, row: usize) {
     match table {
-        Mat::F16(b) => {
+        Mat::F16(m) => {
             let c = dst.len();
-            let src = b.get(2 * row * c..2 * (row + 1) * c).unwrap_or(&[]);
-            kernels::f16_to_f32_slice(be, dst, src);
+            kernels::f16_to_f32_slice(be, dst, &m.bytes()[2 * row * c..2 * (row + 1) * c])
         }
-        Mat::Q8 { .. } => {
-            if let Some(q) = table.q8(group, rows, dst.len()) {
-                kernels::dequantize_row_q8(be, dst, &q, row);
-            }
-        }
+        Mat::Q8(q) => kernels::dequantize_row_q8(be, dst, q, row),
     }
 }
 
-/// Quantize `x` into `xq` (groups of `group`) if any of `consumers` is int8 (once for q, k, v).
-fn prepare_q8(be: Backend, xq: &mut [f32], x: &[f32], group: usize, consumers: &[&Mat]) {
-    if consumers.iter().any(|m| m.is_q8()) {
-        kernels::quantize_q8(be, xq, x, group);
+/// Quantize `x` into `xq` if any of `consumers` is int8 (once for q, k and v, which share it),
+/// in the group size of the int8 matrices (one per model).
+fn prepare_q8(be: Backend, xq: &mut [f32], x: &[f32], consumers: &[&Mat]) {
+    if let Some(q) = consumers.iter().find_map(|m| m.as_q8()) {
+        kernels::quantize_q8(be, xq, x, q.group());
     }
 }
 
-/// `y += x · Wᵀ` for a Linear weight: f16 (physical `[in, out]`) reads `x`; int8 (`[out, in]`,
-/// groups of `group`) reads `xq`, the quantized `x` from [`prepare_q8`].
-fn linear(be: Backend, y: &mut [f32], x: &[f32], xq: &[f32], w: &Mat, group: usize) {
+/// `y += x · Wᵀ` for a Linear weight: f16 (physical `[in, out]`) reads `x`; int8 (`[out, in]`)
+/// reads `xq`, the quantized `x` from [`prepare_q8`].
+fn linear(be: Backend, y: &mut [f32], x: &[f32], xq: &[f32], w: &Mat) {
     match w {
-        Mat::F16(b) => kernels::matvec_f16(be, y, x, b, y.len()),
-        Mat::Q8 { .. } => {
-            if let Some(q) = w.q8(group, y.len(), x.len()) {
-                kernels::matvec_q8(be, y, xq, &q);
-            }
-        }
+        Mat::F16(m) => kernels::matvec_f16(be, y, x, m.bytes(), y.len()),
+        Mat::Q8(q) => kernels::matvec_q8(be, y, xq, q),
     }
 }
 
@@ -241,17 +345,20 @@ impl<'a> Decoder<'a> {
         let logits = take(&mut rest, v);
         let xq = take(&mut rest, q8_scratch_words(&cfg));
         let half = l * c * t;
-        let (key_cache, value_cache) = match kv {
+        let kv_cache = match kv {
             KvPrecision::F16 => {
                 let w = take(&mut rest, words_f16(2 * half));
                 let bytes = bytemuck::cast_slice_mut::<f32, u8>(w);
-                let (a, b) = bytes.split_at_mut(2 * half);
-                (Kv::F16(a), Kv::F16(&mut b[..2 * half]))
+                let (key, value) = bytes.split_at_mut(2 * half);
+                KvCache::F16 {
+                    key,
+                    value: &mut value[..2 * half],
+                }
             }
             KvPrecision::F32 => {
                 let w = take(&mut rest, 2 * half);
-                let (a, b) = w.split_at_mut(half);
-                (Kv::F32(a), Kv::F32(b))
+                let (key, value) = w.split_at_mut(half);
+                KvCache::F32 { key, value }
             }
         };
         let tokens = take_u16(&mut rest, t);
@@ -272,8 +379,7 @@ impl<'a> Decoder<'a> {
             att,
             logits,
             xq,
-            key_cache,
-            value_cache,
+            kv: kv_cache,
             tokens,
             scratch,
         };
@@ -342,14 +448,52 @@ impl<'a> Decoder<'a> {
     /// Feed `tokens` in order; return the logits after the last one. The LM head only runs for
     /// the last token. Empty input is [`Error::EmptyInput`].
     pub fn prefill(&mut self, tokens: &[Token]) -> Result<&[f32], Error> {
-        let n = tokens.len();
-        if n == 0 {
-            return Err(Error::EmptyInput);
-        }
-        for (i, &t) in tokens.iter().enumerate() {
-            self.step(t, i + 1 == n)?;
-        }
+        self.prefill_iter(tokens.iter().copied().map(Ok))?;
         Ok(self.logits)
+    }
+
+    /// [`Decoder::prefill`] from an iterator of ids (for example
+    /// [`crate::Tokenizer::encode_iter`], so a text prompt needs no token buffer); returns the
+    /// number fed. The first error of the iterator is returned as is, with the tokens before it
+    /// already fed (start again with [`Decoder::reset`]).
+    pub fn prefill_iter<I>(&mut self, tokens: I) -> Result<usize, Error>
+    where
+        I: IntoIterator<Item = Result<Token, Error>>,
+    {
+        // one token of lookahead: the LM head only runs for the last
+        let mut it = tokens.into_iter();
+        let mut held = match it.next() {
+            Some(t) => t?,
+            None => return Err(Error::EmptyInput),
+        };
+        let mut n = 1;
+        for t in it {
+            let t = t?;
+            self.step(held, false)?;
+            held = t;
+            n += 1;
+        }
+        self.step(held, true)?;
+        Ok(n)
+    }
+
+    /// The logits of the last fed token, writable: a constraint masks ids (sets them to
+    /// `-inf`) here before [`Decoder::sample`] turns them into probabilities.
+    pub fn logits_mut(&mut self) -> &mut [f32] {
+        self.logits
+    }
+
+    /// Sample the next token from the current logits (which become probabilities) with the
+    /// context as repetition history. Validates `s` at each call; a loop uses
+    /// [`Decoder::sample_with`] with a [`Sampler`] validated once.
+    pub fn sample(&mut self, s: &SamplerSettings, rng: &mut Rng) -> Result<Token, Error> {
+        self.sample_with(&Sampler::new(*s)?, rng)
+    }
+
+    /// [`Decoder::sample`] with settings validated beforehand.
+    pub fn sample_with(&mut self, sampler: &Sampler, rng: &mut Rng) -> Result<Token, Error> {
+        let history = &self.tokens[..self.pos];
+        sampler.sample(self.backend, self.logits, self.scratch, history, rng)
     }
 
     /// Evaluation fast path: reset, feed `inputs` one by one and return the summed negative
@@ -383,19 +527,14 @@ impl<'a> Decoder<'a> {
             for &l in logits.iter() {
                 z += libm::exp(l as f64 - m);
             }
-            let ly = logits.get(y as usize).copied().unwrap_or(0.0) as f64;
+            let ly = logits[y as usize] as f64; // y < V: checked above
             total += m + libm::log(z) - ly;
         }
         Ok(total)
     }
 
-    /// Feed without computing logits (prefill of all but the last prompt token).
-    pub(crate) fn step_no_logits(&mut self, token: Token) -> Result<(), Error> {
-        self.step(token, false)
-    }
-
-    /// Recompute the logits of the current residual stream (after `step_no_logits`).
-    pub(crate) fn recompute_logits(&mut self) {
+    /// logits = head_b + LN_f(x) · headᵀ                                        [V]
+    fn lm_head(&mut self) {
         let m = self.model;
         let cfg = *m.config();
         layernorm(
@@ -407,14 +546,9 @@ impl<'a> Decoder<'a> {
             m.ln_f_b,
             cfg.ln_eps,
         );
-        let g = m.q8_group().unwrap_or(0);
-        kernels::f16_to_f32_slice(self.backend, self.logits, m.head_b);
-        prepare_q8(self.backend, self.xq, self.xb, g, &[&m.head_w]);
-        linear(self.backend, self.logits, self.xb, self.xq, &m.head_w, g);
-    }
-
-    pub(crate) fn sampler_parts(&mut self) -> (&mut [f32], &mut [u16], &[u16]) {
-        (self.logits, self.scratch, self.tokens)
+        kernels::f16_to_f32_slice(self.backend, self.logits, m.head_b.bytes());
+        prepare_q8(self.backend, self.xq, self.xb, &[&m.head_w]);
+        linear(self.backend, self.logits, self.xb, self.xq, &m.head_w);
     }
 
     fn check(&self, token: Token) -> Result<(), Error> {
@@ -455,13 +589,17 @@ impl<'a> Decoder<'a> {
         let tok = token as usize;
 
         // x = tok_emb[token] + pos_emb[pos]                                  [C]
-        let g = m.q8_group().unwrap_or(0);
-        embed(be, self.x, &m.tok_emb, g, cfg.vocab_size, tok);
-        embed(be, self.xb, &m.pos_emb, g, t_max, pos);
+        embed(be, self.x, &m.tok_emb, tok);
+        embed(be, self.xb, &m.pos_emb, pos);
         for (xi, &p) in self.x.iter_mut().zip(self.xb.iter()) {
             *xi += p;
         }
 
+        let kv_shape = KvShape {
+            dim: c,
+            context: t_max,
+            head_dim: hd,
+        };
         for (l, w) in m.layers.iter().enumerate() {
             // ---- attention: x = x + proj(MHA(LN1(x))) ----
             layernorm(be, self.xb, self.k, self.x, w.ln1_w, w.ln1_b, cfg.ln_eps);
@@ -469,60 +607,20 @@ impl<'a> Decoder<'a> {
             self.q.fill(0.0);
             self.k.fill(0.0);
             self.v.fill(0.0);
-            prepare_q8(be, self.xq, self.xb, g, &[&w.wq, &w.wk, &w.wv]);
-            linear(be, self.q, self.xb, self.xq, &w.wq, g);
-            linear(be, self.k, self.xb, self.xq, &w.wk, g);
-            linear(be, self.v, self.xb, self.xq, &w.wv, g);
-            // store k at key_cache[l][:][pos], v at value_cache[l][pos][:]
-            let kbase = l * c * t_max;
-            let vbase = l * t_max * c + pos * c;
-            match (&mut self.key_cache, &mut self.value_cache) {
-                (Kv::F16(kc), Kv::F16(vc)) => {
-                    // round k and v to f16 once, into xb2 viewed as 2C u16 (xb2 is only
-                    // written later, by the attention heads), then scatter k into its
-                    // column and copy v into its row
-                    let (kh, vh) = bytemuck::cast_slice_mut::<f32, u16>(self.xb2).split_at_mut(c);
-                    kernels::f32_to_f16_slice(be, kh, self.k);
-                    kernels::f32_to_f16_slice(be, vh, self.v);
-                    for (i, &h) in kh.iter().enumerate() {
-                        let at = 2 * (kbase + i * t_max + pos);
-                        if let Some(d) = kc.get_mut(at..at + 2) {
-                            d.copy_from_slice(&h.to_le_bytes());
-                        }
-                    }
-                    if let Some(d) = vc.get_mut(2 * vbase..2 * (vbase + vh.len())) {
-                        for (d, &h) in d.chunks_exact_mut(2).zip(vh.iter()) {
-                            d.copy_from_slice(&h.to_le_bytes());
-                        }
-                    }
-                }
-                (Kv::F32(kc), Kv::F32(vc)) => {
-                    for i in 0..c {
-                        if let Some(d) = kc.get_mut(kbase + i * t_max + pos) {
-                            *d = self.k[i];
-                        }
-                        if let Some(d) = vc.get_mut(vbase + i) {
-                            *d = self.v[i];
-                        }
-                    }
-                }
-                _ => {}
-            }
+            prepare_q8(be, self.xq, self.xb, &[&w.wq, &w.wk, &w.wv]);
+            linear(be, self.q, self.xb, self.xq, &w.wq);
+            linear(be, self.k, self.xb, self.xq, &w.wk);
+            linear(be, self.v, self.xb, self.xq, &w.wv);
+            // K[l][:][pos] = k, V[l][pos][:] = v (xb2 is scratch here: the heads write it later)
+            self.kv
+                .store(be, kv_shape, l, pos, self.k, self.v, self.xb2);
             let n_ctx = pos + 1;
             for h in 0..cfg.n_heads {
                 let qh = &self.q[h * hd..(h + 1) * hd];
                 let att = &mut self.att[h * t_max..h * t_max + n_ctx];
                 // scores: att[t] = sum_d q[d] * K[l][h*hd+d][t], then * attn_scale   [n_ctx]
                 att.fill(0.0);
-                let krow = kbase + h * hd * t_max;
-                match &self.key_cache {
-                    Kv::F16(kc) => {
-                        kernels::matvec_f16(be, att, qh, kc.get(2 * krow..).unwrap_or(&[]), t_max)
-                    }
-                    Kv::F32(kc) => {
-                        kernels::matvec_f32(be, att, qh, kc.get(krow..).unwrap_or(&[]), t_max)
-                    }
-                }
+                self.kv.scores(be, kv_shape, l, h, qh, att);
                 for a in att.iter_mut() {
                     *a *= cfg.attn_scale;
                 }
@@ -530,61 +628,39 @@ impl<'a> Decoder<'a> {
             }
             // out[h*hd+d] = sum_t att[h][t] * V[l][t][h*hd+d]  (all heads)          [C]
             self.xb2.fill(0.0);
-            let vrow = l * t_max * c;
-            match &self.value_cache {
-                Kv::F16(vc) => kernels::attn_values_f16(
-                    be,
-                    self.xb2,
-                    self.att,
-                    t_max,
-                    n_ctx,
-                    vc.get(2 * vrow..).unwrap_or(&[]),
-                    c,
-                    hd,
-                ),
-                Kv::F32(vc) => {
-                    for h in 0..cfg.n_heads {
-                        let out = &mut self.xb2[h * hd..(h + 1) * hd];
-                        let att = &self.att[h * t_max..h * t_max + n_ctx];
-                        let v = vc.get(vrow + h * hd..).unwrap_or(&[]);
-                        kernels::matvec_f32(be, out, att, v, c);
-                    }
-                }
-            }
+            self.kv
+                .mix_values(be, kv_shape, l, n_ctx, self.att, self.xb2);
             // xb = proj_b + xb2 · projᵀ; x += xb                              [C]
-            kernels::f16_to_f32_slice(be, self.xb, w.proj_b);
-            prepare_q8(be, self.xq, self.xb2, g, &[&w.proj_w]);
-            linear(be, self.xb, self.xb2, self.xq, &w.proj_w, g);
+            kernels::f16_to_f32_slice(be, self.xb, w.proj_b.bytes());
+            prepare_q8(be, self.xq, self.xb2, &[&w.proj_w]);
+            linear(be, self.xb, self.xb2, self.xq, &w.proj_w);
             for (xi, &yi) in self.x.iter_mut().zip(self.xb.iter()) {
                 *xi += yi;
             }
 
             // ---- feed-forward: x = x + fc2(relu(fc1(LN2(x)))) ----
             layernorm(be, self.xb, self.k, self.x, w.ln2_w, w.ln2_b, cfg.ln_eps);
-            kernels::f16_to_f32_slice(be, self.hb, w.fc1_b); //                                      [F]
-            prepare_q8(be, self.xq, self.xb, g, &[&w.fc1_w]);
-            linear(be, self.hb, self.xb, self.xq, &w.fc1_w, g);
+            kernels::f16_to_f32_slice(be, self.hb, w.fc1_b.bytes()); //                    [F]
+            prepare_q8(be, self.xq, self.xb, &[&w.fc1_w]);
+            linear(be, self.hb, self.xb, self.xq, &w.fc1_w);
             for hv in self.hb.iter_mut() {
                 if *hv < 0.0 {
                     *hv = 0.0;
                 }
             }
-            kernels::f16_to_f32_slice(be, self.xb, w.fc2_b); //                                      [C]
-            prepare_q8(be, self.xq, self.hb, g, &[&w.fc2_w]);
-            linear(be, self.xb, self.hb, self.xq, &w.fc2_w, g);
+            kernels::f16_to_f32_slice(be, self.xb, w.fc2_b.bytes()); //                    [C]
+            prepare_q8(be, self.xq, self.hb, &[&w.fc2_w]);
+            linear(be, self.xb, self.hb, self.xq, &w.fc2_w);
             for (xi, &yi) in self.x.iter_mut().zip(self.xb.iter()) {
                 *xi += yi;
             }
         }
 
-        if let Some(slot) = self.tokens.get_mut(pos) {
-            *slot = token;
-        }
+        self.tokens[pos] = token;
         self.pos = pos + 1;
 
         if want_logits {
-            // logits = head_b + LN_f(x) · headᵀ                                [V]
-            self.recompute_logits();
+            self.lm_head();
         }
     }
 }

@@ -195,9 +195,20 @@ pub enum Error {
     InvalidSampler(&'static str),
     /// A stop sequence is empty or longer than [`crate::generate::MAX_STOP_CHARS`] characters.
     InvalidStopSequence,
-    /// The model produced an infinite or NaN logit (its activations overflowed f32): there is
-    /// no distribution to sample from.
+    /// The model produced a NaN or `+inf` logit (its activations overflowed f32): there is no
+    /// distribution to sample from. (`-inf` is a masked token, not an error.)
     NonFiniteLogits,
+    /// Every token has probability zero: all logits are `-inf` (a constraint masked every
+    /// token) or NaN.
+    NothingToSample,
+    /// A prompt does not fit: `needed` tokens, room for `capacity` (the output buffer, or the
+    /// context minus one position for the first generated token).
+    PromptTooLong {
+        /// Tokens the prompt needs.
+        needed: usize,
+        /// Tokens there is room for.
+        capacity: usize,
+    },
 }
 
 impl fmt::Display for Error {
@@ -310,7 +321,15 @@ impl fmt::Display for Error {
             }
             NonFiniteLogits => write!(
                 f,
-                "the model produced a non-finite logit (inf or NaN): its activations overflow f32"
+                "the model produced a NaN or infinite logit: its activations overflow f32"
+            ),
+            NothingToSample => write!(
+                f,
+                "every token has probability zero (all logits -inf or NaN: a constraint masked every token)"
+            ),
+            PromptTooLong { needed, capacity } => write!(
+                f,
+                "prompt too long: {needed} tokens, room for {capacity}"
             ),
         }
     }

@@ -11,7 +11,8 @@
 //! ```
 //! use core::ops::ControlFlow;
 //! use tinypoet_core::blob::{self, BlobInput, Manifest, WeightDtype};
-//! use tinypoet_core::{state_words, tensor_specs, Config, Decoder, GenerateSettings, KvPrecision, Model};
+//! use tinypoet_core::{state_words, tensor_specs, Config, Decoder, GenerateSettings, Generator};
+//! use tinypoet_core::{KvPrecision, Model, Prompt, StopReason};
 //!
 //! # fn main() -> Result<(), tinypoet_core::Error> {
 //! // A tiny model with deterministic weights (the trainer passes its real parameters).
@@ -34,14 +35,32 @@
 //! let logits = dec.feed(2)?;                     // token id of '春'
 //! assert_eq!(logits.len(), 4);
 //!
+//! // Pull one character at a time (the CLI, the firmware console and the web page all do).
+//! let settings = GenerateSettings::default();     // seed 2024, stop at a blank line or '\0'
+//! let mut gen = Generator::new(&mut dec, Prompt::Text("春"), &settings)?;
 //! let mut text = String::new();
-//! let summary = dec.generate("春", &GenerateSettings::default(), |c| {
-//!     text.push(c);                              // each character as it appears
+//! while let Some(c) = gen.next_char()? {
+//!     text.push(c);                              // each character as soon as it is certain
+//! }
+//! let summary = gen.summary();
+//! assert_eq!(summary.emitted_chars, text.chars().count());
+//! assert_eq!(gen.stop_reason(), Some(summary.reason));
+//!
+//! // The same text through the callback form (a loop over `next_char`).
+//! let mut again = String::new();
+//! dec.generate("春", &settings, |c| {
+//!     again.push(c);
 //!     ControlFlow::Continue(())
 //! })?;
-//! assert_eq!(summary.emitted_chars, text.chars().count());
+//! assert_eq!(again, text);
+//! # let _ = StopReason::EndOfText;
 //! # Ok(()) }
 //! ```
+//!
+//! A finetuned model takes a title: `Prompt::Title("春夜喜雨")` prefills
+//! `<INS>請用以下題目寫一首詩<INP>春夜喜雨<RES>` ([`prompt`]; [`instruction_prompt_tokens`]
+//! writes the ids into a caller buffer) and the poem ends at end-of-text. A
+//! [`Constraint`] ([`Generator::with_constraint`]) masks logits before each sample.
 //!
 //! On a device the blob is a `&'static [u8]` in flash (`include_bytes!` wrapped in an aligned
 //! struct) and the state a `static mut [f32; state_words(&Config::TANG, KvPrecision::F16)]`.
@@ -132,7 +151,7 @@
 //! (`T` u16) and the sampler index scratch (`V` u16). For the Tang model with an f16 cache that
 //! is [`TANG_STATE_BYTES`] = 321,368 bytes (313.8 KiB); a compile-time assertion keeps it
 //! <= 320 KiB. Nothing else is allocated. A [`Model`] (the weight table,
-//! wherever the caller keeps it) is about 2.2 KiB on a 32-bit target; decoding and sampling use
+//! wherever the caller keeps it) is 4,232 bytes on a 32-bit target; decoding and sampling use
 //! well under 1 KiB of stack (the generator's stop-sequence buffer is 128 bytes); the blob
 //! writer, a host-side tool, builds the tensor names in about 7 KiB of stack (plus 1 KiB for
 //! an int8 group).
@@ -174,10 +193,11 @@
 //! ## Sampling and generation
 //!
 //! [`sampler`] documents the pipeline (greedy, temperature, top-k, top-p, repetition
-//! penalty) and the PRNG. [`Decoder::generate`] prefills the prompt, then samples, streaming
-//! every character to a callback as soon as it cannot be part of a stop sequence. It stops on
-//! a stop sequence (default `"\n\n"`, not emitted), on id 0 (end-of-text, not emitted), at
-//! `max_new_chars`, or when the callback breaks.
+//! penalty) and the PRNG. A [`Generator`] prefills the prompt, then samples, returning each
+//! character from [`Generator::next_char`] as soon as it cannot be part of a stop sequence;
+//! [`Decoder::generate`] is the same loop with a callback. It stops on a stop sequence
+//! (default `"\n\n"`, not emitted), on id 0 (end-of-text, not emitted), at `max_new_chars`,
+//! when the [`Constraint`] is finished, or when the callback breaks.
 //!
 //! ## Features and kernels
 //!
@@ -203,20 +223,25 @@ compile_error!("tinypoet-core assumes a little-endian target");
 
 pub mod blob;
 pub mod config;
+pub mod constrain;
 pub mod crc32;
 mod decoder;
+pub mod dtype;
 mod error;
 pub mod generate;
 pub mod kernels;
 mod model;
+pub mod prompt;
 pub mod sampler;
 mod tokenizer;
 
 pub use blob::Manifest;
 pub use config::{tensor_spec, tensor_specs, Config, Shape, TensorKind, TensorSpec, Token};
+pub use constrain::{Constraint, NoConstraint};
 pub use decoder::{state_bytes, state_words, Decoder, KvPrecision, TANG_STATE_BYTES};
 pub use error::Error;
-pub use generate::{GenerateSettings, Generation, StopReason};
+pub use generate::{GenerateSettings, Generation, Generator, StopReason};
 pub use model::{Layer, Mat, Model};
-pub use sampler::{Rng, SamplerSettings};
+pub use prompt::{instruction_prompt_tokens, Prompt};
+pub use sampler::{Rng, Sampler, SamplerSettings};
 pub use tokenizer::{Tokenizer, Unknown};

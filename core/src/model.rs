@@ -1,71 +1,81 @@
-//! Weight views over a parsed blob: one borrowed view per tensor, grouped per block. Vectors are
-//! f16 bytes; matrices are [`Mat`]: f16 or int8.
+//! Weight views over a parsed blob: one borrowed view per tensor, grouped per block, each typed
+//! by its storage and checked once, at load. Vectors are [`Vec16`]; matrices are [`Mat`]: f16
+//! or int8. The forward pass never re-checks a size and has no fallback for a wrong one.
 
-use crate::blob::{self, Blob, Dtype, Layout, Manifest, ScaleDtype};
-use crate::config::{Config, TensorKind, MAX_LAYERS};
+use crate::blob::{Blob, Layout, Manifest, TensorView};
+use crate::config::{Config, TensorKind, TensorSpec, MAX_LAYERS};
+use crate::dtype::Dtype;
 use crate::kernels::Q8Matrix;
 use crate::{Error, Tokenizer};
 
-/// A weight matrix as the blob stores it. Kept small (12 bytes on a 32-bit target) because a
-/// [`Model`] holds 6 per layer for up to 16 layers; the int8 view is rebuilt at each use
-/// ([`Mat::q8`]), which costs a few instructions per mat-vec.
+/// An f16 vector (bias or LayerNorm parameter): `len` little-endian binary16 values, the
+/// length of its canonical shape (checked at load).
 #[derive(Debug, Clone, Copy)]
-pub enum Mat<'a> {
-    /// f16 little-endian bytes: Linear weights transposed `[in, out]`, embeddings `[rows, C]`.
-    F16(&'a [u8]),
-    /// int8, row-major `[rows, cols]` (Linear weights `[out, in]`): the tensor's bytes (values,
-    /// padding, scales) and the scales' precision; the group size is the model's
-    /// ([`Model::q8_group`]).
-    Q8 {
-        /// The whole tensor.
-        bytes: &'a [u8],
-        /// Precision of its scales.
-        scale: ScaleDtype,
-    },
+pub struct Vec16<'a>(&'a [u8]);
+
+impl<'a> Vec16<'a> {
+    /// The little-endian f16 bytes (2 per value).
+    pub fn bytes(&self) -> &'a [u8] {
+        self.0
+    }
+
+    /// Number of values.
+    pub fn len(&self) -> usize {
+        self.0.len() / 2
+    }
+
+    /// True for a vector of no values (never for a loaded model).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
 }
 
-// 12 bytes on a 32-bit target: a slice and the scale precision (F16 uses its niche).
-const _: () = assert!(core::mem::size_of::<Mat>() <= 3 * core::mem::size_of::<usize>());
+/// An f16 matrix: little-endian binary16 bytes of its `rows x cols` values (checked at load).
+/// Linear weights are stored transposed, physical `[in, out]`; embeddings `[rows, C]`.
+#[derive(Debug, Clone, Copy)]
+pub struct Mat16<'a>(&'a [u8]);
 
-impl Default for Mat<'_> {
-    fn default() -> Self {
-        Mat::F16(&[])
+impl<'a> Mat16<'a> {
+    /// The little-endian f16 bytes, row-major in the physical layout.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.0
     }
+}
+
+/// A weight matrix, typed by how the blob stores it; both views are checked at load, so every
+/// use is a plain kernel call.
+#[derive(Debug, Clone, Copy)]
+pub enum Mat<'a> {
+    /// f16: Linear weights transposed `[in, out]`, embeddings `[rows, C]`.
+    F16(Mat16<'a>),
+    /// int8, row-major `[rows, cols]` (Linear weights `[out, in]`), groups of
+    /// [`Model::q8_group`].
+    Q8(Q8Matrix<'a>),
 }
 
 impl<'a> Mat<'a> {
-    /// Whether the matrix is int8.
-    pub fn is_q8(&self) -> bool {
-        matches!(self, Mat::Q8 { .. })
+    /// The int8 view, `None` for an f16 matrix.
+    pub fn as_q8(&self) -> Option<&Q8Matrix<'a>> {
+        match self {
+            Mat::Q8(q) => Some(q),
+            Mat::F16(_) => None,
+        }
     }
 
-    /// The int8 view of a `rows x n_in` matrix with groups of `group`; `None` for f16 or if
-    /// the sizes do not match (they always do for a loaded model's shapes).
-    pub fn q8(&self, group: usize, rows: usize, n_in: usize) -> Option<Q8Matrix<'a>> {
-        let Mat::Q8 { bytes, scale } = *self else {
-            return None;
-        };
-        let numel = rows.checked_mul(n_in)?;
-        let at = usize::try_from(blob::q8_scales_offset(numel as u64)?).ok()?;
-        Q8Matrix::new(
-            bytes.get(..numel)?,
-            bytes.get(at..)?,
-            scale,
-            group,
-            rows,
-            n_in,
-        )
+    /// Whether the matrix is int8.
+    pub fn is_q8(&self) -> bool {
+        self.as_q8().is_some()
     }
 }
 
-/// One transformer block's tensors. Vectors are f16 LE bytes; matrices [`Mat`] (f16 Linear
-/// weights are physical `[in, out]`, int8 ones `[out, in]`).
-#[derive(Debug, Clone, Copy, Default)]
+/// One transformer block's tensors (f16 Linear weights physical `[in, out]`, int8 ones
+/// `[out, in]`).
+#[derive(Debug, Clone, Copy)]
 pub struct Layer<'a> {
     /// `[C]`
-    pub ln1_w: &'a [u8],
+    pub ln1_w: Vec16<'a>,
     /// `[C]`
-    pub ln1_b: &'a [u8],
+    pub ln1_b: Vec16<'a>,
     /// `[C, C]`
     pub wq: Mat<'a>,
     /// `[C, C]`
@@ -75,19 +85,19 @@ pub struct Layer<'a> {
     /// `[C, C]`
     pub proj_w: Mat<'a>,
     /// `[C]`
-    pub proj_b: &'a [u8],
+    pub proj_b: Vec16<'a>,
     /// `[C]`
-    pub ln2_w: &'a [u8],
+    pub ln2_w: Vec16<'a>,
     /// `[C]`
-    pub ln2_b: &'a [u8],
+    pub ln2_b: Vec16<'a>,
     /// `[F out, C in]` logically
     pub fc1_w: Mat<'a>,
     /// `[F]`
-    pub fc1_b: &'a [u8],
+    pub fc1_b: Vec16<'a>,
     /// `[C out, F in]` logically
     pub fc2_w: Mat<'a>,
     /// `[C]`
-    pub fc2_b: &'a [u8],
+    pub fc2_b: Vec16<'a>,
 }
 
 /// A runnable model: the parsed blob plus typed weight views. Borrows the blob bytes.
@@ -100,21 +110,101 @@ pub struct Model<'a> {
     pub(crate) pos_emb: Mat<'a>,
     pub(crate) layers: heapless::Vec<Layer<'a>, MAX_LAYERS>,
     /// `[C]`
-    pub(crate) ln_f_w: &'a [u8],
+    pub(crate) ln_f_w: Vec16<'a>,
     /// `[C]`
-    pub(crate) ln_f_b: &'a [u8],
+    pub(crate) ln_f_b: Vec16<'a>,
     /// `[V out, C in]` logically
     pub(crate) head_w: Mat<'a>,
     /// `[V]`
-    pub(crate) head_b: &'a [u8],
+    pub(crate) head_b: Vec16<'a>,
     /// The group size shared by every int8 matrix (`None`: all f16).
-    pub(crate) q8_group: Option<usize>,
+    q8_group: Option<usize>,
+}
+
+/// Maps the blob's tensors, in canonical order, to typed views (llama2.c's
+/// `memory_map_weights`, with every size checked).
+struct Mapper<'a, I> {
+    tensors: I,
+    cfg: Config,
+    next: usize,
+    q8_group: Option<usize>,
+    _blob: core::marker::PhantomData<&'a ()>,
+}
+
+impl<'a, I: Iterator<Item = TensorView<'a>>> Mapper<'a, I> {
+    /// The next tensor, which must be of `kind`.
+    fn take(&mut self, kind: TensorKind) -> Result<(TensorView<'a>, TensorSpec), Error> {
+        let i = self.next;
+        let count = Error::TensorCount {
+            expected: self.cfg.n_tensors(),
+            got: i,
+        };
+        let spec = crate::config::tensor_spec(&self.cfg, i).ok_or(count)?;
+        let t = self.tensors.next().ok_or(count)?;
+        self.next += 1;
+        if spec.kind != kind {
+            return Err(Error::TensorName { index: i });
+        }
+        if t.entry.dtype == Dtype::F32 {
+            return Err(Error::Unsupported(
+                "f32 tensors cannot be run by this build",
+            ));
+        }
+        Ok((t, spec))
+    }
+
+    fn vector(&mut self, kind: TensorKind) -> Result<Vec16<'a>, Error> {
+        let (t, spec) = self.take(kind)?;
+        if t.entry.dtype != Dtype::F16 {
+            return Err(Error::UnsupportedTensor {
+                index: spec.index,
+                reason: "int8 is for matrices; vectors must be f16",
+            });
+        }
+        if t.bytes.len() != 2 * spec.shape.numel() {
+            return Err(Error::TensorSize { index: spec.index });
+        }
+        Ok(Vec16(t.bytes))
+    }
+
+    fn matrix(&mut self, kind: TensorKind) -> Result<Mat<'a>, Error> {
+        let (t, spec) = self.take(kind)?;
+        let i = spec.index;
+        let &[rows, cols] = spec.shape.dims() else {
+            return Err(Error::TensorShape { index: i });
+        };
+        let unsupported = |reason| Error::UnsupportedTensor { index: i, reason };
+        match t.entry.dtype {
+            Dtype::Q8 { group_size, scale } => {
+                if t.entry.layout != Layout::RowMajor {
+                    return Err(unsupported("int8 matrices must be stored row-major"));
+                }
+                let (values, scales) = t.q8_parts().ok_or(Error::TensorSize { index: i })?;
+                let g = group_size as usize;
+                let q = Q8Matrix::new(values, scales, scale, g, rows, cols).ok_or(unsupported(
+                    "int8 group size must be a multiple of 4 in 4..=1024 dividing the row length",
+                ))?;
+                if self.q8_group.is_some_and(|g0| g0 != g) {
+                    return Err(unsupported("int8 matrices must share one group size"));
+                }
+                self.q8_group = Some(g);
+                Ok(Mat::Q8(q))
+            }
+            _ => {
+                // the parser has checked the canonical layout of f16 tensors
+                if Some(t.bytes.len()) != rows.checked_mul(cols).and_then(|n| n.checked_mul(2)) {
+                    return Err(Error::TensorSize { index: i });
+                }
+                Ok(Mat::F16(Mat16(t.bytes)))
+            }
+        }
+    }
 }
 
 impl<'a> Model<'a> {
-    /// Parse, validate and map a blob (see [`blob::parse`]).
+    /// Parse, validate and map a blob (see [`crate::blob::parse`]).
     pub fn load(bytes: &'a [u8]) -> Result<Self, Error> {
-        Self::from_blob(blob::parse(bytes)?)
+        Self::from_blob(crate::blob::parse(bytes)?)
     }
 
     /// Map an already parsed blob. Runs f16 blobs and int8 blobs (matrices int8, vectors f16;
@@ -124,91 +214,58 @@ impl<'a> Model<'a> {
     /// length, or int8 matrices with different group sizes; and with [`Error::Unsupported`] for
     /// f32 tensors.
     pub fn from_blob(blob: Blob<'a>) -> Result<Self, Error> {
-        let mut m = Model {
-            blob,
-            tok_emb: Mat::default(),
-            pos_emb: Mat::default(),
-            layers: heapless::Vec::new(),
-            ln_f_w: &[],
-            ln_f_b: &[],
-            head_w: Mat::default(),
-            head_b: &[],
+        use TensorKind as K;
+        let mut m = Mapper {
+            tensors: blob.tensors(),
+            cfg: blob.config,
+            next: 0,
             q8_group: None,
+            _blob: core::marker::PhantomData,
         };
+        let tok_emb = m.matrix(K::TokEmb)?;
+        let pos_emb = m.matrix(K::PosEmb)?;
+        let mut layers = heapless::Vec::new();
         for _ in 0..blob.config.n_layers {
-            m.layers
-                .push(Layer::default())
+            let layer = Layer {
+                ln1_w: m.vector(K::Ln1Weight)?,
+                ln1_b: m.vector(K::Ln1Bias)?,
+                wq: m.matrix(K::Wq)?,
+                wk: m.matrix(K::Wk)?,
+                wv: m.matrix(K::Wv)?,
+                proj_w: m.matrix(K::ProjWeight)?,
+                proj_b: m.vector(K::ProjBias)?,
+                ln2_w: m.vector(K::Ln2Weight)?,
+                ln2_b: m.vector(K::Ln2Bias)?,
+                fc1_w: m.matrix(K::Fc1Weight)?,
+                fc1_b: m.vector(K::Fc1Bias)?,
+                fc2_w: m.matrix(K::Fc2Weight)?,
+                fc2_b: m.vector(K::Fc2Bias)?,
+            };
+            layers
+                .push(layer)
                 .map_err(|_| Error::InvalidConfig("too many layers"))?;
         }
-        for (i, t) in blob.tensors().enumerate() {
-            let spec = crate::config::tensor_spec(&blob.config, i).ok_or(Error::TensorCount {
+        let ln_f_w = m.vector(K::LnFWeight)?;
+        let ln_f_b = m.vector(K::LnFBias)?;
+        let head_w = m.matrix(K::HeadWeight)?;
+        let head_b = m.vector(K::HeadBias)?;
+        if m.tensors.next().is_some() {
+            return Err(Error::TensorCount {
                 expected: blob.config.n_tensors(),
-                got: i + 1,
-            })?;
-            let unsupported = |reason| Error::UnsupportedTensor { index: i, reason };
-            let b = t.bytes;
-            let mat = match t.entry.dtype {
-                Dtype::F32 => {
-                    return Err(Error::Unsupported(
-                        "f32 tensors cannot be run by this build",
-                    ))
-                }
-                // the parser has checked the canonical layout of f16 tensors
-                Dtype::F16 => Mat::F16(b),
-                Dtype::Q8 { group_size, scale } => {
-                    if !spec.kind.is_matrix() {
-                        return Err(unsupported("int8 is for matrices; vectors must be f16"));
-                    }
-                    if t.entry.layout != Layout::RowMajor {
-                        return Err(unsupported("int8 matrices must be stored row-major"));
-                    }
-                    let (values, scales) = t.q8_parts().ok_or(Error::TensorSize { index: i })?;
-                    let &[rows, cols] = spec.shape.dims() else {
-                        return Err(Error::TensorShape { index: i });
-                    };
-                    let g = group_size as usize;
-                    Q8Matrix::new(values, scales, scale, g, rows, cols).ok_or(unsupported(
-                        "int8 group size must be a multiple of 4 in 4..=1024 dividing the row length",
-                    ))?;
-                    if m.q8_group.is_some_and(|g0| g0 != g) {
-                        return Err(unsupported("int8 matrices must share one group size"));
-                    }
-                    m.q8_group = Some(g);
-                    Mat::Q8 { bytes: b, scale }
-                }
-            };
-            let vec = match mat {
-                Mat::F16(v) => v,
-                Mat::Q8 { .. } => &[][..],
-            };
-            let layer = spec.layer.and_then(|l| m.layers.get_mut(l));
-            match (spec.kind, layer) {
-                (TensorKind::TokEmb, _) => m.tok_emb = mat,
-                (TensorKind::PosEmb, _) => m.pos_emb = mat,
-                (TensorKind::LnFWeight, _) => m.ln_f_w = vec,
-                (TensorKind::LnFBias, _) => m.ln_f_b = vec,
-                (TensorKind::HeadWeight, _) => m.head_w = mat,
-                (TensorKind::HeadBias, _) => m.head_b = vec,
-                (k, Some(l)) => match k {
-                    TensorKind::Ln1Weight => l.ln1_w = vec,
-                    TensorKind::Ln1Bias => l.ln1_b = vec,
-                    TensorKind::Wq => l.wq = mat,
-                    TensorKind::Wk => l.wk = mat,
-                    TensorKind::Wv => l.wv = mat,
-                    TensorKind::ProjWeight => l.proj_w = mat,
-                    TensorKind::ProjBias => l.proj_b = vec,
-                    TensorKind::Ln2Weight => l.ln2_w = vec,
-                    TensorKind::Ln2Bias => l.ln2_b = vec,
-                    TensorKind::Fc1Weight => l.fc1_w = mat,
-                    TensorKind::Fc1Bias => l.fc1_b = vec,
-                    TensorKind::Fc2Weight => l.fc2_w = mat,
-                    TensorKind::Fc2Bias => l.fc2_b = vec,
-                    _ => return Err(Error::TensorName { index: i }),
-                },
-                (_, None) => return Err(Error::TensorName { index: i }),
-            }
+                got: m.next + 1,
+            });
         }
-        Ok(m)
+        Ok(Model {
+            blob,
+            tok_emb,
+            pos_emb,
+            layers,
+            ln_f_w,
+            ln_f_b,
+            head_w,
+            head_b,
+            q8_group: m.q8_group,
+        })
     }
 
     /// The group size of the int8 matrices, `None` for an all-f16 model.
@@ -233,6 +290,11 @@ impl<'a> Model<'a> {
 
     /// Tokenizer over the blob's vocabulary.
     pub fn tokenizer(&self) -> Tokenizer<'a> {
-        self.blob.tokenizer()
+        Tokenizer::from_validated(self.blob.vocab_bytes())
     }
 }
+
+// A model is a table of views (room for MAX_LAYERS blocks: 4,232 bytes on a 32-bit target,
+// where the firmware keeps it on the stack); the checked int8 views are 32 bytes each.
+#[cfg(target_pointer_width = "32")]
+const _: () = assert!(core::mem::size_of::<Model>() <= 4 * 1024 + 256);

@@ -1,12 +1,13 @@
 //! Sampling: greedy, temperature, top-k, top-p, repetition penalty; seeded PCG32.
 //!
 //! Pipeline for one token (all in place, no allocation):
-//! 0. a non-finite logit is [`Error::NonFiniteLogits`] (there is no distribution to sample);
+//! 0. a NaN or `+inf` logit is [`Error::NonFiniteLogits`] (the model overflowed; `-inf` is a
+//!    masked id);
 //! 1. repetition penalty: each distinct id among the last `repetition_window` context tokens
 //!    gets `l / penalty` if `l > 0`, else `l * penalty` (CTRL-style);
 //! 2. greedy (`temperature == 0` or `top_k == 1`): the lowest id with the maximal logit;
 //!    no random number is drawn;
-//! 3. `z_i = l_i / temperature` (an overflow to inf is an [`Error::InvalidSampler`]);
+//! 3. `z_i = l_i / temperature` (an overflow to `+inf` is an [`Error::InvalidSampler`]);
 //!    softmax ([`crate::kernels::scalar::softmax`]: max, `libm::expf`, 16 lane partial sums,
 //!    divide);
 //! 4. candidates: all ids in id order; with `top_k` the `k` most probable, with `top_p < 1` the
@@ -142,17 +143,6 @@ pub fn argmax(x: &[f32]) -> usize {
     best
 }
 
-/// (probability desc, id asc): a total order, so any sort gives the same result.
-fn by_prob(p: &[f32]) -> impl Fn(&u16, &u16) -> core::cmp::Ordering + '_ {
-    move |&a, &b| {
-        let (pa, pb) = (
-            p.get(a as usize).copied().unwrap_or(0.0),
-            p.get(b as usize).copied().unwrap_or(0.0),
-        );
-        pb.total_cmp(&pa).then(a.cmp(&b))
-    }
-}
-
 /// Sample one token from `logits` (overwritten with probabilities). `scratch` needs
 /// `logits.len()` entries; `history` is the context (oldest first) for the repetition penalty.
 /// Uses the fastest kernel backend (the result does not depend on it).
@@ -175,143 +165,236 @@ pub fn sample_with(
     s: &SamplerSettings,
     rng: &mut Rng,
 ) -> Result<Token, Error> {
-    s.validate()?;
-    let v = logits.len();
-    if v == 0 || v > scratch.len() || v > 1 << 16 {
-        return Err(Error::InvalidSampler("logits empty or scratch too small"));
-    }
-    let scratch = &mut scratch[..v];
-    // 0. a NaN or inf logit means the model overflowed: refuse rather than emit end-of-text
-    if logits.iter().any(|l| !l.is_finite()) {
-        return Err(Error::NonFiniteLogits);
+    Sampler::new(*s)?.sample(backend, logits, scratch, history, rng)
+}
+
+/// Settings checked once ([`SamplerSettings::validate`]), so a generation loop validates them
+/// before its first token instead of at every token.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Sampler {
+    s: SamplerSettings,
+}
+
+impl Sampler {
+    /// Validate `settings`.
+    pub fn new(settings: SamplerSettings) -> Result<Self, Error> {
+        settings.validate()?;
+        Ok(Sampler { s: settings })
     }
 
-    // 1. repetition penalty, once per distinct id (scratch marks ids already penalised)
-    if s.repetition_penalty != 1.0 && s.repetition_window > 0 {
-        let recent = &history[history.len().saturating_sub(s.repetition_window)..];
-        for &t in recent {
-            if let Some(m) = scratch.get_mut(t as usize) {
-                *m = 0;
+    /// The settings.
+    pub fn settings(&self) -> &SamplerSettings {
+        &self.s
+    }
+
+    /// Sample one token from `logits` (overwritten with probabilities): the pipeline of the
+    /// module docs. Ids whose logit is `-inf` (masked by a constraint) are never drawn; if
+    /// every id is masked the result is [`Error::NothingToSample`].
+    pub fn sample(
+        &self,
+        backend: Backend,
+        logits: &mut [f32],
+        scratch: &mut [u16],
+        history: &[Token],
+        rng: &mut Rng,
+    ) -> Result<Token, Error> {
+        let s = &self.s;
+        let v = logits.len();
+        if v == 0 || v > scratch.len() || v > 1 << 16 {
+            return Err(Error::InvalidSampler("logits empty or scratch too small"));
+        }
+        let scratch = &mut scratch[..v];
+
+        // 0. NaN or +inf: the model overflowed (-inf is a masked id, and fine)
+        if has_overflow(logits) {
+            return Err(Error::NonFiniteLogits);
+        }
+        // 1. repetition penalty
+        if s.repetition_penalty != 1.0 && s.repetition_window > 0 {
+            let recent = &history[history.len().saturating_sub(s.repetition_window)..];
+            apply_repetition_penalty(logits, scratch, recent, s.repetition_penalty);
+        }
+        // 2. greedy
+        if s.temperature == 0.0 || s.top_k == 1 {
+            return sample_argmax(logits);
+        }
+        // 3. temperature + softmax
+        apply_temperature(logits, s.temperature);
+        // a tiny temperature (or the penalty before it) can push a logit past f32::MAX
+        if has_overflow(logits) {
+            return Err(Error::InvalidSampler(
+                "logits / temperature overflow f32: raise the temperature",
+            ));
+        }
+        kernels::softmax(backend, logits);
+        // every logit -inf (all masked) or NaN: softmax's max is -inf and every p is NaN
+        if logits[0].is_nan() {
+            return Err(Error::NothingToSample);
+        }
+        let p: &[f32] = logits;
+
+        // 4. candidates, 5. one draw
+        let top_k = if s.top_k == 0 { v } else { s.top_k.min(v) };
+        let n = if top_k < v {
+            top_k_candidates(p, scratch, top_k)
+        } else if s.top_p < 1.0 {
+            match top_p_prefilter(p, scratch, s.top_p) {
+                0 => return Ok(argmax(p) as Token),
+                n => n,
+            }
+        } else {
+            return Ok(sample_mult(p, rng.next_f32()));
+        };
+        let n = if s.top_p < 1.0 {
+            nucleus_len(p, &scratch[..n], s.top_p)
+        } else {
+            n
+        };
+        Ok(sample_candidates(p, &scratch[..n], rng.next_f32()))
+    }
+}
+
+/// CTRL-style penalty, once per distinct id of `recent`: `l / penalty` if `l > 0`, else
+/// `l * penalty`. `seen` (`[V]`) marks the ids already penalised.
+fn apply_repetition_penalty(logits: &mut [f32], seen: &mut [u16], recent: &[Token], penalty: f32) {
+    for &t in recent {
+        if let Some(m) = seen.get_mut(t as usize) {
+            *m = 0;
+        }
+    }
+    for &t in recent {
+        if let (Some(m), Some(l)) = (seen.get_mut(t as usize), logits.get_mut(t as usize)) {
+            if *m == 0 {
+                *m = 1;
+                *l = if *l > 0.0 { *l / penalty } else { *l * penalty };
             }
         }
-        for &t in recent {
-            if let (Some(m), Some(l)) = (scratch.get_mut(t as usize), logits.get_mut(t as usize)) {
-                if *m == 0 {
-                    *m = 1;
-                    *l = if *l > 0.0 {
-                        *l / s.repetition_penalty
-                    } else {
-                        *l * s.repetition_penalty
-                    };
-                }
-            }
-        }
     }
+}
 
-    // 2. greedy
-    if s.temperature == 0.0 || s.top_k == 1 {
-        return Ok(argmax(logits) as Token);
+/// The lowest id with the maximal logit; [`Error::NothingToSample`] if every logit is `-inf`
+/// or NaN (argmax would fall back to id 0, which is no candidate).
+fn sample_argmax(logits: &[f32]) -> Result<Token, Error> {
+    let best = argmax(logits);
+    if logits[best].is_nan() || logits[best] == f32::NEG_INFINITY {
+        return Err(Error::NothingToSample);
     }
+    Ok(best as Token)
+}
 
-    // 3. temperature + softmax
-    if s.temperature != 1.0 {
+/// Whether a logit is NaN or `+inf` (no distribution to sample; `-inf` only masks an id).
+fn has_overflow(logits: &[f32]) -> bool {
+    logits.iter().any(|&l| l.is_nan() || l == f32::INFINITY)
+}
+
+/// `l = l / temperature` (skipped for 1, which would change nothing).
+fn apply_temperature(logits: &mut [f32], temperature: f32) {
+    if temperature != 1.0 {
         for l in logits.iter_mut() {
-            *l /= s.temperature;
+            *l /= temperature;
         }
     }
-    // the penalty (a multiplier) and a small temperature can push a logit past f32::MAX
-    if logits.iter().any(|l| !l.is_finite()) {
-        return Err(Error::InvalidSampler(
-            "logits / temperature (after the repetition penalty) overflow f32: raise the temperature",
-        ));
-    }
-    kernels::softmax(backend, logits);
-    let p: &[f32] = logits;
+}
 
-    // 4. candidates
-    let top_k = if s.top_k == 0 || s.top_k >= v {
-        v
-    } else {
-        s.top_k
-    };
-    let n = if top_k < v {
-        for (i, c) in scratch.iter_mut().enumerate() {
-            *c = i as u16;
+/// Multinomial draw over all ids in id order, walked in blocks of 16 (module docs, step 5):
+/// the first id whose running sum exceeds `r`, else the last id with `p > 0`.
+fn sample_mult(p: &[f32], r: f32) -> Token {
+    let mut cum = 0.0f32;
+    let mut last = 0;
+    for (bi, block) in p.chunks(16).enumerate() {
+        let mut b = 0.0f32;
+        for &pi in block {
+            b += pi;
         }
-        scratch.select_nth_unstable_by(top_k - 1, by_prob(p));
-        scratch[..top_k].sort_unstable_by(by_prob(p));
-        top_k
-    } else if s.top_p < 1.0 {
-        let cutoff = (1.0 - s.top_p) / (v.max(2) - 1) as f32;
-        let mut n = 0;
-        for (i, &pi) in p.iter().enumerate() {
-            if pi >= cutoff {
-                scratch[n] = i as u16;
-                n += 1;
-            }
-        }
-        if n == 0 {
-            return Ok(argmax(p) as Token);
-        }
-        scratch[..n].sort_unstable_by(by_prob(p));
-        n
-    } else {
-        // all ids in id order, walked in blocks of 16 (see the module docs)
-        let r = rng.next_f32();
-        let mut cum = 0.0f32;
-        let mut last = 0;
-        for (bi, block) in p.chunks(16).enumerate() {
-            let mut b = 0.0f32;
-            for &pi in block {
-                b += pi;
-            }
-            if r < cum + b {
-                let mut c = cum;
-                let mut last_in = None;
-                for (j, &pi) in block.iter().enumerate() {
-                    c += pi;
-                    if pi > 0.0 {
-                        last_in = Some(j);
-                    }
-                    if r < c {
-                        return Ok((16 * bi + j) as Token);
-                    }
+        if r < cum + b {
+            let mut c = cum;
+            let mut last_in = None;
+            for (j, &pi) in block.iter().enumerate() {
+                c += pi;
+                if pi > 0.0 {
+                    last_in = Some(j);
                 }
-                if let Some(j) = last_in {
-                    return Ok((16 * bi + j) as Token);
+                if r < c {
+                    return (16 * bi + j) as Token;
                 }
             }
-            cum += b;
-            if let Some(j) = block.iter().rposition(|&pi| pi > 0.0) {
-                last = 16 * bi + j;
+            if let Some(j) = last_in {
+                return (16 * bi + j) as Token;
             }
         }
-        return Ok(last as Token);
-    };
-    let mut n = n;
-    if s.top_p < 1.0 {
-        let mut cum = 0.0f32;
-        for (j, &id) in scratch[..n].iter().enumerate() {
-            cum += p[id as usize];
-            if cum >= s.top_p {
-                n = j + 1;
-                break;
-            }
+        cum += b;
+        if let Some(j) = block.iter().rposition(|&pi| pi > 0.0) {
+            last = 16 * bi + j;
         }
     }
-    // 5. draw over the candidates in sorted order
-    let cands = &scratch[..n];
+    last as Token
+}
+
+/// (probability desc, id asc): a total order, so any sort gives the same result.
+fn by_prob(p: &[f32]) -> impl Fn(&u16, &u16) -> core::cmp::Ordering + '_ {
+    move |&a, &b| {
+        let (pa, pb) = (
+            p.get(a as usize).copied().unwrap_or(0.0),
+            p.get(b as usize).copied().unwrap_or(0.0),
+        );
+        pb.total_cmp(&pa).then(a.cmp(&b))
+    }
+}
+
+/// The `k` most probable ids (`0 < k < V`) into `idx[..k]`, sorted by [`by_prob`]; returns `k`.
+fn top_k_candidates(p: &[f32], idx: &mut [u16], k: usize) -> usize {
+    for (i, c) in idx.iter_mut().enumerate() {
+        *c = i as u16;
+    }
+    idx.select_nth_unstable_by(k - 1, by_prob(p));
+    idx[..k].sort_unstable_by(by_prob(p));
+    k
+}
+
+/// The ids that can be in the nucleus of mass `top_p < 1` into `idx`, sorted by [`by_prob`];
+/// returns how many. An id below `(1 - top_p) / (V - 1)` cannot be: even with it, the ids above
+/// it would already hold more than `top_p`.
+fn top_p_prefilter(p: &[f32], idx: &mut [u16], top_p: f32) -> usize {
+    let cutoff = (1.0 - top_p) / (p.len().max(2) - 1) as f32;
+    let mut n = 0;
+    for (i, &pi) in p.iter().enumerate() {
+        if pi >= cutoff {
+            idx[n] = i as u16;
+            n += 1;
+        }
+    }
+    idx[..n].sort_unstable_by(by_prob(p));
+    n
+}
+
+/// Length of the smallest prefix of `cands` (sorted) whose mass reaches `top_p`.
+fn nucleus_len(p: &[f32], cands: &[u16], top_p: f32) -> usize {
+    let mut cum = 0.0f32;
+    for (j, &id) in cands.iter().enumerate() {
+        cum += p[id as usize];
+        if cum >= top_p {
+            return j + 1;
+        }
+    }
+    cands.len()
+}
+
+/// Draw over `cands` in their order: `r = u * mass` (mass = their sum, in order) and the first
+/// candidate whose running sum exceeds `r`. The running sum ends at exactly `mass` and
+/// `u * mass < mass`, so a candidate of probability 0 (a masked id) is never returned; the
+/// last candidate is only a guard.
+fn sample_candidates(p: &[f32], cands: &[u16], u: f32) -> Token {
     let mut mass = 0.0f32;
     for &id in cands {
         mass += p[id as usize];
     }
-    let r = rng.next_f32() * mass;
+    let r = u * mass;
     let mut cdf = 0.0f32;
     for &id in cands {
         cdf += p[id as usize];
         if r < cdf {
-            return Ok(id);
+            return id;
         }
     }
-    Ok(cands.last().copied().unwrap_or(0))
+    cands.last().copied().unwrap_or(0)
 }

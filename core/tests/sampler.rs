@@ -522,7 +522,7 @@ fn tiny_temperature_and_non_finite_logits_are_errors_not_empty_poems() {
         Ok(0)
     );
     // a model that overflowed: NaN or inf logits, greedy or sampled
-    for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+    for bad in [f32::NAN, f32::INFINITY] {
         for t in [0.0, 1.0] {
             let mut l = [0.5f32, bad, 0.0, 1.0];
             assert_eq!(

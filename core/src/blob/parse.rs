@@ -16,7 +16,7 @@ pub struct Blob<'a> {
     /// Training manifest.
     pub manifest: Manifest<'a>,
     /// Vocabulary: `vocab_size` code points as u32 LE (validated).
-    pub(crate) vocab: &'a [u8],
+    vocab: &'a [u8],
     /// Directory bytes (postcard entries) and count.
     directory: &'a [u8],
     n_tensors: usize,
@@ -196,7 +196,8 @@ fn check_entry<'a>(
     if expected_len != Some(e.nbytes) {
         return Err(Error::TensorSize { index });
     }
-    // Float tensors must use the canonical layout; int8 may choose (issue 8).
+    // Float tensors must use the canonical layout; an int8 Linear weight may be stored either
+    // way (valid v1, though the loader only runs row-major), other int8 tensors row-major.
     let layout_ok = match e.dtype {
         Dtype::F16 | Dtype::F32 => e.layout == layout_of(spec.kind),
         Dtype::Q8 { .. } => spec.kind.is_linear_weight() || e.layout == Layout::RowMajor,
@@ -310,9 +311,17 @@ impl<'a> Blob<'a> {
         }
     }
 
-    /// The tokenizer over this blob's vocabulary.
-    pub fn tokenizer(&self) -> crate::Tokenizer<'a> {
-        crate::Tokenizer::from_validated(self.vocab)
+    /// The vocabulary as stored: `vocab_size` code points, u32 little-endian, strictly
+    /// increasing, entry 0 = U+0000 (validated). [`crate::Model::tokenizer`] encodes with it.
+    pub fn vocab_bytes(&self) -> &'a [u8] {
+        self.vocab
+    }
+
+    /// The vocabulary's characters in id order.
+    pub fn vocab_chars(&self) -> impl Iterator<Item = char> + 'a {
+        self.vocab
+            .chunks_exact(4)
+            .filter_map(|b| char::from_u32(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
     }
 }
 

@@ -17,8 +17,8 @@
 //!
 //! Backends: [`Backend::Scalar`] (portable reference), [`Backend::X86Avx512`] and
 //! [`Backend::X86Avx2F16c`] (compile-time target features, or runtime detection with the
-//! `std` feature), and [`Backend::CortexM`], a hook in `cortex_m.rs` whose body the firmware
-//! may replace with a `vcvtb`/`vcvtt` + `vmla` kernel as long as the order above is kept.
+//! `std` feature), and [`Backend::CortexM`] (`cortex_m.rs`: `vcvtb`/`vcvtt` + `vmla` f16
+//! tiles and an `SXTB16`/`SMLAD` int8 kernel in `global_asm!`, in the order above).
 //!
 //! # int8
 //!
@@ -50,7 +50,7 @@ pub mod scalar;
 #[cfg(target_arch = "x86_64")]
 mod x86;
 
-use crate::blob::ScaleDtype;
+use crate::dtype::{q8_group_ok, ScaleDtype};
 
 /// Which implementation of the kernels to run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -237,15 +237,11 @@ impl<'a> Q8Matrix<'a> {
         rows: usize,
         n_in: usize,
     ) -> Option<Self> {
-        if !crate::blob::q8_group_ok(group, n_in) {
+        if !q8_group_ok(group, n_in) {
             return None;
         }
-        let width = match scale {
-            ScaleDtype::F16 => 2,
-            ScaleDtype::F32 => 4,
-        };
         let numel = rows.checked_mul(n_in)?;
-        if values.len() != numel || scales.len() != (numel / group).checked_mul(width)? {
+        if values.len() != numel || scales.len() != (numel / group).checked_mul(scale.bytes())? {
             return None;
         }
         Some(Q8Matrix {
@@ -324,7 +320,7 @@ pub const fn q8_act_words(n: usize, group: usize) -> usize {
 #[inline]
 pub fn quantize_q8(backend: Backend, out: &mut [f32], x: &[f32], group: usize) {
     let _ = backend;
-    if !crate::blob::q8_group_ok(group, x.len()) || out.len() < q8_act_words(x.len(), group) {
+    if !q8_group_ok(group, x.len()) || out.len() < q8_act_words(x.len(), group) {
         debug_assert!(false, "quantize_q8: bad sizes");
         return;
     }

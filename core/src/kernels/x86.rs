@@ -225,6 +225,11 @@ const INV_LN2: f32 = f32::from_bits(0x3fb8_aa3b);
 const P1: f32 = f32::from_bits(0x3e2a_aa8f);
 const P2: f32 = f32::from_bits(0xbb35_5215);
 
+/// `libm::expf` of the 16 lanes of `x`, for the lanes it can do exactly (the returned mask);
+/// the others are to be redone by scalar `libm::expf`.
+///
+/// # Safety
+/// CPU has avx512f/bw/vl (no memory is touched).
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn expf_avx512(x: __m512) -> (__m512, __mmask16) {
@@ -289,6 +294,9 @@ pub unsafe fn expf16_avx512(x: &[f32; 16], out: &mut [f32; 16]) {
 
 /// `expf(p[i..i+16] - m)` for the lanes in `mask` (others 0); lanes outside the vector path's
 /// range go through scalar `libm::expf`.
+///
+/// # Safety
+/// CPU has avx512f/bw/vl; `p.add(i + j)` is valid to read for every lane `j` set in `mask`.
 #[inline]
 #[target_feature(enable = "avx512f,avx512bw,avx512vl")]
 unsafe fn exp_at(p: *const f32, i: usize, mask: u16, m: f32) -> __m512 {
@@ -540,6 +548,9 @@ unsafe fn q8_scales16(w: &super::Q8Matrix, idx: __m512i, rmask: u16) -> __m512 {
 
 /// Sums across lanes of 16 vectors at once: lane r of the result = the sum of the 16 i32
 /// lanes of `s[r]` (wrapping). 15 adds and 30 shuffles.
+///
+/// # Safety
+/// CPU has avx512f/bw/vl (registers only); called from functions that enable them.
 #[inline(always)]
 unsafe fn transpose_sum16(s: &[__m512i; 16]) -> __m512i {
     // per 128-bit lane of t[i]: [a0+a2, b0+b2, a1+a3, b1+b3] for a = s[2i], b = s[2i+1]
@@ -649,6 +660,9 @@ pub unsafe fn matvec_q8_avx512(y: &mut [f32], xq: &[f32], w: &super::Q8Matrix) {
 }
 
 /// AVX2 version of [`transpose_sum16`] for 8 vectors of 8 lanes.
+///
+/// # Safety
+/// CPU has avx2 (registers only); called from functions that enable it.
 #[inline(always)]
 unsafe fn transpose_sum8(s: &[__m256i; 8]) -> __m256i {
     let mut t = [_mm256_setzero_si256(); 4];
@@ -703,6 +717,9 @@ unsafe fn q8_scales8(w: &super::Q8Matrix, idx: __m256i, rmask: __m256i) -> __m25
 }
 
 /// Dword mask (sign bit set = load) of the first `min(left, 8)` dwords.
+///
+/// # Safety
+/// CPU has avx2 (registers only); called from functions that enable it.
 #[inline(always)]
 unsafe fn dwords8(left: usize) -> __m256i {
     let n = left.min(8) as i32;

@@ -3,8 +3,8 @@
 f16 -> f32 conversion and the int8 SXTB16/SMLAD mat-vec). Braces are doubled for the Rust asm
 template.
 
-Usage: python3 tools/gen_cortex_m_asm.py --part f16|q8 > /tmp/asm.s, then paste between the
-block's `.fpu` line and `"#`; `python3 tools/gen_cortex_m_asm.py --check` exits 1 unless
+Usage: python3 core/tools/gen_cortex_m_asm.py --part f16|q8 > /tmp/asm.s, then paste between the
+block's `.fpu` line and `"#`; `python3 core/tools/gen_cortex_m_asm.py --check` exits 1 unless
 cortex_m.rs holds both parts.
 """
 import sys
@@ -258,7 +258,7 @@ parts = {
 }
 if len(sys.argv) > 1 and sys.argv[1] == '--check':
     import os
-    rs = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '../../core/src/kernels/cortex_m.rs')).read()
+    rs = open(os.path.join(os.path.dirname(os.path.abspath(__file__)), '../src/kernels/cortex_m.rs')).read()
     bad = [k for k, t in parts.items() if t not in rs]
     if bad:
         print(f'core/src/kernels/cortex_m.rs does not hold the generated {bad} assembly: regenerate it')
