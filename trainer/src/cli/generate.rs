@@ -30,7 +30,7 @@ Examples:
   tinypoet generate 山 --stop '。' --model runs/tang/model.tpb
 
 The prompt must use characters of the model's vocabulary: the Tang corpus is in traditional
-Chinese (春夜喜雨, 黃河, 這), so simplified characters (黄河, 这) are rejected with a hint.
+Chinese (春夜喜雨, 東風, 這), so simplified characters it lacks (东风, 这) are rejected with a hint.
 stdout gets the prompt and the generated text only (then a newline); the seed and the stop
 reason go to stderr. The model is --model, else $TINYPOET_MODEL, else models/tinypoet-tang.tpb
 found from the executable's location or the current directory upwards.")]
@@ -89,6 +89,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     } else {
         args.stop.iter().map(|s| unescape(s)).collect()
     };
+    // Checked before anything reaches stdout (the core checks too, after the prompt is out).
+    for s in &stops {
+        let n = s.chars().count();
+        if n == 0 || n > tinypoet_core::generate::MAX_STOP_CHARS {
+            bail!(
+                "--stop {s:?}: a stop sequence must have 1 to {} characters",
+                tinypoet_core::generate::MAX_STOP_CHARS
+            );
+        }
+    }
     let stop_refs: Vec<&str> = stops.iter().map(|s| s.as_str()).collect();
     let seed = args.seed.unwrap_or_else(random_seed);
     let settings = GenerateSettings {

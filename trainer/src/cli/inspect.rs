@@ -114,7 +114,9 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             crate::export::hex(&m.corpus_sha256)
         }
     );
-    println!("  recipe:         {}", m.recipe);
+    // The recipe is the blob's free text: escape control characters (a crafted blob must not
+    // send terminal escape sequences); printable text, CJK included, stays as it is.
+    println!("  recipe:         {}", m.recipe.escape_debug());
     if args.tensors {
         println!("tensors:");
         for t in b.tensors() {
