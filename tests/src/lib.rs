@@ -1,7 +1,7 @@
 //! Shared helpers for the cross-crate tests in `tests/tests/`: trainer <-> core agreement and
 //! the export path from the trainer's parameters to the core's blob.
 
-use tinypoet_trainer::params::Params;
+use tinypoet_trainer::nn::params::Params;
 
 /// A sorted synthetic vocabulary of `n` characters: `\0` then consecutive CJK code points
 /// (the core requires strictly increasing code points with `\0` at id 0).

@@ -2,7 +2,7 @@
 //! with safetensors (`tests/fixtures/golden/interop.safetensors`, made by
 //! `tests/golden/make_golden.py interop`: the reference module for vocab 512, context 64, the
 //! real dims, weights f16-representable, saved in f16 with its `tril` buffers) is imported with
-//! `tinypoet_trainer::interop`, exported to a blob, and run by the core on the 64 tokens the
+//! `tinypoet_trainer::io::interop`, exported to a blob, and run by the core on the 64 tokens the
 //! script ran PyTorch on. The logits must match PyTorch's within 1e-3 at every position, with
 //! either KV-cache precision. The weights are exact in f16, so the difference measures the
 //! computation only (summation order, expf, the f16 KV cache).
@@ -15,9 +15,9 @@ use std::path::PathBuf;
 
 use tinypoet_core::{state_words, Config, Decoder, KvPrecision, Model};
 use tinypoet_tests::{round_to_f16, synthetic_vocab};
-use tinypoet_trainer::export::{blob_bytes, ManifestInfo};
-use tinypoet_trainer::interop::{read_state_dict, Imported};
-use tinypoet_trainer::model::TrainModel;
+use tinypoet_trainer::io::export::{blob_bytes, ManifestInfo};
+use tinypoet_trainer::io::interop::{read_state_dict, Imported};
+use tinypoet_trainer::nn::model::TrainModel;
 
 struct Golden {
     config: Config,

@@ -2,7 +2,7 @@
 //! batched forward pass and the core's KV-cached decode give the same logits at every position
 //! of a 256-character text, and the same loss.
 //!
-//! The weights go through the real export path (`tinypoet_trainer::export::blob_bytes` ->
+//! The weights go through the real export path (`tinypoet_trainer::io::export::blob_bytes` ->
 //! `tinypoet_core::Model::load`), so a layout or transposition mistake in either crate fails
 //! here. The f32 KV cache makes the two computations the same function up to summation order
 //! (bar 1e-4 absolute); the default f16 KV cache additionally rounds K and V, which is bounded
@@ -12,10 +12,10 @@
 use tinypoet_core::blob::WeightDtype;
 use tinypoet_core::{state_words, Config, Decoder, KvPrecision, Model};
 use tinypoet_tests::{int8_weights, pseudo_text, round_to_f16, synthetic_vocab};
-use tinypoet_trainer::export::{blob_bytes, blob_bytes_as, ManifestInfo};
-use tinypoet_trainer::init::{init_params, InitScheme};
-use tinypoet_trainer::model::TrainModel;
-use tinypoet_trainer::params::Params;
+use tinypoet_trainer::io::export::{blob_bytes, blob_bytes_as, ManifestInfo};
+use tinypoet_trainer::nn::init::{init_params, InitScheme};
+use tinypoet_trainer::nn::model::TrainModel;
+use tinypoet_trainer::nn::params::Params;
 
 const T: usize = 256;
 

@@ -11,11 +11,11 @@
 //! To (re)record the fixture with some build:
 //! `TINYPOET_WRITE_AGREEMENT=tests/fixtures/agreement/losses_200.txt cargo test -p tinypoet-trainer --release --test agreement`
 
-use tinypoet_trainer::adamw::{AdamW, AdamWConfig};
-use tinypoet_trainer::init::{init_params, InitScheme, SplitMix64};
-use tinypoet_trainer::model::TrainModel;
-use tinypoet_trainer::mt19937::Mt19937;
-use tinypoet_trainer::params::{Config, Params};
+use tinypoet_trainer::nn::adamw::{AdamW, AdamWConfig};
+use tinypoet_trainer::nn::init::{init_params, InitScheme, SplitMix64};
+use tinypoet_trainer::nn::model::TrainModel;
+use tinypoet_trainer::nn::mt19937::Mt19937;
+use tinypoet_trainer::nn::params::{Config, Params};
 
 const STEPS: usize = 200;
 const B: usize = 4;

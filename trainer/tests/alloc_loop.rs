@@ -1,4 +1,4 @@
-//! A training step allocates nothing, seen through the whole training loop (`train::train`,
+//! A training step allocates nothing, seen through the whole training loop (`stages::pretrain::train`,
 //! 2 threads): with evaluation only at step 0 and at the end and no periodic checkpoints, a
 //! 45-step run makes as many heap allocations as a 5-step run — up to a few one-off ones that
 //! land in either run (thread start-up timing) — where a single allocation per step would add
@@ -9,7 +9,10 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use tinypoet_trainer::train::{self, ModelShape, RunIo, Start, TrainData, TrainOptions};
+use tinypoet_trainer::nn::params::ModelShape;
+use tinypoet_trainer::run::options::TrainOptions;
+use tinypoet_trainer::run::train_loop::{RunIo, Start};
+use tinypoet_trainer::stages::pretrain::{self, TrainData};
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -67,22 +70,25 @@ fn count(data: &TrainData, steps: u64) -> u64 {
         print: false,
     };
     let before = ALLOCS.load(Ordering::SeqCst);
-    train::train(data, Start::Fresh(opts), &io).unwrap();
+    pretrain::train(data, Start::Fresh(opts), &io).unwrap();
     ALLOCS.load(Ordering::SeqCst) - before
 }
 
 /// Heap allocations made by 10 `forward_backward` calls after two warm-up calls, on `threads`.
 fn model_allocs_per_10_steps(threads: usize) -> u64 {
-    use tinypoet_trainer::model::TrainModel;
-    use tinypoet_trainer::params::Params;
+    use tinypoet_trainer::nn::model::TrainModel;
+    use tinypoet_trainer::nn::params::Params;
     let cfg = shape().config(12);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
         .build()
         .unwrap();
     pool.install(|| {
-        let p =
-            tinypoet_trainer::init::init_params(&cfg, 1, tinypoet_trainer::init::InitScheme::Fast);
+        let p = tinypoet_trainer::nn::init::init_params(
+            &cfg,
+            1,
+            tinypoet_trainer::nn::init::InitScheme::Fast,
+        );
         let mut g = Params::zeros(&cfg);
         let mut m = TrainModel::new(&cfg, 2, 16).unwrap();
         let x: Vec<u16> = (0..32).map(|i| (i % 12) as u16).collect();

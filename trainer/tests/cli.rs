@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use loop_common::*;
-use tinypoet_trainer::checkpoint;
+use tinypoet_trainer::run::checkpoint;
 
 fn train(
     data: &Path,
@@ -55,7 +55,7 @@ fn train_export_inspect_eval_generate() {
     for f in ["checkpoint.ckpt", "metrics.jsonl", "loss.svg"] {
         assert!(run_dir.join(f).is_file(), "{f} missing");
     }
-    let rows = tinypoet_trainer::metrics::read_jsonl(&run_dir.join("metrics.jsonl")).unwrap();
+    let rows = tinypoet_trainer::run::metrics::read_jsonl(&run_dir.join("metrics.jsonl")).unwrap();
     assert_eq!(
         rows.iter().map(|r| r.step).collect::<Vec<_>>(),
         vec![0, 10, 20, 30]

@@ -2,7 +2,7 @@
 //! damaged file.
 
 use sha2::{Digest, Sha256};
-use tinypoet_trainer::corpus::{
+use tinypoet_trainer::data::corpus::{
     self, dataset::FORMAT_VERSION, Dataset, DatasetError, FormatError, InputFormat,
 };
 
@@ -265,7 +265,7 @@ fn load_errors_name_the_file() {
 /// checksum) is exercised: `from_bytes` returns an error or a dataset, and never panics.
 #[test]
 fn random_sealed_damage_never_panics() {
-    use tinypoet_trainer::mt19937::Mt19937;
+    use tinypoet_trainer::nn::mt19937::Mt19937;
     let bytes = small_dataset().to_bytes();
     let mut rng = Mt19937::init_genrand(7);
     let mut accepted = 0;

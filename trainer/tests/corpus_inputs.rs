@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use serde_json::json;
-use tinypoet_trainer::corpus::{self, tang, Dataset, InputFormat};
+use tinypoet_trainer::data::corpus::{self, tang, Dataset, InputFormat};
 
 /// Characters the generated poems are made of.
 const POOL: &str =

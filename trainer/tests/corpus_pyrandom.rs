@@ -18,8 +18,8 @@
 //! torch.manual_seed(2024); torch.randint(0, 2**28 - 1, (4,)).tolist()  # largest range checked
 //! ```
 
-use tinypoet_trainer::corpus::pyrandom::PyRandom;
-use tinypoet_trainer::mt19937::Mt19937;
+use tinypoet_trainer::data::corpus::pyrandom::PyRandom;
+use tinypoet_trainer::nn::mt19937::Mt19937;
 
 #[test]
 fn python_seed_2024_raw_words() {

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
-use tinypoet_trainer::corpus::Dataset;
+use tinypoet_trainer::data::corpus::Dataset;
 
 fn corpus_tgz() -> Option<PathBuf> {
     let ci = std::env::var("CI").is_ok_and(|v| v == "true");

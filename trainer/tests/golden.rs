@@ -7,10 +7,12 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 
 use serde_json::Value;
-use tinypoet_trainer::adamw::{AdamW, AdamWConfig};
-use tinypoet_trainer::init::{golden_params, init_params, InitScheme, TORCH_INIT_NORMAL_TENSORS};
-use tinypoet_trainer::model::TrainModel;
-use tinypoet_trainer::params::{Config, Params};
+use tinypoet_trainer::nn::adamw::{AdamW, AdamWConfig};
+use tinypoet_trainer::nn::init::{
+    golden_params, init_params, InitScheme, TORCH_INIT_NORMAL_TENSORS,
+};
+use tinypoet_trainer::nn::model::TrainModel;
+use tinypoet_trainer::nn::params::{Config, Params};
 
 struct Fixture {
     meta: Value,

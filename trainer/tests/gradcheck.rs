@@ -8,9 +8,9 @@
 //!
 //! The kernels run in a 2-thread rayon pool, as `tinypoet train` runs them by default.
 
-use tinypoet_trainer::init::{golden_params, SplitMix64};
-use tinypoet_trainer::model::Model;
-use tinypoet_trainer::params::{Config, ParamsT};
+use tinypoet_trainer::nn::init::{golden_params, SplitMix64};
+use tinypoet_trainer::nn::model::Model;
+use tinypoet_trainer::nn::params::{Config, ParamsT};
 
 fn pool() -> rayon::ThreadPool {
     rayon::ThreadPoolBuilder::new()
@@ -242,7 +242,7 @@ fn results_do_not_depend_on_the_thread_count() {
 /// config at 5×250). On a CPU without AVX-512 both runs take the portable path.
 #[test]
 fn results_do_not_depend_on_the_gemm_kernel() {
-    use tinypoet_trainer::ops::gemm::set_portable_only;
+    use tinypoet_trainer::nn::ops::gemm::set_portable_only;
     let cfg = Config::TANG;
     let (b, t) = (5, 250);
     let p = golden_params(&cfg, 19);

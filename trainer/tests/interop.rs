@@ -10,15 +10,18 @@ use std::collections::HashMap;
 
 use safetensors::tensor::TensorView;
 use safetensors::{Dtype, SafeTensors};
-use tinypoet_trainer::checkpoint;
-use tinypoet_trainer::export::ManifestInfo;
-use tinypoet_trainer::init::{init_params, InitScheme};
-use tinypoet_trainer::interop::{
-    export_metadata, imported_checkpoint, read_state_dict, state_dict_layout, write_state_dict,
-    ImportError, Target, META_CONFIG, META_VOCAB,
+use tinypoet_trainer::io::export::ManifestInfo;
+use tinypoet_trainer::io::interop::{
+    export_metadata, read_state_dict, state_dict_layout, write_state_dict, ImportError, Target,
+    META_CONFIG, META_VOCAB,
 };
-use tinypoet_trainer::params::{Config, Params};
-use tinypoet_trainer::train::{self, ModelShape, Start, TrainOptions};
+use tinypoet_trainer::nn::init::{init_params, InitScheme};
+use tinypoet_trainer::nn::params::ModelShape;
+use tinypoet_trainer::nn::params::{Config, Params};
+use tinypoet_trainer::run::checkpoint::{self, imported_checkpoint};
+use tinypoet_trainer::run::options::TrainOptions;
+use tinypoet_trainer::run::train_loop::Start;
+use tinypoet_trainer::stages::pretrain;
 
 mod loop_common;
 
@@ -53,7 +56,15 @@ fn bits(v: &[f32]) -> Vec<u32> {
 /// A whole exported file (f32, tril included, our metadata).
 fn exported(p: &Params) -> Vec<u8> {
     let ckpt = imported_checkpoint(p.clone(), &vocab(p.config().vocab_size), &"ab".repeat(32));
-    write_state_dict(p, export_metadata(&ckpt, &ManifestInfo::unknown())).unwrap()
+    write_state_dict(
+        p,
+        export_metadata(
+            &ckpt.meta.config,
+            &ckpt.meta.vocab,
+            &ManifestInfo::unknown(),
+        ),
+    )
+    .unwrap()
 }
 
 /// An editable state_dict: (name, dtype, shape, bytes), plus metadata.
@@ -682,18 +693,26 @@ fn resuming_an_imported_torch_init_equals_a_fresh_run() {
     let cfg = shape.config(vocab.len());
     let dir = tempfile::tempdir().unwrap();
     let io = |sub: &str| loop_common::run_io(&dir.path().join(sub), 1);
-    let fresh = train::train(&data, Start::Fresh(fresh_opts), &io("fresh")).unwrap();
+    let fresh = pretrain::train(&data, Start::Fresh(fresh_opts), &io("fresh")).unwrap();
 
     let init = init_params(&cfg, 2024, InitScheme::Torch);
     let ckpt = imported_checkpoint(init.clone(), &vocab, &data.dataset_hash);
-    let bytes = write_state_dict(&init, export_metadata(&ckpt, &ManifestInfo::unknown())).unwrap();
+    let bytes = write_state_dict(
+        &init,
+        export_metadata(
+            &ckpt.meta.config,
+            &ckpt.meta.vocab,
+            &ManifestInfo::unknown(),
+        ),
+    )
+    .unwrap();
     let imp = read_state_dict(&bytes, &vocab).unwrap();
     let start = Start::Resume {
         checkpoint: Box::new(imported_checkpoint(imp.params, &vocab, &data.dataset_hash)),
         steps: Some(steps),
         checkpoint_every: Some(TrainOptions::default().checkpoint_every),
     };
-    let resumed = train::train(&data, start, &io("resumed")).unwrap();
+    let resumed = pretrain::train(&data, start, &io("resumed")).unwrap();
 
     let a = checkpoint::load(&fresh.checkpoint_path).unwrap();
     let b = checkpoint::load(&resumed.checkpoint_path).unwrap();

@@ -1,6 +1,6 @@
 //! Kill test: a SIGKILL at any point of a checkpoint write leaves the last good checkpoint
 //! loadable. The hook (`TINYPOET_TEST_KILL_AFTER_BYTES` / `TINYPOET_TEST_KILL_AT`, see
-//! `tinypoet_trainer::checkpoint`) makes the real `tinypoet train` process kill itself during
+//! `tinypoet_trainer::run::checkpoint`) makes the real `tinypoet train` process kill itself during
 //! its first save, exactly as `kill -9` or a power cut would.
 
 #![cfg(unix)]
@@ -11,7 +11,7 @@ use std::os::unix::process::ExitStatusExt;
 use std::process::Command;
 
 use loop_common::*;
-use tinypoet_trainer::checkpoint;
+use tinypoet_trainer::run::checkpoint;
 
 #[test]
 fn sigkill_during_a_checkpoint_write_keeps_the_last_good_checkpoint() {

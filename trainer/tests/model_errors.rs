@@ -2,10 +2,10 @@
 //! numbers) before doing any work: after a rejected call the gradient buffer is untouched and the
 //! next good call gives bit-for-bit what a fresh model gives.
 
-use tinypoet_trainer::init::{golden_params, SplitMix64};
-use tinypoet_trainer::model::{Buffer, ModelError, Tokens, TrainModel};
-use tinypoet_trainer::params::{Config, Params};
-use tinypoet_trainer::train::ModelShape;
+use tinypoet_trainer::nn::init::{golden_params, SplitMix64};
+use tinypoet_trainer::nn::model::{Buffer, ModelError, Tokens, TrainModel};
+use tinypoet_trainer::nn::params::ModelShape;
+use tinypoet_trainer::nn::params::{Config, Params};
 
 fn tiny() -> Config {
     let shape = ModelShape {

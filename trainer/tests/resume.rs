@@ -1,9 +1,12 @@
 //! `--resume` is bit-identical: 20 steps straight == 10 steps + save + resume + 10 steps, on a
 //! small config and small generated data (never the real corpus).
 
-use tinypoet_trainer::checkpoint::{self, Checkpoint};
-use tinypoet_trainer::metrics::MetricRow;
-use tinypoet_trainer::train::{self, ModelShape, RunIo, Start, TrainOptions};
+use tinypoet_trainer::nn::params::ModelShape;
+use tinypoet_trainer::run::checkpoint::{self, Checkpoint};
+use tinypoet_trainer::run::metrics::MetricRow;
+use tinypoet_trainer::run::options::{Schedule, TrainOptions};
+use tinypoet_trainer::run::train_loop::{self, RunIo, Start};
+use tinypoet_trainer::stages::pretrain;
 
 mod loop_common;
 use loop_common::{corpus_ids, run_io, train_data};
@@ -66,16 +69,16 @@ fn twenty_steps_equal_ten_plus_resume_plus_ten_bit_for_bit() {
     let (vocab, ids) = corpus_ids();
     let data = train_data(&vocab, &ids, &"00".repeat(32));
     let straight = tempfile::tempdir().unwrap();
-    let out = train::train(&data, Start::Fresh(options(20)), &io(straight.path())).unwrap();
+    let out = pretrain::train(&data, Start::Fresh(options(20)), &io(straight.path())).unwrap();
     assert_eq!(out.step, 20);
     let a = checkpoint::load(&out.checkpoint_path).unwrap();
 
     let split_dir = tempfile::tempdir().unwrap();
-    let first = train::train(&data, Start::Fresh(options(10)), &io(split_dir.path())).unwrap();
+    let first = pretrain::train(&data, Start::Fresh(options(10)), &io(split_dir.path())).unwrap();
     assert_eq!(first.step, 10);
     let mid = checkpoint::load(&first.checkpoint_path).unwrap();
     assert_eq!(mid.meta.step, 10);
-    let second = train::train(
+    let second = pretrain::train(
         &data,
         Start::Resume {
             checkpoint: Box::new(mid),
@@ -109,8 +112,10 @@ fn twenty_steps_equal_ten_plus_resume_plus_ten_bit_for_bit() {
     let last_eval = a.meta.metrics.last().unwrap().eval_loss;
     assert!(last_eval < first_eval, "{first_eval} -> {last_eval}");
     // The metrics file of the resumed run holds the same rows as its checkpoint.
-    let file_rows =
-        tinypoet_trainer::metrics::read_jsonl(&split_dir.path().join(train::METRICS_FILE)).unwrap();
+    let file_rows = tinypoet_trainer::run::metrics::read_jsonl(
+        &split_dir.path().join(train_loop::METRICS_FILE),
+    )
+    .unwrap();
     // (JSON text: equal to the printed precision, not necessarily to the last bit.)
     assert_eq!(file_rows.len(), b.meta.metrics.len());
     for (f, c) in file_rows.iter().zip(&b.meta.metrics) {
@@ -127,8 +132,8 @@ fn the_thread_count_does_not_change_the_run() {
     let data = train_data(&vocab, &ids, &"00".repeat(32));
     let one = tempfile::tempdir().unwrap();
     let two = tempfile::tempdir().unwrap();
-    let a = train::train(&data, Start::Fresh(options(12)), &run_io(one.path(), 1)).unwrap();
-    let b = train::train(&data, Start::Fresh(options(12)), &run_io(two.path(), 3)).unwrap();
+    let a = pretrain::train(&data, Start::Fresh(options(12)), &run_io(one.path(), 1)).unwrap();
+    let b = pretrain::train(&data, Start::Fresh(options(12)), &run_io(two.path(), 3)).unwrap();
     assert_same_state(
         &checkpoint::load(&a.checkpoint_path).unwrap(),
         &checkpoint::load(&b.checkpoint_path).unwrap(),
@@ -140,20 +145,20 @@ fn interrupt_then_resume_is_bit_identical_with_warmup_cosine() {
     let (vocab, ids) = corpus_ids();
     let data = train_data(&vocab, &ids, &"00".repeat(32));
     let opts = TrainOptions {
-        schedule: train::Schedule::WarmupCosine {
+        schedule: Schedule::WarmupCosine {
             warmup_steps: 4,
             min_lr_ratio: 0.1,
         },
         ..options(16)
     };
     let straight = tempfile::tempdir().unwrap();
-    let a = train::train(&data, Start::Fresh(opts.clone()), &io(straight.path())).unwrap();
+    let a = pretrain::train(&data, Start::Fresh(opts.clone()), &io(straight.path())).unwrap();
 
     // A pre-set interrupt flag (what the Ctrl-C handler sets) stops after the first step, with a
     // checkpoint; resuming runs the rest of the same 16-step schedule.
     let dir = tempfile::tempdir().unwrap();
     let flag = std::sync::atomic::AtomicBool::new(true);
-    let stopped = train::train(
+    let stopped = pretrain::train(
         &data,
         Start::Fresh(opts),
         &RunIo {
@@ -165,7 +170,7 @@ fn interrupt_then_resume_is_bit_identical_with_warmup_cosine() {
     assert!(stopped.interrupted);
     assert_eq!(stopped.step, 1);
     let mid = checkpoint::load(&stopped.checkpoint_path).unwrap();
-    let b = train::train(
+    let b = pretrain::train(
         &data,
         Start::Resume {
             checkpoint: Box::new(mid),

@@ -11,12 +11,12 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use tinypoet_trainer::adamw::{clip_grad_norm, AdamW, AdamWConfig};
-use tinypoet_trainer::init::{init_params, InitScheme};
-use tinypoet_trainer::model::TrainModel;
-use tinypoet_trainer::mt19937::Mt19937;
-use tinypoet_trainer::ops::gemm::set_portable_only;
-use tinypoet_trainer::params::{Config, Params};
+use tinypoet_trainer::nn::adamw::{clip_grad_norm, AdamW, AdamWConfig};
+use tinypoet_trainer::nn::init::{init_params, InitScheme};
+use tinypoet_trainer::nn::model::TrainModel;
+use tinypoet_trainer::nn::mt19937::Mt19937;
+use tinypoet_trainer::nn::ops::gemm::set_portable_only;
+use tinypoet_trainer::nn::params::{Config, Params};
 
 struct Counting;
 

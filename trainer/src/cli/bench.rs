@@ -10,11 +10,11 @@ use std::time::Instant;
 use anyhow::{ensure, Context};
 use clap::{Args, Subcommand};
 
-use crate::adamw::{AdamW, AdamWConfig};
-use crate::init::{init_params, InitScheme};
-use crate::model::{ModelError, Op, TrainModel};
-use crate::mt19937::Mt19937;
-use crate::params::{Config, Params};
+use crate::nn::adamw::{AdamW, AdamWConfig};
+use crate::nn::init::{init_params, InitScheme};
+use crate::nn::model::{ModelError, Op, TrainModel};
+use crate::nn::mt19937::Mt19937;
+use crate::nn::params::{Config, Params};
 
 #[derive(Args, Debug)]
 pub struct BenchArgs {
@@ -62,7 +62,7 @@ pub struct BenchGemmArgs {
     #[arg(long, default_value_t = 20)]
     pub reps: usize,
     /// Rows per LM-head tile (the `64` of the head's shapes).
-    #[arg(long, default_value_t = crate::ops::head_ce::TILE_ROWS)]
+    #[arg(long, default_value_t = crate::nn::ops::head_ce::TILE_ROWS)]
     pub tile: usize,
     /// Use the portable kernel instead of the AVX-512 one.
     #[arg(long)]
@@ -288,7 +288,7 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         );
         println!("  CPU time {:.1} ms/step (all threads)", cpu);
         println!("  peak RSS {:.1} MiB", rss);
-        println!("  GEMM kernel: {}", crate::ops::gemm::f32_kernel_name());
+        println!("  GEMM kernel: {}", crate::nn::ops::gemm::f32_kernel_name());
     }
     if let Some(ops) = &r.op_ms {
         let total: f64 = ops.iter().map(|o| o.1).sum();
@@ -316,7 +316,7 @@ struct GemmShape {
 }
 
 fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
-    use crate::ops::gemm::{gemm, set_portable_only, MatA, MatB, PackedB, Update};
+    use crate::nn::ops::gemm::{gemm, set_portable_only, MatA, MatB, PackedB, Update};
     ensure!(
         a.reps >= 1 && a.tile >= 1,
         "reps and tile must be at least 1"
@@ -355,7 +355,7 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
     ];
     println!(
         "bench gemm: one thread, {} kernel, median of {} runs, head tile {r} rows",
-        crate::ops::gemm::f32_kernel_name(),
+        crate::nn::ops::gemm::f32_kernel_name(),
         a.reps
     );
     println!(
@@ -419,7 +419,7 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
 }
 
 fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
-    use crate::ops::head_ce::{head_ce_forward_backward, HeadScratch, MAX_TILE_ROWS};
+    use crate::nn::ops::head_ce::{head_ce_forward_backward, HeadScratch, MAX_TILE_ROWS};
     ensure!(
         a.rows >= 1 && a.reps >= 1 && a.threads >= 1,
         "rows, reps, threads must be ≥ 1"
@@ -461,7 +461,7 @@ fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
     println!(
         "bench head: {n} rows, V {v}, C {c}, {} threads, {} kernel, median of {} calls",
         a.threads,
-        crate::ops::gemm::f32_kernel_name(),
+        crate::nn::ops::gemm::f32_kernel_name(),
         a.reps
     );
     for (&tr, &vb, &np) in a

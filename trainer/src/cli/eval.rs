@@ -1,4 +1,4 @@
-//! `tinypoet eval`: the deterministic eval loss (see `crate::evaluate`) of a checkpoint (trainer
+//! `tinypoet eval`: the deterministic eval loss (see `crate::run::evaluate`) of a checkpoint (trainer
 //! kernels, f32) or of a blob (through the core, f16 or int8 weights).
 
 use std::path::PathBuf;
@@ -6,10 +6,10 @@ use std::path::PathBuf;
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
 
-use crate::checkpoint;
-use crate::evaluate::{self, EvalScratch};
-use crate::export::checkpoint_params;
-use crate::model::TrainModel;
+use crate::nn::model::TrainModel;
+use crate::run::checkpoint;
+use crate::run::checkpoint::checkpoint_params;
+use crate::run::evaluate::{self, EvalScratch};
 
 /// Compute the deterministic eval loss of a checkpoint or of a blob.
 #[derive(Args, Debug)]
@@ -50,7 +50,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let ds = crate::corpus::Dataset::load(&args.data)
+    let ds = crate::data::corpus::Dataset::load(&args.data)
         .with_context(|| format!("loading {}", args.data.display()))?;
     let eval = ds.pretrain_eval();
     let pool = rayon::ThreadPoolBuilder::new()
@@ -58,7 +58,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
         .build()?;
     let t0 = std::time::Instant::now();
     let (what, loss, n, window) = if let Some(path) = &args.checkpoint {
-        let path = crate::train::resolve_checkpoint(path);
+        let path = crate::run::train_loop::resolve_checkpoint(path);
         let ckpt = checkpoint::load(&path).with_context(|| format!("{}", path.display()))?;
         if ds.vocab() != ckpt.meta.vocab.as_slice() {
             bail!(
@@ -118,7 +118,7 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             format!(
                 "blob {} ({}, through the core)",
                 path.display(),
-                crate::export::dtype_label(&model)
+                crate::io::export::dtype_label(&model)
             ),
             loss,
             n,

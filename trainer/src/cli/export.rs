@@ -7,10 +7,12 @@ use anyhow::{anyhow, bail, Context};
 use clap::{Args, ValueEnum};
 use tinypoet_core::blob::WeightDtype;
 
-use crate::checkpoint;
-use crate::evaluate::{self, EvalScratch};
-use crate::export::{self, checkpoint_params, manifest_for};
-use crate::model::TrainModel;
+use crate::io::export;
+use crate::io::fsx;
+use crate::nn::model::TrainModel;
+use crate::run::checkpoint;
+use crate::run::checkpoint::{checkpoint_params, manifest_for};
+use crate::run::evaluate::{self, EvalScratch};
 
 /// What `export` writes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -91,7 +93,7 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
-    let path = crate::train::resolve_checkpoint(&args.checkpoint);
+    let path = crate::run::train_loop::resolve_checkpoint(&args.checkpoint);
     let ckpt = checkpoint::load(&path).with_context(|| format!("{}", path.display()))?;
     let params = checkpoint_params(&ckpt)?;
     let mut info = manifest_for(&ckpt);
@@ -108,10 +110,11 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             bail!("--dtype selects the blob's precision; safetensors are written in f32");
         }
         let output = args.output.unwrap_or_else(|| "model.safetensors".into());
-        let meta = crate::interop::export_metadata(&ckpt, &info);
-        let bytes = crate::interop::write_state_dict(&params, meta)
+        let meta = crate::io::interop::export_metadata(&ckpt.meta.config, &ckpt.meta.vocab, &info);
+        let bytes = crate::io::interop::write_state_dict(&params, meta)
             .map_err(|e| anyhow!("cannot encode the safetensors file: {e}"))?;
-        checkpoint::write_atomic(&output, &bytes)?;
+        fsx::write_atomic(&output, &bytes)
+            .with_context(|| format!("writing {}", output.display()))?;
         eprintln!(
             "wrote {} ({} bytes): TutorialLLM state_dict, f32, step {}",
             output.display(),
@@ -124,7 +127,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let dtype = args.dtype.weight_dtype(params.config())?;
     let mut bytes = export::blob_bytes_as(&params, &ckpt.meta.vocab, &info, dtype)?;
     if let Some(data_path) = &args.data {
-        let ds = crate::corpus::Dataset::load(data_path)
+        let ds = crate::data::corpus::Dataset::load(data_path)
             .with_context(|| format!("loading {}", data_path.display()))?;
         if ds.vocab() != ckpt.meta.vocab.as_slice() {
             bail!(
@@ -162,7 +165,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         info.eval_loss_blob = blob_loss as f32;
         bytes = export::blob_bytes_as(&params, &ckpt.meta.vocab, &info, dtype)?;
     }
-    checkpoint::write_atomic(&output, &bytes)?;
+    fsx::write_atomic(&output, &bytes).with_context(|| format!("writing {}", output.display()))?;
     eprintln!(
         "wrote {} ({} bytes, {}): step {}, eval loss {}, blob eval loss {}",
         output.display(),

@@ -1,5 +1,5 @@
 //! `tinypoet import`: read a TutorialLLM PyTorch state_dict saved with safetensors into a
-//! trainer checkpoint or a blob (see `crate::interop` for the mapping and the checks).
+//! trainer checkpoint or a blob (see `crate::io::interop` for the mapping and the checks).
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +7,10 @@ use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
 use super::export::BlobDtype;
-use crate::checkpoint;
-use crate::export::{self, hex, unhex32, ManifestInfo};
-use crate::interop::{self, META_STEPS};
+use crate::io::export::{self, ManifestInfo};
+use crate::io::fsx::{self, hex, unhex32};
+use crate::io::interop::{self, META_STEPS};
+use crate::run::checkpoint;
 
 /// What `import` writes.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -90,7 +91,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     if format == ImportFormat::Ckpt && args.dtype != BlobDtype::F16 {
         bail!("--dtype selects the blob's precision; a checkpoint holds f32 weights");
     }
-    let ds = crate::corpus::Dataset::load(&args.data)
+    let ds = crate::data::corpus::Dataset::load(&args.data)
         .with_context(|| format!("loading {}", args.data.display()))?;
     let imported = interop::read_state_dict_file(&args.input, ds.vocab())
         .with_context(|| format!("cannot import {}", args.input.display()))?;
@@ -113,7 +114,8 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     );
     let bytes = match format {
         ImportFormat::Ckpt => {
-            let ckpt = interop::imported_checkpoint(imported.params, ds.vocab(), ds.content_hash());
+            let ckpt =
+                checkpoint::imported_checkpoint(imported.params, ds.vocab(), ds.content_hash());
             ckpt.to_bytes()?
         }
         ImportFormat::Blob => {
@@ -136,7 +138,8 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
             export::blob_bytes_as(&imported.params, ds.vocab(), &info, dtype)?
         }
     };
-    checkpoint::write_atomic(&args.output, &bytes)?;
+    fsx::write_atomic(&args.output, &bytes)
+        .with_context(|| format!("writing {}", args.output.display()))?;
     let what = match format {
         ImportFormat::Ckpt => "checkpoint at step 0, fresh optimizer state".to_string(),
         ImportFormat::Blob => format!("{} blob", args.dtype.label()),

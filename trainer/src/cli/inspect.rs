@@ -111,7 +111,7 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         if m.corpus_sha256 == [0; 32] {
             "unknown".to_string()
         } else {
-            crate::export::hex(&m.corpus_sha256)
+            crate::io::fsx::hex(&m.corpus_sha256)
         }
     );
     // The recipe is the blob's free text: escape control characters (a crafted blob must not

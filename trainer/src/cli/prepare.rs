@@ -7,7 +7,8 @@ use std::time::Instant;
 use anyhow::Context;
 use clap::Args;
 
-use crate::corpus::{self, hex, InputFormat};
+use crate::data::corpus::{self, InputFormat};
+use crate::io::fsx::hex;
 
 #[derive(Args, Debug)]
 pub struct PrepareArgs {

@@ -1,4 +1,4 @@
-//! `tinypoet train`: pretrain on a prepared dataset (see `crate::train` for the loop).
+//! `tinypoet train`: pretrain on a prepared dataset (see `crate::run::train_loop` for the loop).
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -7,8 +7,11 @@ use std::sync::OnceLock;
 use anyhow::{bail, Context};
 use clap::{Args, ValueEnum};
 
-use crate::checkpoint;
-use crate::train::{self, ModelShape, RunIo, Schedule, Start, TrainData, TrainOptions};
+use crate::nn::params::ModelShape;
+use crate::run::checkpoint;
+use crate::run::options::{Schedule, TrainOptions};
+use crate::run::train_loop::{self, RunIo, Start};
+use crate::stages::pretrain::{self, TrainData};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleArg {
@@ -152,8 +155,8 @@ impl TrainArgs {
             eval_batches: self.eval_batches,
             seed: self.seed,
             init: match self.init {
-                InitArg::Torch => train::Init::Torch,
-                InitArg::Fast => train::Init::Fast,
+                InitArg::Torch => crate::run::options::Init::Torch,
+                InitArg::Fast => crate::run::options::Init::Fast,
             },
             checkpoint_every: self.checkpoint_every,
             sample_prompt: self.sample_prompt.clone(),
@@ -185,7 +188,7 @@ fn install_ctrlc() -> anyhow::Result<&'static AtomicBool> {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let ds = crate::corpus::Dataset::load(&args.data)
+    let ds = crate::data::corpus::Dataset::load(&args.data)
         .with_context(|| format!("loading {}", args.data.display()))?;
     let data = TrainData {
         vocab: ds.vocab(),
@@ -195,7 +198,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     };
     let start = match &args.resume {
         Some(path) => {
-            let path = train::resolve_checkpoint(path);
+            let path = train_loop::resolve_checkpoint(path);
             let ckpt = checkpoint::load(&path)
                 .with_context(|| format!("cannot resume from {}", path.display()))?;
             // The run's options come from the checkpoint; refuse silently ignoring a changed one.
@@ -214,7 +217,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                      --checkpoint-every, --threads and --out may be given"
                 );
             }
-            if let (train::Schedule::WarmupCosine { .. }, Some(s)) = (stored.schedule, args.steps) {
+            if let (Schedule::WarmupCosine { .. }, Some(s)) = (stored.schedule, args.steps) {
                 if s != stored.steps {
                     eprintln!(
                         "warning: --steps {s} differs from the run's {}: the cosine schedule is \
@@ -230,7 +233,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             }
         }
         None => {
-            let existing = args.out.join(train::CHECKPOINT_FILE);
+            let existing = args.out.join(train_loop::CHECKPOINT_FILE);
             if existing.exists() && !args.overwrite {
                 bail!(
                     "{} already holds a checkpoint: continue it with --resume {}, or pass \
@@ -262,11 +265,11 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         data.vocab.len(),
         data.train.len(),
         data.eval.len(),
-        crate::params::ParamLayout::new(&cfg).num_params() as f64 / 1e6,
+        crate::nn::params::ParamLayout::new(&cfg).num_params() as f64 / 1e6,
         args.out.display()
     );
     let t0 = std::time::Instant::now();
-    let outcome = train::train(&data, start, &io)?;
+    let outcome = pretrain::train(&data, start, &io)?;
     let last = outcome.metrics.last();
     eprintln!(
         "{} at step {} in {:.1} s; checkpoint {}{}",

@@ -1,12 +1,13 @@
 //! Helpers shared by the CLI, kill, resume and interop tests: a small generated corpus prepared
-//! with `tinypoet prepare --format text` (or tokenized here for `train::train`), and a tiny
+//! with `tinypoet prepare --format text` (or tokenized here for `stages::pretrain::train`), and a tiny
 //! training configuration.
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use tinypoet_trainer::train::{RunIo, TrainData};
+use tinypoet_trainer::run::train_loop::RunIo;
+use tinypoet_trainer::stages::pretrain::TrainData;
 
 pub fn exe() -> &'static str {
     env!("CARGO_BIN_EXE_tinypoet")
@@ -37,7 +38,7 @@ pub fn corpus_text() -> String {
 }
 
 /// The generated corpus as a sorted vocabulary (`'\0'` and `'\n'` included) and token ids, for
-/// runs through the library (`train::train`) rather than the CLI.
+/// runs through the library (`stages::pretrain::train`) rather than the CLI.
 pub fn corpus_ids() -> (Vec<char>, Vec<u16>) {
     let text = corpus_text();
     let mut vocab: Vec<char> = text.chars().chain(['\0', '\n']).collect();

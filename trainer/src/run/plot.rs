@@ -7,10 +7,13 @@
 use std::fmt::Write as _;
 use std::path::Path;
 
-use crate::metrics::MetricRow;
+use anyhow::Context;
+
+use crate::io::fsx;
+use crate::run::metrics::MetricRow;
 
 /// The reference curve file, compiled in.
-pub const REFERENCE_TSV: &str = include_str!("../data/reference_pretrain.tsv");
+pub const REFERENCE_TSV: &str = include_str!("../../data/reference_pretrain.tsv");
 
 /// One logged point of a reference run.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -257,8 +260,7 @@ pub fn render_svg(rows: &[MetricRow], title: &str) -> String {
 /// Write the SVG next to the metrics (atomically, so a viewer never sees half a file).
 pub fn write_svg(path: &Path, rows: &[MetricRow], title: &str) -> anyhow::Result<()> {
     let svg = render_svg(rows, title);
-    crate::checkpoint::write_atomic(path, svg.as_bytes())?;
-    Ok(())
+    fsx::write_atomic(path, svg.as_bytes()).with_context(|| format!("writing {}", path.display()))
 }
 
 /// A "nice" tick step (1, 2 or 5 × 10^k) giving about `target` ticks over `span`.

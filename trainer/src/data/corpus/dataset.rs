@@ -29,13 +29,13 @@
 //! the destination, so a crash or an error never leaves a partial dataset behind.
 
 use std::fmt;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::text::{UnknownChar, UnknownId, Vocab};
+use crate::io::fsx::{self, hex};
 
 /// File magic.
 pub const MAGIC: [u8; 8] = *b"TPDSET\r\n";
@@ -265,11 +265,6 @@ pub struct DatasetParts {
     pub alignment_train_pairs: usize,
 }
 
-/// Lowercase hex of bytes.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 impl Dataset {
     /// Assemble a dataset, computing the derived header fields (counts, hashes).
     ///
@@ -340,7 +335,11 @@ impl Dataset {
     /// Write the dataset atomically: a temporary file in the same folder, fsync, rename.
     /// Creates the folder if needed. On error nothing is left at `path` or beside it.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<(), DatasetError> {
-        write_atomic(path.as_ref(), &self.to_bytes())
+        let path = path.as_ref();
+        fsx::write_atomic(path, &self.to_bytes()).map_err(|error| DatasetError::Io {
+            path: path.to_path_buf(),
+            error,
+        })
     }
 
     /// The file's bytes.
@@ -698,49 +697,4 @@ impl<'a> Reader<'a> {
             tokens: tokens_v,
         })
     }
-}
-
-/// Write `bytes` to `path` atomically: temp file in the same folder (so the rename cannot cross
-/// file systems), fsync, rename, fsync the folder. The temp file is removed on any error.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), DatasetError> {
-    let io_err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |error| DatasetError::Io { path: p, error }
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
-    let name = path
-        .file_name()
-        .ok_or_else(|| DatasetError::Io {
-            path: path.to_path_buf(),
-            error: std::io::Error::new(std::io::ErrorKind::InvalidInput, "not a file path"),
-        })?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let result = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(error) = result {
-        let _ = std::fs::remove_file(&tmp);
-        return Err(DatasetError::Io {
-            path: path.to_path_buf(),
-            error,
-        });
-    }
-    // Make the rename durable; not every platform can open a directory, which is fine.
-    if let Ok(d) = std::fs::File::open(&dir) {
-        let _ = d.sync_all();
-    }
-    Ok(())
 }

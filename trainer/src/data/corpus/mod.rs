@@ -8,7 +8,7 @@
 //! * [`dataset`] the `.tpd` file: [`Dataset::load`] is what the trainer calls.
 //!
 //! ```no_run
-//! use tinypoet_trainer::corpus::Dataset;
+//! use tinypoet_trainer::data::corpus::Dataset;
 //! let ds = Dataset::load("data/tang.tpd")?;
 //! let train: &[u16] = ds.pretrain_train();
 //! let ids = ds.encode("春夜喜雨")?;
@@ -23,7 +23,7 @@ pub mod text;
 
 use std::path::Path;
 
-pub use dataset::{hex, Dataset, DatasetError, FormatError, Header, Items, ItemsView, PairsView};
+pub use dataset::{Dataset, DatasetError, FormatError, Header, Items, ItemsView, PairsView};
 pub use source::{read_source, Corpus, CorpusError, InputFormat, Source, SourceKind};
 pub use tang::{FilterRule, Poem};
 pub use text::{UnknownChar, UnknownId, Vocab};

@@ -24,9 +24,10 @@
 //! window's tokens one by one into a fresh decoder state, so the f16 model's loss is directly
 //! comparable with the f32 checkpoint's.
 
-use crate::model::{ModelError, TrainModel};
-use crate::mt19937::Mt19937;
-use crate::params::Params;
+use crate::data::batch::random_batch;
+use crate::nn::model::{ModelError, TrainModel};
+use crate::nn::mt19937::Mt19937;
+use crate::nn::params::Params;
 
 /// One window of the deterministic estimator: predictions for targets `start+1 ..= start+len`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -60,24 +61,6 @@ impl EvalScratch {
             inputs: vec![0; batch * seq],
             targets: vec![0; batch * seq],
         }
-    }
-}
-
-/// Fill `inputs`/`targets` with `b` random windows of `t` tokens, starts drawn from `rng` the
-/// way the reference's `get_batch_pretrain` does (torch `randint(0, len − t, (b,))`).
-pub fn random_batch(
-    data: &[u16],
-    rng: &mut Mt19937,
-    b: usize,
-    t: usize,
-    inputs: &mut [u16],
-    targets: &mut [u16],
-) {
-    let high = (data.len() - t) as u32;
-    for row in 0..b {
-        let s = rng.torch_randint(high) as usize;
-        inputs[row * t..(row + 1) * t].copy_from_slice(&data[s..s + t]);
-        targets[row * t..(row + 1) * t].copy_from_slice(&data[s + 1..s + t + 1]);
     }
 }
 
@@ -279,20 +262,5 @@ mod tests {
         assert!((cross_entropy(&l, 3) - 10f64.ln()).abs() < 1e-12);
         let l = [0.0f32, 1000.0, 0.0];
         assert!(cross_entropy(&l, 1).abs() < 1e-12);
-    }
-
-    #[test]
-    fn random_batch_matches_the_reference_draws() {
-        // torch.manual_seed(2024); randint(0, high, (16,)) draws next_u32() % high.
-        let data: Vec<u16> = (0..1000u32).map(|i| (i % 7) as u16).collect();
-        let mut a = Mt19937::init_genrand(2024);
-        let mut b = Mt19937::init_genrand(2024);
-        let (mut x, mut y) = (vec![0u16; 2 * 8], vec![0u16; 2 * 8]);
-        random_batch(&data, &mut a, 2, 8, &mut x, &mut y);
-        for row in 0..2 {
-            let s = (b.next_u32() % (1000 - 8)) as usize;
-            assert_eq!(&x[row * 8..row * 8 + 8], &data[s..s + 8]);
-            assert_eq!(&y[row * 8..row * 8 + 8], &data[s + 1..s + 9]);
-        }
     }
 }

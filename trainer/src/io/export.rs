@@ -1,15 +1,11 @@
-//! Export to the core's blob format (`tinypoet_core::blob`; f16, or int8 matrices), in memory
-//! or to a file, and sampling through the core from in-memory parameters (the trainer's
-//! eval-time samples).
+//! Export to the core's blob format (`tinypoet_core::blob`; f16, or int8 matrices), in memory.
 
-use anyhow::{anyhow, Context};
-use std::ops::ControlFlow;
+use anyhow::anyhow;
 
 use tinypoet_core::blob::{self, BlobInput, Manifest, WeightDtype};
-use tinypoet_core::{state_words, Decoder, GenerateSettings, KvPrecision, Model, SamplerSettings};
+use tinypoet_core::Model;
 
-use crate::checkpoint::Checkpoint;
-use crate::params::{Config, Params};
+use crate::nn::params::Params;
 
 /// What goes into a blob's manifest.
 #[derive(Clone, Debug)]
@@ -110,99 +106,6 @@ pub fn write_blob_into(
     let n = blob::write(&input, buf).map_err(|e| anyhow!("cannot encode the blob: {e}"))?;
     buf.truncate(n);
     Ok(())
-}
-
-/// The manifest of a checkpoint: its step, the deterministic eval loss logged at that step (if
-/// any), its dataset hash, and a recipe line from its options.
-pub fn manifest_for(ckpt: &Checkpoint) -> ManifestInfo {
-    let m = &ckpt.meta;
-    let o = &m.options;
-    let eval_loss = m
-        .metrics
-        .iter()
-        .rev()
-        .find(|r| r.step == m.step)
-        .map(|r| r.eval_loss as f32)
-        .unwrap_or(f32::NAN);
-    let schedule = match o.schedule {
-        crate::train::Schedule::Constant => "constant".to_string(),
-        crate::train::Schedule::WarmupCosine {
-            warmup_steps,
-            min_lr_ratio,
-        } => format!("warmup{warmup_steps}+cosine(min {min_lr_ratio})"),
-    };
-    ManifestInfo {
-        steps: m.step,
-        eval_loss,
-        eval_loss_blob: f32::NAN,
-        corpus_sha256: unhex32(&m.dataset_hash).unwrap_or([0; 32]),
-        recipe: format!(
-            "tinypoet pretrain lr={} schedule={} clip={} batch={}x{} seed={} steps={}",
-            o.lr,
-            schedule,
-            o.grad_clip.map_or("off".to_string(), |c| c.to_string()),
-            o.batch,
-            o.seq,
-            o.seed,
-            m.step
-        ),
-    }
-}
-
-/// Parameters of a checkpoint as the trainer's `Params`.
-pub fn checkpoint_params(ckpt: &Checkpoint) -> anyhow::Result<Params> {
-    let cfg = Config::from(&ckpt.meta.config);
-    Params::from_vec(&cfg, ckpt.params.clone())
-        .context("checkpoint parameter count does not match its config")
-}
-
-/// Lower-case hex.
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-/// Parse 64 hex digits.
-pub fn unhex32(s: &str) -> Option<[u8; 32]> {
-    if s.len() != 64 || !s.is_ascii() {
-        return None;
-    }
-    let mut out = [0u8; 32];
-    for (i, o) in out.iter_mut().enumerate() {
-        *o = u8::from_str_radix(&s[2 * i..2 * i + 2], 16).ok()?;
-    }
-    Some(out)
-}
-
-/// Generate up to `max_new` characters after `prompt` through the core: export `params` to a
-/// blob in memory, parse it from that buffer, and run the core's decoder and sampler with the
-/// reference's settings (temperature 1, no top-k/top-p/penalty, no stop sequence; stops early
-/// only when it samples id 0). Returns prompt + continuation.
-pub fn sample_through_core(
-    params: &Params,
-    vocab: &[char],
-    prompt: &str,
-    max_new: usize,
-    seed: u64,
-) -> anyhow::Result<String> {
-    let bytes = blob_bytes(params, vocab, &ManifestInfo::unknown())?;
-    let model = Model::load(&bytes).map_err(|e| anyhow!("the exported blob does not load: {e}"))?;
-    let mut state = vec![0f32; state_words(model.config(), KvPrecision::F16)];
-    let mut dec = Decoder::new(&model, &mut state, KvPrecision::F16)
-        .map_err(|e| anyhow!("core decoder: {e}"))?;
-    let settings = GenerateSettings {
-        sampler: SamplerSettings::DEFAULT,
-        seed,
-        max_new_chars: max_new,
-        stop: &[],
-        stop_at_end_of_text: true,
-    };
-    let mut out = String::from(prompt);
-    dec.generate(prompt, &settings, |c| {
-        out.push(c);
-        ControlFlow::Continue(())
-    })
-    .map_err(|e| anyhow!("sampling through the core: {e}"))?;
-    Ok(out)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //!   The trainer uses this for batch sampling and parameter initialisation.
 //! * [`Mt19937::init_by_array`] is the array seeding that CPython's `random.seed(int)` uses (via
 //!   [`Mt19937::python_seed`]). The corpus shuffle and the alignment `choice` calls run on it;
-//!   `crate::corpus::pyrandom` builds `randbelow`/`shuffle`/`choice` on top.
+//!   `crate::data::corpus::pyrandom` builds `randbelow`/`shuffle`/`choice` on top.
 //!
 //! The generator state (624 words + position) can be saved and restored exactly with
 //! [`Mt19937::state`] / [`Mt19937::from_state`] (serde) or [`Mt19937::to_bytes`] /

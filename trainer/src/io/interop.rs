@@ -36,12 +36,9 @@ use std::path::{Path, PathBuf};
 use safetensors::{Dtype, SafeTensors};
 use sha2::{Digest, Sha256};
 
-use crate::checkpoint::{Checkpoint, CheckpointMeta, ConfigRecord};
-use crate::export::{hex, ManifestInfo};
-use crate::init::{init_params_torch, REFERENCE_DRAWS_BEFORE_INIT};
-use crate::mt19937::Mt19937;
-use crate::params::{Config, Params};
-use crate::train::{ModelShape, TrainOptions};
+use crate::io::export::ManifestInfo;
+use crate::io::fsx::hex;
+use crate::nn::params::{Config, ConfigRecord, ModelShape, Params};
 
 /// Metadata key: the model config as JSON (a [`ConfigRecord`]).
 pub const META_CONFIG: &str = "tinypoet.config";
@@ -81,7 +78,7 @@ pub struct StateDictEntry {
 /// `tril`, key, query, value; the attention projection; the FFN; the two LayerNorms; then the
 /// final LayerNorm and the LM head.
 pub fn state_dict_layout(cfg: &Config) -> Vec<StateDictEntry> {
-    let layout = crate::params::ParamLayout::new(cfg);
+    let layout = crate::nn::params::ParamLayout::new(cfg);
     let whole = |canonical: &str| -> Range<usize> {
         layout
             .get(canonical)
@@ -626,55 +623,12 @@ pub fn read_state_dict_file(path: &Path, vocab: &[char]) -> Result<Imported, Imp
     read_state_dict(&bytes, vocab)
 }
 
-/// A training checkpoint holding imported parameters: step 0, fresh AdamW moments (t = 0), the
-/// reference's options (`TrainOptions::default()` with this model shape and the sequence length
-/// set to the context), no metrics, and the batch stream of a fresh `--init torch` run with the
-/// default seed, positioned after its initialisation draws. `tinypoet train --resume` on it
-/// therefore trains these weights exactly as a fresh default run would train its own initial
-/// weights (a run from imported step-0 reference weights reproduces a fresh run).
-pub fn imported_checkpoint(params: Params, vocab: &[char], dataset_hash: &str) -> Checkpoint {
-    let cfg = *params.config();
-    let options = TrainOptions {
-        model: ModelShape {
-            dim: cfg.dim,
-            n_heads: cfg.n_heads,
-            n_layers: cfg.n_layers,
-            context: cfg.context,
-            ffn_dim: cfg.ffn_dim,
-        },
-        seq: cfg.context,
-        ..TrainOptions::default()
-    };
-    let mut rng = Mt19937::init_genrand(options.seed);
-    for _ in 0..REFERENCE_DRAWS_BEFORE_INIT {
-        rng.next_u32();
-    }
-    // Advance past exactly the draws the torch init takes for this shape.
-    let _ = init_params_torch(&cfg, &mut rng);
-    let n = params.data.len();
-    Checkpoint {
-        meta: CheckpointMeta {
-            step: 0,
-            adam_t: 0,
-            n_params: n as u64,
-            config: ConfigRecord::from(&cfg),
-            vocab: vocab.to_vec(),
-            dataset_hash: dataset_hash.to_string(),
-            rng_state: rng.to_bytes().to_vec(),
-            train_loss_acc: 0.0,
-            train_loss_count: 0,
-            wall_time_s: 0.0,
-            options,
-            metrics: Vec::new(),
-        },
-        params: params.data,
-        adam_m: vec![0.0; n],
-        adam_v: vec![0.0; n],
-    }
-}
-
-/// The `__metadata__` of an exported checkpoint: config, vocabulary and provenance.
-pub fn export_metadata(ckpt: &Checkpoint, info: &ManifestInfo) -> HashMap<String, String> {
+/// The `__metadata__` of an exported model: config, vocabulary and provenance.
+pub fn export_metadata(
+    config: &ConfigRecord,
+    vocab: &[char],
+    info: &ManifestInfo,
+) -> HashMap<String, String> {
     let mut m = HashMap::new();
     // The key other PyTorch tools look for to know the tensors are PyTorch's.
     m.insert("format".into(), "pt".into());
@@ -684,9 +638,9 @@ pub fn export_metadata(ckpt: &Checkpoint, info: &ManifestInfo) -> HashMap<String
     );
     m.insert(
         META_CONFIG.into(),
-        serde_json::to_string(&ckpt.meta.config).expect("a ConfigRecord serializes"),
+        serde_json::to_string(config).expect("a ConfigRecord serializes"),
     );
-    m.insert(META_VOCAB.into(), ckpt.meta.vocab.iter().collect());
+    m.insert(META_VOCAB.into(), vocab.iter().collect());
     m.insert(META_STEPS.into(), info.steps.to_string());
     if info.eval_loss.is_finite() {
         m.insert(META_EVAL_LOSS.into(), format!("{}", info.eval_loss));
@@ -785,7 +739,7 @@ mod tests {
     #[test]
     fn head_rows_map_into_wq() {
         let cfg = Config::TANG;
-        let p = crate::params::ParamLayout::new(&cfg);
+        let p = crate::nn::params::ParamLayout::new(&cfg);
         let wq = p.get("blocks.2.attn.wq").unwrap().range();
         let l = state_dict_layout(&cfg);
         let e = l

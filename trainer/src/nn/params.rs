@@ -8,9 +8,94 @@
 
 use std::ops::Range;
 
-use crate::ops::Float;
+use serde::{Deserialize, Serialize};
+
+use crate::nn::ops::Float;
 
 pub use tinypoet_core::Config;
+
+/// The model's shape (the vocabulary size comes from the dataset).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelShape {
+    pub dim: usize,
+    pub n_heads: usize,
+    pub n_layers: usize,
+    pub context: usize,
+    pub ffn_dim: usize,
+}
+
+impl Default for ModelShape {
+    fn default() -> Self {
+        ModelShape {
+            dim: 64,
+            n_heads: 4,
+            n_layers: 4,
+            context: 256,
+            ffn_dim: 256,
+        }
+    }
+}
+
+impl ModelShape {
+    /// The full config for a vocabulary of `vocab_size` characters. The attention scale is
+    /// `dim^-0.5` (the reference scales by the model dim, not the head size).
+    pub fn config(&self, vocab_size: usize) -> Config {
+        Config {
+            vocab_size,
+            dim: self.dim,
+            n_heads: self.n_heads,
+            n_layers: self.n_layers,
+            context: self.context,
+            ffn_dim: self.ffn_dim,
+            ln_eps: 1e-5,
+            attn_scale: 1.0 / (self.dim as f32).sqrt(),
+        }
+    }
+}
+
+/// The model configuration as stored in a checkpoint (mirror of `tinypoet_core::Config`, kept
+/// apart so the file format does not change when the core's type gains fields).
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ConfigRecord {
+    pub vocab_size: u32,
+    pub dim: u32,
+    pub n_heads: u32,
+    pub n_layers: u32,
+    pub context: u32,
+    pub ffn_dim: u32,
+    pub ln_eps: f32,
+    pub attn_scale: f32,
+}
+
+impl From<&Config> for ConfigRecord {
+    fn from(c: &Config) -> Self {
+        ConfigRecord {
+            vocab_size: c.vocab_size as u32,
+            dim: c.dim as u32,
+            n_heads: c.n_heads as u32,
+            n_layers: c.n_layers as u32,
+            context: c.context as u32,
+            ffn_dim: c.ffn_dim as u32,
+            ln_eps: c.ln_eps,
+            attn_scale: c.attn_scale,
+        }
+    }
+}
+
+impl From<&ConfigRecord> for Config {
+    fn from(c: &ConfigRecord) -> Self {
+        Config {
+            vocab_size: c.vocab_size as usize,
+            dim: c.dim as usize,
+            n_heads: c.n_heads as usize,
+            n_layers: c.n_layers as usize,
+            context: c.context as usize,
+            ffn_dim: c.ffn_dim as usize,
+            ln_eps: c.ln_eps,
+            attn_scale: c.attn_scale,
+        }
+    }
+}
 
 /// One named tensor inside the flat buffer.
 #[derive(Clone, Debug, PartialEq, Eq)]

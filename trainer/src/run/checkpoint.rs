@@ -36,7 +36,7 @@
 //!
 //! Both apply to the first save of the process only (unset: no effect).
 
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,8 +44,15 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::metrics::MetricRow;
-use crate::train::TrainOptions;
+use anyhow::Context;
+
+use crate::io::export::ManifestInfo;
+use crate::io::fsx::{self, unhex32, WritePoint};
+use crate::nn::init::{init_params_torch, REFERENCE_DRAWS_BEFORE_INIT};
+use crate::nn::mt19937::Mt19937;
+use crate::nn::params::{Config, ConfigRecord, ModelShape, Params};
+use crate::run::metrics::MetricRow;
+use crate::run::options::TrainOptions;
 
 /// First bytes of every checkpoint file.
 pub const MAGIC: [u8; 8] = *b"TPCKPT\r\n";
@@ -53,20 +60,6 @@ pub const MAGIC: [u8; 8] = *b"TPCKPT\r\n";
 pub const FORMAT_VERSION: u32 = 1;
 const PREFIX_LEN: usize = 8 + 4 + 8;
 const DIGEST_LEN: usize = 32;
-
-/// The model configuration as stored in a checkpoint (mirror of `tinypoet_core::Config`, kept
-/// here so the file format does not change when the core's type gains fields).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ConfigRecord {
-    pub vocab_size: u32,
-    pub dim: u32,
-    pub n_heads: u32,
-    pub n_layers: u32,
-    pub context: u32,
-    pub ffn_dim: u32,
-    pub ln_eps: f32,
-    pub attn_scale: f32,
-}
 
 /// Everything in a checkpoint except the three big f32 arrays.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -275,7 +268,22 @@ impl KillHook {
         }
     }
 
-    fn point(&self, name: &str) {
+    fn observe(&self, point: WritePoint<'_>) {
+        let name = match point {
+            WritePoint::Created { file, bytes } => {
+                if let Some(limit) = self.after_bytes {
+                    // Write exactly `limit` bytes, push them to the OS, then die as a crash would.
+                    let limit = limit.min(bytes.len() as u64) as usize;
+                    let _ = file.write_all(&bytes[..limit]);
+                    let _ = file.flush();
+                    die();
+                }
+                return;
+            }
+            WritePoint::BeforeFsync => "before-fsync",
+            WritePoint::BeforeRename => "before-rename",
+            WritePoint::BeforeDirFsync => "before-dir-fsync",
+        };
         if self.at.as_deref() == Some(name) {
             die();
         }
@@ -296,76 +304,93 @@ fn die() -> ! {
 /// Write `ckpt` to `path` atomically (see the module docs).
 pub fn save_atomic(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
     let bytes = ckpt.to_bytes()?;
-    write_atomic_with(path, &bytes, KillHook::from_env())
-}
-
-/// Atomically replace `path` by `bytes`: temp file in the same directory, write, fsync, rename,
-/// fsync the directory. (Used for blobs and plots too; the kill-test hooks apply to checkpoint
-/// saves only.)
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), CheckpointError> {
-    write_atomic_with(
-        path,
-        bytes,
-        KillHook {
-            after_bytes: None,
-            at: None,
-        },
-    )
-}
-
-fn write_atomic_with(path: &Path, bytes: &[u8], hook: KillHook) -> Result<(), CheckpointError> {
-    let io_err = |p: &Path| {
-        let p = p.to_path_buf();
-        move |source| CheckpointError::Io { path: p, source }
-    };
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
-        _ => PathBuf::from("."),
-    };
-    let file_name = path
-        .file_name()
-        .ok_or_else(|| CheckpointError::Io {
+    let hook = KillHook::from_env();
+    fsx::write_atomic_observed(path, &bytes, &mut |point| hook.observe(point)).map_err(|source| {
+        CheckpointError::Io {
             path: path.to_path_buf(),
-            source: io::Error::new(io::ErrorKind::InvalidInput, "not a file path"),
-        })?
-        .to_string_lossy()
-        .into_owned();
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
-
-    let result = (|| {
-        let mut f = File::create(&tmp).map_err(io_err(&tmp))?;
-        match hook.after_bytes {
-            Some(limit) => {
-                // Write exactly `limit` bytes, push them to the OS, then die as a crash would.
-                let limit = limit.min(bytes.len() as u64) as usize;
-                f.write_all(&bytes[..limit]).map_err(io_err(&tmp))?;
-                f.flush().map_err(io_err(&tmp))?;
-                die();
-            }
-            None => f.write_all(bytes).map_err(io_err(&tmp))?,
+            source,
         }
-        hook.point("before-fsync");
-        f.sync_all().map_err(io_err(&tmp))?;
-        drop(f);
-        hook.point("before-rename");
-        fs::rename(&tmp, path).map_err(io_err(path))?;
-        hook.point("before-dir-fsync");
-        // Make the rename itself durable.
-        File::open(&dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io_err(&dir))?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
+    })
+}
+
+/// The manifest of a checkpoint: its step, the deterministic eval loss logged at that step (if
+/// any), its dataset hash, and a recipe line from its options.
+pub fn manifest_for(ckpt: &Checkpoint) -> ManifestInfo {
+    let m = &ckpt.meta;
+    let o = &m.options;
+    let eval_loss = m
+        .metrics
+        .iter()
+        .rev()
+        .find(|r| r.step == m.step)
+        .map(|r| r.eval_loss as f32)
+        .unwrap_or(f32::NAN);
+    ManifestInfo {
+        steps: m.step,
+        eval_loss,
+        eval_loss_blob: f32::NAN,
+        corpus_sha256: unhex32(&m.dataset_hash).unwrap_or([0; 32]),
+        recipe: o.recipe(m.step),
     }
-    result
+}
+
+/// Parameters of a checkpoint as the trainer's `Params`.
+pub fn checkpoint_params(ckpt: &Checkpoint) -> anyhow::Result<Params> {
+    let cfg = Config::from(&ckpt.meta.config);
+    Params::from_vec(&cfg, ckpt.params.clone())
+        .context("checkpoint parameter count does not match its config")
+}
+
+/// A training checkpoint holding imported parameters: step 0, fresh AdamW moments (t = 0), the
+/// reference's options (`TrainOptions::default()` with this model shape and the sequence length
+/// set to the context), no metrics, and the batch stream of a fresh `--init torch` run with the
+/// default seed, positioned after its initialisation draws. `tinypoet train --resume` on it
+/// therefore trains these weights exactly as a fresh default run would train its own initial
+/// weights (a run from imported step-0 reference weights reproduces a fresh run).
+pub fn imported_checkpoint(params: Params, vocab: &[char], dataset_hash: &str) -> Checkpoint {
+    let cfg = *params.config();
+    let options = TrainOptions {
+        model: ModelShape {
+            dim: cfg.dim,
+            n_heads: cfg.n_heads,
+            n_layers: cfg.n_layers,
+            context: cfg.context,
+            ffn_dim: cfg.ffn_dim,
+        },
+        seq: cfg.context,
+        ..TrainOptions::default()
+    };
+    let mut rng = Mt19937::init_genrand(options.seed);
+    for _ in 0..REFERENCE_DRAWS_BEFORE_INIT {
+        rng.next_u32();
+    }
+    // Advance past exactly the draws the torch init takes for this shape.
+    let _ = init_params_torch(&cfg, &mut rng);
+    let n = params.data.len();
+    Checkpoint {
+        meta: CheckpointMeta {
+            step: 0,
+            adam_t: 0,
+            n_params: n as u64,
+            config: ConfigRecord::from(&cfg),
+            vocab: vocab.to_vec(),
+            dataset_hash: dataset_hash.to_string(),
+            rng_state: rng.to_bytes().to_vec(),
+            train_loss_acc: 0.0,
+            train_loss_count: 0,
+            wall_time_s: 0.0,
+            options,
+            metrics: Vec::new(),
+        },
+        params: params.data,
+        adam_m: vec![0.0; n],
+        adam_v: vec![0.0; n],
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::TrainOptions;
 
     fn sample() -> Checkpoint {
         let n = 37;

@@ -10,8 +10,8 @@
 //! * [`golden_params`] is a simple documented generator shared with `tests/golden/make_golden.py`
 //!   for the full-config golden test (bit-identical in Python and Rust).
 
-use crate::mt19937::Mt19937;
-use crate::params::{Config, Params, TensorKind};
+use crate::nn::mt19937::Mt19937;
+use crate::nn::params::{Config, Params, TensorKind};
 
 /// Which random stream initialises the parameters.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -6,7 +6,7 @@
 //! negative with `random.choice` from the same stream, so the vocabulary itself depends on
 //! reproducing this stream exactly (see `tang.rs`).
 
-use crate::mt19937::Mt19937;
+use crate::nn::mt19937::Mt19937;
 
 /// CPython's `random.Random` restricted to integer seeding and the calls listed above.
 #[derive(Clone, Debug, PartialEq, Eq)]

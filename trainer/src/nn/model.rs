@@ -6,17 +6,21 @@
 //! max_seq` positions; [`Model::forward_backward`] and [`Model::forward_loss`] allocate nothing
 //! (`tests/step_no_alloc.rs` counts every thread's allocations).
 //! Kernels run on the current rayon pool (the caller fixes its thread count); results do not
-//! depend on the thread count or schedule (see [`crate::ops`]).
+//! depend on the thread count or schedule (see [`crate::nn::ops`]).
 
 use std::time::Instant;
 
-use crate::ops::attention::{self, attention_backward, attention_forward, AttnDims, AttnScratch};
-use crate::ops::embedding::{embedding_backward, embedding_forward};
-use crate::ops::head_ce::{head_ce_forward, head_ce_forward_backward, head_logits, HeadScratch};
-use crate::ops::layernorm::{self, layernorm_backward, layernorm_forward};
-use crate::ops::linear::{linear_backward, linear_forward, Epilogue, LinearScratch};
-use crate::ops::Float;
-use crate::params::{Config, ParamsT};
+use crate::nn::ops::attention::{
+    self, attention_backward, attention_forward, AttnDims, AttnScratch,
+};
+use crate::nn::ops::embedding::{embedding_backward, embedding_forward};
+use crate::nn::ops::head_ce::{
+    head_ce_forward, head_ce_forward_backward, head_logits, HeadScratch,
+};
+use crate::nn::ops::layernorm::{self, layernorm_backward, layernorm_forward};
+use crate::nn::ops::linear::{linear_backward, linear_forward, Epilogue, LinearScratch};
+use crate::nn::ops::Float;
+use crate::nn::params::{Config, ParamsT};
 
 /// Saved activations of one transformer block (all `[N, ·]` with N = batch·time).
 #[derive(Clone, Debug)]

@@ -1,29 +1,32 @@
-//! The pretraining loop (spec §4), its options, checkpoints, resume and the stop conditions.
+//! The one training loop every stage runs on (spec §4): schedule, clipping, checkpoint cadence,
+//! evaluation cadence, resume and the stop conditions. A stage ([`Objective`]) brings its batches,
+//! its loss and its evaluation; `stages/` holds them.
 //!
 //! Per iteration `i` (0-based; "step i" = after `i` updates), in the reference's order:
-//! 1. fetch the train batch: `B` random windows of `T + 1` tokens, starts drawn from the run's
-//!    torch-compatible MT19937 stream (`start = next_u32() % (len − T)`, B draws);
-//! 2. forward and backward (our kernels compute both in one call; the gradient does not depend
-//!    on what the evaluation hook does, because evaluation only reads the parameters);
-//! 3. if `i % K == 0`: evaluation — the reference estimator (draws `eval_batches·B` starts from the
-//!    same stream, after this iteration's batch, like the reference) and the deterministic one —
-//!    and a sample from the prompt generated through `tinypoet-core`, printed as
-//!    `Step i, train loss X, evaluate loss Y` where X is the mean train loss of the previous K
-//!    iterations (0 at step 0) and Y the deterministic eval loss;
+//! 1. the stage fetches its batch, drawing from the run's torch-compatible MT19937 stream if it
+//!    samples ([`Objective::loss_and_grad`]);
+//! 2. forward and backward, in the same call (the gradient does not depend on what the
+//!    evaluation hook does, because evaluation only reads the parameters);
+//! 3. if `i % K == 0`: the stage's evaluation ([`Objective::evaluate`], which may draw from the
+//!    same stream after this iteration's batch, like the reference) and a sample from the prompt
+//!    generated through `tinypoet-core`, printed as `Step i, train loss X, evaluate loss Y` where X
+//!    is the mean train loss of the previous K iterations (0 at step 0) and Y the stage's eval
+//!    loss;
 //! 4. stop with an error if the loss or the gradient is not finite (nothing is saved from that
 //!    state, the last good checkpoint stays as it is);
 //! 5. optional gradient clipping, then the AdamW update with the scheduled learning rate.
 //!
 //! After the update a checkpoint is written every `checkpoint_every` steps, when Ctrl-C was
 //! pressed (the current step is finished first), and at the end. At the end a final evaluation
-//! is logged for step `steps`; it draws from a *copy* of the stream (skipping the batch that
-//! iteration `steps` would draw first, so the row equals an in-loop evaluation at that step) and
-//! does not reset the train-loss accumulator, so a run resumed from that checkpoint is
-//! bit-identical to one that never stopped (a resumed run drops logged rows at or after its
-//! start step and recomputes them).
+//! is logged for step `steps`; it draws from a *copy* of the stream (skipping the draws of the
+//! batch that iteration `steps` would fetch first, [`Objective::skip_batch`], so the row equals an
+//! in-loop evaluation at that step) and does not reset the train-loss accumulator, so a run
+//! resumed from that checkpoint is bit-identical to one that never stopped (a resumed run drops
+//! logged rows at or after its start step and recomputes them).
 //!
 //! The step itself allocates nothing: batch buffers, activations, gradients and moments are
-//! allocated once before the loop; evaluation and checkpoint steps may allocate.
+//! allocated once before the loop ([`Objective::begin`] sizes the stage's); evaluation and
+//! checkpoint steps may allocate.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
@@ -32,210 +35,28 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use serde::{Deserialize, Serialize};
 
-use crate::adamw::{clip_grad_norm, global_norm, AdamW, AdamWConfig, LrSchedule};
-use crate::checkpoint::{self, Checkpoint, CheckpointMeta, ConfigRecord};
-use crate::evaluate::{self, EvalScratch};
-use crate::init::{init_params, init_params_torch, InitScheme, REFERENCE_DRAWS_BEFORE_INIT};
-use crate::metrics::{MetricRow, MetricsLog};
-use crate::model::TrainModel;
-use crate::mt19937::Mt19937;
-use crate::params::{Config, Params};
-use crate::plot;
+use crate::nn::adamw::{clip_grad_norm, global_norm, AdamW, AdamWConfig};
+use crate::nn::init::{init_params, init_params_torch, InitScheme, REFERENCE_DRAWS_BEFORE_INIT};
+use crate::nn::model::{ModelError, TrainModel};
+use crate::nn::mt19937::Mt19937;
+use crate::nn::params::{Config, ConfigRecord, Params};
+use crate::run::checkpoint::{self, Checkpoint, CheckpointMeta};
+use crate::run::metrics::{MetricRow, MetricsLog};
+use crate::run::options::{Init, TrainOptions};
+use crate::run::plot;
+use crate::run::sample::sample_through_core;
 
-/// Learning-rate schedule as stored in the options.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub enum Schedule {
-    /// The reference: the base learning rate throughout.
-    Constant,
-    /// Linear warmup over `warmup_steps` from 0 to the base rate, then cosine decay to
-    /// `min_lr_ratio · base` at the last step.
-    WarmupCosine {
-        warmup_steps: u64,
-        min_lr_ratio: f32,
-    },
-}
-
-/// Parameter initialisation.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub enum Init {
-    /// PyTorch's default init drawn from the torch-compatible stream exactly as the reference
-    /// run consumes it: 16 draws (the demo batch the reference prints), then the parameters in
-    /// construction order, then the training batches. With seed 2024 this reproduces the
-    /// reference's step-0 eval loss.
-    Torch,
-    /// The same distributions from SplitMix64 seeded with the seed (faster; not PyTorch's
-    /// stream). The batches still come from the torch-compatible stream.
-    Fast,
-}
-
-/// The model's shape (the vocabulary size comes from the dataset).
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct ModelShape {
-    pub dim: usize,
-    pub n_heads: usize,
-    pub n_layers: usize,
-    pub context: usize,
-    pub ffn_dim: usize,
-}
-
-impl Default for ModelShape {
-    fn default() -> Self {
-        ModelShape {
-            dim: 64,
-            n_heads: 4,
-            n_layers: 4,
-            context: 256,
-            ffn_dim: 256,
-        }
-    }
-}
-
-impl ModelShape {
-    /// The full config for a vocabulary of `vocab_size` characters. The attention scale is
-    /// `dim^-0.5` (the reference scales by the model dim, not the head size).
-    pub fn config(&self, vocab_size: usize) -> Config {
-        Config {
-            vocab_size,
-            dim: self.dim,
-            n_heads: self.n_heads,
-            n_layers: self.n_layers,
-            context: self.context,
-            ffn_dim: self.ffn_dim,
-            ln_eps: 1e-5,
-            attn_scale: 1.0 / (self.dim as f32).sqrt(),
-        }
-    }
-}
-
-/// Everything that determines a training run (stored in every checkpoint).
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct TrainOptions {
-    pub model: ModelShape,
-    /// Base learning rate.
-    pub lr: f32,
-    pub schedule: Schedule,
-    /// Clip the global gradient norm to this value (off by default, like the reference).
-    pub grad_clip: Option<f32>,
-    /// Batch size B.
-    pub batch: usize,
-    /// Sequence length T (≤ context).
-    pub seq: usize,
-    /// Total optimizer steps.
-    pub steps: u64,
-    /// Evaluate every K steps (and at step 0).
-    pub eval_interval: u64,
-    /// Batches of the reference estimator (the reference: 100).
-    pub eval_batches: usize,
-    /// Seed of the torch-compatible stream (`torch.manual_seed`).
-    pub seed: u32,
-    pub init: Init,
-    /// Write a checkpoint every N steps (0: only on Ctrl-C and at the end).
-    pub checkpoint_every: u64,
-    /// Prompt of the samples printed at each evaluation.
-    pub sample_prompt: String,
-    /// New tokens per sample (the reference: 100).
-    pub sample_len: usize,
-}
-
-impl Default for TrainOptions {
-    fn default() -> Self {
-        TrainOptions {
-            model: ModelShape::default(),
-            lr: 1e-3,
-            schedule: Schedule::Constant,
-            grad_clip: None,
-            batch: 16,
-            seq: 256,
-            steps: 20_000,
-            eval_interval: 100,
-            eval_batches: 100,
-            seed: 2024,
-            init: Init::Torch,
-            checkpoint_every: 1000,
-            sample_prompt: "春夜喜雨".into(),
-            sample_len: 100,
-        }
-    }
-}
-
-impl TrainOptions {
-    /// The learning-rate schedule of the numerics.
-    pub fn lr_schedule(&self) -> LrSchedule {
-        match self.schedule {
-            Schedule::Constant => LrSchedule::Constant,
-            Schedule::WarmupCosine {
-                warmup_steps,
-                min_lr_ratio,
-            } => LrSchedule::WarmupCosine {
-                warmup: warmup_steps,
-                total: self.steps,
-                min_lr: self.lr * min_lr_ratio,
-            },
-        }
-    }
-
-    fn validate(&self, data: &TrainData) -> anyhow::Result<()> {
-        let m = &self.model;
-        if m.dim == 0 || m.n_heads == 0 || !m.dim.is_multiple_of(m.n_heads) {
-            bail!(
-                "model dim {} must be a positive multiple of the head count {}",
-                m.dim,
-                m.n_heads
-            );
-        }
-        if self.batch == 0 || self.seq == 0 {
-            bail!("batch and sequence length must be positive");
-        }
-        if self.seq > m.context {
-            bail!(
-                "sequence length {} exceeds the model context {}",
-                self.seq,
-                m.context
-            );
-        }
-        if self.eval_interval == 0 {
-            bail!("eval interval must be positive");
-        }
-        if !(self.lr.is_finite() && self.lr >= 0.0) {
-            bail!("learning rate must be a finite non-negative number");
-        }
-        if data.train.len() <= self.seq + 1 {
-            bail!(
-                "the train split has {} tokens, too few for sequence length {}",
-                data.train.len(),
-                self.seq
-            );
-        }
-        if data.eval.len() <= self.seq + 1 {
-            bail!(
-                "the eval split has {} tokens, too few for sequence length {}",
-                data.eval.len(),
-                self.seq
-            );
-        }
-        if data.vocab.len() > u16::MAX as usize + 1 {
-            bail!(
-                "vocabulary of {} characters does not fit u16 ids",
-                data.vocab.len()
-            );
-        }
-        Ok(())
-    }
-}
-
-/// The data a run trains on (borrowed from a prepared dataset or built in memory by tests).
-pub struct TrainData<'a> {
+/// What every stage's run is tied to: the vocabulary and the dataset it trains on (both are
+/// stored in the checkpoint and checked on resume).
+pub struct RunData<'a> {
     /// Characters in id order.
     pub vocab: &'a [char],
-    pub train: &'a [u16],
-    pub eval: &'a [u16],
-    /// Hex content hash of the dataset (stored in checkpoints, checked on resume).
-    pub dataset_hash: String,
+    /// Hex content hash of the dataset.
+    pub dataset_hash: &'a str,
 }
 
-impl TrainData<'_> {
+impl RunData<'_> {
     fn encode(&self, text: &str) -> anyhow::Result<Vec<u16>> {
         text.chars()
             .map(|c| {
@@ -246,6 +67,42 @@ impl TrainData<'_> {
             })
             .collect()
     }
+}
+
+/// The eval losses a stage reports at an evaluation step.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalLosses {
+    /// The loss the bars use (logged as `eval_loss`).
+    pub eval_loss: f64,
+    /// The reference's own estimator (logged as `eval_loss_reference`).
+    pub eval_loss_reference: f64,
+}
+
+/// A training stage: its batches, its loss and its evaluation, over the shared loop.
+pub trait Objective: Send {
+    /// What the stage is called in the plot title ("pretraining").
+    fn name(&self) -> &'static str;
+    /// Check `opts` against the stage's data and size the stage's buffers; called once, before
+    /// the first iteration.
+    fn begin(&mut self, opts: &TrainOptions) -> anyhow::Result<()>;
+    /// Fetch the next batch (drawing from `rng` if the stage samples), run forward and backward:
+    /// the batch's mean loss, with its gradient written to `grads`. Must not allocate.
+    fn loss_and_grad(
+        &mut self,
+        model: &mut TrainModel,
+        params: &Params,
+        grads: &mut Params,
+        rng: &mut Mt19937,
+    ) -> Result<f32, ModelError>;
+    /// Advance `rng` past the draws the next [`Self::loss_and_grad`] would take.
+    fn skip_batch(&self, rng: &mut Mt19937);
+    /// The eval losses of `params` (may draw from `rng`, as the reference's estimator does).
+    fn evaluate(
+        &mut self,
+        model: &mut TrainModel,
+        params: &Params,
+        rng: &mut Mt19937,
+    ) -> Result<EvalLosses, ModelError>;
 }
 
 /// How a run starts.
@@ -304,7 +161,7 @@ struct State {
 }
 
 impl State {
-    fn fresh(data: &TrainData, opts: TrainOptions) -> anyhow::Result<State> {
+    fn fresh(data: &RunData, opts: TrainOptions) -> anyhow::Result<State> {
         let cfg = opts.model.config(data.vocab.len());
         let mut rng = Mt19937::init_genrand(opts.seed);
         let params = match opts.init {
@@ -335,7 +192,7 @@ impl State {
     }
 
     fn resume(
-        data: &TrainData,
+        data: &RunData,
         ckpt: Checkpoint,
         steps: Option<u64>,
         every: Option<u64>,
@@ -345,7 +202,7 @@ impl State {
             bail!(
                 "the checkpoint was trained on dataset {} but this dataset is {}",
                 short(&meta.dataset_hash),
-                short(&data.dataset_hash)
+                short(data.dataset_hash)
             );
         }
         if meta.vocab.as_slice() != data.vocab {
@@ -388,7 +245,7 @@ impl State {
         })
     }
 
-    fn checkpoint(&self, data: &TrainData) -> Checkpoint {
+    fn checkpoint(&self, data: &RunData) -> Checkpoint {
         Checkpoint {
             meta: CheckpointMeta {
                 step: self.step,
@@ -396,7 +253,7 @@ impl State {
                 n_params: self.params.data.len() as u64,
                 config: ConfigRecord::from(&self.cfg),
                 vocab: data.vocab.to_vec(),
-                dataset_hash: data.dataset_hash.clone(),
+                dataset_hash: data.dataset_hash.to_string(),
                 rng_state: self.rng.to_bytes().to_vec(),
                 train_loss_acc: self.loss_acc,
                 train_loss_count: self.loss_count,
@@ -411,53 +268,33 @@ impl State {
     }
 }
 
-impl From<&Config> for ConfigRecord {
-    fn from(c: &Config) -> Self {
-        ConfigRecord {
-            vocab_size: c.vocab_size as u32,
-            dim: c.dim as u32,
-            n_heads: c.n_heads as u32,
-            n_layers: c.n_layers as u32,
-            context: c.context as u32,
-            ffn_dim: c.ffn_dim as u32,
-            ln_eps: c.ln_eps,
-            attn_scale: c.attn_scale,
-        }
-    }
-}
-
-impl From<&ConfigRecord> for Config {
-    fn from(c: &ConfigRecord) -> Self {
-        Config {
-            vocab_size: c.vocab_size as usize,
-            dim: c.dim as usize,
-            n_heads: c.n_heads as usize,
-            n_layers: c.n_layers as usize,
-            context: c.context as usize,
-            ffn_dim: c.ffn_dim as usize,
-            ln_eps: c.ln_eps,
-            attn_scale: c.attn_scale,
-        }
-    }
-}
-
 fn short(hash: &str) -> &str {
     &hash[..hash.len().min(12)]
 }
 
-/// Run (or continue) a training run. See the module docs for the loop.
-pub fn train(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<RunOutcome> {
+/// Run (or continue) a training run of `objective` on `data`. See the module docs for the loop.
+pub fn run<O: Objective>(
+    data: &RunData,
+    objective: &mut O,
+    start: Start,
+    io: &RunIo,
+) -> anyhow::Result<RunOutcome> {
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(io.threads.max(1))
         .build()
         .context("building the thread pool")?;
-    pool.install(|| train_in_pool(data, start, io))
+    pool.install(|| run_in_pool(data, objective, start, io))
 }
 
-fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<RunOutcome> {
+fn run_in_pool<O: Objective>(
+    data: &RunData,
+    objective: &mut O,
+    start: Start,
+    io: &RunIo,
+) -> anyhow::Result<RunOutcome> {
     let mut st = match start {
         Start::Fresh(opts) => {
-            opts.validate(data)?;
+            objective.begin(&opts)?;
             State::fresh(data, opts)?
         }
         Start::Resume {
@@ -466,7 +303,7 @@ fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<R
             checkpoint_every,
         } => {
             let st = State::resume(data, *checkpoint, steps, checkpoint_every)?;
-            st.opts.validate(data)?;
+            objective.begin(&st.opts)?;
             st
         }
     };
@@ -480,17 +317,17 @@ fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<R
         .context("sample prompt")?;
     let prompt = st.opts.sample_prompt.clone();
     let plot_title = format!(
-        "tinypoet pretraining: B={} T={} lr={} seed={}",
-        st.opts.batch, st.opts.seq, st.opts.lr, st.opts.seed
+        "tinypoet {}: B={} T={} lr={} seed={}",
+        objective.name(),
+        st.opts.batch,
+        st.opts.seq,
+        st.opts.lr,
+        st.opts.seed
     );
 
-    let (b, t) = (st.opts.batch, st.opts.seq);
     let k = st.opts.eval_interval;
     let schedule = st.opts.lr_schedule();
-    let mut model = TrainModel::new(&st.cfg, b, t)?;
-    let mut inputs = vec![0u16; b * t];
-    let mut targets = vec![0u16; b * t];
-    let mut scratch = EvalScratch::new(b, t);
+    let mut model = TrainModel::new(&st.cfg, st.opts.batch, st.opts.seq)?;
     let mut last_good: Option<u64> = checkpoint::load(&ckpt_path).ok().map(|c| c.meta.step);
 
     let pb = progress_bar(io, st.opts.steps, st.step);
@@ -501,9 +338,7 @@ fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<R
     while st.step < st.opts.steps {
         let i = st.step;
         let t0 = Instant::now();
-        // 1. batch
-        evaluate::random_batch(data.train, &mut st.rng, b, t, &mut inputs, &mut targets);
-        // 2. forward + backward
+        // 1. batch, 2. forward + backward
         let kept = || match last_good {
             Some(s) => format!(
                 "the last good checkpoint {} (step {s}) is kept",
@@ -512,7 +347,7 @@ fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<R
             None => "no checkpoint had been written yet".to_string(),
         };
         // A rejected batch changed nothing (the model checks before any work).
-        let loss = match model.forward_backward(&st.params, &mut st.grads, &inputs, &targets, b, t)
+        let loss = match objective.loss_and_grad(&mut model, &st.params, &mut st.grads, &mut st.rng)
         {
             Ok(loss) => loss,
             Err(e) => {
@@ -545,8 +380,8 @@ fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<R
             let row = evaluation(
                 &mut st,
                 data,
+                objective,
                 &mut model,
-                &mut scratch,
                 &prompt,
                 i,
                 train_mean,
@@ -601,16 +436,7 @@ fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<R
         let lr = schedule.lr_at(st.opts.lr, st.step.saturating_sub(1));
         let final_step = st.step;
         let row = evaluation(
-            &mut st,
-            data,
-            &mut model,
-            &mut scratch,
-            &prompt,
-            final_step,
-            train_mean,
-            lr,
-            None,
-            true,
+            &mut st, data, objective, &mut model, &prompt, final_step, train_mean, lr, None, true,
         )?;
         report(io, &pb, &row, &st.opts);
         metrics_log.append(&row)?;
@@ -638,11 +464,11 @@ fn train_in_pool(data: &TrainData, start: Start, io: &RunIo) -> anyhow::Result<R
 
 /// Both estimators and the sample. `peek`: use a copy of the stream (final evaluation).
 #[allow(clippy::too_many_arguments)]
-fn evaluation(
+fn evaluation<O: Objective>(
     st: &mut State,
-    data: &TrainData,
+    data: &RunData,
+    objective: &mut O,
     model: &mut TrainModel,
-    scratch: &mut EvalScratch,
     prompt: &str,
     step: u64,
     train_loss: f64,
@@ -656,25 +482,13 @@ fn evaluation(
         // Skip the draws of the batch iteration `step` would fetch first, so the final row is
         // exactly the one an in-loop evaluation at `step` gives (comparable with the reference).
         peek_rng = st.rng.clone();
-        for _ in 0..b {
-            peek_rng.next_u32();
-        }
+        objective.skip_batch(&mut peek_rng);
         &mut peek_rng
     } else {
         &mut st.rng
     };
-    let eval_ref = evaluate::reference_loss(
-        model,
-        &st.params,
-        data.eval,
-        rng,
-        st.opts.eval_batches,
-        b,
-        t,
-        scratch,
-    )?;
-    let (eval_det, _) = evaluate::deterministic_loss(model, &st.params, data.eval, t, b, scratch)?;
-    let sample = crate::export::sample_through_core(
+    let losses = objective.evaluate(model, &st.params, rng)?;
+    let sample = sample_through_core(
         &st.params,
         data.vocab,
         prompt,
@@ -684,8 +498,8 @@ fn evaluation(
     Ok(MetricRow {
         step,
         train_loss,
-        eval_loss: eval_det,
-        eval_loss_reference: eval_ref,
+        eval_loss: losses.eval_loss,
+        eval_loss_reference: losses.eval_loss_reference,
         lr: lr as f64,
         grad_norm,
         train_time_s: st.wall_time_s,
