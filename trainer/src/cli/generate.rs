@@ -69,8 +69,8 @@ pub struct GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let path = resolve_model(args.model.as_deref())?;
-    let bytes =
-        std::fs::read(&path).with_context(|| format!("cannot read model {}", path.display()))?;
+    let bytes = crate::io::fsx::read_input(&path, crate::io::fsx::limits::BLOB)
+        .with_context(|| format!("cannot read model {}", path.display()))?;
     let model = Model::load(&bytes)
         .map_err(|e| anyhow!("{}: corrupt or not a tinypoet model: {e}", path.display()))?;
     if args.prompt.is_empty() {
@@ -128,7 +128,15 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         out.write_all(s.as_bytes())?;
         out.flush()
     };
-    write_now(&mut out, &args.prompt).context("writing to stdout")?;
+    // A reader that went away (`| head -c 3`) ends the output, whenever it happens.
+    let written = |r: std::io::Result<()>| match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(anyhow!(e).context("writing to stdout")),
+    };
+    if !written(write_now(&mut out, &args.prompt))? {
+        return Ok(());
+    }
     let mut buf = [0u8; 4];
     let summary = dec
         .generate(&args.prompt, &settings, |c| {
@@ -142,19 +150,19 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         })
         .map_err(|e| anyhow!("generation failed: {e}"))?;
     if let Some(e) = write_err {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            return Ok(());
-        }
-        return Err(anyhow!(e).context("writing to stdout"));
+        written(Err(e))?;
+        return Ok(());
     }
-    write_now(&mut out, "\n").context("writing to stdout")?;
+    if !written(write_now(&mut out, "\n"))? {
+        return Ok(());
+    }
     let reason = match summary.reason {
         StopReason::EndOfText => "end of text".to_string(),
         StopReason::StopSequence(i) => format!("stop sequence {:?}", stops[i]),
         StopReason::MaxLength => format!("--max-len {}", args.max_len),
         StopReason::Callback => "output closed".to_string(),
     };
-    eprintln!(
+    crate::errln!(
         "[{} · seed {seed} · {} characters · stopped at {reason}]",
         path.display(),
         summary.emitted_chars
@@ -165,15 +173,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
 /// `--model`, else `$TINYPOET_MODEL`, else `models/tinypoet-tang.tpb` in an ancestor of the
 /// executable's directory (the repository it was built in) or of the current directory.
 pub fn resolve_model(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
+    // Only a missing path is "not found"; a device or a directory is refused by the read.
     if let Some(p) = arg {
-        if !p.is_file() {
+        if !p.exists() {
             bail!("model file {} not found", p.display());
         }
         return Ok(p.to_path_buf());
     }
     if let Some(p) = std::env::var_os("TINYPOET_MODEL") {
         let p = PathBuf::from(p);
-        if !p.is_file() {
+        if !p.exists() {
             bail!("model file {} (from TINYPOET_MODEL) not found", p.display());
         }
         return Ok(p);

@@ -36,7 +36,6 @@
 //!
 //! Both apply to the first save of the process only (unset: no effect).
 
-use std::fs;
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -101,12 +100,10 @@ pub struct Checkpoint {
 /// Why a checkpoint could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The cause is part of the one-line message (not a `#[source]`), so that printing the
+    // error chain does not repeat it.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("not a tinypoet checkpoint (bad magic)")]
     BadMagic,
     #[error("checkpoint format version {0} is not supported (this build reads version {FORMAT_VERSION})")]
@@ -236,10 +233,11 @@ fn expected_len(bytes: &[u8]) -> Option<u64> {
 
 /// Read and verify a checkpoint file.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes =
+        fsx::read_input(path, fsx::limits::CHECKPOINT).map_err(|error| CheckpointError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
     Checkpoint::from_bytes(&bytes)
 }
 
@@ -305,10 +303,10 @@ fn die() -> ! {
 pub fn save_atomic(path: &Path, ckpt: &Checkpoint) -> Result<(), CheckpointError> {
     let bytes = ckpt.to_bytes()?;
     let hook = KillHook::from_env();
-    fsx::write_atomic_observed(path, &bytes, &mut |point| hook.observe(point)).map_err(|source| {
+    fsx::write_atomic_observed(path, &bytes, &mut |point| hook.observe(point)).map_err(|error| {
         CheckpointError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     })
 }
@@ -391,6 +389,7 @@ pub fn imported_checkpoint(params: Params, vocab: &[char], dataset_hash: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn sample() -> Checkpoint {
         let n = 37;
