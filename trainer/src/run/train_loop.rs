@@ -514,7 +514,10 @@ fn save_checked(
     path: &Path,
 ) -> anyhow::Result<Result<(), String>> {
     let w = &st.params.data;
-    if let Some(j) = w.iter().position(|x| !(x.abs() <= MAX_SOUND_WEIGHT)) {
+    if let Some(j) = w
+        .iter()
+        .position(|x| !x.is_finite() || x.abs() > MAX_SOUND_WEIGHT)
+    {
         return Ok(Err(format!(
             "the weights diverged (parameter {j} is {:e}, beyond the {MAX_SOUND_WEIGHT} a blob \
              holds); nothing is saved from them",
