@@ -117,8 +117,11 @@ impl Config {
         if !(self.ln_eps.is_finite() && self.ln_eps > 0.0) {
             return bad("ln_eps must be finite and > 0");
         }
-        if !(self.attn_scale.is_finite() && self.attn_scale > 0.0) {
-            return bad("attn_scale must be finite and > 0");
+        // 1/sqrt(head size) is at most 1 for every head size; a larger multiplier only
+        // sharpens the softmax towards argmax until the scores overflow f32 (3.4e38 gave NaN
+        // logits and an empty poem), so it is out of range.
+        if !(self.attn_scale > 0.0 && self.attn_scale <= 1.0) {
+            return bad("attn_scale must be in (0, 1]");
         }
         Ok(())
     }

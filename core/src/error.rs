@@ -35,6 +35,12 @@ pub enum Error {
     },
     /// Header length or data offset inconsistent with the blob length or alignment.
     BadLayout(&'static str),
+    /// A byte the format specifies as zero padding (between the header and the data region,
+    /// between or after the tensors, between an int8 tensor's values and scales) is not zero.
+    NonZeroPadding {
+        /// Offset of the first non-zero padding byte from the start of the blob.
+        offset: u64,
+    },
     /// The postcard header does not decode (or has bytes left over).
     MalformedHeader,
     // ---- blob: contents ----
@@ -48,6 +54,11 @@ pub enum Error {
         expected: usize,
         /// Entries found.
         got: usize,
+    },
+    /// The vocabulary's byte length is not a multiple of 4 (one u32 per entry).
+    VocabBytes {
+        /// Bytes found.
+        len: usize,
     },
     /// Entry `index` is not a Unicode scalar value.
     VocabInvalidChar {
@@ -184,6 +195,9 @@ pub enum Error {
     InvalidSampler(&'static str),
     /// A stop sequence is empty or longer than [`crate::generate::MAX_STOP_CHARS`] characters.
     InvalidStopSequence,
+    /// The model produced a NaN or `+inf` logit (its activations overflowed f32): there is no
+    /// distribution to sample from. (`-inf` is a masked token, not an error.)
+    NonFiniteLogits,
     /// Every token has probability zero: all logits are `-inf` (a constraint masked every
     /// token) or NaN.
     NothingToSample,
@@ -249,6 +263,10 @@ impl fmt::Display for Error {
             MalformedHeader => write!(f, "malformed blob header"),
             InvalidConfig(w) => write!(f, "invalid config: {w}"),
             InvalidManifest(w) => write!(f, "invalid manifest: {w}"),
+            VocabBytes { len } => write!(
+                f,
+                "vocabulary is {len} bytes, not a multiple of 4 (one u32 code point per entry)"
+            ),
             VocabSize { expected, got } => {
                 write!(f, "vocabulary has {got} entries, config says {expected}")
             }
@@ -327,6 +345,13 @@ impl fmt::Display for Error {
             EmptyInput => write!(f, "empty input"),
             InvalidSampler(w) => write!(f, "invalid sampler settings: {w}"),
             InvalidStopSequence => write!(f, "stop sequence empty or too long"),
+            NonZeroPadding { offset } => {
+                write!(f, "blob has a non-zero padding byte at offset {offset}")
+            }
+            NonFiniteLogits => write!(
+                f,
+                "the model produced a NaN or infinite logit: its activations overflow f32"
+            ),
             NothingToSample => write!(
                 f,
                 "every token has probability zero (all logits -inf or NaN: a constraint masked every token)"

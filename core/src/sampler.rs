@@ -1,12 +1,15 @@
 //! Sampling: greedy, temperature, top-k, top-p, repetition penalty; seeded PCG32.
 //!
 //! Pipeline for one token (all in place, no allocation):
+//! 0. a NaN or `+inf` logit is [`Error::NonFiniteLogits`] (the model overflowed; `-inf` is a
+//!    masked id);
 //! 1. repetition penalty: each distinct id among the last `repetition_window` context tokens
 //!    gets `l / penalty` if `l > 0`, else `l * penalty` (CTRL-style);
 //! 2. greedy (`temperature == 0` or `top_k == 1`): the lowest id with the maximal logit;
 //!    no random number is drawn;
-//! 3. `z_i = l_i / temperature`; softmax ([`crate::kernels::scalar::softmax`]: max,
-//!    `libm::expf`, 16 lane partial sums, divide);
+//! 3. `z_i = l_i / temperature` (an overflow to `+inf` is an [`Error::InvalidSampler`]);
+//!    softmax ([`crate::kernels::scalar::softmax`]: max, `libm::expf`, 16 lane partial sums,
+//!    divide);
 //! 4. candidates: all ids in id order; with `top_k` the `k` most probable, with `top_p < 1` the
 //!    smallest prefix of the candidates sorted by (probability desc, id asc) whose mass reaches
 //!    `top_p` (ids whose probability is below `(1 - top_p) / (V - 1)` cannot be in it and are
@@ -103,8 +106,11 @@ impl SamplerSettings {
 
     /// Check ranges.
     pub fn validate(&self) -> Result<(), Error> {
-        if !(self.temperature.is_finite() && self.temperature >= 0.0) {
-            return Err(Error::InvalidSampler("temperature must be finite and >= 0"));
+        // A subnormal temperature turns every logit into +-inf (1e-45 gave NaN at once).
+        if !(self.temperature == 0.0 || self.temperature.is_normal() && self.temperature > 0.0) {
+            return Err(Error::InvalidSampler(
+                "temperature must be 0 (greedy) or a finite number >= 1.2e-38",
+            ));
         }
         if !(self.top_p > 0.0 && self.top_p <= 1.0) {
             return Err(Error::InvalidSampler("top_p must be in (0, 1]"));
@@ -199,6 +205,10 @@ impl Sampler {
         }
         let scratch = &mut scratch[..v];
 
+        // 0. NaN or +inf: the model overflowed (-inf is a masked id, and fine)
+        if has_overflow(logits) {
+            return Err(Error::NonFiniteLogits);
+        }
         // 1. repetition penalty
         if s.repetition_penalty != 1.0 && s.repetition_window > 0 {
             let recent = &history[history.len().saturating_sub(s.repetition_window)..];
@@ -210,6 +220,12 @@ impl Sampler {
         }
         // 3. temperature + softmax
         apply_temperature(logits, s.temperature);
+        // a tiny temperature (or the penalty before it) can push a logit past f32::MAX
+        if has_overflow(logits) {
+            return Err(Error::InvalidSampler(
+                "logits / temperature overflow f32: raise the temperature",
+            ));
+        }
         kernels::softmax(backend, logits);
         // every logit -inf (all masked) or NaN: softmax's max is -inf and every p is NaN
         if logits[0].is_nan() {
@@ -264,6 +280,11 @@ fn sample_argmax(logits: &[f32]) -> Result<Token, Error> {
         return Err(Error::NothingToSample);
     }
     Ok(best as Token)
+}
+
+/// Whether a logit is NaN or `+inf` (no distribution to sample; `-inf` only masks an id).
+fn has_overflow(logits: &[f32]) -> bool {
+    logits.iter().any(|&l| l.is_nan() || l == f32::INFINITY)
 }
 
 /// `l = l / temperature` (skipped for 1, which would change nothing).

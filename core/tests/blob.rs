@@ -403,6 +403,22 @@ fn err_invalid_config() {
 }
 
 #[test]
+fn err_attn_scale_out_of_range() {
+    // issue 20 #7: 3.4e38 parsed, generated 0 characters and evaluated to NaN.
+    for s in [3.4e38f32, 2.0, f32::INFINITY, 0.0, -0.125] {
+        assert!(
+            matches!(mutate(|p| p.config.attn_scale = s), Error::InvalidConfig(_)),
+            "attn_scale {s}"
+        );
+    }
+    // 1 (no scaling) is still a valid model
+    let (_, _, _, b) = small();
+    let mut p = split(&b);
+    p.config.attn_scale = 1.0;
+    assert!(blob::parse(&assemble(&p)).is_ok());
+}
+
+#[test]
 fn err_invalid_manifest() {
     assert!(matches!(
         mutate(|p| p.eval_loss = f32::NEG_INFINITY),
@@ -423,10 +439,17 @@ fn err_vocab_size() {
             got: 39
         }
     );
-    assert!(matches!(
-        mutate(|p| p.vocab.push(1)),
-        Error::VocabSize { .. }
-    ));
+    // issue 20 #9: 161 bytes said "vocabulary has 40 entries, config says 40"
+    let e = mutate(|p| p.vocab.push(1));
+    assert_eq!(e, Error::VocabBytes { len: 161 });
+    assert_eq!(
+        e.to_string(),
+        "vocabulary is 161 bytes, not a multiple of 4 (one u32 code point per entry)"
+    );
+    assert_eq!(
+        mutate(|p| p.vocab.truncate(p.vocab.len() - 4)).to_string(),
+        "vocabulary has 39 entries, config says 40"
+    );
 }
 
 #[test]
@@ -692,6 +715,9 @@ fn err_int8_tensors_that_parse_but_do_not_run() {
                 scale: ScaleDtype::F16,
             };
             p.entries[4].nbytes = 256 + 16 * 2;
+            // the old scales' tail is now padding: zero
+            let at = p.entries[4].offset as usize;
+            p.data[at + 256 + 32..at + 256 + 64].fill(0);
         }),
         4,
     );
@@ -721,6 +747,8 @@ fn err_int8_tensors_that_parse_but_do_not_run() {
                 scale: ScaleDtype::F16,
             };
             p.entries[3].nbytes = 16 + 4;
+            let at = p.entries[3].offset as usize;
+            p.data[at + 20..at + 32].fill(0);
         }),
         3,
     );
@@ -913,4 +941,88 @@ fn resealed_random_corruptions(cfg: &Config, b: &[u8], seed: u64) {
         outcomes.len() >= 8,
         "structural checks should see many kinds of damage"
     );
+}
+
+#[test]
+fn err_non_zero_padding() {
+    // issue 20 #8: the format specifies zero padding; a non-zero byte there was accepted.
+    let (_, _, _, b) = small();
+    let doff = u64::from_le_bytes(b[24..32].try_into().unwrap()) as usize;
+    let hl = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
+    assert!(32 + hl < doff, "the small blob has header padding");
+    // between the header and the data region
+    let mut c = b.clone();
+    c[doff - 1] = 0x20;
+    reseal(&mut c);
+    assert_eq!(
+        parse_err(&c),
+        Error::NonZeroPadding {
+            offset: doff as u64 - 1
+        }
+    );
+    // between two tensors
+    let p = split(&b);
+    let i = (1..p.entries.len())
+        .find(|&i| p.entries[i].offset > p.entries[i - 1].offset + p.entries[i - 1].nbytes)
+        .expect("a gap between tensors");
+    let gap = (p.entries[i].offset - 1) as usize;
+    let mut q = split(&b);
+    q.data[gap] = 1;
+    assert_eq!(
+        parse_err(&assemble(&q)),
+        Error::NonZeroPadding {
+            offset: (doff + gap) as u64
+        }
+    );
+    // after the last tensor (zeros there are padding, as before)
+    let mut q = split(&b);
+    q.data.extend([0, 0, 0]);
+    assert!(blob::parse(&assemble(&q)).is_ok());
+    q.data[p.data.len() + 2] = 0xFF;
+    assert_eq!(
+        parse_err(&assemble(&q)),
+        Error::NonZeroPadding {
+            offset: (doff + p.data.len() + 2) as u64
+        }
+    );
+    // between an int8 tensor's values and its scales: head.bias [42] as int8 groups of 2
+    // (valid v1, not run by this core) has 42 values, 2 padding bytes, 21 f16 scales
+    let cfg = Config {
+        vocab_size: 42,
+        ..small_config()
+    };
+    let b = build_blob_with(
+        &cfg,
+        &make_vocab(42, 5),
+        &random_params(&cfg, 4),
+        manifest(),
+    );
+    let with_pad = |pad: [u8; 2]| {
+        let mut p = split(&b);
+        let last = p.entries.len() - 1;
+        let off = p.entries[last].offset as usize;
+        p.entries[last].dtype = Dtype::Q8 {
+            group_size: 2,
+            scale: ScaleDtype::F16,
+        };
+        p.entries[last].nbytes = 42 + 2 + 21 * 2;
+        p.data.truncate(off);
+        p.data.extend((0..42).map(|i| i as u8));
+        p.data.extend(pad);
+        p.data.extend([0x00, 0x3C].repeat(21)); // scales 1.0
+        (doff_of(&assemble(&p)) + off, assemble(&p))
+    };
+    let (_, ok) = with_pad([0, 0]);
+    assert!(blob::parse(&ok).is_ok());
+    let (at, bad) = with_pad([0, 7]);
+    assert_eq!(
+        parse_err(&bad),
+        Error::NonZeroPadding {
+            offset: (at + 43) as u64
+        }
+    );
+}
+
+fn doff_of(b: &[u8]) -> usize {
+    u64::from_le_bytes(b[24..32].try_into().unwrap()) as usize
 }

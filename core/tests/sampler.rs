@@ -495,3 +495,41 @@ fn generation_is_deterministic_and_runs_past_the_context() {
     assert_eq!(a, gen(5, KvPrecision::F16));
     assert_ne!(a, gen(6, KvPrecision::F16));
 }
+
+#[test]
+fn tiny_temperature_and_non_finite_logits_are_errors_not_empty_poems() {
+    // issue 20 #7: 1e-45 (subnormal) turned every logit into inf and the softmax into NaN.
+    let mut sc = [0u16; 4];
+    let at = |t: f32| SamplerSettings {
+        temperature: t,
+        ..SamplerSettings::DEFAULT
+    };
+    let mut l = [10.0f32, 1.0, -3.0, 0.5];
+    assert!(matches!(
+        sample(&mut l, &mut sc, &[], &at(1e-45), &mut Rng::new(0)),
+        Err(Error::InvalidSampler(_))
+    ));
+    // normal but so small that 10 / t overflows f32
+    let mut l = [10.0f32, 1.0, -3.0, 0.5];
+    assert!(matches!(
+        sample(&mut l, &mut sc, &[], &at(1.2e-38), &mut Rng::new(0)),
+        Err(Error::InvalidSampler(_))
+    ));
+    // small but representable: the most probable token, as greedy would
+    let mut l = [10.0f32, 1.0, -3.0, 0.5];
+    assert_eq!(
+        sample(&mut l, &mut sc, &[], &at(1e-30), &mut Rng::new(0)),
+        Ok(0)
+    );
+    // a model that overflowed: NaN or inf logits, greedy or sampled
+    for bad in [f32::NAN, f32::INFINITY] {
+        for t in [0.0, 1.0] {
+            let mut l = [0.5f32, bad, 0.0, 1.0];
+            assert_eq!(
+                sample(&mut l, &mut sc, &[], &at(t), &mut Rng::new(0)),
+                Err(Error::NonFiniteLogits),
+                "logit {bad}, temperature {t}"
+            );
+        }
+    }
+}

@@ -4,6 +4,8 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use tinypoet_trainer::cli::{Cli, Command};
+use tinypoet_trainer::errln;
+use tinypoet_trainer::io::console;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -28,11 +30,17 @@ fn main() -> ExitCode {
         Command::Bench(args) => tinypoet_trainer::cli::bench::run(args),
         Command::Serve(args) => tinypoet_trainer::cli::serve::run(args),
     };
+    // A reader that closed stdout early is not an error (`tinypoet inspect m.tpb | head -1`);
+    // any other failed write to stdout is.
+    let result = result.and_then(|()| match console::stdout_error() {
+        Some(e) => Err(anyhow::anyhow!("writing to stdout: {e}")),
+        None => Ok(()),
+    });
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             // One clear line for the user; causes joined with ": ".
-            eprintln!("error: {err:#}");
+            errln!("error: {err:#}");
             ExitCode::from(1)
         }
     }

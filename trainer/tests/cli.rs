@@ -289,8 +289,8 @@ fn non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
     let dir = tempfile::tempdir().unwrap();
     let data = prepare(dir.path());
     let run_dir = dir.path().join("run");
-    // An absurd learning rate: the first update leaves huge but finite weights (checkpointed at
-    // step 1), the next forward pass overflows.
+    // An absurd learning rate: the first update leaves huge weights; they are never saved (only
+    // step 0's checkpoint, whose loss was checked, is kept).
     let o = train(&data, &run_dir, "50", "1", &["--lr", "1e30"]);
     let err = stderr(&o);
     assert_eq!(o.status.code(), Some(1), "{err}");
@@ -316,8 +316,20 @@ fn non_finite_loss_stops_with_the_step_and_keeps_the_last_good_checkpoint() {
         .unwrap()
         .parse()
         .unwrap();
+    // The checkpoint named is the last one whose loss was checked (issue 20 #1: not the
+    // unchecked state after the divergent update).
+    let kept: u64 = err
+        .split(" (step ")
+        .nth(1)
+        .unwrap()
+        .split(')')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(kept <= step, "{err}");
     let ck = checkpoint::load(&run_dir.join("checkpoint.ckpt")).unwrap();
-    assert_eq!(ck.meta.step, step, "the checkpoint is the last good step");
+    assert_eq!(ck.meta.step, kept, "the checkpoint is the last good step");
     assert!(ck.params.iter().all(|x| x.is_finite()));
     assert!(step < 50);
 }

@@ -190,9 +190,13 @@ pub(crate) enum Section<'a> {
     Rhyme(RhymeTable<'a>),
 }
 
-/// Validate a vocabulary given as u32 LE bytes; returns the number of entries.
+/// Validate a vocabulary given as u32 LE bytes: `vocab_size` entries, each a scalar value,
+/// strictly increasing, entry 0 = `'\0'`.
 pub(crate) fn check_vocab_bytes(cfg: &Config, vocab: &[u8]) -> Result<(), Error> {
-    if !vocab.len().is_multiple_of(4) || vocab.len() / 4 != cfg.vocab_size {
+    if !vocab.len().is_multiple_of(4) {
+        return Err(Error::VocabBytes { len: vocab.len() });
+    }
+    if vocab.len() / 4 != cfg.vocab_size {
         return Err(Error::VocabSize {
             expected: cfg.vocab_size,
             got: vocab.len() / 4,

@@ -143,15 +143,25 @@ pub fn parse(bytes: &[u8]) -> Result<Blob<'_>, Error> {
         });
     }
     let directory = rest;
+    let data_start = data_offset as usize;
     let mut end_prev = 0u64;
     for index in 0..n_tensors {
         let (e, r): (TensorEntry, &[u8]) =
             postcard::take_from_bytes(rest).map_err(|_| Error::MalformedHeader)?;
         rest = r;
         let view = check_entry(&cfg, index, &e, data, end_prev)?;
+        // the gap before this tensor (end_prev <= offset <= data.len(): check_entry)
+        check_zero(
+            bytes,
+            data_start + end_prev as usize,
+            data_start + e.offset as usize,
+        )?;
         end_prev = e.offset + e.nbytes; // no overflow: checked in check_entry
         check_finite(index, &view)?;
+        check_q8_padding(data_start + e.offset as usize, bytes, &view)?;
     }
+    // after the last tensor, up to the checksum
+    check_zero(bytes, data_start + end_prev as usize, body.len())?;
     let directory = &directory[..directory.len() - rest.len()];
     // Optional sections: each at most once, in any order, then nothing else.
     let mut rhyme = None;
@@ -169,6 +179,8 @@ pub fn parse(bytes: &[u8]) -> Result<Blob<'_>, Error> {
             }
         }
     }
+    // between the header (now known to decode exactly) and the data region
+    check_zero(bytes, header_end as usize, data_start)?;
     Ok(Blob {
         config: cfg,
         manifest: head.manifest,
@@ -228,6 +240,30 @@ fn check_entry<'a>(
         entry: *e,
         bytes: &data[e.offset as usize..end as usize],
     })
+}
+
+/// The format's padding bytes `bytes[start..end]` must be zero (an empty or inverted range
+/// has nothing to check).
+fn check_zero(bytes: &[u8], start: usize, end: usize) -> Result<(), Error> {
+    let pad = bytes.get(start..end).unwrap_or(&[]);
+    match pad.iter().position(|&b| b != 0) {
+        Some(i) => Err(Error::NonZeroPadding {
+            offset: (start + i) as u64,
+        }),
+        None => Ok(()),
+    }
+}
+
+/// An int8 tensor's values are padded with zeros to a multiple of 4 before its scales; `at`
+/// is the tensor's offset in the blob.
+fn check_q8_padding(at: usize, bytes: &[u8], v: &TensorView) -> Result<(), Error> {
+    let Dtype::Q8 { .. } = v.entry.dtype else {
+        return Ok(());
+    };
+    let numel = v.entry.shape.numel();
+    // fits: the scales start inside the tensor (byte_len checked in check_entry)
+    let scales = q8_scales_offset(numel as u64).unwrap_or(0) as usize;
+    check_zero(bytes, at + numel, at + scales)
 }
 
 fn check_finite(index: usize, v: &TensorView) -> Result<(), Error> {

@@ -267,32 +267,42 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
             (lo.min(x), hi.max(x))
         });
     if a.json {
-        println!(
+        crate::outln!(
             "{{\"median_ms\":{:.3},\"min_ms\":{:.3},\"max_ms\":{:.3},\"tokens_per_s\":{:.0},\"gflops\":{:.1},\"peak_rss_mib\":{:.1},\"cpu_ms_per_step\":{:.1},\"batch\":{},\"seq\":{},\"threads\":{},\"steps\":{},\"loss\":{:.4}}}",
             r.median_ms, min, max, tok_s, gflops, rss, cpu, a.batch, a.seq, a.threads, a.steps, r.final_loss
         );
     } else {
-        println!(
+        crate::outln!(
             "bench train: batch {}x{}, {} threads, {} steps after {} warm-up",
-            a.batch, a.seq, a.threads, a.steps, a.warmup
+            a.batch,
+            a.seq,
+            a.threads,
+            a.steps,
+            a.warmup
         );
-        println!(
+        crate::outln!(
             "  median {:.2} ms/step (min {:.2}, max {:.2})",
-            r.median_ms, min, max
+            r.median_ms,
+            min,
+            max
         );
-        println!(
+        crate::outln!(
             "  {:.0} tokens/s, {:.1} GFLOP/s ({:.4e} FLOPs/step)",
-            tok_s, gflops, flops
+            tok_s,
+            gflops,
+            flops
         );
-        println!("  CPU time {:.1} ms/step (all threads)", cpu);
-        println!("  peak RSS {:.1} MiB", rss);
-        println!("  GEMM kernel: {}", crate::nn::ops::gemm::f32_kernel_name());
+        crate::outln!("  CPU time {:.1} ms/step (all threads)", cpu);
+        crate::outln!("  peak RSS {:.1} MiB", rss);
+        crate::outln!("  GEMM kernel: {}", crate::nn::ops::gemm::f32_kernel_name());
     }
     if let Some(ops) = &r.op_ms {
         let total: f64 = ops.iter().map(|o| o.1).sum();
-        println!("  wall time per operation (median ms over the timed steps; sum {total:.1}):");
+        crate::outln!(
+            "  wall time per operation (median ms over the timed steps; sum {total:.1}):"
+        );
         for (name, ms) in ops {
-            println!("    {name:<20} {ms:8.2}  {:5.1}%", 100.0 * ms / total);
+            crate::outln!("    {name:<20} {ms:8.2}  {:5.1}%", 100.0 * ms / total);
         }
     }
     Ok(())
@@ -351,14 +361,20 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
         g("attn O, dQ (n=D)", nq, d, kk, true, false, 2 * attn),
         g("attn dK, dV (n=D)", kk, d, nq, false, false, 2 * attn),
     ];
-    println!(
+    crate::outln!(
         "bench gemm: one thread, {} kernel, median of {} runs, head tile {r} rows",
         crate::nn::ops::gemm::f32_kernel_name(),
         a.reps
     );
-    println!(
+    crate::outln!(
         "  {:<22} {:>5} {:>5} {:>5} {:>9} {:>8} {:>10}",
-        "product", "m", "n", "k", "µs", "GFLOP/s", "ms/step*"
+        "product",
+        "m",
+        "n",
+        "k",
+        "µs",
+        "GFLOP/s",
+        "ms/step*"
     );
     let mut sum = 0.0;
     for s in &shapes {
@@ -399,7 +415,7 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
         let flops = 2.0 * (s.m * s.n * s.k) as f64;
         let step_ms = sec * 1e3 * s.per_step as f64;
         sum += step_ms;
-        println!(
+        crate::outln!(
             "  {:<22} {:>5} {:>5} {:>5} {:>9.1} {:>8.1} {:>10.2}",
             s.what,
             s.m,
@@ -411,7 +427,7 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
         );
         std::hint::black_box(&c_data);
     }
-    println!("  * single-thread ms per 16×256 step for that product's count (listed shapes only; sum {sum:.1})");
+    crate::outln!("  * single-thread ms per 16×256 step for that product's count (listed shapes only; sum {sum:.1})");
     set_portable_only(false);
     Ok(())
 }
@@ -458,7 +474,7 @@ fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
         vec![0.0; n],
     );
     let flops = 6.0 * (n * v * c) as f64;
-    println!(
+    crate::outln!(
         "bench head: {n} rows, V {v}, C {c}, {} threads, {} kernel, median of {} calls",
         a.threads,
         crate::nn::ops::gemm::f32_kernel_name(),
@@ -496,7 +512,7 @@ fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
             });
             ms.sort_by(f64::total_cmp);
             let m = median(&ms);
-            println!(
+            crate::outln!(
                 "  tile {tr:>4} rows, vocab block {vb:>5}, {np:>2} parts: {m:8.2} ms  {:6.1} GFLOP/s  (loss {loss:.5})",
                 flops / m / 1e6
             );

@@ -62,8 +62,8 @@ pub fn run(a: BenchDecodeArgs) -> anyhow::Result<()> {
         "--runs and --chars must be at least 1"
     );
     let path = resolve_model(a.model.as_deref())?;
-    let bytes =
-        std::fs::read(&path).with_context(|| format!("cannot read model {}", path.display()))?;
+    let bytes = crate::io::fsx::read_input(&path, crate::io::fsx::limits::BLOB)
+        .with_context(|| format!("cannot read model {}", path.display()))?;
     let t_load = Instant::now();
     let model = Model::load(&bytes)
         .map_err(|e| anyhow!("{}: corrupt or not a tinypoet model: {e}", path.display()))?;
@@ -103,7 +103,7 @@ pub fn run(a: BenchDecodeArgs) -> anyhow::Result<()> {
         .and_then(|s| s.split_whitespace().next().map(str::to_owned))
         .unwrap_or_else(|| "?".into());
     if !a.json {
-        println!(
+        crate::outln!(
             "bench decode: {} ({} bytes, parsed in {load_ms:.2} ms), prompt {} chars + {} generated, KV {kv:?}, {} runs, 1 thread, load {load1}",
             path.display(),
             bytes.len(),
@@ -111,9 +111,13 @@ pub fn run(a: BenchDecodeArgs) -> anyhow::Result<()> {
             a.chars,
             a.runs
         );
-        println!(
+        crate::outln!(
             "  {:<12} {:>14} {:>15} {:>10} {:>9}",
-            "backend", "first char ms", "100 chars ms", "chars/s", "vs scalar"
+            "backend",
+            "first char ms",
+            "100 chars ms",
+            "chars/s",
+            "vs scalar"
         );
     }
     for r in &results {
@@ -121,7 +125,7 @@ pub fn run(a: BenchDecodeArgs) -> anyhow::Result<()> {
             .hundred_chars_ms
             .map_or("-".to_string(), |v| format!("{v:.2}"));
         if a.json {
-            println!(
+            crate::outln!(
                 "{{\"backend\":\"{:?}\",\"kv\":\"{kv:?}\",\"runs\":{},\"chars\":{},\"first_char_ms\":{:.3},\"hundred_chars_ms\":{},\"chars_per_s\":{:.0},\"ratio_vs_scalar\":{:.2},\"load_ms\":{load_ms:.3},\"load1\":{load1}}}",
                 r.backend,
                 a.runs,
@@ -132,7 +136,7 @@ pub fn run(a: BenchDecodeArgs) -> anyhow::Result<()> {
                 r.chars_per_s / base
             );
         } else {
-            println!(
+            crate::outln!(
                 "  {:<12} {:>14.2} {:>15} {:>10.0} {:>8.1}x",
                 format!("{:?}", r.backend),
                 r.first_char_ms,

@@ -54,8 +54,7 @@ pub struct EvalArgs {
 }
 
 pub fn run(args: EvalArgs) -> anyhow::Result<()> {
-    let ds = crate::data::corpus::Dataset::load(&args.data)
-        .with_context(|| format!("loading {}", args.data.display()))?;
+    let ds = crate::data::corpus::Dataset::load(&args.data)?; // (the error names the file)
     let eval = ds.pretrain_eval();
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(args.threads.max(1))
@@ -63,7 +62,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let (what, loss, n, window) = if let Some(path) = &args.checkpoint {
         let path = crate::run::train_loop::resolve_checkpoint(path);
-        let ckpt = checkpoint::load(&path).with_context(|| format!("{}", path.display()))?;
+        // (the error names the file)
+        let ckpt = checkpoint::load(&path)?;
         if ds.vocab() != ckpt.meta.vocab.as_slice() {
             bail!(
                 "{}: its vocabulary differs from the checkpoint's",
@@ -106,7 +106,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             .model
             .as_ref()
             .expect("clap requires --checkpoint or --model");
-        let bytes = std::fs::read(path).with_context(|| format!("{}", path.display()))?;
+        let bytes = crate::io::fsx::read_input(path, crate::io::fsx::limits::BLOB)
+            .with_context(|| format!("{}", path.display()))?;
         let model = tinypoet_core::Model::load(&bytes)
             .map_err(|e| anyhow!("{}: corrupt or not a tinypoet blob: {e}", path.display()))?;
         let tok = model.tokenizer();
@@ -131,8 +132,8 @@ pub fn run(args: EvalArgs) -> anyhow::Result<()> {
             window,
         )
     };
-    println!("{loss:.6}");
-    eprintln!(
+    crate::outln!("{loss:.6}");
+    crate::errln!(
         "deterministic eval loss of {what}: {loss:.6} over {n} positions ({} windows of {window}) in {:.1} s",
         evaluate::windows(eval.len(), window).len(),
         t0.elapsed().as_secs_f64()

@@ -94,7 +94,8 @@ pub struct ExportArgs {
 
 pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let path = crate::run::train_loop::resolve_checkpoint(&args.checkpoint);
-    let ckpt = checkpoint::load(&path).with_context(|| format!("{}", path.display()))?;
+    // (the error names the file)
+    let ckpt = checkpoint::load(&path)?;
     let params = checkpoint_params(&ckpt)?;
     let mut info = manifest_for(&ckpt);
     if let Some(r) = args.recipe {
@@ -115,7 +116,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             .map_err(|e| anyhow!("cannot encode the safetensors file: {e}"))?;
         fsx::write_atomic(&output, &bytes)
             .with_context(|| format!("writing {}", output.display()))?;
-        eprintln!(
+        crate::errln!(
             "wrote {} ({} bytes): TutorialLLM state_dict, f32, step {}",
             output.display(),
             bytes.len(),
@@ -127,8 +128,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     let dtype = args.dtype.weight_dtype(params.config())?;
     let mut bytes = export::blob_bytes_as(&params, &ckpt.meta.vocab, &info, dtype)?;
     if let Some(data_path) = &args.data {
-        let ds = crate::data::corpus::Dataset::load(data_path)
-            .with_context(|| format!("loading {}", data_path.display()))?;
+        let ds = crate::data::corpus::Dataset::load(data_path)?; // (the error names the file)
         if ds.vocab() != ckpt.meta.vocab.as_slice() {
             bail!(
                 "{}: its vocabulary differs from the checkpoint's",
@@ -162,7 +162,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
             )?;
             Ok((l32, l16))
         })?;
-        eprintln!(
+        crate::errln!(
             "eval loss: checkpoint (f32) {f32_loss:.4}, blob ({}, core) {blob_loss:.4}",
             args.dtype.label()
         );
@@ -171,7 +171,7 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         bytes = export::blob_bytes_as(&params, &ckpt.meta.vocab, &info, dtype)?;
     }
     fsx::write_atomic(&output, &bytes).with_context(|| format!("writing {}", output.display()))?;
-    eprintln!(
+    crate::errln!(
         "wrote {} ({} bytes, {}): step {}, eval loss {}, blob eval loss {}",
         output.display(),
         bytes.len(),

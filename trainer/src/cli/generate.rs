@@ -108,8 +108,8 @@ pub struct GenerateArgs {
 
 pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let path = resolve_model(args.model.as_deref())?;
-    let bytes =
-        std::fs::read(&path).with_context(|| format!("cannot read model {}", path.display()))?;
+    let bytes = crate::io::fsx::read_input(&path, crate::io::fsx::limits::BLOB)
+        .with_context(|| format!("cannot read model {}", path.display()))?;
     let model = Model::load(&bytes)
         .map_err(|e| anyhow!("{}: corrupt or not a tinypoet model: {e}", path.display()))?;
     let form = Form::parse(&args.form).map_err(|e| anyhow!("--form {:?}: {e}", args.form))?;
@@ -151,7 +151,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         .into_iter()
         .flatten()
     {
-        eprintln!(
+        crate::errln!(
             "[simplified -> traditional (the corpus is traditional Chinese): {report}; \
              --no-convert keeps the text as typed]"
         );
@@ -205,6 +205,16 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     } else {
         args.stop.iter().map(|s| unescape(s)).collect()
     };
+    // Checked before anything reaches stdout (the core checks too, after the prompt is out).
+    for s in &stops {
+        let n = s.chars().count();
+        if n == 0 || n > tinypoet_core::generate::MAX_STOP_CHARS {
+            bail!(
+                "--stop {s:?}: a stop sequence must have 1 to {} characters",
+                tinypoet_core::generate::MAX_STOP_CHARS
+            );
+        }
+    }
     let stop_refs: Vec<&str> = stops.iter().map(|s| s.as_str()).collect();
     let seed = args.seed.unwrap_or_else(random_seed);
     let settings = GenerateSettings {
@@ -235,7 +245,15 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         out.write_all(s.as_bytes())?;
         out.flush()
     };
-    write_now(&mut out, &shown).context("writing to stdout")?;
+    // A reader that went away (`| head -c 3`) ends the output, whenever it happens.
+    let written = |r: std::io::Result<()>| match r {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(anyhow!(e).context("writing to stdout")),
+    };
+    if !written(write_now(&mut out, &shown))? {
+        return Ok(());
+    }
     let mut buf = [0u8; 4];
     let mut gen = Generator::with_constraint(&mut dec, prompt, &settings, verse)
         .map_err(|e| anyhow!("generation failed: {e}"))?;
@@ -264,12 +282,12 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         _ => String::new(),
     };
     if let Some(e) = write_err {
-        if e.kind() == std::io::ErrorKind::BrokenPipe {
-            return Ok(());
-        }
-        return Err(anyhow!(e).context("writing to stdout"));
+        written(Err(e))?;
+        return Ok(());
     }
-    write_now(&mut out, "\n").context("writing to stdout")?;
+    if !written(write_now(&mut out, "\n"))? {
+        return Ok(());
+    }
     let reason = match summary.reason {
         StopReason::EndOfText => "end of text".to_string(),
         StopReason::StopSequence(i) => format!("stop sequence {:?}", stops[i]),
@@ -281,7 +299,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     } else {
         format!(" · {}", form.name())
     };
-    eprintln!(
+    crate::errln!(
         "[{} · seed {seed} · {} characters · stopped at {reason}{form_note}{rhyme_note}]",
         path.display(),
         summary.emitted_chars
@@ -297,15 +315,16 @@ pub fn resolve_model(arg: Option<&Path>) -> anyhow::Result<PathBuf> {
 
 /// As [`resolve_model`] with another bundled file (`bundled`, relative to the repository).
 pub fn resolve_model_named(arg: Option<&Path>, bundled: &str) -> anyhow::Result<PathBuf> {
+    // Only a missing path is "not found"; a device or a directory is refused by the read.
     if let Some(p) = arg {
-        if !p.is_file() {
+        if !p.exists() {
             bail!("model file {} not found", p.display());
         }
         return Ok(p.to_path_buf());
     }
     if let Some(p) = std::env::var_os("TINYPOET_MODEL") {
         let p = PathBuf::from(p);
-        if !p.is_file() {
+        if !p.exists() {
             bail!("model file {} (from TINYPOET_MODEL) not found", p.display());
         }
         return Ok(p);

@@ -91,14 +91,13 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
     if format == ImportFormat::Ckpt && args.dtype != BlobDtype::F16 {
         bail!("--dtype selects the blob's precision; a checkpoint holds f32 weights");
     }
-    let ds = crate::data::corpus::Dataset::load(&args.data)
-        .with_context(|| format!("loading {}", args.data.display()))?;
+    let ds = crate::data::corpus::Dataset::load(&args.data)?; // (the error names the file)
     let imported = interop::read_state_dict_file(&args.input, ds.vocab())
         .with_context(|| format!("cannot import {}", args.input.display()))?;
     let cfg = *imported.params.config();
     // Checked before anything is written (int8 needs group sizes that divide the widths).
     let dtype = args.dtype.weight_dtype(&cfg)?;
-    eprintln!(
+    crate::errln!(
         "read {}: {} parameters ({}), {} tril buffers skipped; model: vocabulary {}, dim {}, \
          {} heads, {} layers, context {}, ffn {}",
         args.input.display(),
@@ -144,7 +143,7 @@ pub fn run(args: ImportArgs) -> anyhow::Result<()> {
         ImportFormat::Ckpt => "checkpoint at step 0, fresh optimizer state".to_string(),
         ImportFormat::Blob => format!("{} blob", args.dtype.label()),
     };
-    eprintln!(
+    crate::errln!(
         "wrote {} ({} bytes, {what})",
         args.output.display(),
         bytes.len()

@@ -27,7 +27,8 @@ pub struct InspectArgs {
 }
 
 pub fn run(args: InspectArgs) -> anyhow::Result<()> {
-    let bytes = std::fs::read(&args.blob).with_context(|| format!("{}", args.blob.display()))?;
+    let bytes = crate::io::fsx::read_input(&args.blob, crate::io::fsx::limits::BLOB)
+        .with_context(|| format!("{}", args.blob.display()))?;
     let b = blob::parse(&bytes).map_err(|e| {
         anyhow!(
             "{}: corrupt or not a tinypoet blob: {e}",
@@ -56,14 +57,14 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             None => by_dtype.push((t.entry.dtype, 1, numel, t.entry.nbytes)),
         }
     }
-    println!("file:        {}", args.blob.display());
-    println!(
+    crate::outln!("file:        {}", args.blob.display());
+    crate::outln!(
         "size:        {} bytes ({:.2} MiB)",
         bytes.len(),
         bytes.len() as f64 / 1048576.0
     );
-    println!("checksum:    ok (CRC-32 {crc:08x})");
-    println!(
+    crate::outln!("checksum:    ok (CRC-32 {crc:08x})");
+    crate::outln!(
         "config:      vocab {}, dim {}, heads {} (head size {}), layers {}, context {}, ffn {}, ln_eps {:e}, attn_scale {}",
         c.vocab_size,
         c.dim,
@@ -75,14 +76,14 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
         c.ln_eps,
         c.attn_scale
     );
-    println!(
+    crate::outln!(
         "parameters:  {} in {} tensors, {} bytes of weights",
         n_params,
         b.n_tensors(),
         weight_bytes
     );
     for (i, (dtype, tensors, values, nbytes)) in by_dtype.iter().enumerate() {
-        println!(
+        crate::outln!(
             "{}{:<28} {tensors:>3} tensors, {values:>9} values, {nbytes:>9} bytes",
             if i == 0 {
                 "dtype:       "
@@ -92,22 +93,22 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             dtype_name(dtype),
         );
     }
-    println!(
+    crate::outln!(
         "run state:   {} bytes (f16 KV cache), {} bytes (int8 KV cache)",
         tinypoet_core::state_bytes(&c, tinypoet_core::KvPrecision::F16),
         tinypoet_core::state_bytes(&c, tinypoet_core::KvPrecision::Q8)
     );
-    println!("manifest:");
-    println!("  steps:          {}", m.steps);
-    println!(
+    crate::outln!("manifest:");
+    crate::outln!("  steps:          {}", m.steps);
+    crate::outln!(
         "  eval loss:      {} (f32 checkpoint)",
         fmt_loss(m.eval_loss)
     );
-    println!(
+    crate::outln!(
         "  eval loss blob: {} (this blob, through the core)",
         fmt_loss(m.eval_loss_blob)
     );
-    println!(
+    crate::outln!(
         "  corpus sha256:  {}",
         if m.corpus_sha256 == [0; 32] {
             "unknown".to_string()
@@ -115,12 +116,14 @@ pub fn run(args: InspectArgs) -> anyhow::Result<()> {
             crate::io::fsx::hex(&m.corpus_sha256)
         }
     );
-    println!("  recipe:         {}", m.recipe);
+    // The recipe is the blob's free text: escape control characters (a crafted blob must not
+    // send terminal escape sequences); printable text, CJK included, stays as it is.
+    crate::outln!("  recipe:         {}", m.recipe.escape_debug());
     if args.tensors {
-        println!("tensors:");
+        crate::outln!("tensors:");
         for t in b.tensors() {
             let e = t.entry;
-            println!(
+            crate::outln!(
                 "  {:<28} {} {:?} {:?} offset {} bytes {}",
                 e.name,
                 dtype_name(&e.dtype),

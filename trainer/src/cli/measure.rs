@@ -109,7 +109,7 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<()> {
             five += usize::from(is_five);
             five_ended += usize::from(is_five && end);
             if args.verbose {
-                println!(
+                crate::outln!(
                     "[{title} seed {seed}] {} {}{}",
                     if end { "ended" } else { "cut" },
                     if is_five { "five-char " } else { "" },
@@ -119,17 +119,17 @@ pub fn run(args: MeasureArgs) -> anyhow::Result<()> {
         }
     }
     let pct = |a: usize, b: usize| 100.0 * a as f64 / b.max(1) as f64;
-    println!(
+    crate::outln!(
         "model {}: {} titles x {} seeds = {total} poems",
         args.model.display(),
         titles.len(),
         args.seeds
     );
-    println!(
+    crate::outln!(
         "ended by themselves at end-of-text within the 256-position context: {ended}/{total} = {:.1}%",
         pct(ended, total)
     );
-    println!(
+    crate::outln!(
         "five-character poems: {five}/{total} = {:.1}% of all, {five_ended}/{ended} = {:.1}% of the ended ones",
         pct(five, total),
         pct(five_ended, ended)

@@ -47,7 +47,7 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
 
     let h = ds.header();
     let n = thousands;
-    println!(
+    crate::outln!(
         "source: {} ({}, sha256 {})",
         args.from.display(),
         h.source_kind,
@@ -55,15 +55,15 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
     );
     if src.kind == corpus::SourceKind::PackageTarball {
         if h.source_sha256 == corpus::tang::PACKAGE_TGZ_SHA256 {
-            println!("        = the published chinese-poetry 2.0.1 tarball");
+            crate::outln!("        = the published chinese-poetry 2.0.1 tarball");
         } else {
-            println!(
+            crate::outln!(
                 "        differs from the published 2.0.1 tarball (file set and version checked)"
             );
         }
     }
     if stats.files_read > 0 {
-        println!(
+        crate::outln!(
             "read {} poems from {} files (poet.tang.0 … 56000.json); dropped {} (□ {}, uneven lines {}, < 2 lines {}, parentheses {})",
             n(stats.poems_read as u64),
             stats.files_read,
@@ -75,29 +75,29 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
         );
     }
     if let Some(sum) = stats.data_json_sha256 {
-        println!("data.json sha256: {}", hex(&sum));
+        crate::outln!("data.json sha256: {}", hex(&sum));
     }
     if h.recipe == corpus::TANG_RECIPE {
-        println!("poems: {}", n(h.poems));
+        crate::outln!("poems: {}", n(h.poems));
     }
-    println!("dataset length: {}", n(h.dataset_length));
-    println!("vocabulary size: {}", n(h.vocab_size));
-    println!("vocabulary sha256: {}", h.vocab_sha256);
-    println!(
+    crate::outln!("dataset length: {}", n(h.dataset_length));
+    crate::outln!("vocabulary size: {}", n(h.vocab_size));
+    crate::outln!("vocabulary sha256: {}", h.vocab_sha256);
+    crate::outln!(
         "pretrain tokens: {} (train {} / eval {})",
         n(h.pretrain_tokens),
         n(h.pretrain_train_tokens),
         n(h.pretrain_tokens - h.pretrain_train_tokens)
     );
     if h.recipe == corpus::TANG_RECIPE {
-        println!(
+        crate::outln!(
             "finetune items: {} (train {} / eval {}), {} tokens",
             n(h.finetune_items),
             n(h.finetune_train_items),
             n(h.finetune_items - h.finetune_train_items),
             n(h.finetune_tokens)
         );
-        println!(
+        crate::outln!(
             "alignment pairs: {} (train {} / eval {}), {} tokens",
             n(h.alignment_pairs),
             n(h.alignment_train_pairs),
@@ -108,7 +108,7 @@ pub fn run(args: PrepareArgs) -> anyhow::Result<()> {
     let size = std::fs::metadata(&args.output)
         .with_context(|| format!("{}", args.output.display()))?
         .len();
-    println!(
+    crate::outln!(
         "wrote {} ({} bytes, content hash {}) in {:.2} s",
         args.output.display(),
         n(size),

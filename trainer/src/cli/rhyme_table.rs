@@ -197,7 +197,7 @@ pub fn run(args: RhymeTableArgs) -> anyhow::Result<()> {
     crate::io::fsx::write_atomic(&args.out, &out)
         .map_err(|e| anyhow!("writing {}: {e}", args.out.display()))?;
     match &owned {
-        Some(t) => eprintln!(
+        Some(t) => crate::errln!(
             "{}: rhyme table with {} groups, {} of {} tokens in {} distinct sets ({} table characters not in the vocabulary); {} bytes",
             args.out.display(),
             t.n_groups,
@@ -207,8 +207,8 @@ pub fn run(args: RhymeTableArgs) -> anyhow::Result<()> {
             t.skipped,
             out.len()
         ),
-        None => eprintln!("{}: no rhyme table; {} bytes", args.out.display(), out.len()),
+        None => crate::errln!("{}: no rhyme table; {} bytes", args.out.display(), out.len()),
     }
-    println!("{:x}  {}", Sha256::digest(&out), args.out.display());
+    crate::outln!("{:x}  {}", Sha256::digest(&out), args.out.display());
     Ok(())
 }

@@ -125,16 +125,16 @@ pub fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener =
         TcpListener::bind(args.addr).with_context(|| format!("cannot listen on {}", args.addr))?;
     let local = listener.local_addr()?;
-    eprintln!(
+    crate::errln!(
         "[model {} · engine {} ({} bytes)]",
         model_path.display(),
         wasm_path.display(),
         site.wasm.body.len()
     );
     // The URL alone on stdout, so that scripts can read it (`--addr 127.0.0.1:0`).
-    println!("http://{local}/");
+    crate::outln!("http://{local}/");
     std::io::stdout().flush()?;
-    eprintln!("serving the page at http://{local}/ (Ctrl-C to stop)");
+    crate::errln!("serving the page at http://{local}/ (Ctrl-C to stop)");
     for stream in listener.incoming() {
         let Ok(stream) = stream else { continue };
         let site = Arc::clone(&site);

@@ -174,7 +174,7 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
         Stage::Finetune => (ds.finetune_train().len(), ds.finetune_eval().len()),
         Stage::Align => (ds.alignment_train().len(), ds.alignment_eval().len()),
     };
-    eprintln!(
+    crate::errln!(
         "{name}: dataset {} ({items} train / {eval_items} eval {}); writing to {}",
         args.data.display(),
         if stage == Stage::Finetune {
@@ -187,7 +187,7 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let outcome = stages::run_stage(&ds, start, &io, args.stop_after)?;
     let last = outcome.rows.last();
-    eprintln!(
+    crate::errln!(
         "{} after {} updates in {:.1} s; checkpoint {}{}",
         if outcome.interrupted {
             "stopped"

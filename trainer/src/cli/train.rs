@@ -177,10 +177,10 @@ pub(crate) fn install_ctrlc() -> anyhow::Result<&'static AtomicBool> {
     let r = HANDLER.get_or_init(|| {
         ctrlc::set_handler(|| {
             if INTERRUPTED.swap(true, Ordering::SeqCst) {
-                eprintln!("\nsecond interrupt: exiting without saving");
+                crate::errln!("\nsecond interrupt: exiting without saving");
                 std::process::exit(130);
             }
-            eprintln!("\ninterrupt: finishing this step, then saving a checkpoint (Ctrl-C again to quit now)");
+            crate::errln!("\ninterrupt: finishing this step, then saving a checkpoint (Ctrl-C again to quit now)");
         })
         .map_err(|e| e.to_string())
     });
@@ -191,8 +191,7 @@ pub(crate) fn install_ctrlc() -> anyhow::Result<&'static AtomicBool> {
 }
 
 pub fn run(args: TrainArgs) -> anyhow::Result<()> {
-    let ds = crate::data::corpus::Dataset::load(&args.data)
-        .with_context(|| format!("loading {}", args.data.display()))?;
+    let ds = crate::data::corpus::Dataset::load(&args.data)?; // (the error names the file)
     let data = TrainData {
         vocab: ds.vocab(),
         train: ds.pretrain_train(),
@@ -222,7 +221,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
             }
             if let (Schedule::WarmupCosine { .. }, Some(s)) = (stored.schedule, args.steps) {
                 if s != stored.steps {
-                    eprintln!(
+                    crate::errln!(
                         "warning: --steps {s} differs from the run's {}: the cosine schedule is \
                          stretched to the new total from here on",
                         stored.steps
@@ -274,7 +273,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         Start::Resume { checkpoint, .. } => checkpoint.meta.options.model,
     };
     let cfg = shape.config(data.vocab.len());
-    eprintln!(
+    crate::errln!(
         "dataset {}: vocabulary {}, train {} tokens, eval {} tokens; model {:.6} M parameters; \
          writing to {}",
         args.data.display(),
@@ -287,7 +286,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     let t0 = std::time::Instant::now();
     let outcome = pretrain::train(&data, start, &io)?;
     let last = outcome.metrics.last();
-    eprintln!(
+    crate::errln!(
         "{} at step {} in {:.1} s; checkpoint {}{}",
         if outcome.interrupted {
             "stopped"

@@ -2,7 +2,7 @@
 //! encoding. A leaf: imports nothing from the crate.
 
 use std::fs::{self, File};
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
 
 /// A moment inside [`write_atomic_observed`] that an observer sees (the crash tests use it to
@@ -77,6 +77,97 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
         let _ = dir;
         Ok(())
     }
+}
+
+/// The largest file each input format can be: [`read_input`] refuses a larger file before
+/// reading a byte of it.
+pub mod limits {
+    /// A weight blob: the core addresses one with `usize` on its 32-bit targets.
+    pub const BLOB: u64 = u32::MAX as u64;
+    /// A checkpoint: 12 bytes per parameter (weights and both AdamW moments) of a model whose f16
+    /// blob fits [`BLOB`], plus a header (options, vocabulary, metrics; far below 1 GiB).
+    pub const CHECKPOINT: u64 = 12 * (BLOB / 2) + (1 << 30);
+    /// A safetensors file: the f32 weights of such a model plus the JSON header (at most 100 MB
+    /// in the safetensors format) and its 8-byte length.
+    pub const SAFETENSORS: u64 = 4 * (BLOB / 2) + 100_000_000 + 8;
+    /// A prepared dataset: a u32-length header, up to 65,536 code points, and four u16 token
+    /// streams with u32 offsets (at most 2^32 tokens each), plus its SHA-256.
+    pub const DATASET: u64 = 16 + u32::MAX as u64 + 4 * 65_536 + 4 * 6 * (1 << 32) + 32;
+    /// One corpus source file (a JSON or text file, the package tarball): token ids are u16 and
+    /// offsets u32, so no corpus the dataset can hold needs more than 16 bytes per token.
+    pub const CORPUS_FILE: u64 = 16 * (1 << 32);
+}
+
+/// Read the whole of an input file that its format bounds to `max` bytes (see [`limits`]).
+/// Anything but a regular file is refused before it is read (a device or a FIFO would be read
+/// for ever: `inspect /dev/zero`), and so is a file larger than `max`; a file that grows while
+/// it is read is refused when it passes `max`.
+pub fn read_input(path: &Path, max: u64) -> io::Result<Vec<u8>> {
+    let mut f = open_input(path)?;
+    let len = f.metadata()?.len();
+    if len > max {
+        return Err(too_large(len, max));
+    }
+    let mut bytes = Vec::with_capacity(len as usize);
+    (&mut f).take(max + 1).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max {
+        return Err(too_large(bytes.len() as u64, max));
+    }
+    Ok(bytes)
+}
+
+/// Open an input file for reading, refusing anything but a regular file (checked before the
+/// open, which would block on a FIFO, and again on the opened file).
+pub fn open_input(path: &Path) -> io::Result<File> {
+    check_regular(&fs::metadata(path)?)?;
+    let mut opts = fs::OpenOptions::new();
+    opts.read(true);
+    #[cfg(unix)]
+    {
+        // A FIFO swapped in after the check must not block the open.
+        use std::os::unix::fs::OpenOptionsExt;
+        opts.custom_flags(libc::O_NONBLOCK);
+    }
+    let f = opts.open(path)?;
+    check_regular(&f.metadata()?)?;
+    Ok(f)
+}
+
+fn check_regular(meta: &fs::Metadata) -> io::Result<()> {
+    if meta.is_file() {
+        return Ok(());
+    }
+    let ft = meta.file_type();
+    let what = if ft.is_dir() {
+        "a directory"
+    } else {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::FileTypeExt;
+            if ft.is_fifo() {
+                "a FIFO"
+            } else if ft.is_char_device() || ft.is_block_device() {
+                "a device"
+            } else if ft.is_socket() {
+                "a socket"
+            } else {
+                "not a file"
+            }
+        }
+        #[cfg(not(unix))]
+        "not a file"
+    };
+    Err(io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!("not a regular file ({what})"),
+    ))
+}
+
+fn too_large(len: u64, max: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{len} bytes, more than the {max} this format can hold"),
+    )
 }
 
 /// Lower-case hex of `bytes`.

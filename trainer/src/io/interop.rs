@@ -191,11 +191,12 @@ pub fn state_dict_layout(cfg: &Config) -> Vec<StateDictEntry> {
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
     /// The file could not be read (the caller names it).
-    #[error("cannot read the file: {source}")]
+    // The cause is part of the one-line message (not a `#[source]`), so that printing the
+    // error chain does not repeat it.
+    #[error("cannot read the file: {error}")]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        error: std::io::Error,
     },
     /// The bytes are not a valid safetensors file (truncated, bad header, bad offsets).
     #[error("not a readable safetensors file: {0}")]
@@ -631,10 +632,13 @@ pub fn read_state_dict(bytes: &[u8], vocab: &[char]) -> Result<Imported, ImportE
 
 /// [`read_state_dict`] of a file.
 pub fn read_state_dict_file(path: &Path, vocab: &[char]) -> Result<Imported, ImportError> {
-    let bytes = std::fs::read(path).map_err(|source| ImportError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes =
+        crate::io::fsx::read_input(path, crate::io::fsx::limits::SAFETENSORS).map_err(|error| {
+            ImportError::Io {
+                path: path.to_path_buf(),
+                error,
+            }
+        })?;
     read_state_dict(&bytes, vocab)
 }
 

@@ -30,7 +30,6 @@
 //! [`save_atomic_observed`] lets a caller watch each point of the write; the kill test's crash
 //! hook (`cli/crash_test.rs`, only in builds with the `crash-test` feature) uses it.
 
-use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
 
@@ -97,12 +96,10 @@ pub struct Checkpoint {
 /// Why a checkpoint could not be read or written.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: io::Error,
-    },
+    // The cause is part of the one-line message (not a `#[source]`), so that printing the
+    // error chain does not repeat it.
+    #[error("{}: {error}", path.display())]
+    Io { path: PathBuf, error: io::Error },
     #[error("not a tinypoet checkpoint (bad magic)")]
     BadMagic,
     #[error("checkpoint format version {0} is not supported (this build reads version {FORMAT_VERSION})")]
@@ -254,10 +251,11 @@ fn expected_len(bytes: &[u8]) -> Option<u64> {
 
 /// Read and verify a checkpoint file.
 pub fn load(path: &Path) -> Result<Checkpoint, CheckpointError> {
-    let bytes = fs::read(path).map_err(|source| CheckpointError::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
+    let bytes =
+        fsx::read_input(path, fsx::limits::CHECKPOINT).map_err(|error| CheckpointError::Io {
+            path: path.to_path_buf(),
+            error,
+        })?;
     Checkpoint::from_bytes(&bytes)
 }
 
@@ -273,10 +271,10 @@ pub fn save_atomic_observed(
     observe: &(dyn Fn(WritePoint<'_>) + Sync),
 ) -> Result<(), CheckpointError> {
     let bytes = ckpt.to_bytes()?;
-    fsx::write_atomic_observed(path, &bytes, &mut |point| observe(point)).map_err(|source| {
+    fsx::write_atomic_observed(path, &bytes, &mut |point| observe(point)).map_err(|error| {
         CheckpointError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         }
     })
 }
@@ -386,6 +384,7 @@ pub fn imported_checkpoint(params: Params, vocab: &[char], dataset_hash: &str) -
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
 
     fn sample() -> Checkpoint {
         let n = 37;

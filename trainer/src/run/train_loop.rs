@@ -13,16 +13,24 @@
 //!    is the mean train loss of the previous K iterations (0 at step 0) and Y the stage's eval
 //!    loss;
 //! 4. stop with an error if the loss or the gradient is not finite (nothing is saved from that
-//!    state, the last good checkpoint stays as it is);
+//!    state, the last good checkpoint stays as it is); then, if a checkpoint of step i is due
+//!    (every `checkpoint_every` steps from the start, or Ctrl-C was pressed during the previous
+//!    step), write it ([`save_checked`]): its parameters' loss was just checked finite, and
+//!    their weights and moments are checked finite and within what a blob holds. The state saved
+//!    is the one before this iteration's batch (the stream as it was before the draws), so a
+//!    resume repeats iteration i exactly;
 //! 5. optional gradient clipping, then the AdamW update with the scheduled learning rate.
 //!
-//! After the update a checkpoint is written every `checkpoint_every` steps, when Ctrl-C was
-//! pressed (the current step is finished first), and at the end. At the end a final evaluation
+//! A checkpoint is therefore never written from parameters nobody has computed a loss of (an
+//! update with an absurd learning rate can leave inf or 1e30 weights whose loss is NaN). After
+//! Ctrl-C the loop finishes the update, computes the next loss, saves, and stops. At the end a
+//! final evaluation
 //! is logged for step `steps`; it draws from a *copy* of the stream (skipping the draws of the
 //! batch that iteration `steps` would fetch first, [`Objective::skip_batch`], so the row equals an
-//! in-loop evaluation at that step) and does not reset the train-loss accumulator, so a run
-//! resumed from that checkpoint is bit-identical to one that never stopped (a resumed run drops
-//! logged rows at or after its start step and recomputes them).
+//! in-loop evaluation at that step) and does not reset the train-loss accumulator; the final
+//! checkpoint is written only if that evaluation's loss is finite (and the weights pass the same
+//! checks). A run resumed from a checkpoint is bit-identical to one that never stopped (a resumed
+//! run drops logged rows at or after its start step and recomputes them).
 //!
 //! The step itself allocates nothing: batch buffers, activations, gradients and moments are
 //! allocated once before the loop ([`Objective::begin`] sizes the stage's); evaluation and
@@ -338,22 +346,29 @@ fn run_in_pool<O: Objective>(
     let mut last_msg = Instant::now() - Duration::from_secs(10);
     let mut last_eval = f64::NAN;
     let mut interrupted = false;
+    // The stream before iteration i's draws: what a checkpoint of step i holds.
+    let mut rng_at_step = st.rng.clone();
+    // The step the run starts at is already on disk (resume) or is the fresh initialisation.
+    let start_step = st.step;
+    let resumed = last_good == Some(start_step);
+    let kept = |last_good: Option<u64>| match last_good {
+        Some(s) => format!(
+            "the last good checkpoint {} (step {s}) is kept",
+            ckpt_path.display()
+        ),
+        None => "no checkpoint had been written yet".to_string(),
+    };
+    let mut stop_requested = false;
 
     while st.step < st.opts.steps {
         let i = st.step;
         let t0 = Instant::now();
+        rng_at_step.clone_from(&st.rng);
         // 1. batch, 2. forward + backward. A rejected batch changed nothing (the model checks
         // before any work).
         let stopped = |why: String| {
             log.pb.finish_and_clear();
-            let kept = match last_good {
-                Some(s) => format!(
-                    "the last good checkpoint {} (step {s}) is kept",
-                    ckpt_path.display()
-                ),
-                None => "no checkpoint had been written yet".to_string(),
-            };
-            anyhow::anyhow!("training stopped at step {i}: {why}; {kept}")
+            anyhow::anyhow!("training stopped at step {i}: {why}; {}", kept(last_good))
         };
         let loss = objective
             .loss_and_grad(&mut model, &st.params, &mut st.grads, &mut st.rng)
@@ -366,6 +381,20 @@ fn run_in_pool<O: Objective>(
         }
         if !grad_norm.is_finite() {
             return Err(stopped(format!("the gradient norm is {grad_norm}")));
+        }
+        // 4b. the checkpoint of step i, now that its loss is known to be finite
+        let periodic = st.opts.checkpoint_every > 0
+            && i % st.opts.checkpoint_every == 0
+            && !(resumed && i == start_step);
+        if periodic || stop_requested {
+            if let Err(why) = save_checked(io, &st, &rng_at_step, data, &ckpt_path)? {
+                return Err(stopped(why));
+            }
+            last_good = Some(i);
+        }
+        if stop_requested {
+            interrupted = true;
+            break;
         }
         // 3. evaluation hook (the train mean restarts after it)
         if i % k == 0 {
@@ -399,16 +428,8 @@ fn run_in_pool<O: Objective>(
             last_msg = Instant::now();
         }
 
-        let stop = io.interrupt.is_some_and(|f| f.load(Ordering::SeqCst));
-        let periodic = st.opts.checkpoint_every > 0 && st.step % st.opts.checkpoint_every == 0;
-        if (periodic && st.step < st.opts.steps) || stop {
-            save(io, &ckpt_path, &st.checkpoint(data))?;
-            last_good = Some(st.step);
-        }
-        if stop {
-            interrupted = true;
-            break;
-        }
+        // Ctrl-C: the next iteration checks this update's loss, saves and stops.
+        stop_requested = io.interrupt.is_some_and(|f| f.load(Ordering::SeqCst));
     }
 
     if !interrupted {
@@ -418,12 +439,26 @@ fn run_in_pool<O: Objective>(
         let row = evaluation(
             &mut st, data, objective, &mut model, &prompt, step, train_mean, lr, None, true,
         )?;
+        let final_loss = row.eval_loss;
         log.record(&mut st, row)?;
-        save(io, &ckpt_path, &st.checkpoint(data))?;
+        let why = if final_loss.is_finite() {
+            save_checked(io, &st, &st.rng, data, &ckpt_path)?.err()
+        } else {
+            Some(format!(
+                "the final evaluation loss is {final_loss}; nothing is saved from these parameters"
+            ))
+        };
+        if let Some(why) = why {
+            log.pb.finish_and_clear();
+            bail!(
+                "training stopped at step {step}: {why}; {}",
+                kept(last_good)
+            );
+        }
     }
     log.pb.finish_and_clear();
     if interrupted && io.print {
-        eprintln!(
+        crate::errln!(
             "interrupted: saved {} at step {}; continue with --resume {}",
             ckpt_path.display(),
             st.step,
@@ -475,6 +510,46 @@ impl<'a> Log<'a> {
         st.metrics.push(row);
         plot::write_svg(&self.plot_path, &st.metrics, &self.plot_title)
     }
+}
+
+/// Largest weight a blob can hold (f16 max): a parameter beyond it has diverged (the model is
+/// LayerNorm-ed; trained weights are of order 1) and could never be exported.
+const MAX_SOUND_WEIGHT: f32 = 65504.0;
+
+/// Write the checkpoint of the state `st` with the stream `rng`, if it is sound: the caller has
+/// checked that these parameters' loss is finite; here every weight must be finite and at most
+/// [`MAX_SOUND_WEIGHT`] in magnitude, and every AdamW moment finite (an inf moment resumes into
+/// NaN updates). `Ok(Err(why))`: nothing was written, the previous checkpoint is untouched.
+fn save_checked(
+    io: &RunIo,
+    st: &State,
+    rng: &Mt19937,
+    data: &RunData,
+    path: &Path,
+) -> anyhow::Result<Result<(), String>> {
+    let w = &st.params.data;
+    if let Some(j) = w
+        .iter()
+        .position(|x| !x.is_finite() || x.abs() > MAX_SOUND_WEIGHT)
+    {
+        return Ok(Err(format!(
+            "the weights diverged (parameter {j} is {:e}, beyond the {MAX_SOUND_WEIGHT} a blob \
+             holds); nothing is saved from them",
+            w[j]
+        )));
+    }
+    for (name, m) in [("first", &st.adam.m), ("second", &st.adam.v)] {
+        if let Some(j) = m.iter().position(|x| !x.is_finite()) {
+            return Ok(Err(format!(
+                "the AdamW {name} moment of parameter {j} is {}; nothing is saved from it",
+                m[j]
+            )));
+        }
+    }
+    let mut ckpt = st.checkpoint(data);
+    ckpt.meta.rng_state = rng.to_bytes().to_vec();
+    save(io, path, &ckpt)?;
+    Ok(Ok(()))
 }
 
 /// Both estimators and the sample. `peek`: use a copy of the stream (final evaluation).
@@ -534,15 +609,19 @@ fn report(io: &RunIo, pb: &ProgressBar, row: &MetricRow, opts: &TrainOptions) {
         return;
     }
     pb.suspend(|| {
-        println!(
+        crate::outln!(
             "Step {}, train loss {:.4}, evaluate loss {:.4} (reference estimator {:.4})",
-            row.step, row.train_loss, row.eval_loss, row.eval_loss_reference
+            row.step,
+            row.train_loss,
+            row.eval_loss,
+            row.eval_loss_reference
         );
-        println!(
+        crate::outln!(
             "Generate first {} characters of poems starting with {}:",
-            opts.sample_len, opts.sample_prompt
+            opts.sample_len,
+            opts.sample_prompt
         );
-        println!("{}", row.sample);
+        crate::outln!("{}", row.sample);
     });
 }
 

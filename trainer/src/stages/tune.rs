@@ -653,7 +653,7 @@ fn run_in_pool(
     }
     pb.finish_and_clear();
     if interrupted && io.print {
-        eprintln!(
+        crate::errln!(
             "interrupted: saved {} after {} updates; continue with --resume {}",
             ckpt_path.display(),
             st.adam.t,
@@ -726,15 +726,15 @@ fn report(io: &RunIo, pb: &indicatif::ProgressBar, row: &StageRow, o: &StageOpti
             )
         };
         match (row.train_margin, row.eval_margin) {
-            (tm, Some(em)) => println!(
+            (tm, Some(em)) => crate::outln!(
                 "{head}, evaluate loss {:.4}{}, evaluate reward margin {em:.4}",
                 row.eval_loss,
                 tm.map(|m| format!(", train reward margin {m:.4}"))
                     .unwrap_or_default()
             ),
-            _ => println!("{head}, evaluate loss {:.4}", row.eval_loss),
+            _ => crate::outln!("{head}, evaluate loss {:.4}", row.eval_loss),
         }
-        println!("Generate a complete poem for title {}:", o.sample_title);
-        println!("{}", row.sample);
+        crate::outln!("Generate a complete poem for title {}:", o.sample_title);
+        crate::outln!("{}", row.sample);
     });
 }

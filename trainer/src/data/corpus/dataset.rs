@@ -322,10 +322,11 @@ impl Dataset {
     /// and a validation of every token id against the vocabulary.
     pub fn load(path: impl AsRef<Path>) -> Result<Dataset, DatasetError> {
         let path = path.as_ref();
-        let bytes = std::fs::read(path).map_err(|error| DatasetError::Io {
-            path: path.to_path_buf(),
-            error,
-        })?;
+        let bytes =
+            fsx::read_input(path, fsx::limits::DATASET).map_err(|error| DatasetError::Io {
+                path: path.to_path_buf(),
+                error,
+            })?;
         Dataset::from_bytes(&bytes).map_err(|error| DatasetError::Format {
             path: path.to_path_buf(),
             error,

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::tang::{self, Poem};
+use crate::io::fsx;
 
 /// How to interpret `--from`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default, clap::ValueEnum)]
@@ -225,7 +226,7 @@ fn auto_format(path: &Path, is_dir: bool) -> InputFormat {
     // Content first: a gzip or tar file is the package whatever its name (a tarball saved without
     // its extension should not be read as text).
     let mut head = [0u8; 262];
-    let n = std::fs::File::open(path)
+    let n = fsx::open_input(path)
         .and_then(|mut f| read_up_to(&mut f, &mut head))
         .unwrap_or(0);
     if head[..n].starts_with(&[0x1f, 0x8b]) || (n == 262 && &head[257..262] == b"ustar") {
@@ -257,7 +258,8 @@ fn read_up_to(r: &mut impl Read, buf: &mut [u8]) -> std::io::Result<usize> {
 }
 
 fn read_file(path: &Path) -> Result<Vec<u8>, CorpusError> {
-    std::fs::read(path).map_err(|e| CorpusError::io(Location::file(path), e))
+    fsx::read_input(path, fsx::limits::CORPUS_FILE)
+        .map_err(|e| CorpusError::io(Location::file(path), e))
 }
 
 fn utf8(bytes: &[u8], at: Location) -> Result<&str, CorpusError> {
@@ -425,7 +427,7 @@ fn read_package_dir(path: &Path) -> Result<Source, CorpusError> {
             Some(n) => {
                 let data = if tang::RECIPE_FILE_NUMBERS.contains(&n) {
                     Some(
-                        std::fs::read(entry.path())
+                        fsx::read_input(&entry.path(), fsx::limits::CORPUS_FILE)
                             .map_err(|e| CorpusError::io(Location::file(&entry.path()), e))?,
                     )
                 } else {
@@ -438,8 +440,8 @@ fn read_package_dir(path: &Path) -> Result<Source, CorpusError> {
     }
     let manifest = root.join("package.json");
     if manifest.is_file() {
-        let bytes =
-            std::fs::read(&manifest).map_err(|e| CorpusError::io(Location::file(&manifest), e))?;
+        let bytes = fsx::read_input(&manifest, fsx::limits::CORPUS_FILE)
+            .map_err(|e| CorpusError::io(Location::file(&manifest), e))?;
         files.package_json = Some(("package.json".into(), bytes));
     }
     // Hash what the recipe reads (a folder has no single file to hash).

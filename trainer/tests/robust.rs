@@ -1,0 +1,419 @@
+//! Issue 20: tinypoet handled like a careful tool. Each test reproduces one finding through the
+//! real binary (or the library where the finding lives there) and fails without its fix.
+
+#![cfg(unix)]
+
+mod loop_common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use loop_common::*;
+use tinypoet_core::blob::{self, BlobInput, Manifest, WeightDtype};
+use tinypoet_core::{tensor_specs, Config};
+
+/// A tiny valid f16 blob with `recipe` in its manifest.
+fn tiny_blob(recipe: &str) -> Vec<u8> {
+    let cfg = Config {
+        vocab_size: 6,
+        dim: 8,
+        n_heads: 2,
+        n_layers: 1,
+        context: 8,
+        ffn_dim: 8,
+        ln_eps: 1e-5,
+        attn_scale: 0.5,
+    };
+    let mut vocab = ['\0', '\n', '春', '夜', '喜', '雨'];
+    vocab.sort();
+    let params: Vec<Vec<f32>> = tensor_specs(&cfg)
+        .map(|s| {
+            (0..s.shape.numel())
+                .map(|i| ((i * 7 % 13) as f32 - 6.0) / 10.0)
+                .collect()
+        })
+        .collect();
+    let tensors: Vec<&[f32]> = params.iter().map(|t| t.as_slice()).collect();
+    let input = BlobInput {
+        config: cfg,
+        vocab: &vocab,
+        manifest: Manifest {
+            recipe,
+            ..Manifest::EMPTY
+        },
+        dtype: WeightDtype::F16,
+        tensors: &tensors,
+    };
+    let mut b = vec![0u8; blob::encoded_len(&input).unwrap()];
+    blob::write(&input, &mut b).unwrap();
+    b
+}
+
+/// Run `tinypoet args`; kill it and fail if it has not finished within `limit`.
+fn run_within(args: &[&str], limit: Duration) -> Output {
+    let mut child = Command::new(exe())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    loop {
+        if child.try_wait().unwrap().is_some() {
+            return child.wait_with_output().unwrap();
+        }
+        if t0.elapsed() > limit {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("tinypoet {args:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn bundled_model() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/tinypoet-tang.tpb")
+}
+
+// ---- #6 terminal escapes ----
+
+#[test]
+fn inspect_escapes_the_manifest_recipe() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("escape.tpb");
+    // an OSC title change, a colour, a bell and a line feed, next to ordinary CJK text
+    std::fs::write(&path, tiny_blob("春\x1b]0;owned\x07\x1b[31mred\nline2")).unwrap();
+    let o = run(&["inspect", path.to_str().unwrap()]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = stdout(&o);
+    assert!(!out.contains('\x1b') && !out.contains('\x07'), "{out:?}");
+    assert!(
+        out.contains(r"recipe:         春\u{1b}]0;owned\u{7}\u{1b}[31mred\nline2"),
+        "{out}"
+    );
+}
+
+// ---- #7 settings that produce nothing ----
+
+#[test]
+fn generate_refuses_a_subnormal_temperature() {
+    let model = bundled_model();
+    let o = run(&[
+        "generate",
+        "--model",
+        model.to_str().unwrap(),
+        "--temperature",
+        "1e-45",
+        "--seed",
+        "1",
+    ]);
+    assert_one_line_error(&o, "temperature");
+    assert!(stdout(&o).is_empty(), "{}", stdout(&o));
+}
+
+// ---- #9 messages ----
+
+#[test]
+fn generate_help_names_simplified_input_that_is_really_converted() {
+    // The help's examples: "(静夜思, 黄河) is converted (靜夜思, 黃河; ...": each simplified
+    // prompt must come out on stdout as the traditional text the help promises.
+    let help = stdout(&run(&["generate", "--help"]));
+    let after = |key: &str| -> Vec<String> {
+        help.split(key)
+            .nth(1)
+            .and_then(|s| s.split([')', ';']).next())
+            .unwrap_or_else(|| panic!("no {key:?} examples in the help: {help}"))
+            .split(", ")
+            .map(str::to_string)
+            .collect()
+    };
+    let simplified = after("Chinese\n(");
+    let traditional = after("is converted (");
+    assert_eq!(simplified.len(), traditional.len(), "{help}");
+    let model = bundled_model();
+    for (s, t) in simplified.iter().zip(&traditional) {
+        let o = run(&[
+            "generate",
+            s,
+            "--model",
+            model.to_str().unwrap(),
+            "--seed",
+            "1",
+            "--max-len",
+            "4",
+        ]);
+        assert!(
+            o.status.success(),
+            "generate {s}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            stdout(&o).starts_with(t.as_str()),
+            "generate {s}: stdout {:?}",
+            stdout(&o)
+        );
+    }
+}
+
+#[test]
+fn generate_with_an_empty_stop_sequence_prints_nothing() {
+    let model = bundled_model();
+    let o = run(&["generate", "--model", model.to_str().unwrap(), "--stop", ""]);
+    assert_one_line_error(&o, "stop sequence");
+    assert!(stdout(&o).is_empty(), "stdout: {:?}", stdout(&o));
+}
+
+// ---- #1 divergence keeps the last good checkpoint ----
+
+/// `train` into `run_dir` with the tiny model, evaluating every step.
+fn train_args<'a>(data: &'a Path, run_dir: &'a Path, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec![
+        "train",
+        "--data",
+        data.to_str().unwrap(),
+        "--out",
+        run_dir.to_str().unwrap(),
+        "--eval-interval",
+        "1",
+    ];
+    args.extend(tiny_flags());
+    args.extend(extra);
+    args
+}
+
+/// "the last good checkpoint PATH (step N) is kept" → (PATH, N).
+fn named_checkpoint(err: &str) -> (PathBuf, u64) {
+    let rest = err
+        .split("the last good checkpoint ")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no checkpoint named: {err}"));
+    let (path, rest) = rest.split_once(" (step ").unwrap();
+    let step = rest.split(')').next().unwrap().parse().unwrap();
+    (PathBuf::from(path), step)
+}
+
+#[test]
+fn divergence_names_a_checkpoint_that_exports_and_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    for lr in ["3e38", "1e30", "1e6"] {
+        let run_dir = dir.path().join(format!("run-{lr}"));
+        let o = run(&train_args(
+            &data,
+            &run_dir,
+            &["--steps", "30", "--checkpoint-every", "1", "--lr", lr],
+        ));
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "lr {lr}: {err}");
+        assert!(err.contains("training stopped at step "), "lr {lr}: {err}");
+        assert!(!err.contains("panicked"), "{err}");
+        let (ckpt, step) = named_checkpoint(&err);
+        assert_eq!(ckpt, run_dir.join("checkpoint.ckpt"));
+        // the checkpoint on disk is the one named, and it is sound
+        let ck = tinypoet_trainer::run::checkpoint::load(&ckpt).unwrap();
+        assert_eq!(ck.meta.step, step, "lr {lr}");
+        assert!(ck.params.iter().all(|w| w.is_finite() && w.abs() < 65504.0));
+        // it exports (f16 and int8) and the blob inspects
+        for dtype in ["f16", "int8"] {
+            let blob = dir.path().join(format!("m-{lr}-{dtype}.tpb"));
+            let o = run(&[
+                "export",
+                ckpt.to_str().unwrap(),
+                "-o",
+                blob.to_str().unwrap(),
+                "--data",
+                data.to_str().unwrap(),
+                "--dtype",
+                dtype,
+            ]);
+            assert!(o.status.success(), "lr {lr} export {dtype}: {}", stderr(&o));
+            assert!(run(&["inspect", blob.to_str().unwrap()]).status.success());
+        }
+        // it resumes: its evaluation is finite and the run finishes at its step
+        let step_s = step.to_string();
+        let o = run(&train_args(
+            &data,
+            &run_dir,
+            &[
+                "--resume",
+                ckpt.to_str().unwrap(),
+                "--steps",
+                &step_s,
+                "--checkpoint-every",
+                "1",
+                "--lr",
+                lr,
+            ],
+        ));
+        assert!(o.status.success(), "lr {lr} resume: {}", stderr(&o));
+        let log = stdout(&o);
+        let line = log
+            .lines()
+            .find(|l| l.starts_with(&format!("Step {step}, ")))
+            .unwrap_or_else(|| panic!("{log}"));
+        let eval: f64 = line
+            .split("evaluate loss ")
+            .nth(1)
+            .unwrap()
+            .split(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
+        assert!(eval.is_finite() && eval > 0.0, "{line}");
+    }
+}
+
+// ---- #2 a closed stdout ----
+
+/// Run `tinypoet args` with stdout a pipe whose reading end is already closed: every write to
+/// stdout fails with EPIPE (what `| head -1` does once head has its line).
+fn run_into_closed_pipe(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let child = Command::new(exe())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(writer)
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.wait_with_output().unwrap()
+}
+
+#[test]
+fn every_command_treats_a_closed_stdout_as_the_end_of_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    let model = bundled_model();
+    let model = model.to_str().unwrap();
+    let blob = dir.path().join("tiny.tpb");
+    std::fs::write(&blob, tiny_blob("pipe")).unwrap();
+    let txt = dir.path().join("small.txt");
+    let prepared = dir.path().join("again.tpd");
+    let cases: Vec<Vec<&str>> = vec![
+        vec!["inspect", blob.to_str().unwrap(), "--tensors"],
+        vec!["generate", "--model", model, "--seed", "3"],
+        vec![
+            "prepare",
+            "--from",
+            txt.to_str().unwrap(),
+            "--format",
+            "text",
+            "-o",
+            prepared.to_str().unwrap(),
+        ],
+    ];
+    for args in &cases {
+        let o = run_into_closed_pipe(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    assert!(prepared.is_file(), "prepare finished its work");
+
+    // Training keeps training: every evaluation is in metrics.jsonl, the final checkpoint saved.
+    let run_dir = dir.path().join("run");
+    let o = run_into_closed_pipe(&train_args(
+        &data,
+        &run_dir,
+        &["--steps", "12", "--checkpoint-every", "5", "--lr", "1e-2"],
+    ));
+    let err = stderr(&o);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+    let ck = tinypoet_trainer::run::checkpoint::load(&run_dir.join("checkpoint.ckpt")).unwrap();
+    assert_eq!(ck.meta.step, 12);
+    let rows = tinypoet_trainer::run::metrics::read_jsonl(&run_dir.join("metrics.jsonl")).unwrap();
+    assert_eq!(rows.len(), 13, "steps 0..=12");
+}
+
+// ---- #5 bounded reads ----
+
+#[test]
+fn reading_commands_refuse_fifos_devices_and_directories() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    let d = data.to_str().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap()
+        .success());
+    let out = dir.path().join("out");
+    let o = out.to_str().unwrap();
+    let out_tpb = dir.path().join("out.tpb");
+    let out_ckpt = dir.path().join("out.ckpt");
+    let out_tpd = dir.path().join("out.tpd");
+    // Without the check, opening the FIFO blocks for ever (no writer), and /dev/zero is read
+    // until memory runs out; a directory gives an OS error that does not say what is wrong.
+    for (bad, says) in [
+        (fifo.to_str().unwrap(), "not a regular file (a FIFO)"),
+        ("/dev/zero", "not a regular file (a device)"),
+        ("/dev/null", "not a regular file (a device)"),
+        (
+            dir.path().to_str().unwrap(),
+            "not a regular file (a directory)",
+        ),
+    ] {
+        let mut cases: Vec<Vec<&str>> = vec![
+            vec!["inspect", bad],
+            vec!["eval", "--model", bad, "--data", d],
+            vec!["generate", "--model", bad],
+            vec!["import", bad, "--data", d, "-o", out_ckpt.to_str().unwrap()],
+            vec!["train", "--data", bad, "--out", o],
+            vec![
+                "prepare",
+                "--from",
+                bad,
+                "--format",
+                "text",
+                "-o",
+                out_tpd.to_str().unwrap(),
+            ],
+        ];
+        if bad != dir.path().to_str().unwrap() {
+            // (a directory given to --resume means the checkpoint inside it)
+            cases.push(vec!["train", "--data", d, "--resume", bad, "--out", o]);
+            cases.push(vec!["eval", "--checkpoint", bad, "--data", d]);
+            cases.push(vec!["export", bad, "-o", out_tpb.to_str().unwrap()]);
+        }
+        for args in cases {
+            let o = run_within(&args, Duration::from_secs(60));
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+            assert!(err.contains(says), "{args:?}: {err}");
+            assert!(!err.contains("panicked"), "{err}");
+        }
+    }
+    for p in [&out, &out_tpb, &out_ckpt, &out_tpd] {
+        assert!(!p.exists(), "{} was written", p.display());
+    }
+}
+
+// ---- #9 messages ----
+
+#[test]
+fn io_errors_name_their_cause_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("missing.ckpt");
+    let m = missing.to_str().unwrap();
+    let blob = dir.path().join("m.tpb");
+    let b = blob.to_str().unwrap();
+    for (args, file) in [
+        (vec!["export", m, "-o", b], m),
+        (vec!["eval", "--checkpoint", m, "--data", m], m),
+        (vec!["train", "--data", m, "--out", b], m),
+        (vec!["inspect", b], b),
+        (vec!["import", m, "--data", m, "-o", b], m),
+    ] {
+        let o = run(&args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert_eq!(err.matches("(os error 2)").count(), 1, "{args:?}: {err}");
+        assert_eq!(err.matches(file).count(), 1, "{args:?}: {err}");
+    }
+}
