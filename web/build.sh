@@ -3,7 +3,7 @@
 # `web`) and the static files of web/www, assembled with the int8 model into web/dist/
 # (build output, not committed; `tinypoet serve` serves it).
 #
-#   bash web/build.sh [--model BLOB]     (default models/tinypoet-tang-int8.tpb)
+#   bash web/build.sh [--model BLOB]     (default models/tinypoet-tang-aligned-int8.tpb)
 #
 # Needs only cargo and the wasm32-unknown-unknown target (rustup target add
 # wasm32-unknown-unknown, which this script tries when it is missing). No wasm-bindgen, no
@@ -12,7 +12,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 
-MODEL=models/tinypoet-tang-int8.tpb
+MODEL=models/tinypoet-tang-aligned-int8.tpb
 while [ $# -gt 0 ]; do
     case "$1" in
         --model) MODEL=$2; shift 2 ;;

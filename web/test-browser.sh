@@ -37,7 +37,7 @@ fi
 bash web/build.sh
 cargo build --quiet --release -p tinypoet-trainer
 TP="$ROOT/target/release/tinypoet"
-MODEL=models/tinypoet-tang-int8.tpb
+MODEL=models/tinypoet-tang-aligned-int8.tpb
 
 # The server prints its URL (any free port) alone on stdout. The file is removed first: the
 # background job truncates it only once it runs.

@@ -14,7 +14,9 @@ use tinypoet_core::{Error, KvPrecision, Model, Prompt};
 /// The weights, 64-byte aligned so that the f16/int8 views are read in place.
 #[repr(C, align(64))]
 struct Aligned<T: ?Sized>(T);
-static BLOB: &Aligned<[u8]> = &Aligned(*include_bytes!("../../models/tinypoet-tang-int8.tpb"));
+static BLOB: &Aligned<[u8]> = &Aligned(*include_bytes!(
+    "../../models/tinypoet-tang-aligned-int8.tpb"
+));
 
 /// All run state (KV cache, activations, logits): 313.9 KiB for the Tang model.
 const WORDS: usize = state_words(&Config::TANG, KvPrecision::F16);

@@ -20,8 +20,15 @@ use tinypoet_core::{
     StopReason,
 };
 
-/// File name of the bundled model, looked up under `models/`.
+/// The bundled pretrained model (continues text), looked up like the others.
 pub const BUNDLED_MODEL: &str = "models/tinypoet-tang.tpb";
+
+/// The bundled aligned model (writes a poem for a title and ends it): the default of
+/// `tinypoet generate` without a positional prompt.
+pub const BUNDLED_ALIGNED_MODEL: &str = "models/tinypoet-tang-aligned.tpb";
+
+/// The title of a bare `tinypoet generate`.
+pub const DEFAULT_TITLE: &str = "春夜喜雨";
 
 /// Write a poem with a model blob (the bundled model by default).
 #[derive(Args, Debug)]
@@ -52,12 +59,19 @@ The Tang corpus is in traditional Chinese: a prompt, title or acrostic in simpli
 was converted; --no-convert keeps it as typed. Characters still outside the model's vocabulary
 are an error.
 stdout gets the prompt and the generated text only (then a newline); the seed and the stop
-reason go to stderr. The model is --model, else $TINYPOET_MODEL, else models/tinypoet-tang.tpb
-found from the executable's location or the current directory upwards.")]
+reason go to stderr.
+
+Which model and which prompt: with --title, or with no prompt at all (a bare `tinypoet generate`
+writes a poem for the title 春夜喜雨), the bundled aligned model models/tinypoet-tang-aligned.tpb
+writes a poem for the title and ends it by itself; with a positional PROMPT the bundled
+pretrained model models/tinypoet-tang.tpb continues that text. --model (else $TINYPOET_MODEL)
+picks another blob; without a prompt it takes a title when its recipe is a finetune or
+alignment stage, else it continues 春夜喜雨 as text. Bundled models are found from the
+executable's location or the current directory upwards.")]
 pub struct GenerateArgs {
-    /// Prompt (the poem's first characters).
-    #[arg(default_value = "春夜喜雨")]
-    pub prompt: String,
+    /// Text to continue (the poem's first characters) with the pretrained model; without it
+    /// the aligned model writes a poem for a title (see below).
+    pub prompt: Option<String>,
     /// Model blob (default: the bundled models/tinypoet-tang.tpb).
     #[arg(long, value_name = "BLOB")]
     pub model: Option<PathBuf>,
@@ -106,12 +120,26 @@ pub struct GenerateArgs {
     pub no_convert: bool,
 }
 
-pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
-    let path = resolve_model(args.model.as_deref())?;
+pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
+    // No positional prompt: a title (the aligned model's job) unless the chosen blob only
+    // continues text.
+    let bundled = match (&args.prompt, &args.title) {
+        (Some(_), None) => BUNDLED_MODEL,
+        _ => BUNDLED_ALIGNED_MODEL,
+    };
+    let path = resolve_model_named(args.model.as_deref(), bundled)?;
     let bytes = crate::io::fsx::read_input(&path, crate::io::fsx::limits::BLOB)
         .with_context(|| format!("cannot read model {}", path.display()))?;
     let model = Model::load(&bytes)
         .map_err(|e| anyhow!("{}: corrupt or not a tinypoet model: {e}", path.display()))?;
+    if args.prompt.is_none() && args.title.is_none() {
+        if takes_titles(&model) {
+            args.title = Some(DEFAULT_TITLE.to_string());
+        } else {
+            args.prompt = Some(DEFAULT_TITLE.to_string());
+        }
+    }
+    let prompt_arg = args.prompt.clone().unwrap_or_default();
     let form = Form::parse(&args.form).map_err(|e| anyhow!("--form {:?}: {e}", args.form))?;
     let spec = FormSpec {
         form,
@@ -120,7 +148,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     };
     spec.validate().map_err(|e| anyhow!("{e}"))?;
     let tok = model.tokenizer();
-    let typed = args.title.as_deref().unwrap_or(&args.prompt);
+    let typed = args.title.as_deref().unwrap_or(&prompt_arg);
     if typed.is_empty() {
         match args.title {
             Some(_) => bail!("the title is empty"),
@@ -165,7 +193,7 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
     let typed_prompt = if title.is_none() {
         converted.text.clone()
     } else {
-        args.prompt.clone()
+        prompt_arg.clone()
     };
     let verse = model.verse(&spec).map_err(|e| match e {
         tinypoet_core::Error::NoRhymeTable => anyhow!(
@@ -305,6 +333,12 @@ pub fn run(args: GenerateArgs) -> anyhow::Result<()> {
         summary.emitted_chars
     );
     Ok(())
+}
+
+/// Whether `model` was trained on titles: its recipe is a finetune or alignment stage's.
+pub fn takes_titles(model: &Model) -> bool {
+    let recipe = model.manifest().recipe;
+    recipe.starts_with("tinypoet finetune") || recipe.starts_with("tinypoet align")
 }
 
 /// `--model`, else `$TINYPOET_MODEL`, else `models/tinypoet-tang.tpb` in an ancestor of the

@@ -21,8 +21,9 @@ use tinypoet_core::Model;
 
 use super::generate::resolve_model_named;
 
-/// The page's model when `--model` is not given: the int8 blob (about half the f16 size).
-pub const WEB_MODEL: &str = "models/tinypoet-tang-int8.tpb";
+/// The page's model when `--model` is not given: the aligned int8 blob (titles in, poems out;
+/// about half the f16 size).
+pub const WEB_MODEL: &str = "models/tinypoet-tang-aligned-int8.tpb";
 
 /// Where `bash web/build.sh` leaves the engine, relative to the repository.
 const WASM_PATHS: [&str; 2] = [
@@ -50,7 +51,7 @@ pub struct ServeArgs {
     /// Address to listen on.
     #[arg(long, default_value = "127.0.0.1:8080")]
     pub addr: SocketAddr,
-    /// Model blob for the page (default: the bundled models/tinypoet-tang-int8.tpb).
+    /// Model blob for the page (default: the bundled models/tinypoet-tang-aligned-int8.tpb).
     #[arg(long, value_name = "BLOB")]
     pub model: Option<PathBuf>,
     /// The WebAssembly engine (default: the output of `bash web/build.sh`).
