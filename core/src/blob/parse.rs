@@ -17,8 +17,9 @@ pub struct Blob<'a> {
     pub manifest: Manifest<'a>,
     /// Vocabulary: `vocab_size` code points as u32 LE (validated).
     pub(crate) vocab: &'a [u8],
-    /// The optional rhyme section (crate docs, "Optional sections"), validated.
-    pub rhyme: Option<RhymeTable<'a>>,
+    /// The optional sections' bytes (crate docs, "Optional sections"), validated; decoded on
+    /// access ([`Blob::rhyme`]) so that a [`crate::Model`] stays small on a device.
+    sections: &'a [u8],
     /// Directory bytes (postcard entries, without the sections after them) and count.
     pub(crate) directory: &'a [u8],
     n_tensors: usize,
@@ -153,8 +154,9 @@ pub fn parse(bytes: &[u8]) -> Result<Blob<'_>, Error> {
         check_finite(index, &view)?;
     }
     let directory = &directory[..directory.len() - rest.len()];
+    let sections = rest;
     // Optional sections: each at most once, in any order, then nothing else.
-    let mut rhyme = None;
+    let mut rhyme: Option<RhymeTable> = None;
     while !rest.is_empty() {
         let (section, r): (Section, &[u8]) =
             postcard::take_from_bytes(rest).map_err(|_| Error::MalformedHeader)?;
@@ -173,7 +175,7 @@ pub fn parse(bytes: &[u8]) -> Result<Blob<'_>, Error> {
         config: cfg,
         manifest: head.manifest,
         vocab: head.vocab,
-        rhyme,
+        sections,
         directory,
         n_tensors,
         data,
@@ -274,6 +276,15 @@ fn check_finite(index: usize, v: &TensorView) -> Result<(), Error> {
 }
 
 impl<'a> Blob<'a> {
+    /// The rhyme table, if the blob has that optional section (validated by [`parse`]).
+    pub fn rhyme(&self) -> Option<RhymeTable<'a>> {
+        // Section 0 is the only kind so far, so it is the first value (if any).
+        let (section, _): (Section<'a>, &'a [u8]) =
+            postcard::take_from_bytes(self.sections).ok()?;
+        let Section::Rhyme(t) = section;
+        Some(t)
+    }
+
     /// Number of tensors in the directory.
     pub fn n_tensors(&self) -> usize {
         self.n_tensors
