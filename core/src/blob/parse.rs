@@ -17,9 +17,6 @@ pub struct Blob<'a> {
     pub manifest: Manifest<'a>,
     /// Vocabulary: `vocab_size` code points as u32 LE (validated).
     pub(crate) vocab: &'a [u8],
-    /// The optional sections' bytes (crate docs, "Optional sections"), validated; decoded on
-    /// access ([`Blob::rhyme`]) so that a [`crate::Model`] stays small on a device.
-    sections: &'a [u8],
     /// Directory bytes (postcard entries, without the sections after them) and count.
     pub(crate) directory: &'a [u8],
     n_tensors: usize,
@@ -154,7 +151,6 @@ pub fn parse(bytes: &[u8]) -> Result<Blob<'_>, Error> {
         check_finite(index, &view)?;
     }
     let directory = &directory[..directory.len() - rest.len()];
-    let sections = rest;
     // Optional sections: each at most once, in any order, then nothing else.
     let mut rhyme: Option<RhymeTable> = None;
     while !rest.is_empty() {
@@ -175,7 +171,6 @@ pub fn parse(bytes: &[u8]) -> Result<Blob<'_>, Error> {
         config: cfg,
         manifest: head.manifest,
         vocab: head.vocab,
-        sections,
         directory,
         n_tensors,
         data,
@@ -278,9 +273,15 @@ fn check_finite(index: usize, v: &TensorView) -> Result<(), Error> {
 impl<'a> Blob<'a> {
     /// The rhyme table, if the blob has that optional section (validated by [`parse`]).
     pub fn rhyme(&self) -> Option<RhymeTable<'a>> {
-        // Section 0 is the only kind so far, so it is the first value (if any).
-        let (section, _): (Section<'a>, &'a [u8]) =
-            postcard::take_from_bytes(self.sections).ok()?;
+        // The sections are the header bytes after the directory (validated by `parse`; not kept
+        // as a field so that a `Model` stays small on a device). Section 0 is the only kind so
+        // far, so it is the first value, if any.
+        let start = (self.directory.as_ptr() as usize)
+            .checked_sub(self.bytes.as_ptr() as usize)?
+            .checked_add(self.directory.len())?;
+        let end = PREFIX_LEN.checked_add(rd_u32(self.bytes, 12).ok()? as usize)?;
+        let sections = self.bytes.get(start..end)?;
+        let (section, _): (Section<'a>, &'a [u8]) = postcard::take_from_bytes(sections).ok()?;
         let Section::Rhyme(t) = section;
         Some(t)
     }
