@@ -295,7 +295,7 @@ impl<'a> Model<'a> {
 
     /// The blob's rhyme table, if it has the optional section (crate docs, "Rhyme table").
     pub fn rhyme_table(&self) -> Option<crate::blob::RhymeTable<'a>> {
-        self.blob.rhyme
+        self.blob.rhyme()
     }
 
     /// The verse constraint for `spec` over this model's vocabulary and rhyme table
@@ -304,7 +304,7 @@ impl<'a> Model<'a> {
         &self,
         spec: &crate::constrain::FormSpec<'_>,
     ) -> Result<crate::constrain::Verse<'a>, Error> {
-        crate::constrain::Verse::new(spec, &self.tokenizer(), self.blob.rhyme)
+        crate::constrain::Verse::new(spec, &self.tokenizer(), self.blob.rhyme())
     }
 }
 

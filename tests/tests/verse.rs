@@ -180,8 +180,8 @@ fn rhyme_section_round_trip_keeps_everything_else() {
     let ruled = with_table(&plain);
     let a = blob::parse(&plain).unwrap();
     let b = blob::parse(&ruled).unwrap();
-    assert!(a.rhyme.is_none());
-    let t = b.rhyme.expect("section");
+    assert!(a.rhyme().is_none());
+    let t = b.rhyme().expect("section");
     assert_eq!(t.n_groups, 4);
     assert_eq!(t.group_name(3), Some("d"));
     // tensors byte-identical

@@ -17,8 +17,6 @@ pub struct Blob<'a> {
     pub manifest: Manifest<'a>,
     /// Vocabulary: `vocab_size` code points as u32 LE (validated).
     pub(crate) vocab: &'a [u8],
-    /// The optional rhyme section (crate docs, "Optional sections"), validated.
-    pub rhyme: Option<RhymeTable<'a>>,
     /// Directory bytes (postcard entries, without the sections after them) and count.
     pub(crate) directory: &'a [u8],
     n_tensors: usize,
@@ -164,7 +162,7 @@ pub fn parse(bytes: &[u8]) -> Result<Blob<'_>, Error> {
     check_zero(bytes, data_start + end_prev as usize, body.len())?;
     let directory = &directory[..directory.len() - rest.len()];
     // Optional sections: each at most once, in any order, then nothing else.
-    let mut rhyme = None;
+    let mut rhyme: Option<RhymeTable> = None;
     while !rest.is_empty() {
         let (section, r): (Section, &[u8]) =
             postcard::take_from_bytes(rest).map_err(|_| Error::MalformedHeader)?;
@@ -185,7 +183,6 @@ pub fn parse(bytes: &[u8]) -> Result<Blob<'_>, Error> {
         config: cfg,
         manifest: head.manifest,
         vocab: head.vocab,
-        rhyme,
         directory,
         n_tensors,
         data,
@@ -310,6 +307,21 @@ fn check_finite(index: usize, v: &TensorView) -> Result<(), Error> {
 }
 
 impl<'a> Blob<'a> {
+    /// The rhyme table, if the blob has that optional section (validated by [`parse`]).
+    pub fn rhyme(&self) -> Option<RhymeTable<'a>> {
+        // The sections are the header bytes after the directory (validated by `parse`; not kept
+        // as a field so that a `Model` stays small on a device). Section 0 is the only kind so
+        // far, so it is the first value, if any.
+        let start = (self.directory.as_ptr() as usize)
+            .checked_sub(self.bytes.as_ptr() as usize)?
+            .checked_add(self.directory.len())?;
+        let end = PREFIX_LEN.checked_add(rd_u32(self.bytes, 12).ok()? as usize)?;
+        let sections = self.bytes.get(start..end)?;
+        let (section, _): (Section<'a>, &'a [u8]) = postcard::take_from_bytes(sections).ok()?;
+        let Section::Rhyme(t) = section;
+        Some(t)
+    }
+
     /// Number of tensors in the directory.
     pub fn n_tensors(&self) -> usize {
         self.n_tensors
