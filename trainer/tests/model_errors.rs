@@ -97,7 +97,8 @@ fn every_bad_call_is_a_typed_error_and_changes_nothing() {
     let mut bad_x = x.clone();
     bad_x[B * T - 1] = 37;
     let mut bad_y = y.clone();
-    bad_y[4] = u16::MAX;
+    // One past the vocabulary (u16::MAX is the masked-CE's IGNORE, a valid target).
+    bad_y[4] = cfg.vocab_size as u16;
 
     let cases: Vec<(ModelError, Result<f32, ModelError>)> = vec![
         (
@@ -172,7 +173,7 @@ fn every_bad_call_is_a_typed_error_and_changes_nothing() {
         (
             ModelError::TokenOutOfVocab {
                 which: Tokens::Targets,
-                id: u16::MAX,
+                id: 37,
                 vocab: 37,
                 position: 4,
             },
@@ -182,7 +183,7 @@ fn every_bad_call_is_a_typed_error_and_changes_nothing() {
         (
             ModelError::TokenOutOfVocab {
                 which: Tokens::Targets,
-                id: u16::MAX,
+                id: 37,
                 vocab: 37,
                 position: 4,
             },
