@@ -46,6 +46,8 @@ export TINYPOET_CORPUS_TGZ
 step "formatting and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+# The API docs build without a warning (broken or redundant intra-doc links included).
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 # The Cortex-M assembly in core/src/kernels/cortex_m.rs is generated; it must match its generator.
 python3 core/tools/gen_cortex_m_asm.py --check
 # So is the simplified -> traditional table (from the pinned ferrous-opencc's OpenCC dictionary).

@@ -35,7 +35,7 @@ pub struct StageArgs {
     /// Prepared dataset (from `tinypoet prepare`).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Output directory for the checkpoint, metrics and plot [default: runs/<stage>].
+    /// Output directory for the checkpoint, metrics and plot (default: `runs/<stage>`).
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue a stage checkpoint (file or run directory); only --checkpoint-every,

@@ -261,7 +261,7 @@ pub enum ModelError {
     },
     /// A token id at `position` (flat index into the `b·t` ids) of `inputs` or `targets` is not
     /// below the vocabulary size (the first such id; a target may also be
-    /// [`IGNORE`](crate::ops::head_ce::IGNORE)).
+    /// [`IGNORE`]).
     #[error("{which}: token id {id} at position {position} is outside the vocabulary of {vocab}")]
     TokenOutOfVocab {
         which: Tokens,
@@ -578,7 +578,7 @@ impl<F: Float> Model<F> {
     }
 
     /// Mean cross-entropy over the `b·t` positions whose target is not
-    /// [`IGNORE`](crate::ops::head_ce::IGNORE) (PyTorch's `ignore_index = −100` mean), and its
+    /// [`IGNORE`] (PyTorch's `ignore_index = −100` mean), and its
     /// gradient with respect to every parameter written into `g` (overwritten, not
     /// accumulated). `inputs`/`targets`: [b·t].
     ///

@@ -4,7 +4,7 @@
 //! f32), with a fresh AdamW (moments and t reset) at a constant learning rate, and go through
 //! the train split in order, in the same batches every epoch. Per iteration `i` of an epoch, in
 //! the reference's order:
-//! 1. build batch `i` ([`crate::stage_batch`]: fixed 256-wide rows cropped to the longest);
+//! 1. build batch `i` ([`crate::data::stage_batch`]: fixed 256-wide rows cropped to the longest);
 //! 2. forward and backward of the stage's objective:
 //!    * finetune: the mean cross-entropy over the positions that are not ignored;
 //!    * align: the frozen reference's per-position cross-entropies r⁺, r⁻ (forward only), then
