@@ -417,3 +417,70 @@ fn io_errors_name_their_cause_once() {
         assert_eq!(err.matches(file).count(), 1, "{args:?}: {err}");
     }
 }
+
+// ---- #8 sizes from a file ----
+
+#[test]
+fn a_checkpoint_whose_parameter_count_wraps_around_is_refused() {
+    use sha2::{Digest, Sha256};
+    use tinypoet_trainer::run::checkpoint::{self, Checkpoint, CheckpointError};
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    let run_dir = dir.path().join("run");
+    let o = run(&train_args(&data, &run_dir, &["--steps", "1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = checkpoint::load(&run_dir.join("checkpoint.ckpt")).unwrap();
+    // n_params = 2^62 + n: 12 · n_params wraps around a u64 to exactly the 12 · n data bytes.
+    let n = ck.params.len() as u64;
+    let mut meta = ck.meta.clone();
+    meta.n_params = (1 << 62) + n;
+    assert_eq!(meta.n_params.wrapping_mul(12), 12 * n);
+    let mut header = postcard::to_stdvec(&meta).unwrap();
+    header.extend(postcard::to_stdvec(&ck.stage).unwrap());
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&checkpoint::MAGIC);
+    bytes.extend_from_slice(&checkpoint::FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    for arr in [&ck.params, &ck.adam_m, &ck.adam_v] {
+        for x in arr.iter() {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    let digest = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&digest);
+    match Checkpoint::from_bytes(&bytes) {
+        Err(CheckpointError::Inconsistent(why)) => assert!(why.contains("parameters"), "{why}"),
+        Err(e) => panic!("another error: {e}"),
+        Ok(c) => panic!("loaded with n_params {}", c.meta.n_params),
+    }
+    // The same through the commands that read a checkpoint.
+    let bad = dir.path().join("wrapped.ckpt");
+    std::fs::write(&bad, &bytes).unwrap();
+    let b = bad.to_str().unwrap();
+    let out = dir.path().join("out.tpb");
+    let resumed = dir.path().join("resumed");
+    for args in [
+        vec!["export", b, "-o", out.to_str().unwrap()],
+        vec!["eval", "--checkpoint", b, "--data", data.to_str().unwrap()],
+        vec![
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--resume",
+            b,
+            "--out",
+            resumed.to_str().unwrap(),
+        ],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("checkpoint is inconsistent"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
+    assert!(!out.exists() && !resumed.exists());
+}
