@@ -418,6 +418,96 @@ fn io_errors_name_their_cause_once() {
     }
 }
 
+// ---- #3 temporary files of killed writes ----
+
+/// The pid of a process that has exited (free, and not reused this soon).
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Names in `dir` that look like a temporary file of an atomic write (`.NAME.tmpPID`).
+fn temp_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n.contains(".tmp"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn temporary_files_of_killed_writes_do_not_pile_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    let run_dir = dir.path().join("run");
+    let ckpt = run_dir.join("checkpoint.ckpt");
+    let o = run(&train_args(
+        &data,
+        &run_dir,
+        &["--steps", "2", "--checkpoint-every", "2"],
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resume = |steps: &'static str| {
+        let mut args = train_args(
+            &data,
+            &run_dir,
+            &["--steps", steps, "--checkpoint-every", "2"],
+        );
+        args.extend(["--resume", ckpt.to_str().unwrap()]);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    // A real save SIGKILLed after 1000 bytes (the crash hook) leaves its temporary file.
+    let o = Command::new(exe())
+        .args(resume("4"))
+        .env("TINYPOET_TEST_KILL_AFTER_BYTES", "1000")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(9), "{}", stderr(&o));
+    let left = temp_files(&run_dir);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(".checkpoint.ckpt.tmp"), "{left:?}");
+    // ... and earlier crashes left theirs (a megabyte each).
+    let dead = dead_pid();
+    for name in [
+        format!(".checkpoint.ckpt.tmp{dead}"),
+        format!(".loss.svg.tmp{dead}"),
+    ] {
+        std::fs::write(run_dir.join(name), vec![0x5a; 1 << 20]).unwrap();
+    }
+    let o = Command::new(exe()).args(resume("4")).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(temp_files(&run_dir), Vec::<String>::new());
+    let ck = tinypoet_trainer::run::checkpoint::load(&ckpt).unwrap();
+    assert_eq!(ck.meta.step, 4);
+
+    // An export and a prepare remove the stale temporary files of the file they write, and
+    // leave a running writer's (this test process stands in for one).
+    let blob = dir.path().join("m.tpb");
+    let stale = dir.path().join(format!(".m.tpb.tmp{dead}"));
+    let live = dir.path().join(format!(".m.tpb.tmp{}", std::process::id()));
+    std::fs::write(&stale, b"torn blob").unwrap();
+    std::fs::write(&live, b"blob in flight").unwrap();
+    let o = run(&[
+        "export",
+        ckpt.to_str().unwrap(),
+        "-o",
+        blob.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(run(&["inspect", blob.to_str().unwrap()]).status.success());
+    assert!(!stale.exists(), "{} is still there", stale.display());
+    assert!(live.exists(), "a live writer's temporary file was removed");
+    let stale = dir.path().join(format!(".small.tpd.tmp{dead}"));
+    std::fs::write(&stale, b"torn dataset").unwrap();
+    prepare(dir.path());
+    assert!(!stale.exists(), "{} is still there", stale.display());
+}
+
 // ---- #8 sizes from a file ----
 
 #[test]
