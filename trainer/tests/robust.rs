@@ -508,6 +508,205 @@ fn temporary_files_of_killed_writes_do_not_pile_up() {
     assert!(!stale.exists(), "{} is still there", stale.display());
 }
 
+// ---- #4 one run per directory ----
+
+/// Flags of the small model the concurrency test trains.
+fn small_model_flags() -> Vec<&'static str> {
+    vec![
+        "--dim",
+        "32",
+        "--heads",
+        "2",
+        "--layers",
+        "2",
+        "--context",
+        "64",
+        "--ffn",
+        "64",
+        "--batch",
+        "8",
+        "--seq",
+        "64",
+        "--eval-interval",
+        "1000",
+        "--eval-batches",
+        "2",
+        "--sample-len",
+        "16",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
+}
+
+#[test]
+fn a_second_run_on_a_directory_in_use_fails_at_once_and_the_first_is_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    let d = data.to_str().unwrap();
+    let run_dir = dir.path().join("run");
+    let r = run_dir.to_str().unwrap();
+    let mut args = vec!["train", "--data", d, "--out", r, "--steps", "100000000"];
+    args.extend(small_model_flags());
+    let first = Command::new(exe())
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first run is training once its step-0 evaluation is logged.
+    let metrics = run_dir.join("metrics.jsonl");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(true, |s| s.is_empty()) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let says = format!("{r} is in use by another run (pid {})", first.id());
+    let mut fresh = vec![
+        "train",
+        "--data",
+        d,
+        "--out",
+        r,
+        "--overwrite",
+        "--steps",
+        "3",
+    ];
+    fresh.extend(small_model_flags());
+    let resume = vec![
+        "train",
+        "--data",
+        d,
+        "--out",
+        r,
+        "--resume",
+        r,
+        "--steps",
+        "5",
+        "--no-progress",
+    ];
+    for second in [fresh, resume] {
+        let t = Instant::now();
+        let o = run_within(&second, Duration::from_secs(60));
+        assert_one_line_error(&o, &says);
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    }
+    // SAFETY: sending SIGINT to our own child process (it saves a checkpoint and stops).
+    unsafe {
+        libc::kill(first.id() as i32, libc::SIGINT);
+    }
+    let o = first.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = tinypoet_trainer::run::checkpoint::load(&run_dir.join("checkpoint.ckpt")).unwrap();
+    assert_eq!(
+        ck.meta.options.steps, 100_000_000,
+        "the first run's checkpoint"
+    );
+    assert!(ck.meta.step > 0);
+    // Its rows only, in order: step 0 and every 1000th step up to where it stopped (an
+    // interrupted run does not evaluate again). A second run's rows (steps 0 and 3) would be
+    // interleaved, or the first run's rows truncated away.
+    let rows = tinypoet_trainer::run::metrics::read_jsonl(&metrics).unwrap();
+    let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+    let upto: Vec<u64> = (0..ck.meta.step).step_by(1000).collect();
+    let through: Vec<u64> = (0..=ck.meta.step).step_by(1000).collect();
+    assert!(steps == upto || steps == through, "{steps:?}");
+    let in_ckpt: Vec<u64> = ck.meta.metrics.iter().map(|r| r.step).collect();
+    assert_eq!(in_ckpt, steps);
+}
+
+/// Every file in `dir` with its bytes.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_training_command_refuses_a_locked_directory_and_changes_nothing_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    let d = data.to_str().unwrap();
+    let run_dir = dir.path().join("run");
+    let r = run_dir.to_str().unwrap();
+    let ckpt = run_dir.join("checkpoint.ckpt");
+    let c = ckpt.to_str().unwrap();
+    let o = run(&train_args(
+        &data,
+        &run_dir,
+        &["--steps", "2", "--checkpoint-every", "2"],
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Hold the directory's lock as a running trainer does (its pid in the lock file).
+    let mut lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(run_dir.join(".lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    lock.set_len(0).unwrap();
+    std::io::Write::write_all(&mut lock, format!("{}\n", std::process::id()).as_bytes()).unwrap();
+    let before = snapshot(&run_dir);
+    let says = format!("{r} is in use by another run (pid {})", std::process::id());
+    let cases: Vec<Vec<&str>> = vec![
+        train_args(&data, &run_dir, &["--steps", "3", "--overwrite"]),
+        vec![
+            "train", "--data", d, "--out", r, "--resume", r, "--steps", "4",
+        ],
+        vec![
+            "train",
+            "--data",
+            d,
+            "--out",
+            r,
+            "--resume",
+            c,
+            "--no-progress",
+        ],
+        vec![
+            "finetune",
+            "--data",
+            d,
+            "--out",
+            r,
+            "--from",
+            c,
+            "--overwrite",
+        ],
+        vec!["align", "--data", d, "--out", r, "--from", c, "--overwrite"],
+        vec!["finetune", "--data", d, "--out", r, "--resume", r],
+        vec!["align", "--data", d, "--out", r, "--resume", c],
+    ];
+    for args in &cases {
+        let o = run_within(args, Duration::from_secs(60));
+        assert_one_line_error(&o, &says);
+        assert!(snapshot(&run_dir) == before, "{args:?} changed {r}");
+    }
+    // Released (the holder exited): the directory trains again.
+    drop(lock);
+    let o = run(&[
+        "train", "--data", d, "--out", r, "--resume", r, "--steps", "4",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        tinypoet_trainer::run::checkpoint::load(&ckpt)
+            .unwrap()
+            .meta
+            .step,
+        4
+    );
+}
+
 // ---- #8 sizes from a file ----
 
 #[test]

@@ -22,8 +22,10 @@
 //!
 //! [`save_atomic`] writes to a temporary file in the destination directory, fsyncs it, renames it
 //! over the destination and fsyncs the directory. A crash at any moment leaves either the old
-//! checkpoint or the new one at the destination, never a mix; a stray temporary file is ignored
-//! by [`load`] (and overwritten by the next save). Because the checksum covers the whole file,
+//! checkpoint or the new one at the destination, never a mix. A crash mid-save leaves its
+//! temporary file `.<name>.tmp<pid>` beside the checkpoint; [`load`] never reads it, the next
+//! successful save of the same checkpoint removes it (its writer is gone), and so does the next
+//! run taking the run directory's lock (`run::lock`). Because the checksum covers the whole file,
 //! a torn or corrupted checkpoint is reported as [`CheckpointError::ChecksumMismatch`] or
 //! [`CheckpointError::Truncated`], never loaded.
 //!
