@@ -417,3 +417,359 @@ fn io_errors_name_their_cause_once() {
         assert_eq!(err.matches(file).count(), 1, "{args:?}: {err}");
     }
 }
+
+// ---- #3 temporary files of killed writes ----
+
+/// The pid of a process that has exited (free, and not reused this soon).
+fn dead_pid() -> u32 {
+    let mut child = Command::new("true").spawn().unwrap();
+    let pid = child.id();
+    child.wait().unwrap();
+    pid
+}
+
+/// Names in `dir` that look like a temporary file of an atomic write (`.NAME.tmpPID`).
+fn temp_files(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with('.') && n.contains(".tmp"))
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn temporary_files_of_killed_writes_do_not_pile_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    let run_dir = dir.path().join("run");
+    let ckpt = run_dir.join("checkpoint.ckpt");
+    let o = run(&train_args(
+        &data,
+        &run_dir,
+        &["--steps", "2", "--checkpoint-every", "2"],
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let resume = |steps: &'static str| {
+        let mut args = train_args(
+            &data,
+            &run_dir,
+            &["--steps", steps, "--checkpoint-every", "2"],
+        );
+        args.extend(["--resume", ckpt.to_str().unwrap()]);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    // A real save SIGKILLed after 1000 bytes (the crash hook) leaves its temporary file.
+    let o = Command::new(exe())
+        .args(resume("4"))
+        .env("TINYPOET_TEST_KILL_AFTER_BYTES", "1000")
+        .output()
+        .unwrap();
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(o.status.signal(), Some(9), "{}", stderr(&o));
+    let left = temp_files(&run_dir);
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(".checkpoint.ckpt.tmp"), "{left:?}");
+    // ... and earlier crashes left theirs (a megabyte each).
+    let dead = dead_pid();
+    for name in [
+        format!(".checkpoint.ckpt.tmp{dead}"),
+        format!(".loss.svg.tmp{dead}"),
+    ] {
+        std::fs::write(run_dir.join(name), vec![0x5a; 1 << 20]).unwrap();
+    }
+    let o = Command::new(exe()).args(resume("4")).output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(temp_files(&run_dir), Vec::<String>::new());
+    let ck = tinypoet_trainer::run::checkpoint::load(&ckpt).unwrap();
+    assert_eq!(ck.meta.step, 4);
+
+    // An export and a prepare remove the stale temporary files of the file they write, and
+    // leave a running writer's (this test process stands in for one).
+    let blob = dir.path().join("m.tpb");
+    let stale = dir.path().join(format!(".m.tpb.tmp{dead}"));
+    let live = dir.path().join(format!(".m.tpb.tmp{}", std::process::id()));
+    std::fs::write(&stale, b"torn blob").unwrap();
+    std::fs::write(&live, b"blob in flight").unwrap();
+    let o = run(&[
+        "export",
+        ckpt.to_str().unwrap(),
+        "-o",
+        blob.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(run(&["inspect", blob.to_str().unwrap()]).status.success());
+    assert!(!stale.exists(), "{} is still there", stale.display());
+    assert!(live.exists(), "a live writer's temporary file was removed");
+    let stale = dir.path().join(format!(".small.tpd.tmp{dead}"));
+    std::fs::write(&stale, b"torn dataset").unwrap();
+    prepare(dir.path());
+    assert!(!stale.exists(), "{} is still there", stale.display());
+}
+
+// ---- #4 one run per directory ----
+
+/// Flags of the small model the concurrency test trains.
+fn small_model_flags() -> Vec<&'static str> {
+    vec![
+        "--dim",
+        "32",
+        "--heads",
+        "2",
+        "--layers",
+        "2",
+        "--context",
+        "64",
+        "--ffn",
+        "64",
+        "--batch",
+        "8",
+        "--seq",
+        "64",
+        "--eval-interval",
+        "1000",
+        "--eval-batches",
+        "2",
+        "--sample-len",
+        "16",
+        "--no-progress",
+        "--threads",
+        "1",
+    ]
+}
+
+#[test]
+fn a_second_run_on_a_directory_in_use_fails_at_once_and_the_first_is_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    let d = data.to_str().unwrap();
+    let run_dir = dir.path().join("run");
+    let r = run_dir.to_str().unwrap();
+    let mut args = vec!["train", "--data", d, "--out", r, "--steps", "100000000"];
+    args.extend(small_model_flags());
+    let first = Command::new(exe())
+        .args(&args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The first run is training once its step-0 evaluation is logged.
+    let metrics = run_dir.join("metrics.jsonl");
+    let t0 = Instant::now();
+    while std::fs::read_to_string(&metrics).map_or(true, |s| s.is_empty()) {
+        assert!(t0.elapsed() < Duration::from_secs(120), "never started");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let says = format!("{r} is in use by another run (pid {})", first.id());
+    let mut fresh = vec![
+        "train",
+        "--data",
+        d,
+        "--out",
+        r,
+        "--overwrite",
+        "--steps",
+        "3",
+    ];
+    fresh.extend(small_model_flags());
+    let resume = vec![
+        "train",
+        "--data",
+        d,
+        "--out",
+        r,
+        "--resume",
+        r,
+        "--steps",
+        "5",
+        "--no-progress",
+    ];
+    for second in [fresh, resume] {
+        let t = Instant::now();
+        let o = run_within(&second, Duration::from_secs(60));
+        assert_one_line_error(&o, &says);
+        assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    }
+    // SAFETY: sending SIGINT to our own child process (it saves a checkpoint and stops).
+    unsafe {
+        libc::kill(first.id() as i32, libc::SIGINT);
+    }
+    let o = first.wait_with_output().unwrap();
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = tinypoet_trainer::run::checkpoint::load(&run_dir.join("checkpoint.ckpt")).unwrap();
+    assert_eq!(
+        ck.meta.options.steps, 100_000_000,
+        "the first run's checkpoint"
+    );
+    assert!(ck.meta.step > 0);
+    // Its rows only, in order: step 0 and every 1000th step up to where it stopped (an
+    // interrupted run does not evaluate again). A second run's rows (steps 0 and 3) would be
+    // interleaved, or the first run's rows truncated away.
+    let rows = tinypoet_trainer::run::metrics::read_jsonl(&metrics).unwrap();
+    let steps: Vec<u64> = rows.iter().map(|r| r.step).collect();
+    let upto: Vec<u64> = (0..ck.meta.step).step_by(1000).collect();
+    let through: Vec<u64> = (0..=ck.meta.step).step_by(1000).collect();
+    assert!(steps == upto || steps == through, "{steps:?}");
+    let in_ckpt: Vec<u64> = ck.meta.metrics.iter().map(|r| r.step).collect();
+    assert_eq!(in_ckpt, steps);
+}
+
+/// Every file in `dir` with its bytes.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut files: Vec<(String, Vec<u8>)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            let name = e.file_name().to_string_lossy().into_owned();
+            (name, std::fs::read(e.path()).unwrap())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_training_command_refuses_a_locked_directory_and_changes_nothing_in_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    let d = data.to_str().unwrap();
+    let run_dir = dir.path().join("run");
+    let r = run_dir.to_str().unwrap();
+    let ckpt = run_dir.join("checkpoint.ckpt");
+    let c = ckpt.to_str().unwrap();
+    let o = run(&train_args(
+        &data,
+        &run_dir,
+        &["--steps", "2", "--checkpoint-every", "2"],
+    ));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // Hold the directory's lock as a running trainer does (its pid in the lock file).
+    let mut lock = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(run_dir.join(".lock"))
+        .unwrap();
+    lock.try_lock().unwrap();
+    lock.set_len(0).unwrap();
+    std::io::Write::write_all(&mut lock, format!("{}\n", std::process::id()).as_bytes()).unwrap();
+    let before = snapshot(&run_dir);
+    let says = format!("{r} is in use by another run (pid {})", std::process::id());
+    let cases: Vec<Vec<&str>> = vec![
+        train_args(&data, &run_dir, &["--steps", "3", "--overwrite"]),
+        vec![
+            "train", "--data", d, "--out", r, "--resume", r, "--steps", "4",
+        ],
+        vec![
+            "train",
+            "--data",
+            d,
+            "--out",
+            r,
+            "--resume",
+            c,
+            "--no-progress",
+        ],
+        vec![
+            "finetune",
+            "--data",
+            d,
+            "--out",
+            r,
+            "--from",
+            c,
+            "--overwrite",
+        ],
+        vec!["align", "--data", d, "--out", r, "--from", c, "--overwrite"],
+        vec!["finetune", "--data", d, "--out", r, "--resume", r],
+        vec!["align", "--data", d, "--out", r, "--resume", c],
+    ];
+    for args in &cases {
+        let o = run_within(args, Duration::from_secs(60));
+        assert_one_line_error(&o, &says);
+        assert!(snapshot(&run_dir) == before, "{args:?} changed {r}");
+    }
+    // Released (the holder exited): the directory trains again.
+    drop(lock);
+    let o = run(&[
+        "train", "--data", d, "--out", r, "--resume", r, "--steps", "4",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(
+        tinypoet_trainer::run::checkpoint::load(&ckpt)
+            .unwrap()
+            .meta
+            .step,
+        4
+    );
+}
+
+// ---- #8 sizes from a file ----
+
+#[test]
+fn a_checkpoint_whose_parameter_count_wraps_around_is_refused() {
+    use sha2::{Digest, Sha256};
+    use tinypoet_trainer::run::checkpoint::{self, Checkpoint, CheckpointError};
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    let run_dir = dir.path().join("run");
+    let o = run(&train_args(&data, &run_dir, &["--steps", "1"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    let ck = checkpoint::load(&run_dir.join("checkpoint.ckpt")).unwrap();
+    // n_params = 2^62 + n: 12 · n_params wraps around a u64 to exactly the 12 · n data bytes.
+    let n = ck.params.len() as u64;
+    let mut meta = ck.meta.clone();
+    meta.n_params = (1 << 62) + n;
+    assert_eq!(meta.n_params.wrapping_mul(12), 12 * n);
+    let mut header = postcard::to_stdvec(&meta).unwrap();
+    header.extend(postcard::to_stdvec(&ck.stage).unwrap());
+    let mut bytes = Vec::new();
+    bytes.extend_from_slice(&checkpoint::MAGIC);
+    bytes.extend_from_slice(&checkpoint::FORMAT_VERSION.to_le_bytes());
+    bytes.extend_from_slice(&(header.len() as u64).to_le_bytes());
+    bytes.extend_from_slice(&header);
+    for arr in [&ck.params, &ck.adam_m, &ck.adam_v] {
+        for x in arr.iter() {
+            bytes.extend_from_slice(&x.to_le_bytes());
+        }
+    }
+    let digest = Sha256::digest(&bytes);
+    bytes.extend_from_slice(&digest);
+    match Checkpoint::from_bytes(&bytes) {
+        Err(CheckpointError::Inconsistent(why)) => assert!(why.contains("parameters"), "{why}"),
+        Err(e) => panic!("another error: {e}"),
+        Ok(c) => panic!("loaded with n_params {}", c.meta.n_params),
+    }
+    // The same through the commands that read a checkpoint.
+    let bad = dir.path().join("wrapped.ckpt");
+    std::fs::write(&bad, &bytes).unwrap();
+    let b = bad.to_str().unwrap();
+    let out = dir.path().join("out.tpb");
+    let resumed = dir.path().join("resumed");
+    for args in [
+        vec!["export", b, "-o", out.to_str().unwrap()],
+        vec!["eval", "--checkpoint", b, "--data", data.to_str().unwrap()],
+        vec![
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--resume",
+            b,
+            "--out",
+            resumed.to_str().unwrap(),
+        ],
+    ] {
+        let o = run(&args);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", stderr(&o));
+        assert!(
+            stderr(&o).contains("checkpoint is inconsistent"),
+            "{args:?}: {}",
+            stderr(&o)
+        );
+        assert!(!stderr(&o).contains("panicked"), "{}", stderr(&o));
+    }
+    assert!(!out.exists() && !resumed.exists());
+}

@@ -6,6 +6,7 @@ use anyhow::{bail, Context};
 use clap::Args;
 
 use crate::run::checkpoint;
+use crate::run::lock;
 use crate::run::stage_record::{Stage, StageOptions};
 use crate::run::train_loop::{self, RunIo};
 use crate::stages::tune::{self as stages, StageStart};
@@ -26,7 +27,8 @@ align 3 epochs x 301 batches of 16 pairs, lr 1e-5, frozen reference = the starti
 Both: a fresh optimizer, rows 256 wide with `\\0` padding (cropped to the batch's longest item,
 exact under causal attention), evaluation every 50 batches over the whole eval split.
 Writes into --out: checkpoint.ckpt (with the stage, its recipe and its parent), metrics.jsonl,
-loss.svg (our curve beside the reference's). The log prints
+loss.svg (our curve beside the reference's); .lock holds the directory for the run (a second
+run on the same --out fails at once). The log prints
 `Epoch e, step i, train loss X, evaluate loss Y` like the reference (align adds the margins).")]
 pub struct StageArgs {
     /// Starting weights: a checkpoint (.ckpt or run directory) or a blob (.tpb, f16).
@@ -105,62 +107,65 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
         .out
         .clone()
         .unwrap_or_else(|| PathBuf::from(format!("runs/{name}")));
-    let start = match (&args.resume, &args.from) {
-        (Some(_), Some(_)) => bail!("give either --from (a new stage) or --resume, not both"),
-        (None, None) => bail!("give --from CKPT_OR_BLOB (the starting weights) or --resume"),
-        (Some(path), None) => {
-            let path = train_loop::resolve_checkpoint(path);
-            let ckpt = checkpoint::load(&path)
-                .with_context(|| format!("cannot resume from {}", path.display()))?;
-            let Some(st) = &ckpt.stage else {
-                bail!(
-                    "{} is a pretraining checkpoint; start a stage from it with --from",
-                    path.display()
-                );
-            };
-            if st.options.stage != stage {
-                bail!(
-                    "{} is a {} checkpoint; continue it with `tinypoet {}`",
-                    path.display(),
-                    st.options.stage.name(),
-                    st.options.stage.name()
-                );
-            }
-            let mut given = args.options(stage);
-            given.checkpoint_every = st.options.checkpoint_every;
-            let defaults = StageOptions {
-                checkpoint_every: st.options.checkpoint_every,
-                ..StageOptions::reference(stage)
-            };
-            if given != defaults && given != st.options {
-                bail!(
-                    "with --resume the stage's options come from the checkpoint; only \
+    // Locked before the directory is read (the existing checkpoint) and held until the run ends.
+    let (_run_lock, start) = lock::lock_then(&out, || -> anyhow::Result<StageStart> {
+        Ok(match (&args.resume, &args.from) {
+            (Some(_), Some(_)) => bail!("give either --from (a new stage) or --resume, not both"),
+            (None, None) => bail!("give --from CKPT_OR_BLOB (the starting weights) or --resume"),
+            (Some(path), None) => {
+                let path = train_loop::resolve_checkpoint(path);
+                let ckpt = checkpoint::load(&path)
+                    .with_context(|| format!("cannot resume from {}", path.display()))?;
+                let Some(st) = &ckpt.stage else {
+                    bail!(
+                        "{} is a pretraining checkpoint; start a stage from it with --from",
+                        path.display()
+                    );
+                };
+                if st.options.stage != stage {
+                    bail!(
+                        "{} is a {} checkpoint; continue it with `tinypoet {}`",
+                        path.display(),
+                        st.options.stage.name(),
+                        st.options.stage.name()
+                    );
+                }
+                let mut given = args.options(stage);
+                given.checkpoint_every = st.options.checkpoint_every;
+                let defaults = StageOptions {
+                    checkpoint_every: st.options.checkpoint_every,
+                    ..StageOptions::reference(stage)
+                };
+                if given != defaults && given != st.options {
+                    bail!(
+                        "with --resume the stage's options come from the checkpoint; only \
                      --checkpoint-every, --stop-after, --threads and --out may be given"
-                );
+                    );
+                }
+                StageStart::Resume {
+                    checkpoint: Box::new(ckpt),
+                    checkpoint_every: Some(args.checkpoint_every),
+                }
             }
-            StageStart::Resume {
-                checkpoint: Box::new(ckpt),
-                checkpoint_every: Some(args.checkpoint_every),
-            }
-        }
-        (None, Some(from)) => {
-            let existing = out.join(train_loop::CHECKPOINT_FILE);
-            if existing.exists() && !args.overwrite {
-                bail!(
-                    "{} already holds a checkpoint: continue it with --resume {}, or pass \
+            (None, Some(from)) => {
+                let existing = out.join(train_loop::CHECKPOINT_FILE);
+                if existing.exists() && !args.overwrite {
+                    bail!(
+                        "{} already holds a checkpoint: continue it with --resume {}, or pass \
                      --overwrite to start a new run there",
-                    out.display(),
-                    existing.display()
-                );
+                        out.display(),
+                        existing.display()
+                    );
+                }
+                let from = train_loop::resolve_checkpoint(from);
+                let weights = stages::load_start(&from)?;
+                StageStart::Fresh {
+                    options: args.options(stage),
+                    from: Box::new(weights),
+                }
             }
-            let from = train_loop::resolve_checkpoint(from);
-            let weights = stages::load_start(&from)?;
-            StageStart::Fresh {
-                options: args.options(stage),
-                from: Box::new(weights),
-            }
-        }
-    };
+        })
+    })?;
     let interrupt = super::train::install_ctrlc()?;
     let io = RunIo {
         out_dir: out.clone(),

@@ -12,6 +12,7 @@ use crate::io::fsx::WritePoint;
 use crate::nn::adamw::Schedule;
 use crate::nn::params::ModelShape;
 use crate::run::checkpoint;
+use crate::run::lock;
 use crate::run::options::{Init, TrainOptions};
 use crate::run::train_loop::{self, RunIo, Start};
 use crate::stages::pretrain::{self, TrainData};
@@ -47,7 +48,8 @@ Examples:
   tinypoet train --data data/tang.tpd --resume runs/tang/checkpoint.ckpt
 
 Writes into --out: checkpoint.ckpt (full state), metrics.jsonl (one row per evaluation),
-loss.svg (our curve beside the reference's). The log on stdout prints
+loss.svg (our curve beside the reference's); .lock holds the directory for the run (a second
+run on the same --out fails at once). The log on stdout prints
 `Step N, train loss X, evaluate loss Y` like the reference, Y being the deterministic eval loss.")]
 pub struct TrainArgs {
     /// Prepared dataset (from `tinypoet prepare`).
@@ -198,55 +200,58 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         eval: ds.pretrain_eval(),
         dataset_hash: ds.content_hash().to_string(),
     };
-    let start = match &args.resume {
-        Some(path) => {
-            let path = train_loop::resolve_checkpoint(path);
-            let ckpt = checkpoint::load(&path)
-                .with_context(|| format!("cannot resume from {}", path.display()))?;
-            // The run's options come from the checkpoint; refuse silently ignoring a changed one.
-            let mut given = args.options();
-            let stored = &ckpt.meta.options;
-            given.steps = stored.steps;
-            given.checkpoint_every = stored.checkpoint_every;
-            let defaults = TrainOptions {
-                steps: stored.steps,
-                checkpoint_every: stored.checkpoint_every,
-                ..TrainOptions::default()
-            };
-            if given != defaults && given != *stored {
-                bail!(
+    // Locked before the directory is read (the existing checkpoint) and held until the run ends.
+    let (_run_lock, start) = lock::lock_then(&args.out, || -> anyhow::Result<Start> {
+        Ok(match &args.resume {
+            Some(path) => {
+                let path = train_loop::resolve_checkpoint(path);
+                let ckpt = checkpoint::load(&path)
+                    .with_context(|| format!("cannot resume from {}", path.display()))?;
+                // The run's options come from the checkpoint; refuse silently ignoring a changed one.
+                let mut given = args.options();
+                let stored = &ckpt.meta.options;
+                given.steps = stored.steps;
+                given.checkpoint_every = stored.checkpoint_every;
+                let defaults = TrainOptions {
+                    steps: stored.steps,
+                    checkpoint_every: stored.checkpoint_every,
+                    ..TrainOptions::default()
+                };
+                if given != defaults && given != *stored {
+                    bail!(
                     "with --resume the training options come from the checkpoint; only --steps, \
                      --checkpoint-every, --threads and --out may be given"
                 );
-            }
-            if let (Schedule::WarmupCosine { .. }, Some(s)) = (stored.schedule, args.steps) {
-                if s != stored.steps {
-                    crate::errln!(
+                }
+                if let (Schedule::WarmupCosine { .. }, Some(s)) = (stored.schedule, args.steps) {
+                    if s != stored.steps {
+                        crate::errln!(
                         "warning: --steps {s} differs from the run's {}: the cosine schedule is \
                          stretched to the new total from here on",
                         stored.steps
                     );
+                    }
+                }
+                Start::Resume {
+                    checkpoint: Box::new(ckpt),
+                    steps: args.steps,
+                    checkpoint_every: Some(args.checkpoint_every),
                 }
             }
-            Start::Resume {
-                checkpoint: Box::new(ckpt),
-                steps: args.steps,
-                checkpoint_every: Some(args.checkpoint_every),
-            }
-        }
-        None => {
-            let existing = args.out.join(train_loop::CHECKPOINT_FILE);
-            if existing.exists() && !args.overwrite {
-                bail!(
-                    "{} already holds a checkpoint: continue it with --resume {}, or pass \
+            None => {
+                let existing = args.out.join(train_loop::CHECKPOINT_FILE);
+                if existing.exists() && !args.overwrite {
+                    bail!(
+                        "{} already holds a checkpoint: continue it with --resume {}, or pass \
                      --overwrite to start a new run there",
-                    args.out.display(),
-                    existing.display()
-                );
+                        args.out.display(),
+                        existing.display()
+                    );
+                }
+                Start::Fresh(args.options())
             }
-            Start::Fresh(args.options())
-        }
-    };
+        })
+    })?;
     let interrupt = install_ctrlc()?;
     #[cfg(feature = "crash-test")]
     let kill_hook = super::crash_test::KillHook::from_env();

@@ -23,6 +23,11 @@ pub enum WritePoint<'a> {
 /// cannot cross file systems; the directory is created if missing), write, fsync, rename, fsync
 /// the directory. A crash at any moment leaves the old file or the new one, never a mix; the
 /// temporary file is removed on any error.
+///
+/// The temporary file is `.<name>.tmp<pid>` beside `path` (see [`temp_path`]). A process killed
+/// mid-write leaves its one behind; after each successful write of `path`, the temporary files
+/// of `path` whose writer is no longer running are removed (see [`remove_temp_files`]), so
+/// crashes do not pile them up.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> io::Result<()> {
     write_atomic_observed(path, bytes, &mut |_| {})
 }
@@ -43,7 +48,7 @@ pub fn write_atomic_observed(
         .to_string_lossy()
         .into_owned();
     fs::create_dir_all(&dir)?;
-    let tmp = dir.join(format!(".{file_name}.tmp{}", std::process::id()));
+    let tmp = dir.join(temp_name(&file_name, std::process::id()));
     let result = (|| {
         let mut f = File::create(&tmp)?;
         observe(WritePoint::Created {
@@ -62,7 +67,101 @@ pub fn write_atomic_observed(
         return Err(e);
     }
     observe(WritePoint::BeforeDirFsync);
-    sync_dir(&dir)
+    sync_dir(&dir)?;
+    // Best effort: the write itself is done; a temporary file left here is only litter.
+    let own = std::process::id();
+    let _ = remove_temp_files(path, |pid| pid != own && !process_alive(pid));
+    Ok(())
+}
+
+/// The name of [`write_atomic`]'s temporary file for `file_name` in process `pid`.
+fn temp_name(file_name: &str, pid: u32) -> String {
+    format!(".{file_name}.tmp{pid}")
+}
+
+/// The temporary file [`write_atomic`] writes `path` through in this process:
+/// `.<name>.tmp<pid>` in the directory of `path` (hidden on Unix, recognisable by its name, one
+/// per writing process).
+pub fn temp_path(path: &Path) -> Option<PathBuf> {
+    let name = path.file_name()?.to_string_lossy();
+    Some(path.with_file_name(temp_name(&name, std::process::id())))
+}
+
+/// The pid in `candidate` if it is the name of a [`write_atomic`] temporary file of `file_name`
+/// (`.<file_name>.tmp<decimal pid>`).
+fn temp_pid(file_name: &str, candidate: &str) -> Option<u32> {
+    let digits = candidate
+        .strip_prefix('.')?
+        .strip_prefix(file_name)?
+        .strip_prefix(".tmp")?;
+    if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    digits.parse().ok()
+}
+
+/// Remove the [`write_atomic`] temporary files of `path` (`.<name>.tmp<pid>` beside it) whose
+/// writer `stale(pid)` says is gone; returns how many were removed. A missing directory has
+/// none. Only regular files of exactly that name pattern are touched.
+pub fn remove_temp_files(path: &Path, stale: impl Fn(u32) -> bool) -> io::Result<usize> {
+    let Some(file_name) = path.file_name() else {
+        return Ok(0);
+    };
+    let file_name = file_name.to_string_lossy();
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let entries = match fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let mut removed = 0;
+    for entry in entries {
+        let entry = entry?;
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| temp_pid(&file_name, n))
+        else {
+            continue;
+        };
+        if entry.file_type()?.is_file() && stale(pid) {
+            match fs::remove_file(entry.path()) {
+                Ok(()) => removed += 1,
+                // Its writer renamed or removed it meanwhile.
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    Ok(removed)
+}
+
+/// Whether a process `pid` is running on this machine (a pid that cannot be a process is not).
+/// Where this cannot be asked, every process counts as running, so that no temporary file of a
+/// live writer is ever removed.
+pub fn process_alive(pid: u32) -> bool {
+    #[cfg(unix)]
+    {
+        // kill(pid, 0) sends nothing: it only checks that the process exists (EPERM: it does,
+        // owned by someone else). pid 0 and negative pids name process groups: not a process.
+        let Ok(pid) = libc::pid_t::try_from(pid) else {
+            return false;
+        };
+        if pid <= 0 {
+            return false;
+        }
+        // SAFETY: signal 0 only checks for existence; no signal is delivered.
+        let r = unsafe { libc::kill(pid, 0) };
+        r == 0 || io::Error::last_os_error().raw_os_error() == Some(libc::EPERM)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = pid;
+        true
+    }
 }
 
 /// Make a rename inside `dir` durable. Unix can fsync a directory; elsewhere a directory cannot
@@ -210,5 +309,46 @@ mod tests {
         assert_eq!(fs::read(&p).unwrap(), b"two");
         let names: Vec<_> = fs::read_dir(p.parent().unwrap()).unwrap().collect();
         assert_eq!(names.len(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_write_removes_its_targets_stale_temp_files_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.bin");
+        // A process that has exited: its pid is free (and will not be reused this soon).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let live = std::process::id();
+        let stale = dir.path().join(format!(".f.bin.tmp{dead}"));
+        let kept = [
+            format!(".f.bin.tmp{live}x"), // not the pattern
+            format!(".g.bin.tmp{dead}"),  // another target's
+            format!("f.bin.tmp{dead}"),   // not hidden: not ours
+            ".f.bin.tmp".to_string(),     // no pid
+        ];
+        fs::write(&stale, b"torn").unwrap();
+        for k in &kept {
+            fs::write(dir.path().join(k), b"x").unwrap();
+        }
+        assert!(!process_alive(dead));
+        assert!(process_alive(live));
+        write_atomic(&p, b"new").unwrap();
+        assert!(!stale.exists());
+        for k in &kept {
+            assert!(dir.path().join(k).exists(), "{k}");
+        }
+        // A live writer's temporary file (another process writing the same target) stays.
+        let mut sleeper = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let busy = dir.path().join(format!(".f.bin.tmp{}", sleeper.id()));
+        fs::write(&busy, b"in flight").unwrap();
+        write_atomic(&p, b"newer").unwrap();
+        assert!(busy.exists());
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
     }
 }

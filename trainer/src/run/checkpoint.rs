@@ -22,10 +22,18 @@
 //!
 //! [`save_atomic`] writes to a temporary file in the destination directory, fsyncs it, renames it
 //! over the destination and fsyncs the directory. A crash at any moment leaves either the old
-//! checkpoint or the new one at the destination, never a mix; a stray temporary file is ignored
-//! by [`load`] (and overwritten by the next save). Because the checksum covers the whole file,
+//! checkpoint or the new one at the destination, never a mix. A crash mid-save leaves its
+//! temporary file `.<name>.tmp<pid>` beside the checkpoint; [`load`] never reads it, the next
+//! successful save of the same checkpoint removes it (its writer is gone), and so does the next
+//! run taking the run directory's lock (`run::lock`). Because the checksum covers the whole file,
 //! a torn or corrupted checkpoint is reported as [`CheckpointError::ChecksumMismatch`] or
 //! [`CheckpointError::Truncated`], never loaded.
+//!
+//! # Sizes from the file
+//!
+//! Every size read from a file (the header length, `n_params`) enters arithmetic checked: a
+//! header whose `12 · n_params` would wrap around is [`CheckpointError::Inconsistent`], not a
+//! checkpoint whose arrays are shorter than it says.
 //!
 //! [`save_atomic_observed`] lets a caller watch each point of the write; the kill test's crash
 //! hook (`cli/crash_test.rs`, only in builds with the `crash-test` feature) uses it.
@@ -125,7 +133,7 @@ impl Checkpoint {
 
     /// Exact encoded size in bytes.
     pub fn encoded_len(&self) -> Result<usize, CheckpointError> {
-        Ok(PREFIX_LEN + self.header()?.len() + 12 * self.params.len() + DIGEST_LEN)
+        total_len(self.header()?.len(), self.params.len())
     }
 
     /// Encode to the file format above.
@@ -140,7 +148,7 @@ impl Checkpoint {
             )));
         }
         let header = self.header()?;
-        let mut out = Vec::with_capacity(PREFIX_LEN + header.len() + 12 * n + DIGEST_LEN);
+        let mut out = Vec::with_capacity(total_len(header.len(), n)?);
         out.extend_from_slice(&MAGIC);
         out.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
         out.extend_from_slice(&(header.len() as u64).to_le_bytes());
@@ -207,10 +215,11 @@ impl Checkpoint {
                 )));
             }
         }
-        let n = usize::try_from(meta.n_params)
-            .map_err(|_| CheckpointError::Inconsistent("n_params too large".into()))?;
+        let n = usize::try_from(meta.n_params).map_err(|_| too_many_params(meta.n_params))?;
         let data = &body[header_end..];
-        if data.len() as u64 != 12 * meta.n_params {
+        let expected = data_len(meta.n_params).ok_or_else(|| too_many_params(meta.n_params))?;
+        // (so 4·n·k ≤ 12·n = data.len() below cannot overflow either)
+        if data.len() as u64 != expected {
             return Err(CheckpointError::Inconsistent(format!(
                 "{} data bytes for {} parameters",
                 data.len(),
@@ -246,7 +255,31 @@ fn expected_len(bytes: &[u8]) -> Option<u64> {
     let end = PREFIX_LEN.checked_add(usize::try_from(header_len).ok()?)?;
     let (meta, _): (CheckpointMeta, _) =
         postcard::take_from_bytes::<CheckpointMeta>(bytes.get(PREFIX_LEN..end)?).ok()?;
-    Some(end as u64 + 12 * meta.n_params + DIGEST_LEN as u64)
+    (end as u64)
+        .checked_add(data_len(meta.n_params)?)?
+        .checked_add(DIGEST_LEN as u64)
+}
+
+/// Bytes of the three f32 arrays of `n_params` parameters; `None` if that overflows a u64.
+fn data_len(n_params: u64) -> Option<u64> {
+    n_params.checked_mul(12)
+}
+
+/// The file length for a header of `header_len` bytes and `n` parameters.
+fn total_len(header_len: usize, n: usize) -> Result<usize, CheckpointError> {
+    data_len(n as u64)
+        .and_then(|d| usize::try_from(d).ok())
+        .and_then(|d| {
+            d.checked_add(PREFIX_LEN + DIGEST_LEN)?
+                .checked_add(header_len)
+        })
+        .ok_or_else(|| too_many_params(n as u64))
+}
+
+fn too_many_params(n_params: u64) -> CheckpointError {
+    CheckpointError::Inconsistent(format!(
+        "{n_params} parameters: three f32 arrays that long cannot be addressed"
+    ))
 }
 
 /// Read and verify a checkpoint file.

@@ -3,6 +3,7 @@
 
 pub mod checkpoint;
 pub mod evaluate;
+pub mod lock;
 pub mod metrics;
 pub mod options;
 pub mod plot;

@@ -25,8 +25,10 @@
 //! inside the vocabulary, item offsets monotonic) and the vocabulary/content hashes, so that a
 //! loaded dataset can be indexed without further checks. Every failure is a [`FormatError`].
 //!
-//! The file is written to a temporary file in the destination folder, fsynced and renamed over
-//! the destination, so a crash or an error never leaves a partial dataset behind.
+//! The file is written to a temporary file in the destination folder (`.<name>.tmp<pid>`),
+//! fsynced and renamed over the destination, so a crash or an error never leaves a partial
+//! dataset behind; the temporary file a killed `prepare` leaves is removed by the next
+//! successful write of the same dataset (see `io::fsx::write_atomic`).
 
 use std::fmt;
 use std::path::{Path, PathBuf};
