@@ -16,6 +16,8 @@ import sys
 LINES = [
     ("春夜喜雨 seed=7", "poem"),
     ("靜夜思 seed=11 temp=0.8", "poem"),
+    # Simplified input: 静 becomes 靜 on the board as in `tinypoet generate --title 静夜思`.
+    ("静夜思 seed=11 temp=0.8", "poem"),
     (b"\xe6\x98\xa5\xff \xe5\xa4\x9c", "error: invalid UTF-8 at byte 3"),
     ("登高 temp=0.6 top_k=20 seed=3 max=60", "poem"),
     ("黄鶴樓 colour=red", "error: unknown setting 'colour'"),
@@ -24,6 +26,8 @@ LINES = [
     ("春夜喜雨 form=五絕 seed=3", "poem"),
     ("江 raw=1 form=七絕 acrostic=春夜喜雨 rhyme=1 seed=5", "poem"),
     ("月 form=五律 acrostic=春夏秋冬雪霜雲雨風", "error: "),
+    ("春夜喜雨 form=五絕 acrostic=东南西北 seed=4", "poem"),
+    ("静夜氧", "error: '氧' (U+6C27) is not in the model's vocabulary"),
 ]
 
 # console setting -> tinypoet generate flag
@@ -35,24 +39,31 @@ FLAGS = {"seed": "--seed", "temp": "--temperature", "temperature": "--temperatur
 def host_poem(exe, blob, line):
     """What the firmware must print for `line`, from tinypoet generate's stdout: with --title
     the CLI shows `TITLE\n` before the poem and the console does not; with raw=1 both show the
-    prompt (the title, and a newline with a form). --no-convert: the console takes titles as
-    typed (the vocabulary is traditional Chinese)."""
+    prompt (the title, and a newline with a form). Both convert simplified input with the core's
+    table: the CLI's stderr report `[simplified -> traditional (...): 静→靜; ...]` becomes the
+    console's line before the poem, `[simplified -> traditional (...): 静→靜]`."""
     words = line.split()
     title = [w for w in words if "=" not in w][0]
     settings = dict(w.split("=", 1) for w in words if "=" in w)
     raw = settings.pop("raw", "0") == "1"
-    args = [exe, "generate", "--no-convert", "--model", blob,
+    args = [exe, "generate", "--model", blob,
             "--seed", settings.pop("seed", "2024")]
     if settings.pop("rhyme", "0") == "1":
         args.append("--rhyme")
     for k, v in settings.items():
         args += [FLAGS[k], v]
     args += [title] if raw else ["--title", title]
-    out = subprocess.run(args, check=True, capture_output=True).stdout.decode()
+    run = subprocess.run(args, check=True, capture_output=True)
+    out, err = run.stdout.decode(), run.stderr.decode()
+    report = ""
+    for e in err.splitlines():
+        if e.startswith("[simplified -> traditional"):
+            report += e.split(";")[0] + "]\n"
     if raw:
-        return out
-    assert out.startswith(title + "\n"), out
-    return out[len(title) + 1:]
+        return report + out
+    shown, _, poem = out.partition("\n")
+    assert "=" not in shown and len(shown) == len(title), out
+    return report + poem
 
 
 def main():
