@@ -30,7 +30,7 @@ mod measure;
 #[cfg(all(feature = "rtt", not(any(feature = "measure", feature = "oneshot"))))]
 mod rtt;
 #[cfg(all(
-    feature = "board-mps2-an386",
+    any(feature = "board-mps2-an386", feature = "board-mps2-an385"),
     not(any(feature = "measure", feature = "oneshot", feature = "rtt"))
 ))]
 mod uart;
@@ -192,7 +192,7 @@ fn banner(model: &Model) {
 #[cfg(not(any(feature = "measure", feature = "oneshot")))]
 fn run() -> Result<(), FwError> {
     let model = Model::load(blob::bytes())?;
-    let mut dec = Decoder::new(&model, state_for(model.config())?, KvPrecision::F16)?;
+    let mut dec = Decoder::new(&model, state_for(model.config())?, KV)?;
     let info = tinypoet_console::Info {
         board: boards::NAME,
         blob: blob::NAME,
