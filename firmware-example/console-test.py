@@ -3,13 +3,12 @@
 back, and check each one against `tinypoet generate` on the host (same blob, title, seed and
 settings); bad lines must get one `error:` line and leave the console working.
 
-    console-test.py [--rtt] [--short] [--kv int8] TINYPOET_EXE BLOB ELF TRANSCRIPT -- QEMU COMMAND...
+    console-test.py [--rtt] [--kv int8] TINYPOET_EXE BLOB ELF TRANSCRIPT -- QEMU COMMAND...
 
 The QEMU command ends with `-kernel`; the ELF is appended. --rtt: the ELF is the RTT build
 (`--features rtt`); the lines go in and the answers come out through its RTT channels, which
 rttprobe.py reads and writes over QEMU's gdbstub as a debug probe would (a shorter session).
---short: that shorter session over the UART (the ARMv6-M build, ~60 M instructions per
-character). --kv int8: the firmware's KV cache is int8 (`kv-int8`), so the host generates with
+--kv int8: the firmware's KV cache is int8 (`kv-int8`), so the host generates with
 `--kv int8`. The transcript (what the terminal showed, CR LF as LF) is written to TRANSCRIPT.
 Prints one `ok`/`FAIL` line per input line and exits 0 only if all pass.
 """
@@ -37,7 +36,7 @@ LINES = [
     ("静夜氧", "error: '氧' (U+6C27) is not in the model's vocabulary"),
 ]
 
-# The RTT session (every byte goes through the gdbstub, so it is kept short), and --short.
+# The RTT session (every byte goes through the gdbstub, so it is kept short).
 RTT_LINES = [
     ("静夜思 seed=11 temp=0.8", "poem"),
     ("黄鶴樓 colour=red", "error: unknown setting 'colour'"),
@@ -84,13 +83,11 @@ def host_poem(exe, blob, line, kv):
 
 def main():
     args = sys.argv[1:]
-    rtt = short = False
+    rtt = False
     kv = None
     while args[0].startswith("--"):
         if args[0] == "--rtt":
             rtt = True
-        elif args[0] == "--short":
-            short = True
         elif args[0] == "--kv":
             kv = args.pop(1)
         else:
@@ -99,7 +96,7 @@ def main():
     exe, blob, elf, transcript_path = args[:4]
     assert args[4] == "--"
     qemu = args[5:] + [elf]
-    lines = RTT_LINES if rtt or short else LINES
+    lines = RTT_LINES if rtt else LINES
     typed = b""
     for line, _ in lines:
         typed += (line if isinstance(line, bytes) else line.encode()) + b"\r\n"
@@ -151,7 +148,7 @@ def main():
             ok = answer.startswith(expected) and "\n" not in answer
             report(ok, f"{shown!r}: {answer.strip()!r}")
     # The poems together must be long enough to exercise the decoder (the stop ends them early).
-    need = 20 if rtt or short else 100
+    need = 20 if rtt else 100
     report(generated >= need, f"{generated} generated characters in all (need >= {need})")
     print(f"console: {passed} passed, {failed} failed")
     sys.exit(0 if failed == 0 else 1)

@@ -15,8 +15,8 @@
 #      tinypoet generate --form 七絕 --acrostic 春夜喜雨 --rhyme.
 #   4. ARMv6-M (issue 17): the builds for thumbv6m-none-eabi (the RP2040's Cortex-M0+ code, soft
 #      float, int8 KV cache) on mps2-an385 (a Cortex-M3 running it), with the int8 blob, against
-#      `tinypoet generate --kv int8` on the host: the console (the Pico's, over UART0; the short
-#      session) and the oneshot build (the default poem and 200 characters).
+#      `tinypoet generate --kv int8` on the host: the console (the Pico's, over UART0) and the
+#      oneshot build (the default poem and 200 characters).
 # f16 blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run
 # (make-test-blob.sh). int8 blob: TINYPOET_INT8_BLOB, else models/tinypoet-tang-int8.tpb
 # (TINYPOET_INT8_BLOB=none skips the int8 session).
@@ -162,7 +162,7 @@ else
     CONSOLE_TARGET=thumbv6m-none-eabi
     CONSOLE_FEATURES=(--no-default-features --features board-mps2-an385)
     CONSOLE_QEMU=("${FW_QEMU_CONSOLE_M0[@]}")
-    console_case m0-int8-console --short --kv int8
+    console_case m0-int8-console --kv int8
     FW_TARGET=thumbv6m-none-eabi
     FW_FEATURES=(--no-default-features --features board-mps2-an385,oneshot)
     HOST_KV=(--kv int8)

@@ -283,7 +283,8 @@ fn run() -> Result<(), FwError> {
 
 #[entry]
 fn main() -> ! {
-    #[cfg(feature = "board-pico")]
+    // The console's clocks (with the USB PLL) are rp2040-hal's, set up in `boards::pico`.
+    #[cfg(all(feature = "board-pico", any(feature = "measure", feature = "oneshot")))]
     boards::pico::init_clocks();
     console::init();
     let Some(p) = cortex_m::Peripherals::take() else {
