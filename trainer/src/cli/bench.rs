@@ -66,7 +66,8 @@ pub struct BenchGemmArgs {
     /// Rows per LM-head tile (the `64` of the head's shapes).
     #[arg(long, default_value_t = crate::nn::ops::head_ce::TILE_ROWS)]
     pub tile: usize,
-    /// Use the portable kernel instead of the AVX-512 one.
+    /// Use the portable kernel instead of the AVX-512 one (builds with the `portable-switch`
+    /// feature).
     #[arg(long)]
     pub portable: bool,
 }
@@ -324,11 +325,19 @@ struct GemmShape {
 }
 
 fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
-    use crate::nn::ops::gemm::{gemm, set_portable_only, MatA, MatB, PackedB, Update};
+    #[cfg(feature = "portable-switch")]
+    use crate::nn::ops::gemm::set_portable_only;
+    use crate::nn::ops::gemm::{gemm, MatA, MatB, PackedB, Update};
     ensure!(
         a.reps >= 1 && a.tile >= 1,
         "reps and tile must be at least 1"
     );
+    ensure!(
+        !a.portable || cfg!(feature = "portable-switch"),
+        "--portable needs a build with the portable-switch feature \
+         (cargo build --release --features portable-switch)"
+    );
+    #[cfg(feature = "portable-switch")]
     set_portable_only(a.portable);
     let (v, c, f, d, r) = (8548, 64, 256, 16, a.tile);
     let n = 4096;
@@ -428,6 +437,7 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
         std::hint::black_box(&c_data);
     }
     crate::outln!("  * single-thread ms per 16×256 step for that product's count (listed shapes only; sum {sum:.1})");
+    #[cfg(feature = "portable-switch")]
     set_portable_only(false);
     Ok(())
 }
