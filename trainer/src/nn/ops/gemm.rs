@@ -188,21 +188,10 @@ impl<F: Float> PackedB<F> {
     }
 }
 
-/// One panel: columns `j0..j0+NR` of B (zero past `n`) into `dst` [k × NR].
-fn pack_panel<F: Float>(
-    dst: &mut [F],
-    src: &[F],
-    j0: usize,
-    k: usize,
-    n: usize,
-    rs: usize,
-    cs: usize,
-) {
-    dispatch_simd!(
-        pack_panel,
-        fn(dst: &mut [F], src: &[F], j0: usize, k: usize, n: usize, rs: usize, cs: usize) -> (),
-        pack_panel_any(dst, src, j0, k, n, rs, cs)
-    )
+simd_fn! {
+    /// One panel: columns `j0..j0+NR` of B (zero past `n`) into `dst` [k × NR].
+    fn pack_panel(dst: &mut [F], src: &[F], j0: usize, k: usize, n: usize, rs: usize, cs: usize)
+        = pack_panel_any;
 }
 
 #[inline(always)]
