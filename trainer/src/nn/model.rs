@@ -412,7 +412,8 @@ fn block_backward<F: Float>(
     let (n, c, f) = (d.n, d.c, d.f);
     let (nc, nf) = (n * c, n * f);
     // x_next = resid_mid + fc2(act): d(fc2 out) = d_res, which also flows to resid_mid.
-    // d_f = dL/d(fc1 pre-activation): the ReLU backward is fused.
+    // d_f [N, F] = d_res [N, C] · W2 [C, F], zeroed where act ≤ 0 (the ReLU backward, fused):
+    // dL/d(fc1 pre-activation). dW2 [C, F] = d_resᵀ · act, db2 = Σ_rows d_res.
     timed!(
         k.times,
         Fc2LinearBwd,
@@ -429,6 +430,7 @@ fn block_backward<F: Float>(
             c,
         )
     );
+    // d_c [N, C] = d_f [N, F] · W1 [F, C]; dW1 [F, C] = d_fᵀ · LN2, db1 = Σ_rows d_f.
     timed!(
         k.times,
         Fc1LinearBwd,
@@ -448,6 +450,7 @@ fn block_backward<F: Float>(
     // The residual stream also feeds LN2.
     residual_layernorm_backward(g, k, &a.ln2, &a.resid_mid[..nc], w.ln2.w, gw.ln2, true);
     // resid_mid = x + proj(atty): d(proj out) = d_res, which also flows to x.
+    // d_c [N, C] = d_res · Wproj [C, C]: dL/d(atty).
     timed!(
         k.times,
         ProjLinearBwd,
@@ -464,6 +467,7 @@ fn block_backward<F: Float>(
             c,
         )
     );
+    // d_qkv [N, 3C] from d_c = dL/d(atty) (probabilities recomputed).
     timed!(
         k.times,
         AttentionBwd,
@@ -476,6 +480,7 @@ fn block_backward<F: Float>(
             d.scale,
         )
     );
+    // d_c [N, C] = d_qkv [N, 3C] · Wqkv [3C, C]: dL/d(LN1 out); dWqkv [3C, C] = d_qkvᵀ · LN1.
     timed!(
         k.times,
         QkvLinearBwd,
