@@ -863,7 +863,7 @@ fn twelve_thousand_resealed_random_corruptions_of_an_int8_blob_never_panic() {
 
 fn resealed_random_corruptions(cfg: &Config, b: &[u8], seed: u64) {
     let hl = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
-    let mut rng = TestRng(seed);
+    let mut rng = TestRng::new(seed);
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
     let mut state = vec![0f32; 1 << 16];
     const N: usize = 12_000;

@@ -22,7 +22,7 @@ fn pcg32_matches_the_documented_algorithm() {
 }
 
 fn random_logits(n: usize, seed: u64, scale: f64) -> Vec<f32> {
-    let mut r = TestRng(seed);
+    let mut r = TestRng::new(seed);
     (0..n).map(|_| (r.normal() * scale) as f32).collect()
 }
 
