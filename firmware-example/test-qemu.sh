@@ -43,6 +43,24 @@ FW_FEATURES=(--features oneshot)
 HOST_KV=()
 QEMU_CMD=("${FW_QEMU[@]}")
 
+# Every case also bounds the firmware's stack high-water mark (printed when the run ends; the
+# stack region is 64 KiB): TINYPOET_STACK_LIMIT bytes, default 10 KiB.
+STACK_LIMIT=${TINYPOET_STACK_LIMIT:-10240}
+
+# stack_within_limit NAME FILE: FILE (the run's output) reports a stack high-water mark of at
+# most STACK_LIMIT bytes; prints it, or a FAIL line.
+stack_within_limit() {
+    local used
+    used=$(grep -ao 'stack high-water mark: [0-9]*' "$2" | grep -o '[0-9]*$' || true)
+    if [ -z "$used" ]; then
+        echo "FAIL $1: no stack high-water mark in $2"; return 1
+    fi
+    if [ "$used" -gt "$STACK_LIMIT" ]; then
+        echo "FAIL $1: stack high-water mark $used bytes > $STACK_LIMIT (TINYPOET_STACK_LIMIT)"; return 1
+    fi
+    echo "       stack high-water mark: $used bytes (limit $STACK_LIMIT)"
+}
+
 # console_case NAME  (blob: $BLOB): the console session of console-test.py
 console_case() {
     local name=$1
@@ -60,6 +78,7 @@ console_case() {
     fi
     echo "ok   $name: every poem == host, bad lines answered with one error line"
     sed 's/^/       | /' "$WORK/$name.transcript.txt"
+    stack_within_limit "$name" "$WORK/$name.transcript.txt" || { failed=$((failed + 1)); return; }
     passed=$((passed + 1))
 }
 
@@ -108,6 +127,7 @@ PY
     echo "ok   $name: firmware == host, $fw_chars generated characters (seed $seed)"
     sed 's/^/       /' "$text"
     grep -E "^[0-9]+ characters|^prefill of the prompt" "$fw" | sed 's/^/       /' || true
+    stack_within_limit "$name" "$fw" || { failed=$((failed + 1)); return; }
     passed=$((passed + 1))
 }
 
