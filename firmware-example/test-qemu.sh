@@ -1,16 +1,16 @@
 #!/usr/bin/env bash
 # Determinism tests of the firmware under QEMU (Cortex-M4, mps2-an386), each checked byte for byte
 # against `tinypoet generate` on the host with the same blob, prompt, seed and settings:
-#   1. console (issue 16): the default build; console-test.py types several titles with settings
+#   1. console: the default build; console-test.py types several titles with settings
 #      and two bad lines into UART0 through a pipe and compares every poem with the host's; the
 #      bad lines must get one `error:` line each and the console must go on. Once with the f16
 #      blob, once with the int8 blob (the SXTB16/SMLAD kernel on the device, the portable or AVX
 #      int8 kernels on the host).
-#   2. oneshot (issue 6): the build-time-prompt build (`--features oneshot`, default prompt
+#   2. oneshot: the build-time-prompt build (`--features oneshot`, default prompt
 #      春夜喜雨, default sampler, stop at the end of the poem), the poem over semihosting.
-#   3. verse (issue 15): the oneshot build with TINYPOET_FORM (七絕 acrostic=春夜喜雨 rhyme) against
+#   3. verse: the oneshot build with TINYPOET_FORM (七絕 acrostic=春夜喜雨 rhyme) against
 #      tinypoet generate --form 七絕 --acrostic 春夜喜雨 --rhyme.
-#   4. ARMv6-M (issue 17): the oneshot build for thumbv6m-none-eabi (the RP2040's Cortex-M0+ code,
+#   4. ARMv6-M: the oneshot build for thumbv6m-none-eabi (the RP2040's Cortex-M0+ code,
 #      soft float, int8 KV cache) on mps2-an385 (a Cortex-M3 running it), with the int8 blob,
 #      against `tinypoet generate --kv int8` on the host: the default poem and 200 characters.
 # f16 blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run

@@ -404,7 +404,7 @@ fn err_invalid_config() {
 
 #[test]
 fn err_attn_scale_out_of_range() {
-    // issue 20 #7: 3.4e38 parsed, generated 0 characters and evaluated to NaN.
+    // An attention scale of 3.4e38 would generate 0 characters and evaluate to NaN.
     for s in [3.4e38f32, 2.0, f32::INFINITY, 0.0, -0.125] {
         assert!(
             matches!(mutate(|p| p.config.attn_scale = s), Error::InvalidConfig(_)),
@@ -439,7 +439,7 @@ fn err_vocab_size() {
             got: 39
         }
     );
-    // issue 20 #9: 161 bytes said "vocabulary has 40 entries, config says 40"
+    // 161 bytes: the message names the byte length (not "40 entries, config says 40")
     let e = mutate(|p| p.vocab.push(1));
     assert_eq!(e, Error::VocabBytes { len: 161 });
     assert_eq!(
@@ -985,7 +985,7 @@ fn resealed_random_corruptions(cfg: &Config, b: &[u8], seed: u64) {
 
 #[test]
 fn err_non_zero_padding() {
-    // issue 20 #8: the format specifies zero padding; a non-zero byte there was accepted.
+    // The format specifies zero padding: a non-zero byte there is an error.
     let (_, _, _, b) = small();
     let doff = u64::from_le_bytes(b[24..32].try_into().unwrap()) as usize;
     let hl = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;

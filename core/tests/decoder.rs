@@ -305,7 +305,7 @@ fn state_size_of_the_tang_model_fits_320_kib() {
         tinypoet_core::state_bytes(&Config::TANG, KvPrecision::F32),
         321_368 + 262_144
     );
-    // int8 KV (issue 17: <= 200 KiB at context 256): the f16 cache's 256 KiB become 2 × (64 KiB
+    // int8 KV (the RP2040's budget: <= 200 KiB at context 256): the f16 cache's 256 KiB become 2 × (64 KiB
     // of rows + 4 KiB of scales) + 576 bytes of attention scratch
     let q8 = tinypoet_core::state_bytes(&Config::TANG, KvPrecision::Q8);
     eprintln!(
