@@ -229,7 +229,9 @@ impl<'a> Mapper<'a> {
     }
 }
 
-/// The tensors outside the blocks: embeddings, final LayerNorm, LM head.
+/// The tensors outside the blocks: embeddings, final LayerNorm, LM head. They are mapped before
+/// the blocks, so that a model can hold them from the start and its table of blocks is then
+/// filled in place ([`Model::load_in`]).
 struct Ends<'a> {
     tok_emb: Mat<'a>,
     pos_emb: Mat<'a>,
