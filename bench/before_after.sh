@@ -13,8 +13,8 @@
 #
 # The benchmark commands are variables (arguments to `tinypoet`), so a renamed entry point only
 # needs e.g. DECODE="bench decode --runs 5 --json":
-#   DECODE        decode benchmark, timed as a whole; its `"chars_per_s"` per `"backend"` (JSON
-#                 lines) are reported too      (default: bench decode --runs 5 --json)
+#   DECODE        decode benchmark, timed as a whole; its `"median_chars_per_s"` (older builds:
+#                 `"chars_per_s"`) per `"backend"` (JSON lines) are reported too      (default: bench decode --runs 5 --json)
 #   DECODE_SHORT  the decode run counted with callgrind   (default: bench decode --runs 1 --chars 50)
 #   TRAIN         train-step benchmark, JSON; `--threads T` is appended for each T in THREADS
 #                 (default: bench train --json --steps 5 --warmup 1; real model, batch 16x256)
@@ -79,8 +79,10 @@ for line in out.splitlines():
         o = json.loads(line)
     except ValueError:
         continue
-    if "chars_per_s" in o:
-        print(key, which, "chars_per_s[%s]" % o.get("backend", "?"), o["chars_per_s"])
+    # `median_chars_per_s` since the two decode benchmarks became one; `chars_per_s` before.
+    cps = o.get("median_chars_per_s", o.get("chars_per_s"))
+    if cps is not None:
+        print(key, which, "chars_per_s[%s]" % o.get("backend", "?"), cps)
     for m in ("median_ms", "cpu_ms_per_step"):
         if m in o:
             print(key, which, m, o[m])
