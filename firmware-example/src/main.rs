@@ -225,10 +225,12 @@ fn run() -> Result<(), FwError> {
         PROMPT
     } else {
         let n = PROMPT.len();
-        let dst = line.get_mut(..n + 1).ok_or(tinypoet_core::Error::PromptTooLong {
-            needed: n + 1,
-            capacity: LINE,
-        })?;
+        let dst = line
+            .get_mut(..n + 1)
+            .ok_or(tinypoet_core::Error::PromptTooLong {
+                needed: n + 1,
+                capacity: LINE,
+            })?;
         dst[..n].copy_from_slice(PROMPT.as_bytes());
         dst[n] = b'\n';
         core::str::from_utf8(dst).map_err(|_| tinypoet_core::Error::EmptyInput)?

@@ -34,9 +34,15 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
     port.flush();
 }
 
-#[cfg(all(feature = "board-pico", not(any(feature = "measure", feature = "oneshot"))))]
+#[cfg(all(
+    feature = "board-pico",
+    not(any(feature = "measure", feature = "oneshot"))
+))]
 pub use pico::console;
-#[cfg(all(feature = "board-pico2", not(any(feature = "measure", feature = "oneshot"))))]
+#[cfg(all(
+    feature = "board-pico2",
+    not(any(feature = "measure", feature = "oneshot"))
+))]
 pub use pico2::console;
 #[cfg(all(
     feature = "board-teensy41",
