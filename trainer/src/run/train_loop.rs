@@ -11,7 +11,7 @@
 //! 3. stop with an error if the loss or the gradient is not finite (nothing is saved from that
 //!    state, the last good checkpoint stays as it is); then, if a checkpoint of step i is due
 //!    (every `checkpoint_every` steps from the start, or a stop was asked for during the
-//!    previous step), write it ([`save_checked`]): its parameters' loss was just checked
+//!    previous step), write it (`save_checked`): its parameters' loss was just checked
 //!    finite, and their weights and moments are checked finite and within what a blob holds.
 //!    The state saved is the one before this iteration's batch (the stream as it was before the
 //!    draws), so a resume repeats iteration i exactly;
