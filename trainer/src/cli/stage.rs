@@ -9,6 +9,7 @@ use crate::run::checkpoint;
 use crate::run::lock;
 use crate::run::stage_record::{Stage, StageOptions};
 use crate::run::train_loop::{self, RunIo};
+use crate::stages::start::load_start;
 use crate::stages::tune::{self as stages, StageStart};
 
 /// Arguments shared by both stages (the defaults are the reference's recipe of each).
@@ -158,7 +159,7 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
                     );
                 }
                 let from = train_loop::resolve_checkpoint(from);
-                let weights = stages::load_start(&from)?;
+                let weights = load_start(&from)?;
                 StageStart::Fresh {
                     options: args.options(stage),
                     from: Box::new(weights),

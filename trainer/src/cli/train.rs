@@ -14,8 +14,8 @@ use crate::nn::params::ModelShape;
 use crate::run::checkpoint;
 use crate::run::lock;
 use crate::run::options::{Init, TrainOptions};
-use crate::run::train_loop::{self, RunIo, Start};
-use crate::stages::pretrain::{self, TrainData};
+use crate::run::train_loop::{self, RunIo};
+use crate::stages::pretrain::{self, Start, TrainData};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleArg {
@@ -59,7 +59,7 @@ pub struct TrainArgs {
     #[arg(long, short = 'o', value_name = "DIR", default_value = "runs/tang")]
     pub out: PathBuf,
     /// Continue from a checkpoint (file or run directory); only --steps, --checkpoint-every,
-    /// --threads and --out may change.
+    /// --stop-after, --threads and --out may change.
     #[arg(long, value_name = "CKPT")]
     pub resume: Option<PathBuf>,
     /// Total optimizer steps [default: 20000; with --resume: the checkpoint's].
@@ -125,6 +125,9 @@ pub struct TrainArgs {
     /// Feed-forward hidden width.
     #[arg(long, default_value_t = ModelShape::default().ffn_dim)]
     pub ffn: usize,
+    /// Stop (save a checkpoint, as on Ctrl-C) once the run has done this many steps.
+    #[arg(long, value_name = "STEPS")]
+    pub stop_after: Option<u64>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -220,7 +223,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 if given != defaults && given != *stored {
                     bail!(
                     "with --resume the training options come from the checkpoint; only --steps, \
-                     --checkpoint-every, --threads and --out may be given"
+                     --checkpoint-every, --stop-after, --threads and --out may be given"
                 );
                 }
                 if let (Schedule::WarmupCosine { .. }, Some(s)) = (stored.schedule, args.steps) {
@@ -289,7 +292,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         args.out.display()
     );
     let t0 = std::time::Instant::now();
-    let outcome = pretrain::train(&data, start, &io)?;
+    let outcome = pretrain::train(&data, start, &io, args.stop_after)?;
     let last = outcome.metrics.last();
     crate::errln!(
         "{} at step {} in {:.1} s; checkpoint {}{}",
