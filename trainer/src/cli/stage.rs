@@ -38,7 +38,8 @@ pub struct StageArgs {
     /// Prepared dataset (from `tinypoet prepare`).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Output directory for the checkpoint, metrics and plot (default: `runs/<stage>`).
+    /// Output directory for the checkpoint, metrics and plot (default: `runs/<stage>`; with
+    /// --resume: the resumed checkpoint's directory).
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue a stage checkpoint (file or run directory); only --checkpoint-every,
@@ -104,10 +105,11 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
     let name = stage.name();
     let ds = crate::data::corpus::Dataset::load(&args.data)
         .with_context(|| format!("loading {}", args.data.display()))?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/{name}")));
+    let out = match (&args.out, &args.resume) {
+        (Some(out), _) => out.clone(),
+        (None, Some(resume)) => train_loop::run_dir_of(resume),
+        (None, None) => PathBuf::from(format!("runs/{name}")),
+    };
     // Locked before the directory is read (the existing checkpoint) and held until the run ends.
     let (_run_lock, start) = lock::lock_then(&out, || -> anyhow::Result<StageStart> {
         Ok(match (&args.resume, &args.from) {

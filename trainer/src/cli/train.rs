@@ -55,9 +55,10 @@ pub struct TrainArgs {
     /// Prepared dataset (from `tinypoet prepare`).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Output directory for the checkpoint, metrics and plot.
-    #[arg(long, short = 'o', value_name = "DIR", default_value = "runs/tang")]
-    pub out: PathBuf,
+    /// Output directory for the checkpoint, metrics and plot (default: `runs/tang`; with
+    /// --resume: the resumed checkpoint's directory).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// Continue from a checkpoint (file or run directory); only --steps, --checkpoint-every,
     /// --stop-after, --threads and --out may change.
     #[arg(long, value_name = "CKPT")]
@@ -204,7 +205,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         dataset_hash: ds.content_hash().to_string(),
     };
     // Locked before the directory is read (the existing checkpoint) and held until the run ends.
-    let (_run_lock, start) = lock::lock_then(&args.out, || -> anyhow::Result<Start> {
+    let out = match (&args.out, &args.resume) {
+        (Some(out), _) => out.clone(),
+        (None, Some(resume)) => train_loop::run_dir_of(resume),
+        (None, None) => PathBuf::from("runs/tang"),
+    };
+    let (_run_lock, start) = lock::lock_then(&out, || -> anyhow::Result<Start> {
         Ok(match &args.resume {
             Some(path) => {
                 let path = train_loop::resolve_checkpoint(path);
@@ -242,12 +248,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 }
             }
             None => {
-                let existing = args.out.join(train_loop::CHECKPOINT_FILE);
+                let existing = out.join(train_loop::CHECKPOINT_FILE);
                 if existing.exists() && !args.overwrite {
                     bail!(
                         "{} already holds a checkpoint: continue it with --resume {}, or pass \
                      --overwrite to start a new run there",
-                        args.out.display(),
+                        out.display(),
                         existing.display()
                     );
                 }
@@ -269,7 +275,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     #[cfg(not(feature = "crash-test"))]
     let on_save = None;
     let io = RunIo {
-        out_dir: args.out.clone(),
+        out_dir: out.clone(),
         interrupt: Some(interrupt),
         threads: args.threads,
         progress: !args.no_progress,
@@ -289,7 +295,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         data.train.len(),
         data.eval.len(),
         crate::nn::params::ParamLayout::new(&cfg).num_params() as f64 / 1e6,
-        args.out.display()
+        out.display()
     );
     let t0 = std::time::Instant::now();
     let outcome = pretrain::train(&data, start, &io, args.stop_after)?;

@@ -568,6 +568,19 @@ fn save(io: &RunIo, path: &Path, ckpt: &Checkpoint) -> Result<(), checkpoint::Ch
     }
 }
 
+/// The run directory a `--resume` path belongs to (the directory itself, or the checkpoint
+/// file's directory): where a resumed run keeps writing when no `--out` is given, so that its
+/// checkpoint, metrics and plot continue the ones it resumed.
+pub fn run_dir_of(resume: &Path) -> PathBuf {
+    if resume.is_dir() {
+        return resume.to_path_buf();
+    }
+    match resume.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
+    }
+}
+
 /// Resolve the checkpoint path for `--resume` (a file, or a run directory holding one).
 pub fn resolve_checkpoint(path: &Path) -> PathBuf {
     if path.is_dir() {
