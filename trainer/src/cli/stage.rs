@@ -205,8 +205,16 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
         outcome.updates,
         t0.elapsed().as_secs_f64(),
         outcome.checkpoint_path.display(),
-        last.map(|r| format!("; eval loss {:.4}", r.eval_loss))
-            .unwrap_or_default()
+        last.map(|r| if r.global_step == outcome.updates {
+            format!("; eval loss {:.4}", r.eval_loss)
+        } else {
+            // A stop between evaluations: say which state the loss is of.
+            format!(
+                "; eval loss {:.4} at the last evaluation (after {} updates)",
+                r.eval_loss, r.global_step
+            )
+        })
+        .unwrap_or_default()
     );
     Ok(())
 }

@@ -310,8 +310,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         outcome.step,
         t0.elapsed().as_secs_f64(),
         outcome.checkpoint_path.display(),
-        last.map(|r| format!("; deterministic eval loss {:.4}", r.eval_loss))
-            .unwrap_or_default()
+        last.map(|r| if r.step == outcome.step {
+            format!("; deterministic eval loss {:.4}", r.eval_loss)
+        } else {
+            // A stop between evaluations: say which state the loss is of.
+            format!(
+                "; deterministic eval loss {:.4} at the last evaluation (step {})",
+                r.eval_loss, r.step
+            )
+        })
+        .unwrap_or_default()
     );
     Ok(())
 }
