@@ -5,7 +5,8 @@
 //!   deliberately no memory.x in the package root: the linker would prefer it,
 //!   embedded.md §1 pitfall 2.)
 //! * Blob: `TINYPOET_BLOB` (absolute, or relative to this directory), default
-//!   `../models/tinypoet-tang.tpb`. The build fails with a clear message when
+//!   `../models/tinypoet-tang-aligned.tpb` (the aligned model: a title in, a poem that ends by
+//!   itself). The build fails with a clear message when
 //!   neither exists (`./test-qemu.sh` makes a blob and passes it).
 //! * Generation settings baked in at build time: `TINYPOET_PROMPT`,
 //!   `TINYPOET_SEED`, `TINYPOET_MAX_CHARS`, `TINYPOET_NO_STOP`, `TINYPOET_FORM` (read by main.rs with
@@ -59,7 +60,7 @@ fn main() {
                 manifest.join(p)
             }
         }
-        _ => manifest.join("../models/tinypoet-tang.tpb"),
+        _ => manifest.join("../models/tinypoet-tang-aligned.tpb"),
     };
     if !blob.is_file() {
         fail(&format!(

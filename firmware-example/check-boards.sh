@@ -50,7 +50,7 @@ check mps2-an386 thumbv7em-none-eabihf mps2
 # `usb::PICO`, whose descriptors console/tests/usb.rs checks on a simulated bus; here: that the
 # image carries its product string), and the UF2 file for the boot loader's USB drive. Then the
 # one-poem semihosting build (`oneshot`, 133 MHz) as pico-oneshot.
-PICO_BLOB=${TINYPOET_INT8_BLOB:-$REPO_DIR/models/tinypoet-tang-int8.tpb}
+PICO_BLOB=${TINYPOET_INT8_BLOB:-$REPO_DIR/models/tinypoet-tang-aligned-int8.tpb}
 TINYPOET_BLOB=$PICO_BLOB check pico thumbv6m-none-eabi pico
 python3 - "$FW_TARGET_DIR/boards/pico.elf" <<'PY'
 import sys

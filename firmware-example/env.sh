@@ -126,8 +126,9 @@ FW_QEMU_CONSOLE_M0=(qemu-system-arm -cpu cortex-m3 -machine mps2-an385 -display 
 fw_blob() {
     if [ -n "${TINYPOET_BLOB:-}" ]; then
         echo "$TINYPOET_BLOB"
-    elif [ -f "$REPO_DIR/models/tinypoet-tang.tpb" ]; then
-        echo "$REPO_DIR/models/tinypoet-tang.tpb"
+    elif [ -f "$REPO_DIR/models/tinypoet-tang-aligned.tpb" ]; then
+        # The aligned model: the console answers a title with a poem that ends by itself.
+        echo "$REPO_DIR/models/tinypoet-tang-aligned.tpb"
     else
         bash "$FW_DIR/make-test-blob.sh"
     fi

@@ -7,7 +7,7 @@
 #   ./run-qemu.sh --oneshot     one poem over semihosting (build-time prompt, below)
 #   ./run-qemu.sh --measure     measurement build: 256 characters, no stop, figures
 #
-# Environment: TINYPOET_BLOB (model, default models/tinypoet-tang.tpb),
+# Environment: TINYPOET_BLOB (model, default models/tinypoet-tang-aligned.tpb),
 # TINYPOET_PROMPT, TINYPOET_SEED, TINYPOET_MAX_CHARS, TINYPOET_NO_STOP=1 (--oneshot; baked in at build
 # time; the same meaning as `tinypoet generate PROMPT --seed --max-len --no-stop`),
 # TINYPOET_FW_ROUTE=rustup|debian (toolchain route, default: rustup if it works).

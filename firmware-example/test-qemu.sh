@@ -17,8 +17,8 @@
 #      float, int8 KV cache) on mps2-an385 (a Cortex-M3 running it), with the int8 blob, against
 #      `tinypoet generate --kv int8` on the host: the console (the Pico's, over UART0) and the
 #      oneshot build (the default poem and 200 characters).
-# f16 blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run
-# (make-test-blob.sh). int8 blob: TINYPOET_INT8_BLOB, else models/tinypoet-tang-int8.tpb
+# f16 blob: TINYPOET_BLOB, else models/tinypoet-tang-aligned.tpb, else a short training run
+# (make-test-blob.sh). int8 blob: TINYPOET_INT8_BLOB, else models/tinypoet-tang-aligned-int8.tpb
 # (TINYPOET_INT8_BLOB=none skips the int8 session).
 # Exit 0 only if every case passes; a summary line "N passed, M failed" closes the output.
 set -euo pipefail
@@ -167,7 +167,7 @@ rtt_case rtt-console
 run_case oneshot 2024 256 0 1
 run_case verse 11 256 0 30 "七絕 acrostic=春夜喜雨 rhyme" --form 七絕 --acrostic 春夜喜雨 --rhyme
 
-INT8_BLOB=${TINYPOET_INT8_BLOB:-$REPO_DIR/models/tinypoet-tang-int8.tpb}
+INT8_BLOB=${TINYPOET_INT8_BLOB:-$REPO_DIR/models/tinypoet-tang-aligned-int8.tpb}
 if [ "$INT8_BLOB" = none ]; then
     fw_log "int8 session skipped (TINYPOET_INT8_BLOB=none)"
 elif [ ! -f "$INT8_BLOB" ]; then

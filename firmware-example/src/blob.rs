@@ -1,6 +1,6 @@
 //! The weight blob, embedded in flash and read in place.
 //!
-//! build.rs picks the file (`TINYPOET_BLOB`, default `models/tinypoet-tang.tpb`).
+//! build.rs picks the file (`TINYPOET_BLOB`, default `models/tinypoet-tang-aligned.tpb`).
 //! The bytes are placed in their own `.tinypoet_blob` section (so the size report
 //! can separate weights from code) with 64-byte alignment, the blob format's tensor
 //! alignment: tensors sit at 64-byte offsets from the blob's start, so each one is

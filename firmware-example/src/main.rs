@@ -2,7 +2,7 @@
 //!
 //! * The weight blob is embedded in flash (`blob.rs`) and parsed in place: the core reads every
 //!   weight straight from flash, f16 converted in registers by the `vcvtb`/`vcvtt` kernel, or
-//!   int8 (an int8 blob, `TINYPOET_BLOB=../models/tinypoet-tang-int8.tpb`) multiplied by the
+//!   int8 (an int8 blob, `TINYPOET_BLOB=../models/tinypoet-tang-aligned-int8.tpb`) multiplied by the
 //!   `SXTB16`/`SMLAD` kernel, both in `tinypoet-core`'s `kernels/cortex_m.rs`; nothing is
 //!   expanded to f32.
 //! * All run state (activations, f16 KV cache, logits, token history, sampler scratch) is one
