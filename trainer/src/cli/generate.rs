@@ -122,15 +122,7 @@ pub struct GenerateArgs {
 }
 
 pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
-    // No positional prompt: a title (the aligned model's job) unless the chosen blob only
-    // continues text.
-    let bundled = match (&args.prompt, &args.title) {
-        (Some(_), None) => BUNDLED_MODEL,
-        _ => BUNDLED_ALIGNED_MODEL,
-    };
-    let path = resolve_model_named(args.model.as_deref(), bundled)?;
-    let bytes = crate::io::fsx::read_input(&path, crate::io::fsx::limits::BLOB)
-        .with_context(|| format!("cannot read model {}", path.display()))?;
+    let (path, bytes) = read_model(&args)?;
     let model = Model::load(&bytes)
         .map_err(|e| anyhow!("{}: corrupt or not a tinypoet model: {e}", path.display()))?;
     if args.prompt.is_none() && args.title.is_none() {
@@ -192,7 +184,30 @@ pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
     let Some((summary, rhyme_groups)) = stream(&mut dec, prompt, &settings, verse, &shown)? else {
         return Ok(());
     };
-    let rhyme_note = match (args.rhyme, model.rhyme_table()) {
+    let rhyme_note = rhyme_note(&args, &model, rhyme_groups);
+    print_summary(&args, &path, form, seed, &stops, &summary, &rhyme_note);
+    Ok(())
+}
+
+/// The model blob's path and bytes: `--model`, else `$TINYPOET_MODEL`, else the bundled
+/// pretrained model for a positional prompt, the bundled aligned one otherwise.
+fn read_model(args: &GenerateArgs) -> anyhow::Result<(PathBuf, Vec<u8>)> {
+    // No positional prompt: a title (the aligned model's job) unless the chosen blob only
+    // continues text.
+    let bundled = match (&args.prompt, &args.title) {
+        (Some(_), None) => BUNDLED_MODEL,
+        _ => BUNDLED_ALIGNED_MODEL,
+    };
+    let path = resolve_model_named(args.model.as_deref(), bundled)?;
+    let bytes = crate::io::fsx::read_input(&path, crate::io::fsx::limits::BLOB)
+        .with_context(|| format!("cannot read model {}", path.display()))?;
+    Ok((path, bytes))
+}
+
+/// The summary line's ` · rhyme GROUP/...` with `--rhyme`: the rhyme groups the poem settled
+/// on, by their names in the blob's rhyme table.
+fn rhyme_note(args: &GenerateArgs, model: &Model, rhyme_groups: GroupSet) -> String {
+    match (args.rhyme, model.rhyme_table()) {
         (true, Some(t)) => {
             let names: Vec<&str> = (0..128)
                 .filter(|&i| rhyme_groups >> i & 1 == 1)
@@ -201,7 +216,20 @@ pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
             format!(" · rhyme {}", names.join("/"))
         }
         _ => String::new(),
-    };
+    }
+}
+
+/// The summary line on stderr: model, seed, characters, why it stopped, the form and the
+/// rhyme note.
+fn print_summary(
+    args: &GenerateArgs,
+    path: &Path,
+    form: Form,
+    seed: u64,
+    stops: &[String],
+    summary: &Generation,
+    rhyme_note: &str,
+) {
     let reason = match summary.reason {
         StopReason::EndOfText => "end of text".to_string(),
         StopReason::StopSequence(i) => format!("stop sequence {:?}", stops[i]),
@@ -218,7 +246,6 @@ pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
         path.display(),
         summary.emitted_chars
     );
-    Ok(())
 }
 
 /// The title or prompt and the acrostic after the simplified -> traditional conversion.
