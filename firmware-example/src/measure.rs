@@ -23,7 +23,7 @@
 use core::ops::ControlFlow;
 use tinypoet_core::blob::{Dtype, ScaleDtype};
 use tinypoet_core::kernels::{self, Backend, Q8Matrix};
-use tinypoet_core::{Decoder, Model, Rng, Token};
+use tinypoet_core::{Decoder, GenerateSettings, Model, Rng, Token};
 
 use crate::{clock, print, print_char, println, settings, state_for, FwError, BEGIN, END, PROMPT};
 
@@ -133,15 +133,35 @@ fn q8_kernel_check(buf: &mut [f32]) -> Result<usize, (usize, usize)> {
     Ok(cases.len())
 }
 
+/// The whole measurement: the kernel checks, the timed generation, the streaming API check,
+/// the standalone kernel timings and the report (definitions in the module docs).
+// Inlined into `main` (and `float_op_costs` kept out of line): an out-of-line `run` with its
+// sections inlined into it needs a second large frame, 16 KiB of stack instead of 9.8 KiB.
+#[inline(always)]
 pub fn run(model: &Model) -> Result<(), FwError> {
-    let cfg = *model.config();
     let settings = settings();
     let tok = model.tokenizer();
     let mut prompt = [0 as Token; 64];
     let n_prompt = tok.encode(PROMPT, &mut prompt)?;
     let prompt = &prompt[..n_prompt];
 
-    // ---- 1. kernel backends agree bit for bit on the device --------------------------------
+    check_kernels(model, prompt)?;
+    let mut gen = Generation::EMPTY;
+    timed_generation(model, prompt, &settings, &mut gen)?;
+    check_streaming(model, &settings, &gen.ids)?;
+    let fit = FeedFit::of(&gen);
+    let kt = kernel_timings(model)?;
+    report(model, n_prompt, &settings, &gen, &fit, &kt);
+    float_op_costs();
+    Ok(())
+}
+
+/// Section 1: the Cortex-M kernels agree bit for bit with the portable scalar ones on the
+/// device (the f16 model's logits over `CHECK_POSITIONS` fed positions, then the int8 kernel on
+/// synthetic matrices), so the figures below time code that computes the reference result;
+/// also prints the speed ratio of the two backends' `feed`.
+fn check_kernels(model: &Model, prompt: &[Token]) -> Result<(), FwError> {
+    let cfg = *model.config();
     let (h_fast, i_fast) = backend_run(model, Backend::CortexM, prompt)?;
     let (h_ref, i_ref) = backend_run(model, Backend::Scalar, prompt)?;
     println!(
@@ -171,106 +191,178 @@ pub fn run(model: &Model) -> Result<(), FwError> {
         }
     }
 
-    // ---- 2. 256 characters, every sample and feed timed -------------------------------------
-    let mut ids = [0 as Token; N];
-    let mut feed_i = [0u32; N]; // instructions of each feed (fits: < 4.3 G)
-    let mut sample_i = [0u32; N]; // instructions of each sample
-    let mut pos_before = [0u16; N];
-    let (prefill, sample_total, slide_index);
-    {
-        let mut dec = Decoder::new(model, state_for(&cfg)?, crate::KV)?;
+    Ok(())
+}
+
+/// What the timed generation recorded, per generated character and in total.
+struct Generation {
+    /// The generated tokens.
+    ids: [Token; N],
+    /// Instructions of each feed (fits: < 4.3 G).
+    feed_i: [u32; N],
+    /// Instructions of each sample.
+    sample_i: [u32; N],
+    /// Decoder position before each feed.
+    pos_before: [u16; N],
+    /// Instructions of the prompt's prefill.
+    prefill: u64,
+    /// Instructions of all samples together.
+    sample_total: u64,
+    /// The character whose feed filled the context and slid the window, if any.
+    slide_index: Option<usize>,
+}
+
+impl Generation {
+    const EMPTY: Generation = Generation {
+        ids: [0; N],
+        feed_i: [0; N],
+        sample_i: [0; N],
+        pos_before: [0; N],
+        prefill: 0,
+        sample_total: 0,
+        slide_index: None,
+    };
+}
+
+/// Section 2: `N` characters from the prompt with the default sampler and seed, the stop
+/// ignored, every sample and feed timed on its own (and the prefill), the text printed
+/// between the BEGIN/END markers; fills `gen` (the caller's, so its 3 KiB of arrays are not
+/// copied on return). These are the per-character figures.
+fn timed_generation(
+    model: &Model,
+    prompt: &[Token],
+    settings: &GenerateSettings<'static>,
+    gen: &mut Generation,
+) -> Result<(), FwError> {
+    let cfg = *model.config();
+    let tok = model.tokenizer();
+    let mut dec = Decoder::new(model, state_for(&cfg)?, crate::KV)?;
+    let t0 = clock::now();
+    dec.prefill(prompt)?;
+    gen.prefill = clock::instructions(t0, clock::now());
+    let mut rng = Rng::new(settings.seed);
+    let mut s_total = 0u64;
+    let mut slide = None;
+    println!("{BEGIN}");
+    print!("{PROMPT}");
+    for i in 0..N {
         let t0 = clock::now();
-        dec.prefill(prompt)?;
-        prefill = clock::instructions(t0, clock::now());
-        let mut rng = Rng::new(settings.seed);
-        let mut s_total = 0u64;
-        let mut slide = None;
-        println!("{BEGIN}");
-        print!("{PROMPT}");
+        let id = dec.sample(&settings.sampler, &mut rng)?;
+        let t1 = clock::now();
+        s_total += clock::instructions(t0, t1);
+        gen.sample_i[i] = clock::instructions(t0, t1) as u32;
+        print_char(tok.char(id)?);
+        gen.ids[i] = id;
+        gen.pos_before[i] = dec.position() as u16;
+        if dec.position() >= cfg.context {
+            slide = Some(i);
+        }
+        let t2 = clock::now();
+        dec.feed(id)?;
+        gen.feed_i[i] = clock::instructions(t2, clock::now()) as u32;
+    }
+    println!();
+    println!("{END}");
+    gen.sample_total = s_total;
+    gen.slide_index = slide;
+    Ok(())
+}
+
+/// Section 3: the same characters through the streaming API (`Decoder::generate` with the stop
+/// ignored), so the hand-timed loop above measures what the API generates.
+fn check_streaming(
+    model: &Model,
+    settings: &GenerateSettings<'static>,
+    ids: &[Token; N],
+) -> Result<(), FwError> {
+    let cfg = *model.config();
+    let tok = model.tokenizer();
+    let mut dec = Decoder::new(model, state_for(&cfg)?, crate::KV)?;
+    let mut s = *settings;
+    s.max_new_chars = N;
+    s.stop = &[];
+    s.stop_at_end_of_text = false;
+    let mut i = 0;
+    let mut same = true;
+    dec.generate(PROMPT, &s, |c| {
+        same &= i < N && tok.id(c).ok() == Some(ids[i]);
+        i += 1;
+        ControlFlow::Continue(())
+    })?;
+    println!(
+        "streaming API (Decoder::generate, stop ignored): {} characters, {}",
+        i,
+        if same && i == N {
+            "same text"
+        } else {
+            "DIFFERENT text"
+        }
+    );
+    if !(same && i == N) {
+        return Err(FwError::Core(tinypoet_core::Error::Unsupported(
+            "measurement loop and Decoder::generate disagree",
+        )));
+    }
+    Ok(())
+}
+
+/// Least-squares fit `feed = intercept + slope * n_ctx` over the ordinary characters
+/// (`n_ctx = pos + 1`, the slide left out): the slope is attention's cost per context
+/// position, the intercept the context-independent part of `feed`.
+struct FeedFit {
+    slope: f64,
+    intercept: f64,
+    /// Mean context length over the fitted characters.
+    mean_ctx: f64,
+}
+
+impl FeedFit {
+    fn of(gen: &Generation) -> FeedFit {
+        let (feed_i, pos_before, slide_index) = (&gen.feed_i, &gen.pos_before, gen.slide_index);
+        let (mut sn, mut sx, mut sy, mut sxx, mut sxy) = (0f64, 0f64, 0f64, 0f64, 0f64);
         for i in 0..N {
-            let t0 = clock::now();
-            let id = dec.sample(&settings.sampler, &mut rng)?;
-            let t1 = clock::now();
-            s_total += clock::instructions(t0, t1);
-            sample_i[i] = clock::instructions(t0, t1) as u32;
-            print_char(tok.char(id)?);
-            ids[i] = id;
-            pos_before[i] = dec.position() as u16;
-            if dec.position() >= cfg.context {
-                slide = Some(i);
+            if Some(i) == slide_index {
+                continue;
             }
-            let t2 = clock::now();
-            dec.feed(id)?;
-            feed_i[i] = clock::instructions(t2, clock::now()) as u32;
+            let x = pos_before[i] as f64 + 1.0;
+            let y = feed_i[i] as f64;
+            sn += 1.0;
+            sx += x;
+            sy += y;
+            sxx += x * x;
+            sxy += x * y;
         }
-        println!();
-        println!("{END}");
-        sample_total = s_total;
-        slide_index = slide;
-    }
+        let slope = (sn * sxy - sx * sy) / (sn * sxx - sx * sx);
+        let intercept = (sy - slope * sx) / sn;
+        let mean_ctx = sx / sn;
 
-    // ---- 3. the same characters through the streaming API -----------------------------------
-    {
-        let mut dec = Decoder::new(model, state_for(&cfg)?, crate::KV)?;
-        let mut s = settings;
-        s.max_new_chars = N;
-        s.stop = &[];
-        s.stop_at_end_of_text = false;
-        let mut i = 0;
-        let mut same = true;
-        dec.generate(PROMPT, &s, |c| {
-            same &= i < N && tok.id(c).ok() == Some(ids[i]);
-            i += 1;
-            ControlFlow::Continue(())
-        })?;
-        println!(
-            "streaming API (Decoder::generate, stop ignored): {} characters, {}",
-            i,
-            if same && i == N {
-                "same text"
-            } else {
-                "DIFFERENT text"
-            }
-        );
-        if !(same && i == N) {
-            return Err(FwError::Core(tinypoet_core::Error::Unsupported(
-                "measurement loop and Decoder::generate disagree",
-            )));
+        FeedFit {
+            slope,
+            intercept,
+            mean_ctx,
         }
     }
+}
 
-    // ---- 4. figures ------------------------------------------------------------------------
-    let feed_total: u64 = feed_i.iter().map(|&x| x as u64).sum();
-    let total = feed_total + sample_total;
-    let mean = total / N as u64;
-    let mean_sample = sample_total / N as u64;
-    // worst ordinary character (no slide), and the slide
-    let (mut worst, mut worst_at) = (0u32, 0usize);
-    for i in 0..N {
-        let both = feed_i[i].saturating_add(sample_i[i]);
-        if Some(i) != slide_index && both > worst {
-            worst = both;
-            worst_at = i;
-        }
-    }
-    // least-squares fit feed = a + b * n_ctx over ordinary characters (n_ctx = pos + 1)
-    let (mut sn, mut sx, mut sy, mut sxx, mut sxy) = (0f64, 0f64, 0f64, 0f64, 0f64);
-    for i in 0..N {
-        if Some(i) == slide_index {
-            continue;
-        }
-        let x = pos_before[i] as f64 + 1.0;
-        let y = feed_i[i] as f64;
-        sn += 1.0;
-        sx += x;
-        sy += y;
-        sxx += x * x;
-        sxy += x * y;
-    }
-    let slope = (sn * sxy - sx * sy) / (sn * sxx - sx * sx);
-    let intercept = (sy - slope * sx) / sn;
-    let mean_ctx = sx / sn;
+/// Instructions of standalone kernel calls on the real weights with the decoder's shapes.
+struct KernelTimings {
+    /// The LM head's mat-vec (with its input quantization for int8).
+    head_matvec: u64,
+    /// The LM head with its f16 bias load.
+    head: u64,
+    /// All blocks' Linear layers with their bias loads.
+    linear: u64,
+    /// The LM head's bias through the Cortex-M conversion kernel.
+    head_bias_vcvt: u64,
+    /// The sampler's softmax over V.
+    softmax_v: u64,
+}
 
+/// Section 4a: the LM head, the blocks' Linear layers and the sampler's softmax timed as
+/// standalone kernel calls (their instruction counts do not depend on the data), which splits
+/// a mean character's instructions by where they go.
+fn kernel_timings(model: &Model) -> Result<KernelTimings, FwError> {
+    let cfg = *model.config();
     // standalone kernel timings on the real weights, in the (now free) state buffer
     let state = state_for(&cfg)?;
     let (c, f, v, t) = (cfg.dim, cfg.ffn_dim, cfg.vocab_size, cfg.context);
@@ -351,6 +443,45 @@ pub fn run(model: &Model) -> Result<(), FwError> {
     kernels::softmax(be, y);
     let softmax_v = clock::instructions(t0, clock::now());
 
+    Ok(KernelTimings {
+        head_matvec,
+        head,
+        linear,
+        head_bias_vcvt,
+        softmax_v,
+    })
+}
+
+/// Section 4b: the figures, from the timed generation, the feed fit and the kernel timings.
+fn report(
+    model: &Model,
+    n_prompt: usize,
+    settings: &GenerateSettings<'static>,
+    gen: &Generation,
+    fit: &FeedFit,
+    kt: &KernelTimings,
+) {
+    let cfg = *model.config();
+    let t = cfg.context;
+    let v = cfg.vocab_size;
+    let (feed_i, sample_i, pos_before) = (&gen.feed_i, &gen.sample_i, &gen.pos_before);
+    let (prefill, sample_total, slide_index) = (gen.prefill, gen.sample_total, gen.slide_index);
+    let (slope, intercept, mean_ctx) = (fit.slope, fit.intercept, fit.mean_ctx);
+    let (head_matvec, head, linear) = (kt.head_matvec, kt.head, kt.linear);
+    let (head_bias_vcvt, softmax_v) = (kt.head_bias_vcvt, kt.softmax_v);
+    let feed_total: u64 = feed_i.iter().map(|&x| x as u64).sum();
+    let total = feed_total + sample_total;
+    let mean = total / N as u64;
+    let mean_sample = sample_total / N as u64;
+    // worst ordinary character (no slide), and the slide
+    let (mut worst, mut worst_at) = (0u32, 0usize);
+    for i in 0..N {
+        let both = feed_i[i].saturating_add(sample_i[i]);
+        if Some(i) != slide_index && both > worst {
+            worst = both;
+            worst_at = i;
+        }
+    }
     let attn_mean = slope * mean_ctx;
     let attn_full = slope * t as f64;
     let other = intercept - (head + linear) as f64;
@@ -448,13 +579,12 @@ pub fn run(model: &Model) -> Result<(), FwError> {
             t / 2
         );
     }
-    float_op_costs();
-    Ok(())
 }
 
 /// Instructions per f32 operation: 1000 dependent operations on ordinary values, minus the
 /// same loop with an operation that compiles to nothing. On ARMv6-M these are the compiler's
 /// soft-float routines (`__aeabi_fadd`, ...), on the M4 single FPU instructions.
+#[inline(never)]
 fn float_op_costs() {
     use core::hint::black_box;
     const K: u64 = 1000;

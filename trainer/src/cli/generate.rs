@@ -12,12 +12,12 @@ use std::path::{Path, PathBuf};
 use super::simplified::{to_traditional, unknown_char_message, Converted};
 use anyhow::{anyhow, bail, Context};
 use clap::Args;
-use tinypoet_core::constrain::{Form, FormSpec};
+use tinypoet_core::constrain::{Form, FormSpec, GroupSet, Verse};
 
 use super::kv_arg::KvArg;
 use tinypoet_core::{
-    state_words, Decoder, GenerateSettings, Generator, KvPrecision, Model, Prompt, SamplerSettings,
-    StopReason,
+    state_words, Decoder, GenerateSettings, Generation, Generator, KvPrecision, Model, Prompt,
+    SamplerSettings, StopReason,
 };
 
 /// The bundled pretrained model (continues text), looked up like the others.
@@ -122,15 +122,7 @@ pub struct GenerateArgs {
 }
 
 pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
-    // No positional prompt: a title (the aligned model's job) unless the chosen blob only
-    // continues text.
-    let bundled = match (&args.prompt, &args.title) {
-        (Some(_), None) => BUNDLED_MODEL,
-        _ => BUNDLED_ALIGNED_MODEL,
-    };
-    let path = resolve_model_named(args.model.as_deref(), bundled)?;
-    let bytes = crate::io::fsx::read_input(&path, crate::io::fsx::limits::BLOB)
-        .with_context(|| format!("cannot read model {}", path.display()))?;
+    let (path, bytes) = read_model(&args)?;
     let model = Model::load(&bytes)
         .map_err(|e| anyhow!("{}: corrupt or not a tinypoet model: {e}", path.display()))?;
     if args.prompt.is_none() && args.title.is_none() {
@@ -140,14 +132,137 @@ pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
             args.prompt = Some(DEFAULT_TITLE.to_string());
         }
     }
-    let prompt_arg = args.prompt.clone().unwrap_or_default();
     let form = Form::parse(&args.form).map_err(|e| anyhow!("--form {:?}: {e}", args.form))?;
-    let spec = FormSpec {
+    FormSpec {
         form,
         acrostic: &args.acrostic,
         rhyme: args.rhyme,
+    }
+    .validate()
+    .map_err(|e| anyhow!("{e}"))?;
+    let input = convert_input(&args, &model)?;
+    let verse = verse_constraint(&args, form, &input.acrostic, &model, &path)?;
+    // With a fixed form the prompt is the title: the pretrained model's layout is "TITLE\n"
+    // then the poem; --title uses the instruction prompt. Stdout shows the title line either way.
+    let text_prompt = if input.title.is_none() && form != Form::Free {
+        format!("{}\n", input.text)
+    } else {
+        input.text.clone()
     };
-    spec.validate().map_err(|e| anyhow!("{e}"))?;
+    let prompt = match &input.title {
+        Some(t) => Prompt::Title(t),
+        None => Prompt::Text(&text_prompt),
+    };
+    let shown = match &input.title {
+        Some(t) => format!("{t}\n"),
+        None => text_prompt.clone(),
+    };
+    let stops = stop_sequences(&args)?;
+    let stop_refs: Vec<&str> = stops.iter().map(|s| s.as_str()).collect();
+    let seed = args.seed.unwrap_or_else(random_seed);
+    let settings = GenerateSettings {
+        sampler: SamplerSettings {
+            temperature: args.temperature,
+            top_k: args.top_k,
+            top_p: args.top_p,
+            repetition_penalty: args.repetition_penalty,
+            ..SamplerSettings::DEFAULT
+        },
+        seed,
+        max_new_chars: args.max_len,
+        stop: &stop_refs,
+        stop_at_end_of_text: true,
+    };
+    settings
+        .sampler
+        .validate()
+        .map_err(|e| anyhow!("invalid sampler setting: {e}"))?;
+    let kv = KvPrecision::from(args.kv);
+    let mut state = vec![0f32; state_words(model.config(), kv)];
+    let mut dec = Decoder::new(&model, &mut state, kv).map_err(|e| anyhow!("{e}"))?;
+
+    let Some((summary, rhyme_groups)) = stream(&mut dec, prompt, &settings, verse, &shown)? else {
+        return Ok(());
+    };
+    let rhyme_note = rhyme_note(&args, &model, rhyme_groups);
+    print_summary(&args, &path, form, seed, &stops, &summary, &rhyme_note);
+    Ok(())
+}
+
+/// The model blob's path and bytes: `--model`, else `$TINYPOET_MODEL`, else the bundled
+/// pretrained model for a positional prompt, the bundled aligned one otherwise.
+fn read_model(args: &GenerateArgs) -> anyhow::Result<(PathBuf, Vec<u8>)> {
+    // No positional prompt: a title (the aligned model's job) unless the chosen blob only
+    // continues text.
+    let bundled = match (&args.prompt, &args.title) {
+        (Some(_), None) => BUNDLED_MODEL,
+        _ => BUNDLED_ALIGNED_MODEL,
+    };
+    let path = resolve_model_named(args.model.as_deref(), bundled)?;
+    let bytes = crate::io::fsx::read_input(&path, crate::io::fsx::limits::BLOB)
+        .with_context(|| format!("cannot read model {}", path.display()))?;
+    Ok((path, bytes))
+}
+
+/// The summary line's ` · rhyme GROUP/...` with `--rhyme`: the rhyme groups the poem settled
+/// on, by their names in the blob's rhyme table.
+fn rhyme_note(args: &GenerateArgs, model: &Model, rhyme_groups: GroupSet) -> String {
+    match (args.rhyme, model.rhyme_table()) {
+        (true, Some(t)) => {
+            let names: Vec<&str> = (0..128)
+                .filter(|&i| rhyme_groups >> i & 1 == 1)
+                .filter_map(|i| t.group_name(i))
+                .collect();
+            format!(" · rhyme {}", names.join("/"))
+        }
+        _ => String::new(),
+    }
+}
+
+/// The summary line on stderr: model, seed, characters, why it stopped, the form and the
+/// rhyme note.
+fn print_summary(
+    args: &GenerateArgs,
+    path: &Path,
+    form: Form,
+    seed: u64,
+    stops: &[String],
+    summary: &Generation,
+    rhyme_note: &str,
+) {
+    let reason = match summary.reason {
+        StopReason::EndOfText => "end of text".to_string(),
+        StopReason::StopSequence(i) => format!("stop sequence {:?}", stops[i]),
+        StopReason::MaxLength => format!("--max-len {}", args.max_len),
+        StopReason::Callback => "output closed".to_string(),
+    };
+    let form_note = if form == Form::Free {
+        String::new()
+    } else {
+        format!(" · {}", form.name())
+    };
+    crate::errln!(
+        "[{} · seed {seed} · {} characters · stopped at {reason}{form_note}{rhyme_note}]",
+        path.display(),
+        summary.emitted_chars
+    );
+}
+
+/// The title or prompt and the acrostic after the simplified -> traditional conversion.
+struct ConvertedInput {
+    /// The converted title, with `--title` (or a bare `generate` with a title-taking model).
+    title: Option<String>,
+    /// The converted prompt without a title; the prompt as typed with one.
+    text: String,
+    /// The converted acrostic.
+    acrostic: String,
+}
+
+/// Converts the title or prompt and the acrostic (unless `--no-convert`), refuses an empty
+/// one and characters outside the model's vocabulary, and reports the replaced characters on
+/// stderr once every character is known to the model.
+fn convert_input(args: &GenerateArgs, model: &Model) -> anyhow::Result<ConvertedInput> {
+    let prompt_arg = args.prompt.clone().unwrap_or_default();
     let tok = model.tokenizer();
     let typed = args.title.as_deref().unwrap_or(&prompt_arg);
     if typed.is_empty() {
@@ -156,8 +271,6 @@ pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
             None => bail!("the prompt is empty: give the poem's first character(s), e.g. 春"),
         }
     }
-    // Simplified -> traditional (title or prompt, and the acrostic); the report goes to stderr
-    // once every character is known to the model.
     let convert = |text: &str| -> Converted {
         if args.no_convert {
             Converted::unchanged(text)
@@ -190,17 +303,33 @@ pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
              --no-convert keeps the text as typed]"
         );
     }
+    let (title, text) = match args.title {
+        Some(_) => (Some(converted.text), prompt_arg),
+        None => (None, converted.text),
+    };
+    Ok(ConvertedInput {
+        title,
+        text,
+        acrostic: acrostic.text,
+    })
+}
+
+/// The verse constraint of `--form`, `--acrostic` (converted) and `--rhyme` over the model's
+/// vocabulary and rhyme table; refuses a blob without a rhyme table for `--rhyme` and a
+/// `--max-len` shorter than the form.
+fn verse_constraint<'m>(
+    args: &GenerateArgs,
+    form: Form,
+    acrostic: &str,
+    model: &Model<'m>,
+    path: &Path,
+) -> anyhow::Result<Verse<'m>> {
     let spec = FormSpec {
-        acrostic: &acrostic.text,
-        ..spec
+        form,
+        acrostic,
+        rhyme: args.rhyme,
     };
     spec.validate().map_err(|e| anyhow!("{e}"))?;
-    let title = args.title.as_ref().map(|_| converted.text.as_str());
-    let typed_prompt = if title.is_none() {
-        converted.text.clone()
-    } else {
-        prompt_arg.clone()
-    };
     let verse = model.verse(&spec).map_err(|e| match e {
         tinypoet_core::Error::NoRhymeTable => anyhow!(
             "--rhyme: {} has no rhyme table; add one with `tinypoet rhyme-table {} --table models/rhyme-pingshui.tsv -o OUT.tpb`",
@@ -217,21 +346,13 @@ pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
             form.tokens()
         );
     }
-    // With a fixed form the prompt is the title: the pretrained model's layout is "TITLE\n"
-    // then the poem; --title uses the instruction prompt. Stdout shows the title line either way.
-    let text_prompt = if title.is_none() && form != Form::Free {
-        format!("{typed_prompt}\n")
-    } else {
-        typed_prompt
-    };
-    let prompt = match title {
-        Some(t) => Prompt::Title(t),
-        None => Prompt::Text(&text_prompt),
-    };
-    let shown = match title {
-        Some(t) => format!("{t}\n"),
-        None => text_prompt.clone(),
-    };
+    Ok(verse)
+}
+
+/// The stop sequences: none with `--no-stop`, a blank line by default, else `--stop`
+/// unescaped; checked before anything reaches stdout (the core checks too, after the prompt
+/// is out).
+fn stop_sequences(args: &GenerateArgs) -> anyhow::Result<Vec<String>> {
     let stops: Vec<String> = if args.no_stop {
         Vec::new()
     } else if args.stop.is_empty() {
@@ -239,7 +360,6 @@ pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
     } else {
         args.stop.iter().map(|s| unescape(s)).collect()
     };
-    // Checked before anything reaches stdout (the core checks too, after the prompt is out).
     for s in &stops {
         let n = s.chars().count();
         if n == 0 || n > tinypoet_core::generate::MAX_STOP_CHARS {
@@ -249,29 +369,20 @@ pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
             );
         }
     }
-    let stop_refs: Vec<&str> = stops.iter().map(|s| s.as_str()).collect();
-    let seed = args.seed.unwrap_or_else(random_seed);
-    let settings = GenerateSettings {
-        sampler: SamplerSettings {
-            temperature: args.temperature,
-            top_k: args.top_k,
-            top_p: args.top_p,
-            repetition_penalty: args.repetition_penalty,
-            ..SamplerSettings::DEFAULT
-        },
-        seed,
-        max_new_chars: args.max_len,
-        stop: &stop_refs,
-        stop_at_end_of_text: true,
-    };
-    settings
-        .sampler
-        .validate()
-        .map_err(|e| anyhow!("invalid sampler setting: {e}"))?;
-    let kv = KvPrecision::from(args.kv);
-    let mut state = vec![0f32; state_words(model.config(), kv)];
-    let mut dec = Decoder::new(&model, &mut state, kv).map_err(|e| anyhow!("{e}"))?;
+    Ok(stops)
+}
 
+/// Writes `shown` to stdout, then each character as the core generates it, then a newline,
+/// flushing after each. Returns the generation's summary and the rhyme groups the constraint
+/// settled on, or `None` when the reader went away (`| head -c 3`), which ends the output
+/// quietly whenever it happens.
+fn stream(
+    dec: &mut Decoder<'_>,
+    prompt: Prompt<'_>,
+    settings: &GenerateSettings<'_>,
+    verse: Verse<'_>,
+    shown: &str,
+) -> anyhow::Result<Option<(Generation, GroupSet)>> {
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
     let mut write_err: Option<std::io::Error> = None;
@@ -279,17 +390,16 @@ pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
         out.write_all(s.as_bytes())?;
         out.flush()
     };
-    // A reader that went away (`| head -c 3`) ends the output, whenever it happens.
     let written = |r: std::io::Result<()>| match r {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(false),
         Err(e) => Err(anyhow!(e).context("writing to stdout")),
     };
-    if !written(write_now(&mut out, &shown))? {
-        return Ok(());
+    if !written(write_now(&mut out, shown))? {
+        return Ok(None);
     }
     let mut buf = [0u8; 4];
-    let mut gen = Generator::with_constraint(&mut dec, prompt, &settings, verse)
+    let mut gen = Generator::with_constraint(dec, prompt, settings, verse)
         .map_err(|e| anyhow!("generation failed: {e}"))?;
     while let Some(c) = gen
         .next_char()
@@ -300,45 +410,14 @@ pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
             break;
         }
     }
-    let mut summary = gen.summary();
-    if write_err.is_some() {
-        summary.reason = StopReason::Callback;
-    }
-    let rhyme_note = match (args.rhyme, model.rhyme_table()) {
-        (true, Some(t)) => {
-            let g = gen.constraint().rhyme_groups();
-            let names: Vec<&str> = (0..128)
-                .filter(|&i| g >> i & 1 == 1)
-                .filter_map(|i| t.group_name(i))
-                .collect();
-            format!(" · rhyme {}", names.join("/"))
-        }
-        _ => String::new(),
-    };
     if let Some(e) = write_err {
         written(Err(e))?;
-        return Ok(());
+        return Ok(None);
     }
     if !written(write_now(&mut out, "\n"))? {
-        return Ok(());
+        return Ok(None);
     }
-    let reason = match summary.reason {
-        StopReason::EndOfText => "end of text".to_string(),
-        StopReason::StopSequence(i) => format!("stop sequence {:?}", stops[i]),
-        StopReason::MaxLength => format!("--max-len {}", args.max_len),
-        StopReason::Callback => "output closed".to_string(),
-    };
-    let form_note = if form == Form::Free {
-        String::new()
-    } else {
-        format!(" · {}", form.name())
-    };
-    crate::errln!(
-        "[{} · seed {seed} · {} characters · stopped at {reason}{form_note}{rhyme_note}]",
-        path.display(),
-        summary.emitted_chars
-    );
-    Ok(())
+    Ok(Some((gen.summary(), gen.constraint().rhyme_groups())))
 }
 
 /// Whether `model` was trained on titles: its recipe is a finetune or alignment stage's.
