@@ -12,6 +12,6 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 cargo +nightly run --release -q --bin make_seeds -- --check seeds
 mkdir -p corpus/parse_blob
 start=$(date +%s)
-cargo +nightly fuzz run -s none parse_blob corpus/parse_blob seeds -- -runs="$RUNS" -max_len=8192 -print_final_stats=1 2>&1 | tee fuzz.log | grep -E "^(#[0-9]+ +(DONE|INITED)|stat::|Done|==)" || true
+cargo +nightly fuzz run -s none parse_blob corpus/parse_blob seeds -- -runs="$RUNS" -max_len=8192 -print_final_stats=1 2>&1 | tee fuzz.log | grep -E "^(#[0-9]+[[:space:]]+(DONE|INITED)|INFO: seed corpus|stat::|Done|==)" || true
 echo "wall seconds: $(( $(date +%s) - start ))"
 grep -q "Done $RUNS runs" fuzz.log && ! grep -q "panicked\|deadly signal\|ERROR: libFuzzer" fuzz.log
