@@ -20,11 +20,12 @@ TINYPOET_BLOB=$(fw_blob)
 export TINYPOET_BLOB
 fw_log "blob: $TINYPOET_BLOB"
 
-check() { # board target check [image-kind image-ext]
+check() { # board target check [image-kind image-ext]   (env: EXTRA_FEATURES, NAME)
     local board=$1 target=$2 what=$3 kind=${4:-} ext=${5:-}
-    fw_log "building $board ($target)"
-    fw_cargo build --release --no-default-features --features "board-$board" --target "$target" >&2
-    local out=$FW_TARGET_DIR/boards/$board.elf
+    local name=${NAME:-$board} features="board-$board${EXTRA_FEATURES:+,$EXTRA_FEATURES}"
+    fw_log "building $name ($target, features $features)"
+    fw_cargo build --release --no-default-features --features "$features" --target "$target" >&2
+    local out=$FW_TARGET_DIR/boards/$name.elf
     mkdir -p "$(dirname "$out")"
     cp "$(fw_elf "$target")" "$out"
     python3 "$FW_DIR/elf.py" size "$out"
@@ -36,6 +37,10 @@ check() { # board target check [image-kind image-ext]
 
 check teensy41 thumbv7em-none-eabihf teensy41 ihex hex
 check pico2 thumbv8m.main-none-eabihf pico2 uf2 uf2
+# The Pico 2 console over RTT (a debug probe: probe-rs attach/run) instead of USB; the RTT
+# control block must be in the ELF for the probe to find it.
+EXTRA_FEATURES=rtt NAME=pico2-rtt check pico2 thumbv8m.main-none-eabihf pico2 uf2 uf2
+python3 "$FW_DIR/elf.py" check-rtt "$FW_TARGET_DIR/boards/pico2-rtt.elf"
 check mps2-an386 thumbv7em-none-eabihf mps2
 # Raspberry Pi Pico (RP2040, thumbv6m-none-eabi): the int8 blob (the f16 one is 2.67 MB, more
 # than the 2 MB flash), boot2 with a valid CRC at 0x10000000, vector table at 0x10000100, and
@@ -43,4 +48,4 @@ check mps2-an386 thumbv7em-none-eabihf mps2
 PICO_BLOB=${TINYPOET_INT8_BLOB:-$REPO_DIR/models/tinypoet-tang-int8.tpb}
 TINYPOET_BLOB=$PICO_BLOB check pico thumbv6m-none-eabi pico
 python3 "$FW_DIR/uf2.py" "$FW_TARGET_DIR/boards/pico.elf" "$FW_TARGET_DIR/boards/pico.uf2" --family rp2040
-echo "check-boards: 4 passed, 0 failed"
+echo "check-boards: 5 passed, 0 failed"

@@ -5,6 +5,7 @@
   elf.py check-teensy41 ELF  FlexSPI configuration block + IVT + boot data at 0x60000000
   elf.py check-pico2 ELF     RP2350 IMAGE_DEF block within the first 4 KiB of flash
   elf.py check-mps2 ELF      vector table at 0x0 (initial SP in SRAM, Thumb reset vector)
+  elf.py check-rtt ELF       the RTT build: control block _SEGGER_RTT in RAM (probe-rs finds it there)
   elf.py check-pico ELF      RP2040 boot2 (256 bytes, CRC-32 ok) at 0x10000000, vector table at +0x100
   elf.py uf2 ELF OUT         UF2 image for the RP2350 boot ROM's USB drive (family RP2350_ARM_S)
   elf.py ihex ELF OUT        Intel HEX image for teensy_loader_cli / the Teensy Loader
@@ -17,6 +18,7 @@ import sys
 
 SHF_ALLOC = 0x2
 SHT_NOBITS = 8
+SHT_SYMTAB = 2
 
 
 class Elf:
@@ -34,10 +36,11 @@ class Elf:
             raw.append(struct.unpack_from("<IIIIIIIIII", d, off))
         strtab = raw[self.e_shstrndx]
         self.sections = []
-        for (name, typ, flags, addr, off, size, _l, _i, _a, _e) in raw:
+        for (name, typ, flags, addr, off, size, link, _i, _a, entsize) in raw:
             end = d.index(b"\0", strtab[4] + name)
             nm = d[strtab[4] + name:end].decode()
-            self.sections.append(dict(name=nm, type=typ, flags=flags, addr=addr, off=off, size=size))
+            self.sections.append(dict(name=nm, type=typ, flags=flags, addr=addr, off=off, size=size,
+                                      link=link, entsize=entsize))
         # Program headers give load addresses (LMA) for .data's flash image.
         (self.e_phoff,) = struct.unpack_from("<I", d, 0x1C)
         self.e_phentsize, self.e_phnum = struct.unpack_from("<HH", d, 0x2A)
@@ -45,6 +48,20 @@ class Elf:
         for i in range(self.e_phnum):
             p = struct.unpack_from("<IIIIIIII", d, self.e_phoff + i * self.e_phentsize)
             self.segments.append(dict(type=p[0], off=p[1], vaddr=p[2], paddr=p[3], filesz=p[4], memsz=p[5]))
+
+    def symbol(self, name):
+        """Address of the symbol `name` (.symtab; the release builds keep it), or None."""
+        want = name.encode()
+        for s in self.sections:
+            if s["type"] != SHT_SYMTAB:
+                continue
+            strtab = self.sections[s["link"]]
+            for o in range(s["off"], s["off"] + s["size"], s["entsize"] or 16):
+                st_name, st_value = struct.unpack_from("<II", self.data, o)
+                start = strtab["off"] + st_name
+                if self.data[start:start + len(want) + 1] == want + b"\0":
+                    return st_value
+        return None
 
     def section(self, name):
         for s in self.sections:
@@ -101,6 +118,18 @@ def size_report(elf, path):
     for s in alloc(elf):
         print(f"    {s['name']:<16} {s['size']:>9} B at {s['addr']:#010x}")
     return ram
+
+
+def check_rtt(elf):
+    """The RTT build: the control block `_SEGGER_RTT` (what probe-rs looks up in the ELF) is a
+    RAM static, zeroed at reset (rtt_init! writes its id at run time)."""
+    cb = elf.symbol("_SEGGER_RTT")
+    if cb is None:
+        fail("no _SEGGER_RTT symbol: not an RTT build")
+    ram = [s for s in alloc(elf) if s["type"] == SHT_NOBITS and s["addr"] <= cb < s["addr"] + s["size"]]
+    if not ram:
+        fail(f"_SEGGER_RTT at {cb:#010x} is not in a RAM (.bss/.uninit) section")
+    print(f"ok: RTT control block _SEGGER_RTT at {cb:#010x} in {ram[0]['name']}")
 
 
 def fail(msg):
@@ -355,6 +384,8 @@ def main():
         check_pico(elf)
     elif cmd == "check-mps2":
         check_mps2(elf)
+    elif cmd == "check-rtt":
+        check_rtt(elf)
     else:
         print(__doc__)
         sys.exit(2)

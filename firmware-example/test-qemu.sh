@@ -6,6 +6,9 @@
 #      bad lines must get one `error:` line each and the console must go on. Once with the f16
 #      blob, once with the int8 blob (the SXTB16/SMLAD kernel on the device, the portable or AVX
 #      int8 kernels on the host).
+#   1b. RTT console (issue 16): the `--features rtt` build; console-test.py --rtt types a shorter
+#      session into RTT down channel 0 and reads up channel 0 through QEMU's gdbstub (rttprobe.py,
+#      what a debug probe does over SWD), poems compared with the host as above.
 #   2. oneshot (issue 6): the build-time-prompt build (`--features oneshot`, default prompt
 #      春夜喜雨, default sampler, stop at the end of the poem), the poem over semihosting.
 #   3. verse (issue 15): the oneshot build with TINYPOET_FORM (七絕 acrostic=春夜喜雨 rhyme) against
@@ -63,6 +66,28 @@ console_case() {
     passed=$((passed + 1))
 }
 
+# rtt_case NAME  (blob: $BLOB): the RTT build's console (`--features rtt`), console-test.py --rtt
+# acting as the debug probe through QEMU's gdbstub (rttprobe.py).
+rtt_case() {
+    local name=$1
+    fw_log "case $name: console session over RTT through the gdbstub ($BLOB)"
+    (
+        export TINYPOET_BLOB=$BLOB
+        fw_cargo build --release --target thumbv7em-none-eabihf --features rtt >&2
+    )
+    cp "$(fw_elf thumbv7em-none-eabihf)" "$WORK/$name.elf"
+    local rc=0
+    python3 "$FW_DIR/console-test.py" --rtt "$TP" "$BLOB" "$WORK/$name.elf" \
+        "$WORK/$name.transcript.txt" -- "${FW_QEMU_CONSOLE[@]}" | sed 's/^/       /' || rc=$?
+    if [ "$rc" != 0 ]; then
+        echo "FAIL $name: see above; transcript $WORK/$name.transcript.txt"
+        failed=$((failed + 1)); return
+    fi
+    echo "ok   $name: RTT console (probe emulated over the gdbstub): every poem == host"
+    sed 's/^/       | /' "$WORK/$name.transcript.txt"
+    passed=$((passed + 1))
+}
+
 # run_case NAME SEED MAX_LEN NO_STOP(0|1) MIN_CHARS [FORM_SPEC HOST_FLAG...]  (blob: $BLOB): the
 # oneshot build; FORM_SPEC is the firmware's TINYPOET_FORM, the HOST_FLAGs the same request for the CLI.
 run_case() {
@@ -112,6 +137,7 @@ PY
 }
 
 console_case console
+rtt_case rtt-console
 run_case oneshot 2024 256 0 1
 run_case verse 11 256 0 30 "七絕 acrostic=春夜喜雨 rhyme" --form 七絕 --acrostic 春夜喜雨 --rhyme
 

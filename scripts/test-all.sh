@@ -50,7 +50,8 @@ cargo clippy --workspace --all-targets --quiet -- -D warnings
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 # The Cortex-M assembly in core/src/kernels/cortex_m.rs is generated; it must match its generator.
 python3 core/tools/gen_cortex_m_asm.py --check
-# So is the simplified -> traditional table (from the pinned ferrous-opencc's OpenCC dictionary).
+# So is the simplified -> traditional table (from the OpenCC dictionary in the pinned
+# ferrous-opencc, a dev-dependency of the trainer).
 python3 core/tools/gen_simplified_table.py --check
 
 step "host tests (cargo test --workspace; the test profile is optimised)"

@@ -59,8 +59,7 @@ passed=0
 failed=0
 # case: mode (title|text), what is typed in the page and on the host's command line, seed,
 # form ("" or 五絕 ...), acrostic ("" or characters), extra arguments of browser.mjs. The host
-# converts simplified input with OpenCC, the page with the core's per-character table: the
-# texts here are ones where the two agree.
+# and the page convert simplified input with the same table (tinypoet_core::simplified).
 run_case() {
     local mode=$1 typed=$2 seed=$3 form=$4 acrostic=$5
     shift 5

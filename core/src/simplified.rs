@@ -1,6 +1,6 @@
 //! Simplified -> traditional Chinese, one character at a time, for prompts typed in simplified
-//! Chinese where no full converter fits (the firmware console, the web page; the CLI uses the
-//! full OpenCC converter, `ferrous-opencc`).
+//! Chinese: the one conversion of every platform (the CLI, the web page, the firmware console),
+//! so the same typed title writes the same poem everywhere.
 //!
 //! **Generated** by `core/tools/gen_simplified_table.py` (do not edit) from OpenCC's
 //! `STCharacters.txt` (as shipped in ferrous-opencc 0.4.0; sha256 `ab3eda5e4e7c2eec…`;
@@ -10,10 +10,10 @@
 //! 188 of them for characters that are themselves in the vocabulary (云 → 雲, 后 → 後:
 //! OpenCC's default reading), 8 bytes each (18504 bytes of read-only data).
 //!
-//! What is lost against the full converter: OpenCC first matches phrases (`STPhrases.txt`), so
-//! it keeps 皇后 and writes 頭髮 (hair), where this table gives 皇後 and 頭發, the first
+//! What is lost against OpenCC's full converter: it first matches phrases (`STPhrases.txt`),
+//! so it keeps 皇后 and writes 頭髮 (hair), where this table gives 皇後 and 頭發, the first
 //! candidate of each character. For a poem's title that is rarely wrong; callers report what
-//! they converted so a reader can see it.
+//! they converted so a reader can see it (and the CLI's `--no-convert` keeps text as typed).
 
 /// `(simplified, traditional)`, sorted by the simplified character's code point.
 #[rustfmt::skip]

@@ -4,8 +4,10 @@
 
     python3 core/tools/gen_simplified_table.py [--st STCharacters.txt] [--blob BLOB] [--check]
 
---st defaults to the copy in the pinned ferrous-opencc crate's source (found with
-`cargo metadata`, so the trainer's dependencies must have been fetched); --blob defaults to
+--st defaults to the copy in the pinned ferrous-opencc crate's source, a dev-dependency of the
+trainer kept for this (found with `cargo metadata`, so the workspace's dependencies must have
+been fetched: `cargo fetch`); a copy of OpenCC's data/dictionary/STCharacters.txt of the same
+release can be passed instead (the sha256 in the output tells which one was used); --blob defaults to
 models/tinypoet-tang.tpb. --check compares instead of writing (exit 1 when they differ).
 
 Rule per STCharacters.txt line `s<TAB>t1 t2 ...`: the first candidate t_i that is in the
@@ -94,8 +96,8 @@ def render(pairs, source, st_sha, blob_name, in_vocab):
     n = len(pairs)
     return f"""\
 //! Simplified -> traditional Chinese, one character at a time, for prompts typed in simplified
-//! Chinese where no full converter fits (the firmware console, the web page; the CLI uses the
-//! full OpenCC converter, `ferrous-opencc`).
+//! Chinese: the one conversion of every platform (the CLI, the web page, the firmware console),
+//! so the same typed title writes the same poem everywhere.
 //!
 //! **Generated** by `core/tools/gen_simplified_table.py` (do not edit) from OpenCC's
 //! `STCharacters.txt` ({source}; sha256 `{st_sha[:16]}…`;
@@ -105,10 +107,10 @@ def render(pairs, source, st_sha, blob_name, in_vocab):
 //! {in_vocab} of them for characters that are themselves in the vocabulary (云 → 雲, 后 → 後:
 //! OpenCC's default reading), 8 bytes each ({n * 8} bytes of read-only data).
 //!
-//! What is lost against the full converter: OpenCC first matches phrases (`STPhrases.txt`), so
-//! it keeps 皇后 and writes 頭髮 (hair), where this table gives 皇後 and 頭發, the first
+//! What is lost against OpenCC's full converter: it first matches phrases (`STPhrases.txt`),
+//! so it keeps 皇后 and writes 頭髮 (hair), where this table gives 皇後 and 頭發, the first
 //! candidate of each character. For a poem's title that is rarely wrong; callers report what
-//! they converted so a reader can see it.
+//! they converted so a reader can see it (and the CLI's `--no-convert` keeps text as typed).
 
 /// `(simplified, traditional)`, sorted by the simplified character's code point.
 #[rustfmt::skip]

@@ -27,9 +27,11 @@ mod clock;
 mod console;
 #[cfg(feature = "measure")]
 mod measure;
+#[cfg(all(feature = "rtt", not(any(feature = "measure", feature = "oneshot"))))]
+mod rtt;
 #[cfg(all(
     feature = "board-mps2-an386",
-    not(any(feature = "measure", feature = "oneshot"))
+    not(any(feature = "measure", feature = "oneshot", feature = "rtt"))
 ))]
 mod uart;
 

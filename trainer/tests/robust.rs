@@ -157,6 +157,91 @@ fn generate_help_names_simplified_input_that_is_really_converted() {
     }
 }
 
+/// The CLI converts simplified input exactly as the core's per-character table does (the web
+/// page's and the board console's conversion), titles and acrostics alike, phrases such as 皇后
+/// and 头发 included, and stderr names every replaced character.
+#[test]
+fn generate_converts_simplified_input_as_the_core_table_does() {
+    let core = |s: &str| -> String {
+        s.chars()
+            .map(|c| tinypoet_core::simplified::to_traditional(c).unwrap_or(c))
+            .collect()
+    };
+    let model = bundled_model();
+    let titles = [
+        "静夜思",
+        "皇后",
+        "头发",
+        "黄河远上白云间",
+        "后宫词",
+        "送元二使安西",
+        "干将",
+        "钟表",
+        "春夜喜雨",
+    ];
+    for title in titles {
+        let o = run(&[
+            "generate",
+            "--title",
+            title,
+            "--model",
+            model.to_str().unwrap(),
+            "--seed",
+            "1",
+            "--max-len",
+            "1",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(o.status.success(), "generate --title {title}: {err}");
+        let expected = core(title);
+        assert_eq!(
+            stdout(&o).lines().next(),
+            Some(expected.as_str()),
+            "--title {title}"
+        );
+        for (s, t) in title.chars().zip(expected.chars()) {
+            if s != t {
+                assert!(err.contains(&format!("{s}→{t}")), "--title {title}: {err}");
+            }
+        }
+        if expected == title {
+            assert!(!err.contains("simplified ->"), "--title {title}: {err}");
+        }
+    }
+    // The acrostic goes through the same table: 东南西北 opens the lines with 東南西北.
+    let o = run(&[
+        "generate",
+        "江",
+        "--form",
+        "五絕",
+        "--acrostic",
+        "东后",
+        "--model",
+        model.to_str().unwrap(),
+        "--seed",
+        "3",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr).into_owned();
+    assert!(o.status.success(), "{err}");
+    let lines: Vec<String> = stdout(&o)
+        .lines()
+        .skip(1)
+        .flat_map(|l| {
+            l.split(['，', '。'])
+                .map(str::to_string)
+                .collect::<Vec<_>>()
+        })
+        .filter(|l| !l.is_empty())
+        .collect();
+    let opens: String = lines
+        .iter()
+        .take(2)
+        .filter_map(|l| l.chars().next())
+        .collect();
+    assert_eq!(opens, core("东后"), "{}", stdout(&o));
+    assert!(err.contains("东→東") && err.contains("后→後"), "{err}");
+}
+
 #[test]
 fn generate_with_an_empty_stop_sequence_prints_nothing() {
     let model = bundled_model();

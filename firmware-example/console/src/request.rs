@@ -20,16 +20,20 @@
 //! By default the title goes into the instruction prompt the aligned model was trained on
 //! (`<INS>請用以下題目寫一首詩<INP>{title}<RES>`, the core's [`Prompt::Title`]); `raw=1`
 //! continues the title as text, as `tinypoet generate TITLE` does (with a form: the title and a
-//! newline, the pretrained model's layout, as the CLI does). Every character of the title must
-//! be in the model's vocabulary (the Tang corpus is traditional Chinese; unlike the host CLI the
-//! console does not convert simplified characters). The verse settings are the core's
-//! [`FormSpec`], checked by [`FormSpec::validate`] and, against the vocabulary and rhyme table,
-//! by `Model::verse`.
+//! newline, the pretrained model's layout, as the CLI does).
+//!
+//! The Tang corpus is traditional Chinese: simplified characters of the title and the acrostic
+//! are converted one at a time with the core's table ([`tinypoet_core::simplified`], the one
+//! conversion the CLI and the web page use too, so 静夜思 writes the poem of 靜夜思 everywhere)
+//! into the caller's [`Converted`] buffers; [`Request::conversions`] lists what was replaced.
+//! Every character of the converted title must then be in the model's vocabulary. The verse
+//! settings are the core's [`FormSpec`], checked by [`FormSpec::validate`] and, against the
+//! vocabulary and rhyme table, by `Model::verse`.
 
 use core::fmt;
 
-use tinypoet_core::constrain::{Form, FormSpec};
-use tinypoet_core::{GenerateSettings, Prompt, SamplerSettings, Tokenizer};
+use tinypoet_core::constrain::{Form, FormSpec, MAX_LINES};
+use tinypoet_core::{simplified, GenerateSettings, Prompt, SamplerSettings, Tokenizer};
 
 /// Longest title, in characters: the instruction prompt plus a poem must fit the context.
 pub const MAX_TITLE_CHARS: usize = 32;
@@ -43,11 +47,60 @@ pub const KEYS: &str = "seed temp top_k top_p max raw form acrostic rhyme";
 /// Bytes of the longest raw prompt with a form: the title and a newline.
 pub const RAW_PROMPT_BYTES: usize = 4 * MAX_TITLE_CHARS + 1;
 
+/// Where [`parse`] writes the converted title and acrostic (no allocation: the caller keeps
+/// this on its stack for as long as the request lives).
+#[derive(Debug, Clone)]
+pub struct Converted {
+    title: [u8; 4 * MAX_TITLE_CHARS],
+    acrostic: [u8; 4 * MAX_LINES],
+}
+
+impl Converted {
+    /// Empty buffers.
+    pub const fn new() -> Converted {
+        Converted {
+            title: [0; 4 * MAX_TITLE_CHARS],
+            acrostic: [0; 4 * MAX_LINES],
+        }
+    }
+}
+
+impl Default for Converted {
+    fn default() -> Converted {
+        Converted::new()
+    }
+}
+
+/// `text` with each simplified character replaced by the core's traditional one, written into
+/// `buf`; `text` itself when nothing changes or it does not fit (callers check the length first:
+/// a character is at most 4 bytes).
+fn to_traditional<'b>(text: &'b str, buf: &'b mut [u8]) -> &'b str {
+    let mut n = 0;
+    let mut changed = false;
+    for s in text.chars() {
+        let t = simplified::to_traditional(s).unwrap_or(s);
+        changed |= t != s;
+        if n + t.len_utf8() > buf.len() {
+            return text;
+        }
+        t.encode_utf8(&mut buf[n..]);
+        n += t.len_utf8();
+    }
+    if !changed {
+        return text;
+    }
+    core::str::from_utf8(&buf[..n]).unwrap_or(text)
+}
+
 /// A parsed line.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Request<'l> {
-    /// The title, as typed.
+    /// The title the model is given: as typed, simplified characters converted.
     pub title: &'l str,
+    /// The title as typed.
+    pub typed_title: &'l str,
+    /// The acrostic as typed (`verse.acrostic` is the converted one).
+    pub typed_acrostic: &'l str,
     /// Sampler seed.
     pub seed: u64,
     /// Sampler settings (validated).
@@ -56,7 +109,7 @@ pub struct Request<'l> {
     pub max_new_chars: usize,
     /// Continue the title as text instead of the instruction prompt.
     pub raw: bool,
-    /// Verse form, acrostic and rhyme (validated without the vocabulary).
+    /// Verse form, acrostic (converted) and rhyme (validated without the vocabulary).
     pub verse: FormSpec<'l>,
 }
 
@@ -114,7 +167,11 @@ impl fmt::Display for RequestError<'_> {
                     c as u32
                 )?;
                 if crate::line::display_width(c) == 2 {
-                    write!(f, " (the corpus is traditional Chinese: 春夜喜雨, 黃河)")?;
+                    write!(
+                        f,
+                        " (the corpus is traditional Chinese Tang poetry: modern and very rare \
+                         characters are not in it)"
+                    )?;
                 }
                 Ok(())
             }
@@ -152,11 +209,18 @@ pub fn is_blank(line: &str) -> bool {
     words(line).next().is_none()
 }
 
-/// Parse a non-blank line against the model's vocabulary.
-pub fn parse<'l>(line: &'l str, tok: &Tokenizer) -> Result<Request<'l>, RequestError<'l>> {
+/// Parse a non-blank line against the model's vocabulary; the converted title and acrostic go
+/// into `buf`.
+pub fn parse<'l>(
+    line: &'l str,
+    tok: &Tokenizer,
+    buf: &'l mut Converted,
+) -> Result<Request<'l>, RequestError<'l>> {
     let defaults = GenerateSettings::default();
     let mut req = Request {
         title: "",
+        typed_title: "",
+        typed_acrostic: "",
         seed: defaults.seed,
         sampler: defaults.sampler,
         max_new_chars: defaults.max_new_chars,
@@ -257,10 +321,20 @@ pub fn parse<'l>(line: &'l str, tok: &Tokenizer) -> Result<Request<'l>, RequestE
     if n > MAX_TITLE_CHARS {
         return Err(RequestError::TitleTooLong(n));
     }
-    if let Some(c) = title.chars().find(|&c| tok.id(c).is_err()) {
+    // Both lengths are checked (the acrostic by validate: at most MAX_LINES characters), so the
+    // conversions fit their buffers.
+    let Converted {
+        title: title_buf,
+        acrostic: acrostic_buf,
+    } = buf;
+    let converted = to_traditional(title, title_buf);
+    if let Some(c) = converted.chars().find(|&c| tok.id(c).is_err()) {
         return Err(RequestError::UnknownChar(c));
     }
-    req.title = title;
+    req.typed_title = title;
+    req.title = converted;
+    req.typed_acrostic = req.verse.acrostic;
+    req.verse.acrostic = to_traditional(req.verse.acrostic, acrostic_buf);
     Ok(req)
 }
 
@@ -290,6 +364,21 @@ impl<'l> Request<'l> {
             if self.raw { self.title } else { "" },
             self.raw && self.verse.form != Form::Free,
         )
+    }
+
+    /// The `(typed, converted)` characters that the simplified -> traditional conversion
+    /// replaced, title first, then the acrostic, each pair once, in order of appearance.
+    pub fn conversions(&self) -> impl Iterator<Item = (char, char)> + '_ {
+        let pairs = move || {
+            self.typed_title
+                .chars()
+                .zip(self.title.chars())
+                .chain(self.typed_acrostic.chars().zip(self.verse.acrostic.chars()))
+        };
+        pairs()
+            .enumerate()
+            .filter(move |&(i, (s, t))| s != t && !pairs().take(i).any(|p| p == (s, t)))
+            .map(|(_, p)| p)
     }
 
     /// The core's settings for this request (the default stop: end of the poem, end of text).

@@ -11,7 +11,9 @@
 //! [48 characters · seed 7 · end of poem · 2512345 instructions per character]
 //! > 春夜喜雨 top_p=2
 //! error: bad value top_p=2: a number in (0, 1]
-//! >
+//! > 静夜思 seed=7
+//! [simplified -> traditional (the corpus is traditional Chinese): 静→靜]
+//! ...
 //! ```
 //!
 //! The poem is written character by character as the core samples it (the core's pull-style
@@ -24,7 +26,7 @@ use core::fmt::{self, Write};
 use tinypoet_core::{Decoder, Generator, StopReason};
 
 use crate::line::{Event, LineEditor};
-use crate::request::{self, Request, RAW_PROMPT_BYTES};
+use crate::request::{self, Converted, Request, RAW_PROMPT_BYTES};
 
 /// Longest input line in bytes (a 32-character title is 96 bytes; the rest is for settings).
 pub const LINE_BYTES: usize = 256;
@@ -118,8 +120,9 @@ pub fn greet<P: Port>(port: &mut P, dec: &Decoder, info: &Info) {
 fn help<P: Port>(port: &mut P) {
     let _ = Out(port).write_str(
         "TITLE [seed=N] [temp=T] [top_k=K] [top_p=P] [max=N] [raw=1] [form=五絕|七絕|五律|七律] \
-         [acrostic=春夜喜雨] [rhyme=1]: a poem for TITLE (traditional characters); the same \
-         title, seed and settings give the same poem.\n\
+         [acrostic=春夜喜雨] [rhyme=1]: a poem for TITLE (simplified characters become \
+         traditional ones, as in tinypoet generate); the same title, seed and settings give the \
+         same poem.\n\
          Backspace edits, Ctrl-U clears the line, Ctrl-C abandons it.\n",
     );
 }
@@ -171,7 +174,8 @@ pub fn answer<P: Port>(port: &mut P, dec: &mut Decoder, meter: &Meter, line: &st
         help(port);
         return;
     }
-    let req = match request::parse(line, &dec.model().tokenizer()) {
+    let mut converted = Converted::new();
+    let req = match request::parse(line, &dec.model().tokenizer(), &mut converted) {
         Ok(r) => r,
         Err(e) => {
             let _ = writeln!(Out(port), "error: {e}");
@@ -193,6 +197,16 @@ fn poem<P: Port>(
     let settings = req.settings();
     // The core's verse constraint, free form included, exactly as `tinypoet generate` builds it.
     let verse = dec.model().verse(&req.verse)?;
+    // What the simplified -> traditional conversion replaced, as the CLI says on stderr.
+    let mut conversions = req.conversions().peekable();
+    if conversions.peek().is_some() {
+        let mut out = Out(&mut *port);
+        let _ = out.write_str("[simplified -> traditional (the corpus is traditional Chinese):");
+        for (s, t) in conversions {
+            let _ = write!(out, " {s}→{t}");
+        }
+        let _ = out.write_str("]\n");
+    }
     let mut prompt_buf = [0u8; RAW_PROMPT_BYTES];
     let prompt = req.prompt(&mut prompt_buf);
     let t0 = (meter.now)();

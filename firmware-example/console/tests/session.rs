@@ -263,7 +263,7 @@ fn tang_model_title_prompt() {
     );
     let bytes = std::fs::read(path).expect("the committed default model");
     let model = Model::load(&bytes).unwrap();
-    let t = session(&model, "春夜喜雨 seed=7\r\n这里\r\n\x04".as_bytes());
+    let t = session(&model, "春夜喜雨 seed=7\r\n氧气\r\n\x04".as_bytes());
     let a = answers(&t);
     let (poem, status) = split_status(&a[0].1);
     let want = reference(
@@ -276,14 +276,92 @@ fn tang_model_title_prompt() {
     );
     assert_eq!(poem, want);
     assert!(poem.chars().count() > 10, "{poem:?} {status}");
-    // 这 is simplified; the corpus has 這
+    // 氧 (oxygen) is a modern character: neither it nor a traditional form is in the corpus.
     assert!(
         a[1].1
-            .contains("'这' (U+8FD9) is not in the model's vocabulary"),
+            .starts_with("error: '氧' (U+6C27) is not in the model's vocabulary"),
         "{:?}",
         a[1]
     );
-    assert!(a[1].1.contains("traditional"));
+    assert!(a[1].1.contains("traditional") && !a[1].1.trim_end().contains('\n'));
+}
+
+/// Simplified titles and acrostics: converted with the core's table (as `tinypoet generate` and
+/// the web page convert), reported in one line before the poem, and the poem is the one of the
+/// traditional title; a character still outside the vocabulary gets one error line.
+#[test]
+fn simplified_titles_and_acrostics_are_converted() {
+    use tinypoet_core::constrain::{Form, FormSpec};
+    use tinypoet_core::simplified::to_traditional;
+    use tinypoet_core::Prompt;
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../models/tinypoet-tang.tpb"
+    );
+    let bytes = std::fs::read(path).expect("the committed default model");
+    let model = Model::load(&bytes).unwrap();
+    let t = session(
+        &model,
+        "静夜思 seed=7 max=40\r\n\
+         靜夜思 seed=7 max=40\r\n\
+         静静 seed=1 max=4\r\n\
+         东 raw=1 max=4\r\n\
+         春夜喜雨 form=五絕 acrostic=东后 seed=3\r\n\
+         静夜氧\r\n\x04"
+            .as_bytes(),
+    );
+    let a = answers(&t);
+    assert_eq!(a.len(), 6, "{t}");
+    let report = "[simplified -> traditional (the corpus is traditional Chinese): 静→靜]\n";
+    let converted = a[0]
+        .1
+        .strip_prefix(report)
+        .unwrap_or_else(|| panic!("{:?}", a[0].1));
+    let (poem, _) = split_status(converted);
+    let s = |seed, max| GenerateSettings {
+        seed,
+        max_new_chars: max,
+        ..GenerateSettings::default()
+    };
+    assert_eq!(poem, reference(&model, &title_prompt("靜夜思"), &s(7, 40)));
+    // The traditional title: no report, the same poem.
+    assert!(!a[1].1.contains("simplified"), "{:?}", a[1].1);
+    assert_eq!(split_status(&a[1].1).0, poem);
+    // Each replaced character is named once.
+    assert!(a[2].1.starts_with(report), "{:?}", a[2].1);
+    // raw=1 continues the converted text, and shows it.
+    let raw = a[3]
+        .1
+        .strip_prefix("[simplified -> traditional (the corpus is traditional Chinese): 东→東]\n");
+    let (poem, _) = split_status(raw.unwrap_or_else(|| panic!("{:?}", a[3].1)));
+    assert_eq!(poem, format!("東{}", reference(&model, "東", &s(2024, 4))));
+    // The acrostic: 东后 opens the lines with the table's 東後 (not OpenCC's phrase-level choice).
+    assert_eq!(
+        (to_traditional('东'), to_traditional('后')),
+        (Some('東'), Some('後'))
+    );
+    let acrostic = a[4].1.strip_prefix(
+        "[simplified -> traditional (the corpus is traditional Chinese): 东→東 后→後]\n",
+    );
+    let (poem, _) = split_status(acrostic.unwrap_or_else(|| panic!("{:?}", a[4].1)));
+    let spec = FormSpec {
+        form: Form::WuJue,
+        acrostic: "東後",
+        rhyme: false,
+    };
+    assert_eq!(
+        poem,
+        reference_verse(&model, Prompt::Title("春夜喜雨"), &s(3, 256), &spec)
+    );
+    assert!(poem.starts_with('東'), "{poem:?}");
+    // Converted where it can be, the rest still named: one error line.
+    assert!(
+        a[5].1
+            .starts_with("error: '氧' (U+6C27) is not in the model's vocabulary")
+            && !a[5].1.trim_end().contains('\n'),
+        "{:?}",
+        a[5].1
+    );
 }
 
 #[test]

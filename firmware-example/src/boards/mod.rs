@@ -11,7 +11,8 @@ pub mod teensy41;
 /// Human-readable board name, for the banner.
 pub const NAME: &str = env!("TINYPOET_BOARD");
 
-/// The console on QEMU: UART0 (`-serial stdio`) until Ctrl-D, instruction counts per character.
+/// The console on QEMU: UART0 (`-serial stdio`; RTT with `--features rtt`) until Ctrl-D,
+/// instruction counts per character.
 #[cfg(all(
     feature = "board-mps2-an386",
     not(any(feature = "measure", feature = "oneshot"))
@@ -23,8 +24,14 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
             per_tick: crate::clock::INSTRUCTIONS_PER_TICK,
         },
     };
-    let mut uart = crate::uart::Uart0::new();
-    tinypoet_console::run(&mut uart, dec, &METER, info);
+    #[cfg(not(feature = "rtt"))]
+    let mut port = crate::uart::Uart0::new();
+    #[cfg(feature = "rtt")]
+    let mut port = crate::rtt::RttPort::new();
+    tinypoet_console::run(&mut port, dec, &METER, info);
+    // RTT: the probe reads the goodbye before the machine exits.
+    #[cfg(feature = "rtt")]
+    port.flush();
 }
 
 #[cfg(all(feature = "board-pico2", not(any(feature = "measure", feature = "oneshot"))))]

@@ -36,13 +36,12 @@ pub static IMAGE_DEF: [u32; 5] = [
 
 /// The console over USB CDC-ACM (`/dev/ttyACM0`): clocks from the 12 MHz crystal (system
 /// 150 MHz, USB 48 MHz, rp235x-hal's `init_clocks_and_plls`), then the RP2350's USB device
-/// controller with the identity of [`tinypoet_console::usb::PICO2`]. Never returns: Ctrl-D
+/// controller with the identity of [`tinypoet_console::usb::PICO2`]; with `--features rtt` the
+/// same clocks and the RTT channels instead of USB (`crate::rtt`). Never returns: Ctrl-D
 /// ends a session and the next one starts with the greeting.
 #[cfg(not(any(feature = "measure", feature = "oneshot")))]
 pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) -> ! {
     use rp235x_hal as hal;
-    use tinypoet_console::usb::{device, UsbPort, PICO2};
-    use usb_device::bus::UsbBusAllocator;
 
     /// The Pico 2's crystal.
     const XOSC_HZ: u32 = 12_000_000;
@@ -62,20 +61,33 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
         Ok(c) => c,
         Err(_) => crate::console::fail(format_args!("RP2350 clock setup failed")),
     };
-    let bus = UsbBusAllocator::new(hal::usb::UsbBus::new(
-        pac.USB,
-        pac.USB_DPRAM,
-        clocks.usb_clock,
-        true, // VBUS detect: the Pico 2 does not route VBUS to the USB controller
-        &mut pac.RESETS,
-    ));
-    let (serial, dev) = match device(&bus, &PICO2) {
-        Ok(d) => d,
-        Err(_) => crate::console::fail(format_args!("USB device descriptor rejected")),
-    };
-    let mut port = UsbPort::new(serial, dev);
-    loop {
-        tinypoet_console::run(&mut port, dec, &METER, info);
+    #[cfg(feature = "rtt")]
+    {
+        let _ = clocks;
+        let mut port = crate::rtt::RttPort::new();
+        loop {
+            tinypoet_console::run(&mut port, dec, &METER, info);
+        }
+    }
+    #[cfg(not(feature = "rtt"))]
+    {
+        use tinypoet_console::usb::{device, UsbPort, PICO2};
+        use usb_device::bus::UsbBusAllocator;
+        let bus = UsbBusAllocator::new(hal::usb::UsbBus::new(
+            pac.USB,
+            pac.USB_DPRAM,
+            clocks.usb_clock,
+            true, // VBUS detect: the Pico 2 does not route VBUS to the USB controller
+            &mut pac.RESETS,
+        ));
+        let (serial, dev) = match device(&bus, &PICO2) {
+            Ok(d) => d,
+            Err(_) => crate::console::fail(format_args!("USB device descriptor rejected")),
+        };
+        let mut port = UsbPort::new(serial, dev);
+        loop {
+            tinypoet_console::run(&mut port, dec, &METER, info);
+        }
     }
 }
 

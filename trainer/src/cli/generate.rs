@@ -55,9 +55,10 @@ as many as the form has lines. --rhyme makes the even verse lines (2nd, 4th, ...
 (the bundled ones have it; `tinypoet rhyme-table` adds one).
 
 The Tang corpus is in traditional Chinese: a prompt, title or acrostic in simplified Chinese
-(静夜思, 黄河) is converted (靜夜思, 黃河; OpenCC's converter, phrases first) and stderr says what
-was converted; --no-convert keeps it as typed. Characters still outside the model's vocabulary
-are an error.
+(静夜思, 黄河) is converted (靜夜思, 黃河; one character at a time with the table the web page and
+the board console use, so every platform writes the same poem: 皇后 gives 皇後, 头发 gives 頭發) and
+stderr says what was converted; --no-convert keeps it as typed. Characters still outside the
+model's vocabulary are an error.
 stdout gets the prompt and the generated text only (then a newline); the seed and the stop
 reason go to stderr.
 
@@ -157,28 +158,33 @@ pub fn run(mut args: GenerateArgs) -> anyhow::Result<()> {
     }
     // Simplified -> traditional (title or prompt, and the acrostic); the report goes to stderr
     // once every character is known to the model.
-    let convert = |text: &str| -> anyhow::Result<Converted> {
+    let convert = |text: &str| -> Converted {
         if args.no_convert {
-            Ok(Converted::unchanged(text))
+            Converted::unchanged(text)
         } else {
-            to_traditional(text, |c| tok.id(c).is_ok())
+            to_traditional(text)
         }
     };
-    let converted = convert(typed)?;
+    let converted = convert(typed);
     if let Some(c) = converted.text.chars().find(|&c| tok.id(c).is_err()) {
         bail!("{}", unknown_char_message(c, converted.typed_as(c)));
     }
-    let acrostic = convert(&args.acrostic)?;
+    let acrostic = convert(&args.acrostic);
     if let Some(c) = acrostic.text.chars().find(|&c| tok.id(c).is_err()) {
         bail!(
             "--acrostic: {}",
             unknown_char_message(c, acrostic.typed_as(c)).replacen("prompt ", "", 1)
         );
     }
-    for report in [converted.report(), acrostic.report()]
-        .into_iter()
-        .flatten()
-    {
+    // One line for the title and the acrostic, each replaced character once (the board
+    // console prints the same pairs before its poem).
+    let mut both = converted.clone();
+    for &pair in &acrostic.changed {
+        if !both.changed.contains(&pair) {
+            both.changed.push(pair);
+        }
+    }
+    if let Some(report) = both.report() {
         crate::errln!(
             "[simplified -> traditional (the corpus is traditional Chinese): {report}; \
              --no-convert keeps the text as typed]"

@@ -1,23 +1,21 @@
 //! Simplified Chinese input for the command line (not a subcommand: `generate` uses it).
 //!
 //! The corpus, and so the vocabulary, is traditional Chinese. A prompt typed in simplified
-//! Chinese is converted with the full OpenCC simplified -> traditional converter
-//! (`ferrous-opencc`, Apache-2.0: phrases first, then characters, so 皇后 stays and 头发 becomes
-//! 頭髮), keeping a character as typed when its conversion is not in the vocabulary but the
-//! character is. The web page and the firmware console use the core's per-character table
-//! (`tinypoet_core::simplified`), which gives the same result except where a phrase decides.
+//! Chinese is converted one character at a time with the core's table
+//! ([`tinypoet_core::simplified`], generated from OpenCC's `STCharacters.txt`): the same
+//! conversion as the web page and the firmware console, so the same typed title writes the same
+//! poem on every platform. A phrase does not change a character's reading (皇后 becomes 皇後,
+//! 头发 becomes 頭發); stderr says what was converted, and `--no-convert` keeps the text as typed.
 
-use ferrous_opencc::config::BuiltinConfig;
-use ferrous_opencc::OpenCC;
+use tinypoet_core::simplified::to_traditional as table;
 
 /// A prompt after conversion.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Converted {
     /// The text given to the model.
     pub text: String,
-    /// `(typed, used)` for each distinct character that was replaced, in order of appearance
-    /// (the whole text, should a conversion ever change its length).
-    pub changed: Vec<(String, String)>,
+    /// `(typed, used)` for each distinct character that was replaced, in order of appearance.
+    pub changed: Vec<(char, char)>,
 }
 
 impl Converted {
@@ -30,13 +28,9 @@ impl Converted {
     }
 
     /// What the user typed for the character `c` of the converted text, when `c` came from a
-    /// conversion of one character.
+    /// conversion.
     pub fn typed_as(&self, c: char) -> Option<char> {
-        let used = c.to_string();
-        self.changed
-            .iter()
-            .find(|(_, t)| *t == used)
-            .and_then(|(s, _)| s.chars().next().filter(|_| s.chars().count() == 1))
+        self.changed.iter().find(|&&(_, t)| t == c).map(|&(s, _)| s)
     }
 
     /// "静→靜 远→遠", or `None` when nothing was converted.
@@ -53,39 +47,22 @@ impl Converted {
     }
 }
 
-/// Convert `text` from simplified to traditional Chinese; `known` tells whether a character is
-/// in the model's vocabulary.
-pub fn to_traditional(text: &str, known: impl Fn(char) -> bool) -> anyhow::Result<Converted> {
-    let cc = OpenCC::from_config(BuiltinConfig::S2t)
-        .map_err(|e| anyhow::anyhow!("the simplified -> traditional converter: {e}"))?;
-    let full = cc.convert(text);
-    let typed: Vec<char> = text.chars().collect();
-    let conv: Vec<char> = full.chars().collect();
-    if conv.len() != typed.len() {
-        // OpenCC's s2t maps characters one to one; should a phrase ever change the length, take
-        // the whole conversion when the model knows all of it, else the text as typed.
-        if conv.iter().all(|&c| known(c)) {
-            return Ok(Converted {
-                changed: vec![(text.to_string(), full.clone())],
-                text: full,
-            });
-        }
-        return Ok(Converted {
-            text: text.to_string(),
-            changed: vec![],
-        });
-    }
-    let mut out = String::with_capacity(text.len());
-    let mut changed: Vec<(String, String)> = Vec::new();
-    for (&s, &t) in typed.iter().zip(&conv) {
-        let use_t = s != t && (known(t) || !known(s));
-        let pair = (s.to_string(), t.to_string());
-        if use_t && !changed.contains(&pair) {
-            changed.push(pair);
-        }
-        out.push(if use_t { t } else { s });
-    }
-    Ok(Converted { text: out, changed })
+/// Convert `text` from simplified to traditional Chinese with the core's per-character table.
+pub fn to_traditional(text: &str) -> Converted {
+    let mut changed: Vec<(char, char)> = Vec::new();
+    let text = text
+        .chars()
+        .map(|s| match table(s) {
+            Some(t) => {
+                if !changed.contains(&(s, t)) {
+                    changed.push((s, t));
+                }
+                t
+            }
+            None => s,
+        })
+        .collect();
+    Converted { text, changed }
 }
 
 /// Whether `c` is a CJK ideograph (the blocks the corpus draws from).
@@ -117,45 +94,32 @@ pub fn unknown_char_message(c: char, typed: Option<char>) -> String {
 mod tests {
     use super::*;
 
-    fn all(_: char) -> bool {
-        true
-    }
-
     #[test]
     fn simplified_titles_become_traditional() {
-        let c = to_traditional("静夜思", all).unwrap();
+        let c = to_traditional("静夜思");
         assert_eq!(c.text, "靜夜思");
         assert_eq!(c.report().as_deref(), Some("静→靜"));
-        let c = to_traditional("黄河远上白云间", all).unwrap();
+        let c = to_traditional("黄河远上白云间");
         assert_eq!(c.text, "黃河遠上白雲間");
-        // Phrases decide: the empress keeps 后, hair is 髮 (the core's table gives 後 and 發).
-        assert_eq!(to_traditional("皇后", all).unwrap().text, "皇后");
-        assert_eq!(to_traditional("头发", all).unwrap().text, "頭髮");
+        // One character at a time, as on the page and the board: no phrase decides.
+        assert_eq!(to_traditional("皇后").text, "皇後");
+        assert_eq!(to_traditional("头发").text, "頭發");
     }
 
     #[test]
     fn traditional_text_is_left_alone() {
-        let c = to_traditional("春夜喜雨，白日依山盡", all).unwrap();
+        let c = to_traditional("春夜喜雨，白日依山盡");
         assert_eq!(c.text, "春夜喜雨，白日依山盡");
         assert_eq!(c.report(), None);
     }
 
-    #[test]
-    fn a_conversion_outside_the_vocabulary_keeps_the_typed_character() {
-        // 云 is in the vocabulary; pretend 雲 is not: 云 stays.
-        let c = to_traditional("白云", |c| c != '雲').unwrap();
-        assert_eq!(c.text, "白云");
-        assert!(c.changed.is_empty());
-        // Neither known: the conversion is used (the error then names the traditional form).
-        let c = to_traditional("这", |_| false).unwrap();
-        assert_eq!(c.text, "這");
-    }
-
-    /// The core's per-character table (web page, console) agrees with OpenCC character by
-    /// character over every CJK ideograph: where OpenCC converts a single character to one in
+    /// The core's per-character table (CLI, web page, console) agrees with OpenCC character by
+    /// character over every CJK ideograph (ferrous-opencc is a dev-dependency for this check): where OpenCC converts a single character to one in
     /// the vocabulary, the table has that conversion, and every table entry is OpenCC's.
     #[test]
     fn the_cores_table_agrees_with_opencc() {
+        use ferrous_opencc::config::BuiltinConfig;
+        use ferrous_opencc::OpenCC;
         use tinypoet_core::simplified::{to_traditional as table, TABLE};
         let path = concat!(
             env!("CARGO_MANIFEST_DIR"),
@@ -208,7 +172,7 @@ mod tests {
         let m = unknown_char_message('𠀀', None);
         assert!(m.contains("traditional Chinese"), "{m}");
         assert!(!m.contains('\n'));
-        let c = to_traditional("这", |_| false).unwrap();
+        let c = to_traditional("这");
         let m = unknown_char_message('這', c.typed_as('這'));
         assert!(m.contains("'這'") && m.contains("simplified '这'"), "{m}");
     }
