@@ -30,7 +30,7 @@ pub fn exercise(data: &[u8]) {
     };
     if !prompt.is_empty() {
         // Valid weights can still overflow f32 in the activations (f16 values near 65504): that
-        // is a typed error (issue 20 #7), anything else is a bug.
+        // is a typed error, anything else is a bug.
         match dec.generate(&prompt, &settings, |_| ControlFlow::Continue(())) {
             Ok(_) | Err(tinypoet_core::Error::NonFiniteLogits) => {}
             Err(e) => panic!("generate on a valid blob: {e:?}"),
