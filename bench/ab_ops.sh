@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # ab_ops.sh ROUNDS OLD NEW [bench train args] : per-op times normalised by the same run's head+CE
-# time (both suffer the machine's phase alike), alternating the two binaries.
+# time (both suffer the machine's phase alike), alternating the two binaries. Both need the per-op
+# timer: build them with `cargo build --release --features op-times` (revisions before the feature
+# existed have it always).
 r=$1; a=$2; b=$3; shift 3
 for i in $(seq $r); do
   for k in A B; do

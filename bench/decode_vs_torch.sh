@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Decoding speed of tinypoet-core vs a KV-cached PyTorch decode of the same model, measured
-# side by side in one session (one thread each; rounds alternate so both see the same load).
+# Decoding speed of tinypoet-core vs a KV-cached PyTorch decode of a model of the same shape,
+# measured side by side in one session (one thread each; rounds alternate so both see the same
+# load). The core runs the bundled f16 model (`tinypoet bench decode`), PyTorch random weights
+# of the same shape: the cost of a step does not depend on the weights' values.
 #
 #   bench/decode_vs_torch.sh [ROUNDS=3] [REPS=20]
 #
@@ -9,11 +11,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 ROUNDS=${1:-3}
 REPS=${2:-20}
-cargo build --release -q -p tinypoet-core --features std --example bench_decode
-BIN="${CARGO_TARGET_DIR:-target}/release/examples/bench_decode"
+cargo build --release -q -p tinypoet-trainer
+BIN="${CARGO_TARGET_DIR:-target}/release/tinypoet"
 OUT=$(mktemp)
 for r in $(seq "$ROUNDS"); do
-    "$BIN" --reps "$REPS" --json | sed 's/^/core /' | tee -a "$OUT"
+    # 1 prompt character + 255 generated = the whole context, as torch_decode.py runs it.
+    "$BIN" bench decode --backend fastest --prompt 春 --chars 255 --runs "$REPS" --json | sed 's/^/core /' | tee -a "$OUT"
     python3 bench/torch_decode.py --reps "$((REPS / 4 + 1))" --json 2>/dev/null | sed 's/^/torch /' | tee -a "$OUT"
 done
 python3 - "$OUT" <<'PY'

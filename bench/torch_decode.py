@@ -2,11 +2,12 @@
 """KV-cached PyTorch decode baseline for the TutorialLLM model (bench only; torch is never a
 dependency of the crates).
 
-Same model and same measurement as `cargo run --release -p tinypoet-core --features std
---example bench_decode`: full-size Tang model (V 8548, C 64, 4 heads, 4 layers, T 256, F 256,
-attention scale 0.125) with PyTorch's default random init, one thread, torch.inference_mode,
-a preallocated KV cache; one run = feed a 1-character prompt, then 255 x (softmax +
-multinomial sample + one cached forward step). Prints best and median chars/s.
+The same shape and measurement as `tinypoet bench decode --backend fastest --prompt 春 --chars
+255` (the bundled model): full-size Tang model (V 8548, C 64, 4 heads, 4 layers, T 256, F 256,
+attention scale 0.125), here with PyTorch's default random init (a step's cost does not depend
+on the values), one thread, torch.inference_mode, a preallocated KV cache; one run = feed a
+1-character prompt, then 255 x (softmax + multinomial sample + one cached forward step).
+Prints best and median chars/s and the rate per CPU second.
 
     python3 bench/torch_decode.py [--reps 20] [--json]
 """
@@ -89,7 +90,7 @@ def main():
                 tok = int(torch.multinomial(probs, 1, generator=g))
                 logits = model.step(tok, pos, kcache, vcache)
             dt = time.perf_counter() - t0
-            if rep >= 2:  # two warm-up runs, as in the Rust bench
+            if rep >= 2:  # two warm-up runs
                 rates.append(n_new / dt)
     # chars per second of CPU time this process got (robust against other jobs on the machine)
     cpu_rate = args.reps * n_new / (time.process_time() - cpu0)

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The firmware's figures (issue 6, item 4), as used in docs/results-firmware.md:
+# The firmware's figures, as used in docs/results-firmware.md:
 #   * flash (weights, code) and static RAM of the shipping QEMU build, read from the ELF;
 #   * the measurement build under QEMU -icount: instructions per generated character (mean of
 #     256 from 春夜喜雨 with the default sampler and seed, stop ignored), prefill, worst

@@ -1,19 +1,19 @@
 #!/usr/bin/env bash
 # Determinism tests of the firmware under QEMU (Cortex-M4, mps2-an386), each checked byte for byte
 # against `tinypoet generate` on the host with the same blob, prompt, seed and settings:
-#   1. console (issue 16): the default build; console-test.py types several titles with settings
+#   1. console: the default build; console-test.py types several titles with settings
 #      and two bad lines into UART0 through a pipe and compares every poem with the host's; the
 #      bad lines must get one `error:` line each and the console must go on. Once with the f16
 #      blob, once with the int8 blob (the SXTB16/SMLAD kernel on the device, the portable or AVX
 #      int8 kernels on the host).
-#   1b. RTT console (issue 16): the `--features rtt` build; console-test.py --rtt types a shorter
+#   1b. RTT console: the `--features rtt` build; console-test.py --rtt types a shorter
 #      session into RTT down channel 0 and reads up channel 0 through QEMU's gdbstub (rttprobe.py,
 #      what a debug probe does over SWD), poems compared with the host as above.
-#   2. oneshot (issue 6): the build-time-prompt build (`--features oneshot`, default prompt
+#   2. oneshot: the build-time-prompt build (`--features oneshot`, default prompt
 #      春夜喜雨, default sampler, stop at the end of the poem), the poem over semihosting.
-#   3. verse (issue 15): the oneshot build with TINYPOET_FORM (七絕 acrostic=春夜喜雨 rhyme) against
+#   3. verse: the oneshot build with TINYPOET_FORM (七絕 acrostic=春夜喜雨 rhyme) against
 #      tinypoet generate --form 七絕 --acrostic 春夜喜雨 --rhyme.
-#   4. ARMv6-M (issue 17): the oneshot build for thumbv6m-none-eabi (the RP2040's Cortex-M0+ code,
+#   4. ARMv6-M: the oneshot build for thumbv6m-none-eabi (the RP2040's Cortex-M0+ code,
 #      soft float, int8 KV cache) on mps2-an385 (a Cortex-M3 running it), with the int8 blob,
 #      against `tinypoet generate --kv int8` on the host: the default poem and 200 characters.
 # f16 blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run
@@ -46,6 +46,24 @@ FW_FEATURES=(--features oneshot)
 HOST_KV=()
 QEMU_CMD=("${FW_QEMU[@]}")
 
+# Every case also bounds the firmware's stack high-water mark (printed when the run ends; the
+# stack region is 64 KiB): TINYPOET_STACK_LIMIT bytes, default 10 KiB.
+STACK_LIMIT=${TINYPOET_STACK_LIMIT:-10240}
+
+# stack_within_limit NAME FILE: FILE (the run's output) reports a stack high-water mark of at
+# most STACK_LIMIT bytes; prints it, or a FAIL line.
+stack_within_limit() {
+    local used
+    used=$(grep -ao 'stack high-water mark: [0-9]*' "$2" | grep -o '[0-9]*$' || true)
+    if [ -z "$used" ]; then
+        echo "FAIL $1: no stack high-water mark in $2"; return 1
+    fi
+    if [ "$used" -gt "$STACK_LIMIT" ]; then
+        echo "FAIL $1: stack high-water mark $used bytes > $STACK_LIMIT (TINYPOET_STACK_LIMIT)"; return 1
+    fi
+    echo "       stack high-water mark: $used bytes (limit $STACK_LIMIT)"
+}
+
 # console_case NAME  (blob: $BLOB): the console session of console-test.py
 console_case() {
     local name=$1
@@ -63,6 +81,7 @@ console_case() {
     fi
     echo "ok   $name: every poem == host, bad lines answered with one error line"
     sed 's/^/       | /' "$WORK/$name.transcript.txt"
+    stack_within_limit "$name" "$WORK/$name.transcript.txt" || { failed=$((failed + 1)); return; }
     passed=$((passed + 1))
 }
 
@@ -133,6 +152,7 @@ PY
     echo "ok   $name: firmware == host, $fw_chars generated characters (seed $seed)"
     sed 's/^/       /' "$text"
     grep -E "^[0-9]+ characters|^prefill of the prompt" "$fw" | sed 's/^/       /' || true
+    stack_within_limit "$name" "$fw" || { failed=$((failed + 1)); return; }
     passed=$((passed + 1))
 }
 

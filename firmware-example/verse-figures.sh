@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Cost of the verse constraint on the Cortex-M4 (issue 15, item 6): the oneshot build under QEMU
+# Cost of the verse constraint on the Cortex-M4: the oneshot build under QEMU
 # -icount, the same prompt (春夜喜雨 + newline) and seed, 71 sampled tokens each (a whole 七律
 # with its end-of-text), with and without TINYPOET_FORM. Prints each run's instruction line.
 # Usage: ./verse-figures.sh   (TINYPOET_BLOB as for run-qemu.sh; default model by default)

@@ -162,34 +162,27 @@ impl<'a> Q8Kv<'a> {
         })
     }
 
-    /// Store `k` and `v` (`[C]` each) as the rows of layer `l`, position `pos`. Out-of-range
-    /// indices write nothing (the decoder passes `l < L`, `pos < T`).
-    pub fn write(&mut self, l: usize, pos: usize, k: &[f32], v: &[f32]) {
+    /// Store `k` and `v` (`[C]` each) as the rows of layer `l`, position `pos` (`l < L`,
+    /// `pos < T`: the cache was sized for them in [`Q8Kv::new`], so the slices below are in
+    /// bounds).
+    pub(crate) fn write(&mut self, l: usize, pos: usize, k: &[f32], v: &[f32]) {
         let (c, row) = (self.dim, l * self.context + pos);
-        if let (Some(kd), Some(ks)) = (self.k.get_mut(row * c..(row + 1) * c), self.ks.get_mut(row))
-        {
-            *ks = quantize_row(kd, k);
-        }
-        if let (Some(vd), Some(vs)) = (self.v.get_mut(row * c..(row + 1) * c), self.vs.get_mut(row))
-        {
-            *vs = quantize_row(vd, v);
-        }
+        self.ks[row] = quantize_row(&mut self.k[row * c..(row + 1) * c], k);
+        self.vs[row] = quantize_row(&mut self.v[row * c..(row + 1) * c], v);
     }
 
     /// Attention scores of head `h` (values `h*hd .. (h+1)*hd`) for positions `0..att.len()` of
     /// layer `l`: `att[t] = isum * (qs * ks[t])` (module docs), unscaled. `q` is the head's
-    /// `[hd]` slice of the query.
-    pub fn scores(&mut self, att: &mut [f32], q: &[f32], l: usize, h: usize) {
+    /// `[hd]` slice of the query; `att.len() <= T`, `l < L`, `(h+1)*hd <= C`.
+    pub(crate) fn scores(&mut self, att: &mut [f32], q: &[f32], l: usize, h: usize) {
         let (c, hd) = (self.dim, q.len());
-        let qq = &mut self.qq[..hd.min(c)];
+        let qq = &mut self.qq[..hd];
         let qs = quantize_row(qq, q);
         let base = l * self.context;
-        for (t, a) in att.iter_mut().enumerate() {
+        let ks = &self.ks[base..base + att.len()];
+        for (t, (a, &ks)) in att.iter_mut().zip(ks).enumerate() {
             let row = (base + t) * c + h * hd;
-            let (Some(kr), Some(&ks)) = (self.k.get(row..row + hd), self.ks.get(base + t)) else {
-                return;
-            };
-            let isum = dot_i8(qq, kr);
+            let isum = dot_i8(qq, &self.k[row..row + hd]);
             let s = qs * ks;
             *a = isum as f32 * s;
         }
@@ -197,15 +190,16 @@ impl<'a> Q8Kv<'a> {
 
     /// `out[d] += sum_t att[t] * V[l][t][h*hd + d]` for head `h` (`out` = the head's `[hd]`
     /// slice), through i16 attention weights as in the module docs; `att` = positions
-    /// `0..n` (the softmax probabilities).
-    pub fn values(&mut self, out: &mut [f32], att: &[f32], l: usize, h: usize) {
-        let (c, hd, n) = (self.dim, out.len(), att.len().min(self.context));
+    /// `0..n` (the softmax probabilities), `n <= T`.
+    pub(crate) fn values(&mut self, out: &mut [f32], att: &[f32], l: usize, h: usize) {
+        let (c, hd, n) = (self.dim, out.len(), att.len());
         let base = l * self.context;
+        let vs = &self.vs[base..base + n];
         // w_t = att[t] * vs[t], kept in `wq` as f32 bits would need room: compute the max
         // first, then quantize (the products are recomputed; both passes give the same bits).
         let mut wmax = 0.0f32;
-        for (t, &a) in att[..n].iter().enumerate() {
-            let w = a * self.vs.get(base + t).copied().unwrap_or(0.0);
+        for (&a, &vs) in att.iter().zip(vs) {
+            let w = a * vs;
             let w = f32::from_bits(w.to_bits() & 0x7FFF_FFFF);
             if w > wmax {
                 wmax = w;
@@ -213,16 +207,15 @@ impl<'a> Q8Kv<'a> {
         }
         let wsc = wmax / 32767.0;
         let winv = 32767.0 / wmax;
-        for (t, (wq, &a)) in self.wq.iter_mut().zip(&att[..n]).enumerate() {
-            let w = a * self.vs.get(base + t).copied().unwrap_or(0.0);
+        let wq = &mut self.wq[..n];
+        for ((wq, &a), &vs) in wq.iter_mut().zip(att).zip(vs) {
+            let w = a * vs;
             *wq = round_clamp(w * winv, 32767) as i16;
         }
-        let wq = &self.wq[..n];
         for (d, o) in out.iter_mut().enumerate() {
             let mut s = 0i32;
             for (t, &w) in wq.iter().enumerate() {
-                let idx = (base + t) * c + h * hd + d;
-                let vv = self.v.get(idx).copied().unwrap_or(0);
+                let vv = self.v[(base + t) * c + h * hd + d];
                 s = s.wrapping_add(w as i32 * vv as i32);
             }
             let p = s as f32 * wsc;

@@ -169,7 +169,9 @@
 //! (`T` u16) and the sampler index scratch (`V` u16). For the Tang model with an f16 cache that
 //! is [`TANG_STATE_BYTES`] = 321,368 bytes (313.8 KiB); a compile-time assertion keeps it
 //! <= 320 KiB. Nothing else is allocated. A [`Model`] (the weight table,
-//! wherever the caller keeps it) is 3,440 bytes on a 32-bit target; decoding and sampling use
+//! wherever the caller keeps it) is at most 3,488 bytes on a 32-bit target; [`Model::load_in`]
+//! maps it in place in a [`ModelSlot`], where [`Model::load`], returning it by value, also
+//! builds it in a frame of its own while loading; decoding and sampling use
 //! well under 1 KiB of stack (the generator's stop-sequence buffer is 128 bytes); the blob
 //! writer, a host-side tool, builds the tensor names in about 7 KiB of stack (plus 1 KiB for
 //! an int8 group).
@@ -287,7 +289,7 @@ pub use constrain::{Constraint, NoConstraint};
 pub use decoder::{state_bytes, state_words, Decoder, KvPrecision, TANG_STATE_BYTES};
 pub use error::Error;
 pub use generate::{GenerateSettings, Generation, Generator, StopReason};
-pub use model::{Layer, Mat, Model};
+pub use model::{Layer, Mat, Model, ModelSlot};
 pub use prompt::{instruction_prompt_tokens, Prompt};
 pub use sampler::{Rng, Sampler, SamplerSettings};
 pub use tokenizer::{Tokenizer, Unknown};

@@ -2,7 +2,7 @@
 //! by its storage and checked once, at load. Vectors are [`Vec16`]; matrices are [`Mat`]: f16
 //! or int8. The forward pass never re-checks a size and has no fallback for a wrong one.
 
-use crate::blob::{Blob, Layout, Manifest, TensorView};
+use crate::blob::{Blob, Layout, Manifest, TensorEntries, TensorView};
 use crate::config::{Config, TensorKind, TensorSpec, MAX_LAYERS};
 use crate::dtype::Dtype;
 use crate::kernels::Q8Matrix;
@@ -121,17 +121,45 @@ pub struct Model<'a> {
     q8_group: Option<usize>,
 }
 
-/// Maps the blob's tensors, in canonical order, to typed views (llama2.c's
-/// `memory_map_weights`, with every size checked).
-struct Mapper<'a, I> {
-    tensors: I,
-    cfg: Config,
-    next: usize,
-    q8_group: Option<usize>,
-    _blob: core::marker::PhantomData<&'a ()>,
+/// Room for a [`Model`] that [`Model::load_in`] maps in place. The model in it is reachable
+/// only through the reference `load_in` returns.
+#[derive(Debug, Default)]
+pub struct ModelSlot<'a>(Option<Model<'a>>);
+
+impl ModelSlot<'_> {
+    /// An empty slot.
+    pub const fn new() -> Self {
+        ModelSlot(None)
+    }
 }
 
-impl<'a, I: Iterator<Item = TensorView<'a>>> Mapper<'a, I> {
+/// Maps the blob's tensors, in canonical order from some index on, to typed views (llama2.c's
+/// `memory_map_weights`, with every size checked).
+struct Mapper<'a> {
+    tensors: TensorEntries<'a>,
+    cfg: Config,
+    /// Index of the next tensor.
+    next: usize,
+    /// The int8 group size of the matrices mapped so far (all must share one).
+    q8_group: Option<usize>,
+}
+
+impl<'a> Mapper<'a> {
+    /// A mapper at tensor `first` of `blob` (the parser has checked that the directory holds
+    /// the config's tensor count).
+    fn at(blob: &Blob<'a>, first: usize, q8_group: Option<usize>) -> Self {
+        let mut tensors = blob.tensors();
+        for _ in 0..first {
+            tensors.next();
+        }
+        Mapper {
+            tensors,
+            cfg: blob.config,
+            next: first,
+            q8_group,
+        }
+    }
+
     /// The next tensor, which must be of `kind`.
     fn take(&mut self, kind: TensorKind) -> Result<(TensorView<'a>, TensorSpec), Error> {
         let i = self.next;
@@ -201,10 +229,78 @@ impl<'a, I: Iterator<Item = TensorView<'a>>> Mapper<'a, I> {
     }
 }
 
+/// The tensors outside the blocks: embeddings, final LayerNorm, LM head. They are mapped before
+/// the blocks, so that a model can hold them from the start and its table of blocks is then
+/// filled in place ([`Model::load_in`]).
+struct Ends<'a> {
+    tok_emb: Mat<'a>,
+    pos_emb: Mat<'a>,
+    ln_f_w: Vec16<'a>,
+    ln_f_b: Vec16<'a>,
+    head_w: Mat<'a>,
+    head_b: Vec16<'a>,
+}
+
+impl<'a> Ends<'a> {
+    /// Map the embeddings (tensors 0 and 1) and the final LayerNorm and head (the last four),
+    /// and return a mapper at the first block (tensor 2) that carries their int8 group.
+    fn map(blob: &Blob<'a>) -> Result<(Self, Mapper<'a>), Error> {
+        use TensorKind as K;
+        let mut m = Mapper::at(blob, 0, None);
+        let tok_emb = m.matrix(K::TokEmb)?;
+        let pos_emb = m.matrix(K::PosEmb)?;
+        let mut tail = Mapper::at(blob, 2 + 13 * blob.config.n_layers, m.q8_group);
+        let ends = Ends {
+            tok_emb,
+            pos_emb,
+            ln_f_w: tail.vector(K::LnFWeight)?,
+            ln_f_b: tail.vector(K::LnFBias)?,
+            head_w: tail.matrix(K::HeadWeight)?,
+            head_b: tail.vector(K::HeadBias)?,
+        };
+        if tail.tensors.next().is_some() {
+            return Err(Error::TensorCount {
+                expected: blob.config.n_tensors(),
+                got: tail.next + 1,
+            });
+        }
+        Ok((ends, Mapper::at(blob, 2, tail.q8_group)))
+    }
+
+    /// A model of these views whose table of blocks is still empty ([`Model::push_layers`]
+    /// fills it and sets the int8 group).
+    fn into_model(self, blob: Blob<'a>) -> Model<'a> {
+        Model {
+            blob,
+            tok_emb: self.tok_emb,
+            pos_emb: self.pos_emb,
+            layers: heapless::Vec::new(),
+            ln_f_w: self.ln_f_w,
+            ln_f_b: self.ln_f_b,
+            head_w: self.head_w,
+            head_b: self.head_b,
+            q8_group: None,
+        }
+    }
+}
+
 impl<'a> Model<'a> {
     /// Parse, validate and map a blob (see [`crate::blob::parse`]).
     pub fn load(bytes: &'a [u8]) -> Result<Self, Error> {
         Self::from_blob(crate::blob::parse(bytes)?)
+    }
+
+    /// [`Model::load`] into `slot`, the table of blocks filled in place: the same model, with
+    /// its views on the stack once. (A model is 3.5 KiB on a 32-bit target, most of it the
+    /// table with room for [`MAX_LAYERS`] blocks; [`Model::load`] builds it in its own frame and
+    /// returns it by value, and a microcontroller's stack is a few KiB.) On an error the slot
+    /// holds no model that can be reached.
+    pub fn load_in<'s>(slot: &'s mut ModelSlot<'a>, bytes: &'a [u8]) -> Result<&'s Self, Error> {
+        let blob = crate::blob::parse(bytes)?;
+        let (ends, mut blocks) = Ends::map(&blob)?;
+        let model = slot.0.insert(ends.into_model(blob));
+        model.push_layers(&mut blocks)?;
+        Ok(model)
     }
 
     /// Map an already parsed blob. Runs f16 blobs and int8 blobs (matrices int8, vectors f16;
@@ -214,58 +310,38 @@ impl<'a> Model<'a> {
     /// length, or int8 matrices with different group sizes; and with [`Error::Unsupported`] for
     /// f32 tensors.
     pub fn from_blob(blob: Blob<'a>) -> Result<Self, Error> {
+        let (ends, mut blocks) = Ends::map(&blob)?;
+        let mut model = ends.into_model(blob);
+        model.push_layers(&mut blocks)?;
+        Ok(model)
+    }
+
+    /// Map the blocks (`blocks` is at tensor 2) into the table, in place, and set the int8
+    /// group all matrices share.
+    fn push_layers(&mut self, blocks: &mut Mapper<'a>) -> Result<(), Error> {
         use TensorKind as K;
-        let mut m = Mapper {
-            tensors: blob.tensors(),
-            cfg: blob.config,
-            next: 0,
-            q8_group: None,
-            _blob: core::marker::PhantomData,
-        };
-        let tok_emb = m.matrix(K::TokEmb)?;
-        let pos_emb = m.matrix(K::PosEmb)?;
-        let mut layers = heapless::Vec::new();
-        for _ in 0..blob.config.n_layers {
+        for _ in 0..self.blob.config.n_layers {
             let layer = Layer {
-                ln1_w: m.vector(K::Ln1Weight)?,
-                ln1_b: m.vector(K::Ln1Bias)?,
-                wq: m.matrix(K::Wq)?,
-                wk: m.matrix(K::Wk)?,
-                wv: m.matrix(K::Wv)?,
-                proj_w: m.matrix(K::ProjWeight)?,
-                proj_b: m.vector(K::ProjBias)?,
-                ln2_w: m.vector(K::Ln2Weight)?,
-                ln2_b: m.vector(K::Ln2Bias)?,
-                fc1_w: m.matrix(K::Fc1Weight)?,
-                fc1_b: m.vector(K::Fc1Bias)?,
-                fc2_w: m.matrix(K::Fc2Weight)?,
-                fc2_b: m.vector(K::Fc2Bias)?,
+                ln1_w: blocks.vector(K::Ln1Weight)?,
+                ln1_b: blocks.vector(K::Ln1Bias)?,
+                wq: blocks.matrix(K::Wq)?,
+                wk: blocks.matrix(K::Wk)?,
+                wv: blocks.matrix(K::Wv)?,
+                proj_w: blocks.matrix(K::ProjWeight)?,
+                proj_b: blocks.vector(K::ProjBias)?,
+                ln2_w: blocks.vector(K::Ln2Weight)?,
+                ln2_b: blocks.vector(K::Ln2Bias)?,
+                fc1_w: blocks.matrix(K::Fc1Weight)?,
+                fc1_b: blocks.vector(K::Fc1Bias)?,
+                fc2_w: blocks.matrix(K::Fc2Weight)?,
+                fc2_b: blocks.vector(K::Fc2Bias)?,
             };
-            layers
+            self.layers
                 .push(layer)
                 .map_err(|_| Error::InvalidConfig("too many layers"))?;
         }
-        let ln_f_w = m.vector(K::LnFWeight)?;
-        let ln_f_b = m.vector(K::LnFBias)?;
-        let head_w = m.matrix(K::HeadWeight)?;
-        let head_b = m.vector(K::HeadBias)?;
-        if m.tensors.next().is_some() {
-            return Err(Error::TensorCount {
-                expected: blob.config.n_tensors(),
-                got: m.next + 1,
-            });
-        }
-        Ok(Model {
-            blob,
-            tok_emb,
-            pos_emb,
-            layers,
-            ln_f_w,
-            ln_f_b,
-            head_w,
-            head_b,
-            q8_group: m.q8_group,
-        })
+        self.q8_group = blocks.q8_group;
+        Ok(())
     }
 
     /// The group size of the int8 matrices, `None` for an all-f16 model.

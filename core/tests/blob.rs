@@ -4,7 +4,7 @@ mod common;
 use common::*;
 use tinypoet_core::blob::{self, BlobInput, Dtype, Layout, ScaleDtype, WeightDtype};
 use tinypoet_core::{
-    state_words, tensor_specs, Config, Decoder, Error, KvPrecision, Manifest, Model,
+    state_words, tensor_specs, Config, Decoder, Error, KvPrecision, Manifest, Model, ModelSlot,
 };
 
 fn small() -> (Config, Vec<char>, Vec<Vec<f32>>, Vec<u8>) {
@@ -404,7 +404,7 @@ fn err_invalid_config() {
 
 #[test]
 fn err_attn_scale_out_of_range() {
-    // issue 20 #7: 3.4e38 parsed, generated 0 characters and evaluated to NaN.
+    // An attention scale of 3.4e38 would generate 0 characters and evaluate to NaN.
     for s in [3.4e38f32, 2.0, f32::INFINITY, 0.0, -0.125] {
         assert!(
             matches!(mutate(|p| p.config.attn_scale = s), Error::InvalidConfig(_)),
@@ -439,7 +439,7 @@ fn err_vocab_size() {
             got: 39
         }
     );
-    // issue 20 #9: 161 bytes said "vocabulary has 40 entries, config says 40"
+    // 161 bytes: the message names the byte length (not "40 entries, config says 40")
     let e = mutate(|p| p.vocab.push(1));
     assert_eq!(e, Error::VocabBytes { len: 161 });
     assert_eq!(
@@ -851,6 +851,29 @@ fn every_truncation_is_rejected() {
 }
 
 #[test]
+fn a_model_slot_is_reused_and_an_error_leaves_no_model() {
+    let (_, _, _, f16) = small();
+    let int8 = small_int8();
+    let mut cut = f16.clone();
+    cut.truncate(f16.len() / 2);
+    reseal(&mut cut);
+    let mut slot = ModelSlot::new();
+    for (b, want) in [(&f16, None), (&int8, Some(8)), (&cut, None), (&f16, None)] {
+        match Model::load_in(&mut slot, b) {
+            Ok(m) => assert_eq!(m.q8_group(), want),
+            Err(e) => {
+                assert!(std::ptr::eq(b, &cut), "{e:?}");
+                assert_eq!(Some(e), Model::load(b).err());
+            }
+        }
+    }
+    // the slot's model is the one loaded last: the same as a model loaded by value
+    let by_value = Model::load(&f16).unwrap();
+    let in_place = Model::load_in(&mut slot, &f16).unwrap();
+    assert_eq!(format!("{in_place:?}"), format!("{by_value:?}"));
+}
+
+#[test]
 fn twelve_thousand_resealed_random_corruptions_never_panic() {
     let (cfg, _, _, b) = small();
     resealed_random_corruptions(&cfg, &b, 0xC0FFEE);
@@ -863,7 +886,7 @@ fn twelve_thousand_resealed_random_corruptions_of_an_int8_blob_never_panic() {
 
 fn resealed_random_corruptions(cfg: &Config, b: &[u8], seed: u64) {
     let hl = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
-    let mut rng = TestRng(seed);
+    let mut rng = TestRng::new(seed);
     let mut outcomes = std::collections::BTreeMap::<String, usize>::new();
     let mut state = vec![0f32; 1 << 16];
     const N: usize = 12_000;
@@ -902,23 +925,40 @@ fn resealed_random_corruptions(cfg: &Config, b: &[u8], seed: u64) {
             }
         }
         reseal(&mut c);
+        // Loading in place accepts and rejects exactly what loading by value does.
+        let mut slot = ModelSlot::new();
+        let in_place = Model::load_in(&mut slot, &c);
         let key = match Model::load(&c) {
             Ok(m) => {
-                // Valid after all (e.g. a changed weight or recipe byte): it must run.
+                // Valid after all (e.g. a changed weight or recipe byte): it must run, and the
+                // model loaded in place gives the same logits.
+                let m_in = in_place.expect("load accepts the blob, load_in rejects it");
                 let words = state_words(m.config(), KvPrecision::F16);
                 if words <= state.len() {
-                    let mut d = Decoder::new(&m, &mut state[..words], KvPrecision::F16).unwrap();
                     let t = (i % m.config().vocab_size) as u16;
-                    let l = d.feed(t).unwrap();
+                    let mut feed = |m: &Model| {
+                        let mut d = Decoder::new(m, &mut state[..words], KvPrecision::F16).unwrap();
+                        d.feed(t).unwrap().to_vec()
+                    };
+                    let l = feed(&m);
                     assert_eq!(l.len(), m.config().vocab_size);
+                    let same_bits = |a: &[f32], b: &[f32]| {
+                        a.iter()
+                            .map(|x| x.to_bits())
+                            .eq(b.iter().map(|x| x.to_bits()))
+                    };
+                    assert!(same_bits(&l, &feed(m_in)), "load_in: other logits");
                 }
                 "Ok".to_string()
             }
-            Err(e) => format!("{e:?}")
-                .split([' ', '('])
-                .next()
-                .unwrap()
-                .to_string(),
+            Err(e) => {
+                assert_eq!(in_place.err(), Some(e), "load_in: another outcome");
+                format!("{e:?}")
+                    .split([' ', '('])
+                    .next()
+                    .unwrap()
+                    .to_string()
+            }
         };
         *outcomes.entry(key).or_insert(0) += 1;
     }
@@ -945,7 +985,7 @@ fn resealed_random_corruptions(cfg: &Config, b: &[u8], seed: u64) {
 
 #[test]
 fn err_non_zero_padding() {
-    // issue 20 #8: the format specifies zero padding; a non-zero byte there was accepted.
+    // The format specifies zero padding: a non-zero byte there is an error.
     let (_, _, _, b) = small();
     let doff = u64::from_le_bytes(b[24..32].try_into().unwrap()) as usize;
     let hl = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;

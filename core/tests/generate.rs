@@ -287,7 +287,7 @@ fn constraint_masked_ids_are_never_sampled_under_any_sampler() {
 fn masked_sampling_matches_the_renormalised_distribution() {
     // 40 ids, every third masked: temperature-1 frequencies over 60,000 draws follow
     // softmax over the unmasked ids (chi-square), masked ids never appear
-    let mut r = TestRng(5);
+    let mut r = TestRng::new(5);
     let logits: Vec<f32> = (0..40).map(|_| (r.normal() * 1.5) as f32).collect();
     let masked = |i: usize| i % 3 == 1;
     let z: f64 = (0..40)

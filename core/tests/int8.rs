@@ -27,7 +27,7 @@ fn scale_of(b: [u8; 4], scale: ScaleDtype) -> f32 {
 
 #[test]
 fn quantize_group_error_is_at_most_half_a_step() {
-    let mut r = TestRng(21);
+    let mut r = TestRng::new(21);
     let mut worst = 0f64;
     for case in 0..4000 {
         let n = [4, 8, 32, 64, 1024][case % 5];
@@ -258,7 +258,7 @@ fn random_q8(
 
 #[test]
 fn quantize_q8_matches_the_documented_rule_and_layout() {
-    let mut r = TestRng(31);
+    let mut r = TestRng::new(31);
     for case in 0..500 {
         let g = [4, 8, 32, 64, 1024][case % 5];
         let n = g * (1 + r.below(6));
@@ -322,7 +322,7 @@ fn bytemuck_cast(w: &[f32]) -> &[i16] {
 
 #[test]
 fn matvec_q8_follows_the_documented_order_on_every_backend() {
-    let mut r = TestRng(41);
+    let mut r = TestRng::new(41);
     for case in 0..720 {
         // groups that are and are not multiples of the SIMD chunks (16 and 32 values); row
         // counts that are and are not multiples of the SIMD blocks (8 and 16 rows)
@@ -375,7 +375,7 @@ fn matvec_q8_follows_the_documented_order_on_every_backend() {
 /// do the SIMD ones (in another order, which wrapping addition does not see): same bits.
 #[test]
 fn matvec_q8_simd_equals_scalar_on_any_activation_values() {
-    let mut r = TestRng(43);
+    let mut r = TestRng::new(43);
     let simd: Vec<Backend> = backends()
         .into_iter()
         .filter(|&b| b != Backend::Scalar)
@@ -468,7 +468,7 @@ fn int8_model_matches_the_f64_reference_on_its_own_weights() {
     let f16_blob = build_blob_with(&cfg, &vocab, &params, manifest());
     let m = Model::load(&b).unwrap();
     let m16 = Model::load(&f16_blob).unwrap();
-    let mut r = TestRng(6);
+    let mut r = TestRng::new(6);
     let tokens: Vec<u16> = (0..cfg.context)
         .map(|_| r.below(cfg.vocab_size) as u16)
         .collect();
@@ -514,7 +514,7 @@ fn int8_whole_model_logits_identical_on_every_backend_including_slides() {
         WeightDtype::INT8,
     );
     let m = Model::load(&b).unwrap();
-    let mut r = TestRng(9);
+    let mut r = TestRng::new(9);
     let tokens: Vec<u16> = (0..300).map(|_| r.below(8548) as u16).collect();
     for kv in [KvPrecision::F16, KvPrecision::Q8] {
         let mut all: Vec<Vec<u32>> = vec![];

@@ -10,7 +10,7 @@ fn max_diff_all_positions(kv: KvPrecision, backend: Backend) -> f64 {
     let vocab = tang_like_vocab();
     let blob = build_blob_with(&cfg, &vocab, &params, manifest());
     let model = Model::load(&blob).unwrap();
-    let mut r = TestRng(5);
+    let mut r = TestRng::new(5);
     let tokens: Vec<u16> = (0..cfg.context)
         .map(|_| r.below(cfg.vocab_size) as u16)
         .collect();
@@ -55,7 +55,7 @@ fn window_nll_matches_the_f64_reference_loss() {
     let vocab = make_vocab(cfg.vocab_size, 3);
     let blob = build_blob_with(&cfg, &vocab, &params, manifest());
     let model = Model::load(&blob).unwrap();
-    let mut r = TestRng(8);
+    let mut r = TestRng::new(8);
     let seq: Vec<u16> = (0..=cfg.context)
         .map(|_| r.below(cfg.vocab_size) as u16)
         .collect();

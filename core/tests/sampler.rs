@@ -22,7 +22,7 @@ fn pcg32_matches_the_documented_algorithm() {
 }
 
 fn random_logits(n: usize, seed: u64, scale: f64) -> Vec<f32> {
-    let mut r = TestRng(seed);
+    let mut r = TestRng::new(seed);
     (0..n).map(|_| (r.normal() * scale) as f32).collect()
 }
 
@@ -498,7 +498,8 @@ fn generation_is_deterministic_and_runs_past_the_context() {
 
 #[test]
 fn tiny_temperature_and_non_finite_logits_are_errors_not_empty_poems() {
-    // issue 20 #7: 1e-45 (subnormal) turned every logit into inf and the softmax into NaN.
+    // A subnormal temperature (1e-45) turns every logit into inf and the softmax into NaN: it
+    // must be an error, not an empty poem.
     let mut sc = [0u16; 4];
     let at = |t: f32| SamplerSettings {
         temperature: t,

@@ -43,6 +43,9 @@ pub fn init() {
     } else {
         // DHCSR bit 0 = C_DEBUGEN: a debugger is connected and halting debug is on.
         const DHCSR: *const u32 = 0xE000_EDF0 as *const u32;
+        // SAFETY: DHCSR is the Debug Halting Control and Status Register in the System Control
+        // Space of the Cortex-M cores this firmware runs on (M0+, M7, M33): always mapped,
+        // word-aligned, and reading it has no side effect.
         unsafe { core::ptr::read_volatile(DHCSR) & 1 == 1 }
     };
     SEMIHOSTING.store(on, Ordering::Relaxed);
@@ -64,7 +67,7 @@ pub fn write_bytes(bytes: &[u8]) {
         }
     }
     if SEMIHOSTING.load(Ordering::Relaxed) {
-        // Single core, never called from an interrupt: no other reference exists.
+        // SAFETY: single core, never called from an interrupt: no other reference exists.
         let stdout = unsafe { &mut *core::ptr::addr_of_mut!(STDOUT) };
         if stdout.is_none() {
             *stdout = hio::hstdout().ok();

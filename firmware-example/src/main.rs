@@ -38,7 +38,7 @@ mod uart;
 use cortex_m_rt::entry;
 #[cfg(not(any(feature = "measure", feature = "oneshot")))]
 use tinypoet_core::Decoder;
-use tinypoet_core::{state_words, Config, GenerateSettings, KvPrecision, Model};
+use tinypoet_core::{state_words, Config, GenerateSettings, KvPrecision, Model, ModelSlot};
 
 /// KV cache precision, fixed at build time (feature `kv-int8`, on for the ARMv6-M boards).
 pub const KV: KvPrecision = if cfg!(feature = "kv-int8") {
@@ -191,8 +191,9 @@ fn banner(model: &Model) {
 /// The serial console (the default build): one decoder, reused for every poem.
 #[cfg(not(any(feature = "measure", feature = "oneshot")))]
 fn run() -> Result<(), FwError> {
-    let model = Model::load(blob::bytes())?;
-    let mut dec = Decoder::new(&model, state_for(model.config())?, KvPrecision::F16)?;
+    let mut slot = ModelSlot::new();
+    let model = Model::load_in(&mut slot, blob::bytes())?;
+    let mut dec = Decoder::new(model, state_for(model.config())?, KvPrecision::F16)?;
     let info = tinypoet_console::Info {
         board: boards::NAME,
         blob: blob::NAME,
@@ -207,8 +208,9 @@ fn run() -> Result<(), FwError> {
     use tinypoet_core::constrain::FormSpec;
     use tinypoet_core::{Decoder, Generator, Prompt, StopReason};
 
-    let model = Model::load(blob::bytes())?;
-    banner(&model);
+    let mut slot = ModelSlot::new();
+    let model = Model::load_in(&mut slot, blob::bytes())?;
+    banner(model);
     let settings = settings();
     println!(
         "prompt {PROMPT}, seed {}, max {} chars, stop {:?}, sampler {:?}",
@@ -234,7 +236,7 @@ fn run() -> Result<(), FwError> {
     if !spec.is_free() {
         println!("form {FORM}");
     }
-    let mut dec = Decoder::new(&model, state_for(model.config())?, KV)?;
+    let mut dec = Decoder::new(model, state_for(model.config())?, KV)?;
     // The prompt's cost on its own (generate below repeats exactly this prefill: the same
     // positions, the LM head for the last one only), so the per-character figure excludes it.
     let mut prompt_ids = [0 as tinypoet_core::Token; 64];
@@ -276,9 +278,10 @@ fn run() -> Result<(), FwError> {
 
 #[cfg(feature = "measure")]
 fn run() -> Result<(), FwError> {
-    let model = Model::load(blob::bytes())?;
-    banner(&model);
-    measure::run(&model)
+    let mut slot = ModelSlot::new();
+    let model = Model::load_in(&mut slot, blob::bytes())?;
+    banner(model);
+    measure::run(model)
 }
 
 #[entry]

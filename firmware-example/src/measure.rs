@@ -1,6 +1,6 @@
 //! Measurement build (`--features measure`): instruction counts under QEMU `-icount`.
 //!
-//! Definitions (issue 6, item 4):
+//! Definitions:
 //! * **per generated character** = one `sample` (the core's default sampler over the logits)
 //!   plus one `feed` (the forward pass of that character, which yields the next logits); the
 //!   figure is the mean over 256 characters generated from the default prompt with the default

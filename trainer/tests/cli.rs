@@ -245,7 +245,35 @@ fn train_export_inspect_eval_generate() {
     let lines: Vec<String> = stdout(&o).lines().map(str::to_owned).collect();
     assert!(lines[0].contains("\"backend\":\"Scalar\""), "{lines:?}");
     assert!(lines[0].contains("\"ratio_vs_scalar\":1.00"), "{lines:?}");
-    assert!(lines.iter().all(|l| l.contains("\"chars_per_s\":")));
+    assert!(lines.iter().all(|l| l.contains("\"median_chars_per_s\":")
+        && l.contains("\"best_chars_per_s\":")
+        && l.contains("\"cpu_chars_per_s\":")));
+    // --backend fastest: the one backend generate uses, no scalar baseline to compare with.
+    let o = run(&[
+        "bench",
+        "decode",
+        "--model",
+        blob.to_str().unwrap(),
+        "--runs",
+        "1",
+        "--chars",
+        "20",
+        "--backend",
+        "fastest",
+        "--json",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let fastest = stdout(&o);
+    assert_eq!(fastest.lines().count(), 1, "{fastest}");
+    // `all` lists scalar, then the others in order of preference: the fastest is the second.
+    let expected = lines.get(1).unwrap_or(&lines[0]);
+    let name = |l: &str| l.split(',').next().unwrap().to_owned();
+    assert_eq!(name(&fastest), name(expected), "{fastest} vs {lines:?}");
+    assert_eq!(
+        fastest.contains("\"ratio_vs_scalar\":null"),
+        lines.len() > 1,
+        "{fastest}"
+    );
 
     // User errors: one line, exit 1.
     assert_one_line_error(

@@ -3,17 +3,18 @@
 #![allow(dead_code)]
 
 use tinypoet_core::blob::{self, BlobInput, Manifest, WeightDtype};
-use tinypoet_core::{tensor_specs, Config, TensorKind};
+use tinypoet_core::{tensor_specs, Config, Rng, TensorKind};
 
-/// splitmix64: test data only.
-pub struct TestRng(pub u64);
+/// Test data from the core's own generator ([`tinypoet_core::Rng`], PCG32): one documented
+/// generator for the sampler and the test data.
+pub struct TestRng(Rng);
 impl TestRng {
+    pub fn new(seed: u64) -> Self {
+        TestRng(Rng::new(seed))
+    }
+    /// 64 random bits: two draws, the first one high.
     pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        (u64::from(self.0.next_u32()) << 32) | u64::from(self.0.next_u32())
     }
     pub fn uniform(&mut self) -> f64 {
         (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
@@ -68,7 +69,7 @@ pub fn tang_like_vocab() -> Vec<char> {
 /// PyTorch-like initialisation (embeddings N(0,1), Linear U(±1/sqrt(fan_in))), with LayerNorm
 /// weights 1 + 0.1 N and biases 0.1 N so that every parameter matters.
 pub fn random_params(cfg: &Config, seed: u64) -> Vec<Vec<f32>> {
-    let mut r = TestRng(seed);
+    let mut r = TestRng::new(seed);
     tensor_specs(cfg)
         .map(|s| {
             let n = s.shape.numel();

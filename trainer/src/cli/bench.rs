@@ -13,8 +13,10 @@ use clap::{Args, Subcommand};
 use crate::data::batch::random_batch;
 use crate::nn::adamw::{AdamW, AdamWConfig};
 use crate::nn::init::{init_params, InitScheme};
-use crate::nn::model::{ModelError, Op, TrainModel};
+use crate::nn::model::{ModelError, TrainModel};
 use crate::nn::mt19937::Mt19937;
+#[cfg(feature = "op-times")]
+use crate::nn::op_times::Op;
 use crate::nn::params::{Config, Params};
 use crate::run::options::TrainOptions;
 
@@ -66,7 +68,8 @@ pub struct BenchGemmArgs {
     /// Rows per LM-head tile (the `64` of the head's shapes).
     #[arg(long, default_value_t = crate::nn::ops::head_ce::TILE_ROWS)]
     pub tile: usize,
-    /// Use the portable kernel instead of the AVX-512 one.
+    /// Use the portable kernel instead of the AVX-512 one (builds with the `portable-switch`
+    /// feature).
     #[arg(long)]
     pub portable: bool,
 }
@@ -91,7 +94,8 @@ pub struct BenchTrainArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     pub json: bool,
-    /// Also print the wall time per operation (forward/backward kernels, batch, AdamW).
+    /// Also print the wall time per operation (forward/backward kernels, batch, AdamW; builds
+    /// with the `op-times` feature).
     #[arg(long)]
     pub ops: bool,
 }
@@ -118,12 +122,13 @@ pub struct TrainBench {
     pub cpu_ms_per_step: Option<f64>,
     pub final_loss: f32,
     /// Per-operation milliseconds (`ops`), the median over the timed steps of each: the
-    /// model's [`Op`]s, then the batch fetch and the AdamW update. (Medians, so a step slowed
+    /// model's operations (`nn::op_times::Op`), then the batch fetch and the AdamW update. (Medians, so a step slowed
     /// by another process on the machine does not skew them.)
     pub op_ms: Option<Vec<(&'static str, f64)>>,
 }
 
-/// Time `steps` training steps after `warmup` untimed ones on the current rayon pool.
+/// Time `steps` training steps after `warmup` untimed ones on the current rayon pool; with
+/// `ops` (builds with the `op-times` feature only) also each operation.
 ///
 /// # Errors
 /// [`ModelError`] when `batch`/`seq` do not fit `cfg` (the synthetic batches themselves are
@@ -152,13 +157,18 @@ pub fn time_train_steps(
     let mut final_loss = 0.0;
     let mut cpu0 = None;
     // Per timed step: nanoseconds of each Op, then batch fetch and AdamW.
+    #[cfg(feature = "op-times")]
     let mut per_step: Vec<[u64; Op::ALL.len() + 2]> = Vec::with_capacity(steps);
-    model.times.enabled = ops;
+    #[cfg(feature = "op-times")]
+    {
+        model.op_times().enabled = ops;
+    }
     for i in 0..warmup + steps {
         if i == warmup {
             cpu0 = process_cpu_seconds();
         }
-        model.times.reset();
+        #[cfg(feature = "op-times")]
+        model.op_times().reset();
         let t0 = Instant::now();
         random_batch(&data, &mut rng, batch, seq, &mut x, &mut y);
         let t1 = Instant::now();
@@ -168,15 +178,28 @@ pub fn time_train_steps(
         let ms = t0.elapsed().as_secs_f64() * 1e3;
         if i >= warmup {
             step_ms.push(ms);
-            let mut row = [0u64; Op::ALL.len() + 2];
-            row[..Op::ALL.len()].copy_from_slice(&model.times.ns);
-            row[Op::ALL.len()] = (t1 - t0).as_nanos() as u64;
-            row[Op::ALL.len() + 1] = t2.elapsed().as_nanos() as u64;
-            per_step.push(row);
+            #[cfg(feature = "op-times")]
+            {
+                let mut row = [0u64; Op::ALL.len() + 2];
+                row[..Op::ALL.len()].copy_from_slice(&model.op_times().ns);
+                row[Op::ALL.len()] = (t1 - t0).as_nanos() as u64;
+                row[Op::ALL.len() + 1] = t2.elapsed().as_nanos() as u64;
+                per_step.push(row);
+            }
         }
+        // The batch and AdamW times are only reported with the operations'.
+        #[cfg(not(feature = "op-times"))]
+        let _ = (t1, t2);
     }
-    model.times.enabled = false;
+    // Without the feature nothing was timed (`bench_train` refuses `--ops` then).
+    #[cfg(not(feature = "op-times"))]
+    let op_ms = {
+        let _ = ops;
+        None
+    };
+    #[cfg(feature = "op-times")]
     let op_ms = ops.then(|| {
+        model.op_times().enabled = false;
         let names = Op::ALL
             .iter()
             .map(|op| op.name())
@@ -249,6 +272,10 @@ fn bench_train(a: BenchTrainArgs) -> anyhow::Result<()> {
         cfg.context
     );
     ensure!(a.threads >= 1, "threads must be at least 1");
+    ensure!(
+        !a.ops || cfg!(feature = "op-times"),
+        "--ops needs a build with the op-times feature (cargo build --release --features op-times)"
+    );
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(a.threads)
         .build()
@@ -324,11 +351,19 @@ struct GemmShape {
 }
 
 fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
-    use crate::nn::ops::gemm::{gemm, set_portable_only, MatA, MatB, PackedB, Update};
+    #[cfg(feature = "portable-switch")]
+    use crate::nn::ops::gemm::set_portable_only;
+    use crate::nn::ops::gemm::{gemm, MatA, MatB, PackedB, Update};
     ensure!(
         a.reps >= 1 && a.tile >= 1,
         "reps and tile must be at least 1"
     );
+    ensure!(
+        !a.portable || cfg!(feature = "portable-switch"),
+        "--portable needs a build with the portable-switch feature \
+         (cargo build --release --features portable-switch)"
+    );
+    #[cfg(feature = "portable-switch")]
     set_portable_only(a.portable);
     let (v, c, f, d, r) = (8548, 64, 256, 16, a.tile);
     let n = 4096;
@@ -428,14 +463,16 @@ fn bench_gemm(a: BenchGemmArgs) -> anyhow::Result<()> {
         std::hint::black_box(&c_data);
     }
     crate::outln!("  * single-thread ms per 16×256 step for that product's count (listed shapes only; sum {sum:.1})");
+    #[cfg(feature = "portable-switch")]
     set_portable_only(false);
     Ok(())
 }
 
 fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
     use crate::nn::ops::head_ce::{
-        head_ce_forward_backward, HeadScratch, RowWeights, MAX_TILE_ROWS,
+        head_ce_forward_backward, HeadGrads, HeadScratch, RowWeights, MAX_TILE_ROWS,
     };
+    use crate::nn::ops::Affine;
     ensure!(
         a.rows >= 1 && a.reps >= 1 && a.threads >= 1,
         "rows, reps, threads must be ≥ 1"
@@ -493,15 +530,23 @@ fn bench_head(a: BenchHeadArgs) -> anyhow::Result<()> {
             pool.install(|| {
                 for i in 0..a.reps + 1 {
                     let t0 = Instant::now();
+                    let grads = HeadGrads {
+                        dx: &mut dx,
+                        head: Affine {
+                            w: &mut dw,
+                            b: &mut db,
+                        },
+                    };
+                    let head = Affine {
+                        w: &w[..],
+                        b: &b[..],
+                    };
                     loss = head_ce_forward_backward(
-                        &mut dx,
-                        &mut dw,
-                        &mut db,
+                        grads,
                         &mut losses,
                         &mut scratch,
                         &x,
-                        &w,
-                        &b,
+                        head,
                         &targets,
                         RowWeights::Mean,
                     );

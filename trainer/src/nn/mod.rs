@@ -6,5 +6,7 @@ pub mod adamw;
 pub mod init;
 pub mod model;
 pub mod mt19937;
+#[cfg(feature = "op-times")]
+pub mod op_times;
 pub mod ops;
 pub mod params;

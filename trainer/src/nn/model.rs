@@ -1,5 +1,6 @@
 //! The whole model's forward and backward over preallocated activations (llm.c's
-//! `gpt2_forward` / `gpt2_backward`): backward is forward read upwards.
+//! `gpt2_forward` / `gpt2_backward`): backward is forward read upwards, one
+//! `block_forward` / `block_backward` pair per transformer block.
 //!
 //! Everything a step touches — activations, gradients of activations, every kernel's packing
 //! buffers and partial sums — is allocated once in [`Model::new`] for up to `max_batch ×
@@ -7,40 +8,525 @@
 //! (`tests/step_no_alloc.rs` counts every thread's allocations).
 //! Kernels run on the current rayon pool (the caller fixes its thread count); results do not
 //! depend on the thread count or schedule (see [`crate::nn::ops`]).
+//!
+//! Shapes: N = b·t positions, C the width, F the FFN width, V the vocabulary.
 
-use std::time::Instant;
+use std::ops::Range;
 
+#[cfg(feature = "op-times")]
+use crate::nn::op_times::{Op, OpTimes};
 use crate::nn::ops::attention::{
     self, attention_backward, attention_forward, AttnDims, AttnScratch,
 };
 use crate::nn::ops::embedding::{embedding_backward, embedding_forward};
 use crate::nn::ops::head_ce::{
-    head_ce_forward, head_ce_forward_backward, head_logits, HeadScratch, RowWeights, IGNORE,
+    head_ce_forward, head_ce_forward_backward, head_logits, HeadGrads, HeadScratch, RowWeights,
+    IGNORE,
 };
-use crate::nn::ops::layernorm::{self, layernorm_backward, layernorm_forward};
+use crate::nn::ops::layernorm::{self, layernorm_backward, layernorm_forward, LnSaved, LnStats};
 use crate::nn::ops::linear::{linear_backward, linear_forward, Epilogue, LinearScratch};
-use crate::nn::ops::Float;
-use crate::nn::params::{Config, ParamsT};
+use crate::nn::ops::{Affine, Float};
+use crate::nn::params::{BlockRanges, Config, ParamsT, Ranges};
+
+/// `$body`, timed as `Op::$op` into `$times` (an [`OpTimes`] borrowed apart from the body's
+/// operands) when the `op-times` feature is on; without it, just `$body`.
+#[cfg(feature = "op-times")]
+macro_rules! timed {
+    ($times:expr, $op:ident, $body:expr) => {{
+        let t0 = $times.start();
+        let r = $body;
+        $times.stop(Op::$op, t0);
+        r
+    }};
+}
+
+#[cfg(not(feature = "op-times"))]
+macro_rules! timed {
+    ($times:expr, $op:ident, $body:expr) => {
+        $body
+    };
+}
+
+/// A LayerNorm's saved output [N, C] and per-row statistics \[N\].
+#[derive(Clone, Debug)]
+struct LnActs<F> {
+    out: Vec<F>,
+    mean: Vec<F>,
+    rstd: Vec<F>,
+}
+
+impl<F: Float> LnActs<F> {
+    fn new(n: usize, c: usize) -> Self {
+        LnActs {
+            out: vec![F::ZERO; n * c],
+            mean: vec![F::ZERO; n],
+            rstd: vec![F::ZERO; n],
+        }
+    }
+
+    /// The first `n` rows as the forward writes them: output [n, C] and statistics \[n\].
+    fn forward_out(&mut self, n: usize, c: usize) -> (&mut [F], LnStats<&mut [F]>) {
+        let stats = LnStats {
+            mean: &mut self.mean[..n],
+            rstd: &mut self.rstd[..n],
+        };
+        (&mut self.out[..n * c], stats)
+    }
+
+    /// What the backward reads for the first `n` rows, with the forward's input `inp` [n, C].
+    fn saved<'a>(&'a self, inp: &'a [F], n: usize) -> LnSaved<'a, F> {
+        LnSaved {
+            inp,
+            stats: LnStats {
+                mean: &self.mean[..n],
+                rstd: &self.rstd[..n],
+            },
+        }
+    }
+}
 
 /// Saved activations of one transformer block (all `[N, ·]` with N = batch·time).
 #[derive(Clone, Debug)]
 struct BlockActs<F> {
-    /// LN1 output [N, C], its per-row mean and 1/std \[N\].
-    ln1: Vec<F>,
-    ln1_mean: Vec<F>,
-    ln1_rstd: Vec<F>,
+    /// LN1 of the block's input [N, C].
+    ln1: LnActs<F>,
     /// Fused Q|K|V projections [N, 3C].
     qkv: Vec<F>,
     /// Attention output before the output projection [N, C].
     atty: Vec<F>,
     /// Residual stream after the attention branch [N, C].
     resid_mid: Vec<F>,
-    /// LN2 output [N, C], mean and 1/std \[N\].
-    ln2: Vec<F>,
-    ln2_mean: Vec<F>,
-    ln2_rstd: Vec<F>,
+    /// LN2 of `resid_mid` [N, C].
+    ln2: LnActs<F>,
     /// ReLU(fc1) [N, F] (also tells the ReLU backward where the input was positive).
     act: Vec<F>,
+}
+
+impl<F: Float> BlockActs<F> {
+    fn new(n: usize, c: usize, f: usize) -> Self {
+        BlockActs {
+            ln1: LnActs::new(n, c),
+            qkv: vec![F::ZERO; n * 3 * c],
+            atty: vec![F::ZERO; n * c],
+            resid_mid: vec![F::ZERO; n * c],
+            ln2: LnActs::new(n, c),
+            act: vec![F::ZERO; n * f],
+        }
+    }
+}
+
+/// Gradients of the activations, reused by every block.
+#[derive(Clone, Debug)]
+struct ActGrads<F> {
+    /// Of the residual stream [N, C].
+    d_res: Vec<F>,
+    /// Of a LayerNorm output or a branch output [N, C].
+    d_c: Vec<F>,
+    /// Of the fc1 pre-activation [N, F].
+    d_f: Vec<F>,
+    /// Of qkv [N, 3C].
+    d_qkv: Vec<F>,
+}
+
+/// The kernels' scratch, shared by the forward and the backward of every block.
+#[derive(Clone, Debug)]
+struct Kernels<F> {
+    /// Attention scratch, per sequence (probabilities are recomputed in the backward, never
+    /// saved).
+    attn: Vec<AttnScratch<F>>,
+    /// LayerNorm gain/shift gradient partials.
+    ln: Vec<F>,
+    /// Scratch of the linear layers (room for the largest of them).
+    lin: LinearScratch<F>,
+    /// Wall time per operation, when enabled (`bench train --ops`).
+    #[cfg(feature = "op-times")]
+    times: OpTimes,
+}
+
+/// The sizes and constants of one call: N = b·t rows, width C, FFN width F, the attention's
+/// dimensions, and the config's LayerNorm epsilon and attention scale.
+#[derive(Clone, Copy, Debug)]
+struct Dims<F> {
+    n: usize,
+    c: usize,
+    f: usize,
+    attn: AttnDims,
+    eps: F,
+    scale: F,
+}
+
+/// One block's parameters (`S = &[F]`) or parameter gradients (`S = &mut [F]`) as named slices
+/// of the flat buffer. Linear weights are `[out, in]`.
+struct BlockTensors<S> {
+    /// LN1 gain and shift \[C\].
+    ln1: Affine<S>,
+    /// Q, K, V projections stacked [3C, C] (no bias).
+    wqkv: S,
+    /// Output projection [C, C], \[C\].
+    proj_w: S,
+    proj_b: S,
+    /// LN2 gain and shift \[C\].
+    ln2: Affine<S>,
+    /// FFN up [F, C], \[F\].
+    fc1_w: S,
+    fc1_b: S,
+    /// FFN down [C, F], \[C\].
+    fc2_w: S,
+    fc2_b: S,
+}
+
+impl<'a, F> BlockTensors<&'a [F]> {
+    fn of(buf: &'a [F], r: &BlockRanges) -> Self {
+        let at = |r: &Range<usize>| &buf[r.clone()];
+        BlockTensors {
+            ln1: Affine {
+                w: at(&r.ln1_w),
+                b: at(&r.ln1_b),
+            },
+            wqkv: at(&r.wqkv),
+            proj_w: at(&r.proj_w),
+            proj_b: at(&r.proj_b),
+            ln2: Affine {
+                w: at(&r.ln2_w),
+                b: at(&r.ln2_b),
+            },
+            fc1_w: at(&r.fc1_w),
+            fc1_b: at(&r.fc1_b),
+            fc2_w: at(&r.fc2_w),
+            fc2_b: at(&r.fc2_b),
+        }
+    }
+}
+
+impl<'a, F> BlockTensors<&'a mut [F]> {
+    /// The block's tensors in `buf`, which holds the flat buffer's elements from `base` on.
+    fn of_mut(buf: &'a mut [F], base: usize, r: &BlockRanges) -> Self {
+        let [ln1_w, ln1_b, wqkv, proj_w, proj_b, ln2_w, ln2_b, fc1_w, fc1_b, fc2_w, fc2_b] = carve(
+            buf,
+            base,
+            [
+                &r.ln1_w, &r.ln1_b, &r.wqkv, &r.proj_w, &r.proj_b, &r.ln2_w, &r.ln2_b, &r.fc1_w,
+                &r.fc1_b, &r.fc2_w, &r.fc2_b,
+            ],
+        );
+        BlockTensors {
+            ln1: Affine { w: ln1_w, b: ln1_b },
+            wqkv,
+            proj_w,
+            proj_b,
+            ln2: Affine { w: ln2_w, b: ln2_b },
+            fc1_w,
+            fc1_b,
+            fc2_w,
+            fc2_b,
+        }
+    }
+}
+
+/// The tensors outside the blocks, as named slices of the flat buffer.
+struct OuterTensors<S> {
+    /// Token embeddings [V, C].
+    tok_emb: S,
+    /// Position embeddings [context, C].
+    pos_emb: S,
+    /// Final LayerNorm gain and shift \[C\].
+    lnf: Affine<S>,
+    /// LM head [V, C], \[V\].
+    head: Affine<S>,
+}
+
+impl<'a, F> OuterTensors<&'a [F]> {
+    fn of(buf: &'a [F], r: &Ranges) -> Self {
+        let at = |r: &Range<usize>| &buf[r.clone()];
+        OuterTensors {
+            tok_emb: at(&r.tok_emb),
+            pos_emb: at(&r.pos_emb),
+            lnf: Affine {
+                w: at(&r.lnf_w),
+                b: at(&r.lnf_b),
+            },
+            head: Affine {
+                w: at(&r.head_w),
+                b: at(&r.head_b),
+            },
+        }
+    }
+}
+
+impl<'a, F> OuterTensors<&'a mut [F]> {
+    /// The outer tensors of `buf` (the whole flat buffer), and the span between the embeddings
+    /// and the final LayerNorm that holds every block's tensors, with its offset in `buf`.
+    fn of_mut(buf: &'a mut [F], r: &Ranges) -> (Self, &'a mut [F], usize) {
+        let blocks = r.pos_emb.end..r.lnf_w.start;
+        let [tok_emb, pos_emb, blocks_span, lnf_w, lnf_b, head_w, head_b] = carve(
+            buf,
+            0,
+            [
+                &r.tok_emb, &r.pos_emb, &blocks, &r.lnf_w, &r.lnf_b, &r.head_w, &r.head_b,
+            ],
+        );
+        let outer = OuterTensors {
+            tok_emb,
+            pos_emb,
+            lnf: Affine { w: lnf_w, b: lnf_b },
+            head: Affine {
+                w: head_w,
+                b: head_b,
+            },
+        };
+        (outer, blocks_span, blocks.start)
+    }
+}
+
+/// Disjoint mutable slices `buf[r − base]` for `ranges` (in ascending order, not overlapping) of
+/// a buffer whose first element is element `base` of the flat buffer.
+fn carve<'a, F, const K: usize>(
+    buf: &'a mut [F],
+    base: usize,
+    ranges: [&Range<usize>; K],
+) -> [&'a mut [F]; K] {
+    let (mut rest, mut at) = (buf, base);
+    ranges.map(|r| {
+        assert!(
+            at <= r.start && r.start <= r.end,
+            "tensor ranges must ascend without overlap"
+        );
+        let (_, tail) = std::mem::take(&mut rest).split_at_mut(r.start - at);
+        let (tensor, tail) = tail.split_at_mut(r.len());
+        (rest, at) = (tail, r.end);
+        tensor
+    })
+}
+
+/// One transformer block forward (pre-LN): from its input `x` [N, C],
+/// `resid_mid = x + proj(attn(LN1(x)))` and `x_next = resid_mid + fc2(ReLU(fc1(LN2(resid_mid))))`
+/// [N, C], saving what the backward needs in `a`.
+fn block_forward<F: Float>(
+    a: &mut BlockActs<F>,
+    x: &[F],
+    x_next: &mut [F],
+    w: &BlockTensors<&[F]>,
+    k: &mut Kernels<F>,
+    d: Dims<F>,
+) {
+    let (n, c, f) = (d.n, d.c, d.f);
+    let (nc, nf) = (n * c, n * f);
+    // Attention branch.
+    let (ln1, ln1_stats) = a.ln1.forward_out(n, c);
+    timed!(
+        k.times,
+        LayerNorm,
+        layernorm_forward(ln1, ln1_stats, x, w.ln1, d.eps)
+    );
+    // qkv [N, 3C] = LN1(x) [N, C] · Wqkvᵀ [C, 3C]
+    timed!(
+        k.times,
+        QkvLinear,
+        linear_forward(
+            &mut a.qkv[..3 * nc],
+            &a.ln1.out[..nc],
+            w.wqkv,
+            None,
+            Epilogue::Plain,
+            &mut k.lin,
+            c,
+            3 * c,
+        )
+    );
+    timed!(
+        k.times,
+        Attention,
+        attention_forward(
+            &mut a.atty[..nc],
+            &mut k.attn,
+            &a.qkv[..3 * nc],
+            d.attn,
+            d.scale
+        )
+    );
+    timed!(
+        k.times,
+        ProjLinear,
+        linear_forward(
+            &mut a.resid_mid[..nc],
+            &a.atty[..nc],
+            w.proj_w,
+            Some(w.proj_b),
+            Epilogue::Residual(x),
+            &mut k.lin,
+            c,
+            c,
+        )
+    );
+    // FFN branch.
+    let (ln2, ln2_stats) = a.ln2.forward_out(n, c);
+    timed!(
+        k.times,
+        LayerNorm,
+        layernorm_forward(ln2, ln2_stats, &a.resid_mid[..nc], w.ln2, d.eps)
+    );
+    // act [N, F] = ReLU(LN2 [N, C] · W1ᵀ [C, F] + b1)
+    timed!(
+        k.times,
+        Fc1Linear,
+        linear_forward(
+            &mut a.act[..nf],
+            &a.ln2.out[..nc],
+            w.fc1_w,
+            Some(w.fc1_b),
+            Epilogue::Relu,
+            &mut k.lin,
+            c,
+            f,
+        )
+    );
+    // x_next [N, C] = resid_mid + act [N, F] · W2ᵀ [F, C] + b2
+    timed!(
+        k.times,
+        Fc2Linear,
+        linear_forward(
+            x_next,
+            &a.act[..nf],
+            w.fc2_w,
+            Some(w.fc2_b),
+            Epilogue::Residual(&a.resid_mid[..nc]),
+            &mut k.lin,
+            f,
+            c,
+        )
+    );
+}
+
+/// One transformer block backward, [`block_forward`] read upwards. On entry `g.d_res` [N, C]
+/// holds dL/d(x_next); on return dL/dx, for the block's input `x` [N, C]. Overwrites the block's
+/// parameter gradients `gw`; `w` are its parameters.
+fn block_backward<F: Float>(
+    a: &BlockActs<F>,
+    x: &[F],
+    w: &BlockTensors<&[F]>,
+    gw: BlockTensors<&mut [F]>,
+    g: &mut ActGrads<F>,
+    k: &mut Kernels<F>,
+    d: Dims<F>,
+) {
+    let (n, c, f) = (d.n, d.c, d.f);
+    let (nc, nf) = (n * c, n * f);
+    // x_next = resid_mid + fc2(act): d(fc2 out) = d_res, which also flows to resid_mid.
+    // d_f [N, F] = d_res [N, C] · W2 [C, F], zeroed where act ≤ 0 (the ReLU backward, fused):
+    // dL/d(fc1 pre-activation). dW2 [C, F] = d_resᵀ · act, db2 = Σ_rows d_res.
+    timed!(
+        k.times,
+        Fc2LinearBwd,
+        linear_backward(
+            &mut g.d_f[..nf],
+            gw.fc2_w,
+            Some(gw.fc2_b),
+            &g.d_res[..nc],
+            &a.act[..nf],
+            w.fc2_w,
+            Some(&a.act[..nf]),
+            &mut k.lin,
+            f,
+            c,
+        )
+    );
+    // d_c [N, C] = d_f [N, F] · W1 [F, C]; dW1 [F, C] = d_fᵀ · LN2, db1 = Σ_rows d_f.
+    timed!(
+        k.times,
+        Fc1LinearBwd,
+        linear_backward(
+            &mut g.d_c[..nc],
+            gw.fc1_w,
+            Some(gw.fc1_b),
+            &g.d_f[..nf],
+            &a.ln2.out[..nc],
+            w.fc1_w,
+            None,
+            &mut k.lin,
+            c,
+            f,
+        )
+    );
+    // The residual stream also feeds LN2.
+    residual_layernorm_backward(g, k, &a.ln2, &a.resid_mid[..nc], w.ln2.w, gw.ln2, true);
+    // resid_mid = x + proj(atty): d(proj out) = d_res, which also flows to x.
+    // d_c [N, C] = d_res · Wproj [C, C]: dL/d(atty).
+    timed!(
+        k.times,
+        ProjLinearBwd,
+        linear_backward(
+            &mut g.d_c[..nc],
+            gw.proj_w,
+            Some(gw.proj_b),
+            &g.d_res[..nc],
+            &a.atty[..nc],
+            w.proj_w,
+            None,
+            &mut k.lin,
+            c,
+            c,
+        )
+    );
+    // d_qkv [N, 3C] from d_c = dL/d(atty) (probabilities recomputed).
+    timed!(
+        k.times,
+        AttentionBwd,
+        attention_backward(
+            &mut g.d_qkv[..3 * nc],
+            &mut k.attn,
+            &g.d_c[..nc],
+            &a.qkv[..3 * nc],
+            d.attn,
+            d.scale,
+        )
+    );
+    // d_c [N, C] = d_qkv [N, 3C] · Wqkv [3C, C]: dL/d(LN1 out); dWqkv [3C, C] = d_qkvᵀ · LN1.
+    timed!(
+        k.times,
+        QkvLinearBwd,
+        linear_backward(
+            &mut g.d_c[..nc],
+            gw.wqkv,
+            None,
+            &g.d_qkv[..3 * nc],
+            &a.ln1.out[..nc],
+            w.wqkv,
+            None,
+            &mut k.lin,
+            c,
+            3 * c,
+        )
+    );
+    residual_layernorm_backward(g, k, &a.ln1, x, w.ln1.w, gw.ln1, true);
+}
+
+/// The backward of a LayerNorm of the residual stream `inp` [N, C] whose output gradient is in
+/// `g.d_c`: `g.d_res += dLN(d_c)` with `accumulate` (a residual stream that also flows on), else
+/// `g.d_res = dLN(d_c)`; the gain/shift gradients overwrite `dp`. `w` is the gain \[C\].
+fn residual_layernorm_backward<F: Float>(
+    g: &mut ActGrads<F>,
+    k: &mut Kernels<F>,
+    ln: &LnActs<F>,
+    inp: &[F],
+    w: &[F],
+    dp: Affine<&mut [F]>,
+    accumulate: bool,
+) {
+    let nc = inp.len();
+    let saved = ln.saved(inp, nc / w.len());
+    timed!(
+        k.times,
+        LayerNormBwd,
+        layernorm_backward(
+            &mut g.d_res[..nc],
+            dp,
+            &mut k.ln,
+            &g.d_c[..nc],
+            saved,
+            w,
+            accumulate,
+        )
+    );
 }
 
 /// The model's forward/backward state for up to `max_batch × max_seq` positions.
@@ -52,130 +538,15 @@ pub struct Model<F> {
     /// Residual stream entering block l, l = 0..=L (entry L feeds the final LN) [N, C].
     resid: Vec<Vec<F>>,
     blocks: Vec<BlockActs<F>>,
-    /// Final LN output [N, C], mean and 1/std \[N\].
-    lnf: Vec<F>,
-    lnf_mean: Vec<F>,
-    lnf_rstd: Vec<F>,
+    /// Final LN of `resid[L]` [N, C].
+    lnf: LnActs<F>,
     /// Per-position losses \[N\].
     losses: Vec<F>,
     /// Per-position loss weights \[N\] of [`Model::forward_backward_weighted`].
     row_weights: Vec<F>,
     head: HeadScratch<F>,
-    // Backward scratch, reused by every block.
-    /// Gradient of the residual stream [N, C].
-    d_res: Vec<F>,
-    /// Gradient of a LayerNorm output / branch output [N, C].
-    d_c: Vec<F>,
-    /// Gradient of the fc1 pre-activation [N, F].
-    d_f: Vec<F>,
-    /// Gradient of qkv [N, 3C].
-    d_qkv: Vec<F>,
-    /// Attention scratch, per sequence (probabilities are recomputed in the backward, never
-    /// saved).
-    attn: Vec<AttnScratch<F>>,
-    /// LayerNorm gain/shift gradient partials.
-    ln_scratch: Vec<F>,
-    /// Scratch of the linear layers (room for the largest of them).
-    lin: LinearScratch<F>,
-    /// Wall time per operation, when enabled (`bench train --ops`).
-    pub times: OpTimes,
-}
-
-/// The operations [`OpTimes`] tells apart (forward and backward separately).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Op {
-    Embedding,
-    LayerNorm,
-    QkvLinear,
-    Attention,
-    ProjLinear,
-    Fc1Linear,
-    Fc2Linear,
-    /// LM head + cross-entropy, forward and backward fused.
-    HeadCe,
-    LayerNormBwd,
-    QkvLinearBwd,
-    AttentionBwd,
-    ProjLinearBwd,
-    Fc1LinearBwd,
-    Fc2LinearBwd,
-    EmbeddingBwd,
-}
-
-impl Op {
-    pub const ALL: [Op; 15] = [
-        Op::Embedding,
-        Op::LayerNorm,
-        Op::QkvLinear,
-        Op::Attention,
-        Op::ProjLinear,
-        Op::Fc1Linear,
-        Op::Fc2Linear,
-        Op::HeadCe,
-        Op::LayerNormBwd,
-        Op::QkvLinearBwd,
-        Op::AttentionBwd,
-        Op::ProjLinearBwd,
-        Op::Fc1LinearBwd,
-        Op::Fc2LinearBwd,
-        Op::EmbeddingBwd,
-    ];
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Op::Embedding => "embedding",
-            Op::LayerNorm => "layernorm",
-            Op::QkvLinear => "qkv linear",
-            Op::Attention => "attention",
-            Op::ProjLinear => "proj linear",
-            Op::Fc1Linear => "fc1 linear",
-            Op::Fc2Linear => "fc2 linear",
-            Op::HeadCe => "head+CE fwd+bwd",
-            Op::LayerNormBwd => "layernorm bwd",
-            Op::QkvLinearBwd => "qkv linear bwd",
-            Op::AttentionBwd => "attention bwd",
-            Op::ProjLinearBwd => "proj linear bwd",
-            Op::Fc1LinearBwd => "fc1 linear bwd",
-            Op::Fc2LinearBwd => "fc2 linear bwd",
-            Op::EmbeddingBwd => "embedding bwd",
-        }
-    }
-}
-
-/// Accumulated wall time per [`Op`] over the forward/backward calls since the last reset. Off by
-/// default (then it costs one branch per operation); it never allocates.
-#[derive(Clone, Debug, Default)]
-pub struct OpTimes {
-    pub enabled: bool,
-    pub ns: [u64; Op::ALL.len()],
-}
-
-impl OpTimes {
-    #[inline]
-    fn start(&self) -> Option<Instant> {
-        self.enabled.then(Instant::now)
-    }
-
-    #[inline]
-    fn stop(&mut self, op: Op, t0: Option<Instant>) {
-        if let Some(t0) = t0 {
-            self.ns[op as usize] += t0.elapsed().as_nanos() as u64;
-        }
-    }
-
-    pub fn reset(&mut self) {
-        self.ns = [0; Op::ALL.len()];
-    }
-}
-
-/// Time `$body` as `$op` in `$times` (an [`OpTimes`] field, borrowed apart from the body's).
-macro_rules! timed {
-    ($times:expr, $op:expr, $body:expr) => {{
-        let t0 = $times.start();
-        let r = $body;
-        $times.stop($op, t0);
-        r
-    }};
+    grads: ActGrads<F>,
+    kernels: Kernels<F>,
 }
 
 /// Which parameter-shaped buffer a [`ModelError`] is about.
@@ -298,41 +669,30 @@ impl<F: Float> Model<F> {
         let (c, f, v) = (cfg.dim, cfg.ffn_dim, cfg.vocab_size);
         let n = max_batch * max_seq;
         let z = |len: usize| vec![F::ZERO; len];
-        let blocks = (0..cfg.n_layers)
-            .map(|_| BlockActs {
-                ln1: z(n * c),
-                ln1_mean: z(n),
-                ln1_rstd: z(n),
-                qkv: z(n * 3 * c),
-                atty: z(n * c),
-                resid_mid: z(n * c),
-                ln2: z(n * c),
-                ln2_mean: z(n),
-                ln2_rstd: z(n),
-                act: z(n * f),
-            })
-            .collect();
         Ok(Model {
             cfg: *cfg,
             max_batch,
             max_seq,
             resid: (0..=cfg.n_layers).map(|_| z(n * c)).collect(),
-            blocks,
-            lnf: z(n * c),
-            lnf_mean: z(n),
-            lnf_rstd: z(n),
+            blocks: (0..cfg.n_layers).map(|_| BlockActs::new(n, c, f)).collect(),
+            lnf: LnActs::new(n, c),
             losses: z(n),
             row_weights: z(n),
             head: HeadScratch::new(n, v, c),
-            d_res: z(n * c),
-            d_c: z(n * c),
-            d_f: z(n * f),
-            d_qkv: z(n * 3 * c),
-            attn: attention::scratch(max_batch, max_seq, c),
-            ln_scratch: z(layernorm::backward_scratch_len(n, c)),
-            // qkv [3C, C], proj [C, C], fc1 [F, C], fc2 [C, F] as (in, out).
-            lin: LinearScratch::new(n, &[(c, 3 * c), (c, c), (c, f), (f, c)]),
-            times: OpTimes::default(),
+            grads: ActGrads {
+                d_res: z(n * c),
+                d_c: z(n * c),
+                d_f: z(n * f),
+                d_qkv: z(n * 3 * c),
+            },
+            kernels: Kernels {
+                attn: attention::scratch(max_batch, max_seq, c),
+                ln: z(layernorm::backward_scratch_len(n, c)),
+                // qkv [3C, C], proj [C, C], fc1 [F, C], fc2 [C, F] as (in, out).
+                lin: LinearScratch::new(n, &[(c, 3 * c), (c, c), (c, f), (f, c)]),
+                #[cfg(feature = "op-times")]
+                times: OpTimes::default(),
+            },
         })
     }
 
@@ -348,6 +708,29 @@ impl<F: Float> Model<F> {
     /// The longest sequence this model was allocated for.
     pub fn max_seq(&self) -> usize {
         self.max_seq
+    }
+
+    /// Wall time per operation (`bench train --ops`): set `enabled` to collect it.
+    #[cfg(feature = "op-times")]
+    pub fn op_times(&mut self) -> &mut OpTimes {
+        &mut self.kernels.times
+    }
+
+    fn dims(&self, b: usize, t: usize) -> Dims<F> {
+        let cfg = &self.cfg;
+        Dims {
+            n: b * t,
+            c: cfg.dim,
+            f: cfg.ffn_dim,
+            attn: AttnDims {
+                b,
+                t,
+                c: cfg.dim,
+                h: cfg.n_heads,
+            },
+            eps: F::from_f64(cfg.ln_eps as f64),
+            scale: F::from_f64(cfg.attn_scale as f64),
+        }
     }
 
     /// Check that `buf` (parameters or gradients) was made for this model's config and still
@@ -428,151 +811,47 @@ impl<F: Float> Model<F> {
         Ok(())
     }
 
-    /// Forward through the blocks and the final LayerNorm, leaving `lnf` [N, C] ready for the
-    /// head.
+    /// Forward through the embeddings, the blocks and the final LayerNorm, leaving `lnf` [N, C]
+    /// ready for the head.
     fn forward_trunk(&mut self, p: &ParamsT<F>, inputs: &[u16], b: usize, t: usize) {
-        let cfg = self.cfg;
-        let (c, f) = (cfg.dim, cfg.ffn_dim);
-        let n = b * t;
-        let (nc, nf) = (n * c, n * f);
-        let eps = F::from_f64(cfg.ln_eps as f64);
-        let scale = F::from_f64(cfg.attn_scale as f64);
+        let d = self.dims(b, t);
+        let nc = d.n * d.c;
         let r = p.layout.ranges();
-        let w = &p.data;
-        let dims = AttnDims {
-            b,
-            t,
-            c,
-            h: cfg.n_heads,
-        };
+        let w = OuterTensors::of(&p.data, r);
         timed!(
-            self.times,
-            Op::Embedding,
+            self.kernels.times,
+            Embedding,
             embedding_forward(
                 &mut self.resid[0][..nc],
                 inputs,
-                &w[r.tok_emb.clone()],
-                &w[r.pos_emb.clone()],
+                w.tok_emb,
+                w.pos_emb,
                 t,
-                c,
+                d.c
             )
         );
-        for l in 0..cfg.n_layers {
-            let br = &r.blocks[l];
+        for (l, (a, br)) in self.blocks.iter_mut().zip(&r.blocks).enumerate() {
             let (done, rest) = self.resid.split_at_mut(l + 1);
-            let (x, x_next) = (&done[l][..nc], &mut rest[0][..nc]);
-            let a = &mut self.blocks[l];
-            // Attention branch: resid_mid = x + proj(attn(LN1(x))).
-            timed!(
-                self.times,
-                Op::LayerNorm,
-                layernorm_forward(
-                    &mut a.ln1[..nc],
-                    &mut a.ln1_mean[..n],
-                    &mut a.ln1_rstd[..n],
-                    x,
-                    &w[br.ln1_w.clone()],
-                    &w[br.ln1_b.clone()],
-                    c,
-                    eps,
-                )
-            );
-            timed!(
-                self.times,
-                Op::QkvLinear,
-                linear_forward(
-                    &mut a.qkv[..3 * nc],
-                    &a.ln1[..nc],
-                    &w[br.wqkv.clone()],
-                    None,
-                    Epilogue::Plain,
-                    &mut self.lin,
-                    c,
-                    3 * c,
-                )
-            );
-            timed!(
-                self.times,
-                Op::Attention,
-                attention_forward(
-                    &mut a.atty[..nc],
-                    &mut self.attn,
-                    &a.qkv[..3 * nc],
-                    dims,
-                    scale,
-                )
-            );
-            timed!(
-                self.times,
-                Op::ProjLinear,
-                linear_forward(
-                    &mut a.resid_mid[..nc],
-                    &a.atty[..nc],
-                    &w[br.proj_w.clone()],
-                    Some(&w[br.proj_b.clone()]),
-                    Epilogue::Residual(x),
-                    &mut self.lin,
-                    c,
-                    c,
-                )
-            );
-            // FFN branch: x_next = resid_mid + fc2(ReLU(fc1(LN2(resid_mid)))).
-            timed!(
-                self.times,
-                Op::LayerNorm,
-                layernorm_forward(
-                    &mut a.ln2[..nc],
-                    &mut a.ln2_mean[..n],
-                    &mut a.ln2_rstd[..n],
-                    &a.resid_mid[..nc],
-                    &w[br.ln2_w.clone()],
-                    &w[br.ln2_b.clone()],
-                    c,
-                    eps,
-                )
-            );
-            timed!(
-                self.times,
-                Op::Fc1Linear,
-                linear_forward(
-                    &mut a.act[..nf],
-                    &a.ln2[..nc],
-                    &w[br.fc1_w.clone()],
-                    Some(&w[br.fc1_b.clone()]),
-                    Epilogue::Relu,
-                    &mut self.lin,
-                    c,
-                    f,
-                )
-            );
-            timed!(
-                self.times,
-                Op::Fc2Linear,
-                linear_forward(
-                    x_next,
-                    &a.act[..nf],
-                    &w[br.fc2_w.clone()],
-                    Some(&w[br.fc2_b.clone()]),
-                    Epilogue::Residual(&a.resid_mid[..nc]),
-                    &mut self.lin,
-                    f,
-                    c,
-                )
+            let wb = BlockTensors::of(&p.data, br);
+            block_forward(
+                a,
+                &done[l][..nc],
+                &mut rest[0][..nc],
+                &wb,
+                &mut self.kernels,
+                d,
             );
         }
-        let x = &self.resid[cfg.n_layers][..nc];
+        let (lnf, lnf_stats) = self.lnf.forward_out(d.n, d.c);
         timed!(
-            self.times,
-            Op::LayerNorm,
+            self.kernels.times,
+            LayerNorm,
             layernorm_forward(
-                &mut self.lnf[..nc],
-                &mut self.lnf_mean[..n],
-                &mut self.lnf_rstd[..n],
-                x,
-                &w[r.lnf_w.clone()],
-                &w[r.lnf_b.clone()],
-                c,
-                eps,
+                lnf,
+                lnf_stats,
+                &self.resid[self.cfg.n_layers][..nc],
+                w.lnf,
+                d.eps
             )
         );
     }
@@ -599,7 +878,7 @@ impl<F: Float> Model<F> {
         self.check_batch(p, inputs, Some(targets), b, t)?;
         self.check_buffer(g, Buffer::Grads)?;
         self.forward_trunk(p, inputs, b, t);
-        let loss = self.head_and_backward(p, g, inputs, targets, b, t, None);
+        let loss = self.backward(p, g, inputs, targets, self.dims(b, t), RowWeights::Mean);
         Ok(F::from_f64(loss))
     }
 
@@ -630,7 +909,14 @@ impl<F: Float> Model<F> {
         self.head_forward(p, targets, n);
         weights(&self.losses[..n], &mut self.row_weights[..n]);
         let w = std::mem::take(&mut self.row_weights);
-        let loss = self.head_and_backward(p, g, inputs, targets, b, t, Some(&w[..n]));
+        let loss = self.backward(
+            p,
+            g,
+            inputs,
+            targets,
+            self.dims(b, t),
+            RowWeights::Given(&w[..n]),
+        );
         self.row_weights = w;
         Ok(loss)
     }
@@ -638,228 +924,73 @@ impl<F: Float> Model<F> {
     /// The head's loss forward over the trunk's last output: per-position losses into
     /// `self.losses`, returns their masked mean.
     fn head_forward(&mut self, p: &ParamsT<F>, targets: &[u16], n: usize) -> f64 {
-        let r = p.layout.ranges();
+        let w = OuterTensors::of(&p.data, p.layout.ranges());
         let nc = n * self.cfg.dim;
         head_ce_forward(
             &mut self.losses[..n],
             &mut self.head,
-            &self.lnf[..nc],
-            &p.data[r.head_w.clone()],
-            &p.data[r.head_b.clone()],
+            &self.lnf.out[..nc],
+            w.head.w,
+            w.head.b,
             targets,
         )
     }
 
-    /// Head (fused loss forward + backward, masked mean or the given per-position weights) and
-    /// the backward of the whole trunk after a [`Self::forward_trunk`] on the same inputs.
-    #[allow(clippy::too_many_arguments)]
-    fn head_and_backward(
+    /// The head (fused loss forward and backward, with the row weights `weights`) and the
+    /// backward of the whole trunk after a [`Self::forward_trunk`] on the same inputs: every
+    /// parameter gradient into `g`. Returns the loss.
+    fn backward(
         &mut self,
         p: &ParamsT<F>,
         g: &mut ParamsT<F>,
         inputs: &[u16],
         targets: &[u16],
-        b: usize,
-        t: usize,
-        weights: Option<&[F]>,
+        d: Dims<F>,
+        weights: RowWeights<'_, F>,
     ) -> f64 {
-        let cfg = self.cfg;
-        let (c, f) = (cfg.dim, cfg.ffn_dim);
-        let n = b * t;
-        let (nc, nf) = (n * c, n * f);
-        let scale = F::from_f64(cfg.attn_scale as f64);
+        let (n, nc) = (d.n, d.n * d.c);
         let r = p.layout.ranges();
-        let w = &p.data;
-        let gd = &mut g.data[..];
-        let dims = AttnDims {
-            b,
-            t,
-            c,
-            h: cfg.n_heads,
+        let w = OuterTensors::of(&p.data, r);
+        let (gw, g_blocks, blocks_base) = OuterTensors::of_mut(&mut g.data, r);
+        let ag = &mut self.grads;
+        let k = &mut self.kernels;
+        // Head + cross-entropy: d(lnf) [N, C] into d_c, head gradients written directly.
+        let head_grads = HeadGrads {
+            dx: &mut ag.d_c[..nc],
+            head: gw.head,
         };
-
-        // Head + cross-entropy: d(lnf) into d_c, head grads written directly.
-        let (g_lo, g_hi) = gd.split_at_mut(r.head_w.start);
-        let (g_hw, g_hb) = g_hi.split_at_mut(r.head_w.len());
         let loss = timed!(
-            self.times,
-            Op::HeadCe,
+            k.times,
+            HeadCe,
             head_ce_forward_backward(
-                &mut self.d_c[..nc],
-                g_hw,
-                &mut g_hb[..r.head_b.len()],
+                head_grads,
                 &mut self.losses[..n],
                 &mut self.head,
-                &self.lnf[..nc],
-                &w[r.head_w.clone()],
-                &w[r.head_b.clone()],
+                &self.lnf.out[..nc],
+                w.head,
                 targets,
-                match weights {
-                    Some(wr) => RowWeights::Given(wr),
-                    None => RowWeights::Mean,
-                },
+                weights,
             )
         );
         // Final LayerNorm: d_res = dLN_f(d_c).
-        {
-            let (gw, gb) = split2(g_lo, r.lnf_w.clone(), r.lnf_b.clone());
-            timed!(
-                self.times,
-                Op::LayerNormBwd,
-                layernorm_backward(
-                    &mut self.d_res[..nc],
-                    gw,
-                    gb,
-                    &mut self.ln_scratch,
-                    &self.d_c[..nc],
-                    &self.resid[cfg.n_layers][..nc],
-                    &self.lnf_mean[..n],
-                    &self.lnf_rstd[..n],
-                    &w[r.lnf_w.clone()],
-                    c,
-                    false,
-                )
-            );
+        let x_last = &self.resid[self.cfg.n_layers][..nc];
+        residual_layernorm_backward(ag, k, &self.lnf, x_last, w.lnf.w, gw.lnf, false);
+        for (l, br) in r.blocks.iter().enumerate().rev() {
+            let wb = BlockTensors::of(&p.data, br);
+            let gb = BlockTensors::of_mut(g_blocks, blocks_base, br);
+            block_backward(&self.blocks[l], &self.resid[l][..nc], &wb, gb, ag, k, d);
         }
-        for l in (0..cfg.n_layers).rev() {
-            let br = &r.blocks[l];
-            let a = &self.blocks[l];
-            // x_next = resid_mid + fc2(act): d(fc2 out) = d_res, which also flows to resid_mid.
-            {
-                let (gw, gb) = split2(gd, br.fc2_w.clone(), br.fc2_b.clone());
-                timed!(
-                    self.times,
-                    Op::Fc2LinearBwd,
-                    // d_f = dL/d(fc1 pre-activation): the ReLU backward is fused.
-                    linear_backward(
-                        &mut self.d_f[..nf],
-                        gw,
-                        Some(gb),
-                        &self.d_res[..nc],
-                        &a.act[..nf],
-                        &w[br.fc2_w.clone()],
-                        Some(&a.act[..nf]),
-                        &mut self.lin,
-                        f,
-                        c,
-                    )
-                );
-            }
-            {
-                let (gw, gb) = split2(gd, br.fc1_w.clone(), br.fc1_b.clone());
-                timed!(
-                    self.times,
-                    Op::Fc1LinearBwd,
-                    linear_backward(
-                        &mut self.d_c[..nc],
-                        gw,
-                        Some(gb),
-                        &self.d_f[..nf],
-                        &a.ln2[..nc],
-                        &w[br.fc1_w.clone()],
-                        None,
-                        &mut self.lin,
-                        c,
-                        f,
-                    )
-                );
-            }
-            {
-                let (gw, gb) = split2(gd, br.ln2_w.clone(), br.ln2_b.clone());
-                timed!(
-                    self.times,
-                    Op::LayerNormBwd,
-                    // d_res += dLN2(d_c): the residual stream also feeds LN2.
-                    layernorm_backward(
-                        &mut self.d_res[..nc],
-                        gw,
-                        gb,
-                        &mut self.ln_scratch,
-                        &self.d_c[..nc],
-                        &a.resid_mid[..nc],
-                        &a.ln2_mean[..n],
-                        &a.ln2_rstd[..n],
-                        &w[br.ln2_w.clone()],
-                        c,
-                        true,
-                    )
-                );
-            }
-            // resid_mid = x + proj(atty): d(proj out) = d_res, which also flows to x.
-            {
-                let (gw, gb) = split2(gd, br.proj_w.clone(), br.proj_b.clone());
-                timed!(
-                    self.times,
-                    Op::ProjLinearBwd,
-                    linear_backward(
-                        &mut self.d_c[..nc],
-                        gw,
-                        Some(gb),
-                        &self.d_res[..nc],
-                        &a.atty[..nc],
-                        &w[br.proj_w.clone()],
-                        None,
-                        &mut self.lin,
-                        c,
-                        c,
-                    )
-                );
-            }
-            timed!(
-                self.times,
-                Op::AttentionBwd,
-                attention_backward(
-                    &mut self.d_qkv[..3 * nc],
-                    &mut self.attn,
-                    &self.d_c[..nc],
-                    &a.qkv[..3 * nc],
-                    dims,
-                    scale,
-                )
-            );
-            timed!(
-                self.times,
-                Op::QkvLinearBwd,
-                linear_backward(
-                    &mut self.d_c[..nc],
-                    &mut gd[br.wqkv.clone()],
-                    None,
-                    &self.d_qkv[..3 * nc],
-                    &a.ln1[..nc],
-                    &w[br.wqkv.clone()],
-                    None,
-                    &mut self.lin,
-                    c,
-                    3 * c,
-                )
-            );
-            {
-                let (gw, gb) = split2(gd, br.ln1_w.clone(), br.ln1_b.clone());
-                timed!(
-                    self.times,
-                    Op::LayerNormBwd,
-                    // d_res += dLN1(d_c).
-                    layernorm_backward(
-                        &mut self.d_res[..nc],
-                        gw,
-                        gb,
-                        &mut self.ln_scratch,
-                        &self.d_c[..nc],
-                        &self.resid[l][..nc],
-                        &a.ln1_mean[..n],
-                        &a.ln1_rstd[..n],
-                        &w[br.ln1_w.clone()],
-                        c,
-                        true,
-                    )
-                );
-            }
-        }
-        let (gt, gp) = split2(gd, r.tok_emb.clone(), r.pos_emb.clone());
         timed!(
-            self.times,
-            Op::EmbeddingBwd,
-            embedding_backward(gt, gp, &self.d_res[..nc], inputs, t, c)
+            k.times,
+            EmbeddingBwd,
+            embedding_backward(
+                gw.tok_emb,
+                gw.pos_emb,
+                &ag.d_res[..nc],
+                inputs,
+                d.attn.t,
+                d.c
+            )
         );
         loss
     }
@@ -916,30 +1047,9 @@ impl<F: Float> Model<F> {
         self.check_batch(p, inputs, None, b, t)?;
         self.forward_trunk(p, inputs, b, t);
         let (n, c, v) = (b * t, self.cfg.dim, self.cfg.vocab_size);
-        let r = p.layout.ranges();
+        let w = OuterTensors::of(&p.data, p.layout.ranges());
         let mut out = vec![F::ZERO; n * v];
-        head_logits(
-            &mut out,
-            &self.lnf[..n * c],
-            &p.data[r.head_w.clone()],
-            &p.data[r.head_b.clone()],
-            c,
-            v,
-        );
+        head_logits(&mut out, &self.lnf.out[..n * c], w.head.w, w.head.b, c, v);
         Ok(out)
     }
-}
-
-/// Two disjoint mutable sub-slices of one buffer (`a` must lie before `b`).
-fn split2<F>(
-    d: &mut [F],
-    a: std::ops::Range<usize>,
-    b: std::ops::Range<usize>,
-) -> (&mut [F], &mut [F]) {
-    assert!(
-        a.end <= b.start,
-        "split2 ranges must be ordered and disjoint"
-    );
-    let (lo, hi) = d.split_at_mut(b.start);
-    (&mut lo[a], &mut hi[..b.len()])
 }

@@ -223,14 +223,11 @@ fn query_groups(i0: usize, nq: usize) -> impl Iterator<Item = QueryGroup> {
     })
 }
 
-/// Column softmax of `scale·Sᵀ` in place, `st` [i1, nq]: column q over keys `0..=i0+q` (the
-/// keys after it — in the block's diagonal rows `i0..i1` — masked and set to exactly 0).
-fn softmax_columns_causal<F: Float>(st: &mut [F], nq: usize, i0: usize, scale: F) {
-    dispatch_simd!(
-        softmax_cols,
-        fn(st: &mut [F], nq: usize, i0: usize, scale: F) -> (),
-        softmax_columns_causal_lanes(st, nq, i0, scale)
-    )
+simd_fn! {
+    /// Column softmax of `scale·Sᵀ` in place, `st` [i1, nq]: column q over keys `0..=i0+q` (the
+    /// keys after it — in the block's diagonal rows `i0..i1` — masked and set to exactly 0).
+    fn softmax_columns_causal(st: &mut [F], nq: usize, i0: usize, scale: F)
+        = softmax_columns_causal_lanes;
 }
 
 #[inline(always)]
@@ -392,15 +389,12 @@ pub fn attention_backward<F: Float>(
         });
 }
 
-/// `dpt ← scale·pt ⊙ (dpt − colsum(pt ⊙ dpt))` column-wise over `[rows, nq]` (the columns' dot
-/// products summed in key order). Masked entries have `pt = 0` (and a finite `dpt`) and come out
-/// 0.
-fn softmax_backward_columns<F: Float>(dpt: &mut [F], pt: &[F], nq: usize, scale: F) {
-    dispatch_simd!(
-        softmax_bwd_cols,
-        fn(dpt: &mut [F], pt: &[F], nq: usize, scale: F) -> (),
-        softmax_backward_columns_lanes(dpt, pt, nq, scale)
-    )
+simd_fn! {
+    /// `dpt ← scale·pt ⊙ (dpt − colsum(pt ⊙ dpt))` column-wise over `[rows, nq]` (the columns'
+    /// dot products summed in key order). Masked entries have `pt = 0` (and a finite `dpt`) and
+    /// come out 0.
+    fn softmax_backward_columns(dpt: &mut [F], pt: &[F], nq: usize, scale: F)
+        = softmax_backward_columns_lanes;
 }
 
 #[inline(always)]

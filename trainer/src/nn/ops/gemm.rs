@@ -22,9 +22,14 @@
 //! ([`Update::Accumulate`]). A k-block ends by storing the f32 partial sum and the next one
 //! reloads it exactly, so the result depends neither on the blocking, nor on how callers split C
 //! over threads, nor on the kernel variant: the AVX-512 kernel and the portable one (used for f64,
-//! on CPUs without AVX-512, and by the tests through [`set_portable_only`]) are bit-identical,
+//! on CPUs without AVX-512, and by the tests through `set_portable_only`) are bit-identical,
 //! because a fused multiply-add is correctly rounded on every path.
+//!
+//! Which f32 kernel runs is decided by the CPU alone. Builds with the `portable-switch` feature
+//! (the tests, and `bench gemm --portable`) add `set_portable_only`, a process-wide switch to the
+//! portable kernel; default builds have no such switch.
 
+#[cfg(feature = "portable-switch")]
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
@@ -183,21 +188,10 @@ impl<F: Float> PackedB<F> {
     }
 }
 
-/// One panel: columns `j0..j0+NR` of B (zero past `n`) into `dst` [k × NR].
-fn pack_panel<F: Float>(
-    dst: &mut [F],
-    src: &[F],
-    j0: usize,
-    k: usize,
-    n: usize,
-    rs: usize,
-    cs: usize,
-) {
-    dispatch_simd!(
-        pack_panel,
-        fn(dst: &mut [F], src: &[F], j0: usize, k: usize, n: usize, rs: usize, cs: usize) -> (),
-        pack_panel_any(dst, src, j0, k, n, rs, cs)
-    )
+simd_fn! {
+    /// One panel: columns `j0..j0+NR` of B (zero past `n`) into `dst` [k × NR].
+    fn pack_panel(dst: &mut [F], src: &[F], j0: usize, k: usize, n: usize, rs: usize, cs: usize)
+        = pack_panel_any;
 }
 
 #[inline(always)]
@@ -290,12 +284,28 @@ pub fn check_extent(rows: usize, cols: usize, len: usize, rs: usize, cs: usize, 
     );
 }
 
+#[cfg(feature = "portable-switch")]
 static PORTABLE_ONLY: AtomicBool = AtomicBool::new(false);
 
 /// Use only the portable kernel from now on (process-wide), even where AVX-512 is available. For
-/// tests: the results must not change, bit for bit.
+/// tests and `bench gemm --portable`: the results must not change, bit for bit.
+#[cfg(feature = "portable-switch")]
 pub fn set_portable_only(on: bool) {
     PORTABLE_ONLY.store(on, Ordering::SeqCst);
+}
+
+/// Whether [`set_portable_only`] turned the AVX-512 kernel off.
+#[cfg(feature = "portable-switch")]
+#[inline]
+fn portable_only() -> bool {
+    PORTABLE_ONLY.load(Ordering::Relaxed)
+}
+
+/// Without the `portable-switch` feature the CPU alone picks the kernel.
+#[cfg(not(feature = "portable-switch"))]
+#[inline(always)]
+fn portable_only() -> bool {
+    false
 }
 
 /// Which kernel the next f32 product runs: `"avx512"` or `"portable"`.
@@ -311,7 +321,7 @@ pub fn f32_kernel_name() -> &'static str {
 fn use_avx512() -> bool {
     #[cfg(target_arch = "x86_64")]
     {
-        !PORTABLE_ONLY.load(Ordering::Relaxed) && std::is_x86_feature_detected!("avx512f")
+        !portable_only() && std::is_x86_feature_detected!("avx512f")
     }
     #[cfg(not(target_arch = "x86_64"))]
     {

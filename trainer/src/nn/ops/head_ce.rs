@@ -53,7 +53,7 @@
 use rayon::prelude::*;
 
 use super::gemm::{gemm, MatA, MatB, PackedB, Update};
-use super::Float;
+use super::{Affine, Float};
 
 /// The target id of an ignored row (the trainer's spelling of PyTorch's `ignore_index = −100`):
 /// its loss is 0 and it contributes no gradient. Any id ≥ V would do; this one is reserved.
@@ -162,27 +162,33 @@ impl<F: Float> HeadScratch<F> {
     }
 }
 
-/// Forward + backward over `x` [N, C] with targets \[N\] ([`IGNORE`] for an ignored row).
+/// What [`head_ce_forward_backward`] overwrites with gradients: `dx` [N, C] of the head's input,
+/// and `head.w` [V, C], `head.b` \[V\] of its parameters.
+#[derive(Debug)]
+pub struct HeadGrads<'a, F> {
+    pub dx: &'a mut [F],
+    pub head: Affine<&'a mut [F]>,
+}
+
+/// Forward + backward over `x` [N, C] with targets \[N\] ([`IGNORE`] for an ignored row), head
+/// weight `head.w` [V, C] and bias `head.b` \[V\].
 ///
-/// Writes per-row losses into `losses` \[N\] (0 for ignored rows) and overwrites `dx` [N, C],
-/// `dw` [V, C], `db` \[V\] with the gradients of the loss `weights` defines. Returns that loss
-/// (summed in row order, in f64).
+/// Writes per-row losses into `losses` \[N\] (0 for ignored rows) and overwrites `grads` with
+/// the gradients of the loss `weights` defines. Returns that loss (summed in row order, in f64).
 ///
 /// # Panics
 /// If `N` exceeds the scratch's rows, or `Given` weights do not hold N values.
-#[allow(clippy::too_many_arguments)]
 pub fn head_ce_forward_backward<F: Float>(
-    dx: &mut [F],
-    dw: &mut [F],
-    db: &mut [F],
+    grads: HeadGrads<F>,
     losses: &mut [F],
     scratch: &mut HeadScratch<F>,
     x: &[F],
-    w: &[F],
-    b: &[F],
+    head: Affine<&[F]>,
     targets: &[u16],
     weights: RowWeights<'_, F>,
 ) -> f64 {
+    let (dx, dw, db) = (grads.dx, grads.head.w, grads.head.b);
+    let (w, b) = (head.w, head.b);
     let (v, c, pl) = (scratch.v, scratch.c, scratch.part_len);
     let n = targets.len();
     assert!(
@@ -469,30 +475,19 @@ fn tile_forward<F: Float>(
     }
 }
 
-/// One vocabulary block `lb` [v1−v0, rows] of raw logitsᵀ (bias not yet added): raise the
-/// running row maxima of the biased logits, rescale the running sums, replace the logits by
-/// `e^(logit + bias − max)` and add them to the sums (two-level, in vocabulary order). Records
-/// the maxima used in `bm` \[rows\].
-fn online_softmax_block<F: Float>(
-    lb: &mut [F],
-    bm: &mut [F],
-    st: &mut TileStats<F>,
-    bias: &[F],
-    targets: &[u16],
-    v0: usize,
-) {
-    dispatch_simd!(
-        online_softmax,
-        fn(
-            lb: &mut [F],
-            bm: &mut [F],
-            st: &mut TileStats<F>,
-            bias: &[F],
-            targets: &[u16],
-            v0: usize,
-        ) -> (),
-        online_softmax_block_lanes(lb, bm, st, bias, targets, v0)
-    )
+simd_fn! {
+    /// One vocabulary block `lb` [v1−v0, rows] of raw logitsᵀ (bias not yet added): raise the
+    /// running row maxima of the biased logits, rescale the running sums, replace the logits by
+    /// `e^(logit + bias − max)` and add them to the sums (two-level, in vocabulary order).
+    /// Records the maxima used in `bm` \[rows\].
+    fn online_softmax_block(
+        lb: &mut [F],
+        bm: &mut [F],
+        st: &mut TileStats<F>,
+        bias: &[F],
+        targets: &[u16],
+        v0: usize,
+    ) = online_softmax_block_lanes;
 }
 
 /// Lanes of the explicit vector loops below: the tile's rows are processed in groups of 64 (four
@@ -583,39 +578,25 @@ fn online_softmax_lanes<F: Float, const W: usize>(
     }
 }
 
-/// The short-side work of one vocabulary block's backward, `eb` [v1−v0, rows] its
-/// exponentials taken against the maxima `bm` \[rows\]: the factors `f` \[rows\] that turn them
-/// into `dlogits` (without the one-hot terms), `f = e^(bm − max)·w/sum` with the rows' loss
-/// weights `w` \[rows\]; `db` \[v1−v0\]
-/// (=|+=) `eb·f` (16 lanes, then the lanes in order, then the rows past the last full lane
-/// group); and `xs` [rows, C] = `diag(f)·x`.
-#[allow(clippy::too_many_arguments)]
-fn bias_grad_block<F: Float>(
-    db: &mut [F],
-    xs: &mut [F],
-    f: &mut [F],
-    eb: &[F],
-    bm: &[F],
-    st: &TileStats<F>,
-    x: &[F],
-    wt: &[F],
-    first: bool,
-) {
-    dispatch_simd!(
-        bias_grad,
-        fn(
-            db: &mut [F],
-            xs: &mut [F],
-            f: &mut [F],
-            eb: &[F],
-            bm: &[F],
-            st: &TileStats<F>,
-            x: &[F],
-            wt: &[F],
-            first: bool,
-        ) -> (),
-        bias_grad_block_lanes(db, xs, f, eb, bm, st, x, wt, first)
-    )
+simd_fn! {
+    /// The short-side work of one vocabulary block's backward, `eb` [v1−v0, rows] its
+    /// exponentials taken against the maxima `bm` \[rows\]: the factors `f` \[rows\] that turn them
+    /// into `dlogits` (without the one-hot terms), `f = e^(bm − max)·w/sum` with the rows' loss
+    /// weights `w` \[rows\]; `db` \[v1−v0\]
+    /// (=|+=) `eb·f` (16 lanes, then the lanes in order, then the rows past the last full lane
+    /// group); and `xs` [rows, C] = `diag(f)·x`.
+    #[allow(clippy::too_many_arguments)]
+    fn bias_grad_block(
+        db: &mut [F],
+        xs: &mut [F],
+        f: &mut [F],
+        eb: &[F],
+        bm: &[F],
+        st: &TileStats<F>,
+        x: &[F],
+        wt: &[F],
+        first: bool,
+    ) = bias_grad_block_lanes;
 }
 
 #[allow(clippy::too_many_arguments)]

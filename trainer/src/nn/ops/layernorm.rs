@@ -2,7 +2,7 @@
 
 use rayon::prelude::*;
 
-use super::{num_chunks, Float, LANES};
+use super::{num_chunks, Affine, Float, LANES};
 
 /// Rows per parallel task; also the partition of the gain/shift gradient reduction.
 pub const CHUNK_ROWS: usize = 256;
@@ -12,67 +12,66 @@ pub fn backward_scratch_len(n: usize, c: usize) -> usize {
     num_chunks(n, CHUNK_ROWS) * 2 * c
 }
 
+/// A LayerNorm's per-row statistics \[N\]: the forward writes them (`S = &mut [F]`), the
+/// backward reads them (`S = &[F]`).
+#[derive(Debug)]
+pub struct LnStats<S> {
+    pub mean: S,
+    /// `1/√(var + eps)`.
+    pub rstd: S,
+}
+
+/// What the backward reads of its forward: the input `inp` [N, C] and its [`LnStats`].
+#[derive(Clone, Copy, Debug)]
+pub struct LnSaved<'a, F> {
+    pub inp: &'a [F],
+    pub stats: LnStats<&'a [F]>,
+}
+
+impl<F> Clone for LnStats<&[F]> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F> Copy for LnStats<&[F]> {}
+
 /// Forward: `out = (x − mean)·rstd·w + b` per row, with the biased variance and
 /// `rstd = 1/√(var + eps)`. Saves `mean` and `rstd` \[N\] for the backward.
 ///
-/// `out`, `inp` [N, C]; `w`, `b` \[C\].
-#[allow(clippy::too_many_arguments)]
+/// `out`, `inp` [N, C]; gain and shift `p.w`, `p.b` \[C\] (C is their length).
 pub fn layernorm_forward<F: Float>(
     out: &mut [F],
-    mean: &mut [F],
-    rstd: &mut [F],
+    stats: LnStats<&mut [F]>,
     inp: &[F],
-    w: &[F],
-    b: &[F],
-    c: usize,
+    p: Affine<&[F]>,
     eps: F,
 ) {
+    let c = p.w.len();
     out.par_chunks_mut(CHUNK_ROWS * c)
-        .zip(mean.par_chunks_mut(CHUNK_ROWS))
-        .zip(rstd.par_chunks_mut(CHUNK_ROWS))
+        .zip(stats.mean.par_chunks_mut(CHUNK_ROWS))
+        .zip(stats.rstd.par_chunks_mut(CHUNK_ROWS))
         .zip(inp.par_chunks(CHUNK_ROWS * c))
-        .for_each(|(((out, mean), rstd), inp)| forward_rows(out, mean, rstd, inp, w, b, c, eps));
+        .for_each(|(((out, mean), rstd), inp)| {
+            forward_rows(out, LnStats { mean, rstd }, inp, p, eps)
+        });
 }
 
-#[allow(clippy::too_many_arguments)]
-fn forward_rows<F: Float>(
-    out: &mut [F],
-    mean: &mut [F],
-    rstd: &mut [F],
-    inp: &[F],
-    w: &[F],
-    b: &[F],
-    c: usize,
-    eps: F,
-) {
-    dispatch_simd!(
-        ln_forward,
-        fn(
-            out: &mut [F],
-            mean: &mut [F],
-            rstd: &mut [F],
-            inp: &[F],
-            w: &[F],
-            b: &[F],
-            c: usize,
-            eps: F,
-        ) -> (),
-        forward_rows_lanes(out, mean, rstd, inp, w, b, c, eps)
-    )
+simd_fn! {
+    fn forward_rows(out: &mut [F], stats: LnStats<&mut [F]>, inp: &[F], p: Affine<&[F]>, eps: F)
+        = forward_rows_lanes;
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn forward_rows_lanes<F: Float>(
     out: &mut [F],
-    mean: &mut [F],
-    rstd: &mut [F],
+    stats: LnStats<&mut [F]>,
     inp: &[F],
-    w: &[F],
-    b: &[F],
-    c: usize,
+    p: Affine<&[F]>,
     eps: F,
 ) {
+    let (c, w, b) = (p.w.len(), p.w, p.b);
+    let (mean, rstd) = (stats.mean, stats.rstd);
     let inv_c = F::ONE / F::from_usize(c);
     for (((o, x), m), s) in out
         .chunks_exact_mut(c)
@@ -116,36 +115,38 @@ fn lane_sum<F: Float>(x: &[F], f: impl Fn(F) -> F) -> F {
 /// `dx = rstd·(g − mean(g) − x̂·mean(g·x̂))`, `dw = Σ_rows dout·x̂`, `db = Σ_rows dout`.
 ///
 /// Writes `dinp` [N, C] — overwritten, or with `accumulate` added to (`dinp +=`: the residual
-/// stream's gradient, which the LayerNorm's input also feeds) — and overwrites `dw` and `db` \[C\]. The row sums for `dw`/`db` are taken per fixed
-/// chunk of [`CHUNK_ROWS`] rows into `scratch` ([`backward_scratch_len`] floats) and then added
-/// chunk by chunk in order, so they do not depend on scheduling.
-#[allow(clippy::too_many_arguments)]
+/// stream's gradient, which the LayerNorm's input also feeds) — and overwrites `dp.w` and `dp.b`
+/// \[C\]. The row sums for them are taken per fixed chunk of [`CHUNK_ROWS`] rows into `scratch`
+/// ([`backward_scratch_len`] floats) and then added chunk by chunk in order, so they do not
+/// depend on scheduling. `w` \[C\] is the forward's gain (C is its length).
 pub fn layernorm_backward<F: Float>(
     dinp: &mut [F],
-    dw: &mut [F],
-    db: &mut [F],
+    dp: Affine<&mut [F]>,
     scratch: &mut [F],
     dout: &[F],
-    inp: &[F],
-    mean: &[F],
-    rstd: &[F],
+    saved: LnSaved<F>,
     w: &[F],
-    c: usize,
     accumulate: bool,
 ) {
-    let n = mean.len();
+    let c = w.len();
+    let n = saved.stats.mean.len();
     let chunks = num_chunks(n, CHUNK_ROWS);
     let scratch = &mut scratch[..chunks * 2 * c];
     dinp.par_chunks_mut(CHUNK_ROWS * c)
         .zip(scratch.par_chunks_mut(2 * c))
         .zip(dout.par_chunks(CHUNK_ROWS * c))
-        .zip(inp.par_chunks(CHUNK_ROWS * c))
-        .zip(mean.par_chunks(CHUNK_ROWS))
-        .zip(rstd.par_chunks(CHUNK_ROWS))
+        .zip(saved.inp.par_chunks(CHUNK_ROWS * c))
+        .zip(saved.stats.mean.par_chunks(CHUNK_ROWS))
+        .zip(saved.stats.rstd.par_chunks(CHUNK_ROWS))
         .for_each(|(((((dinp, part), dout), inp), mean), rstd)| {
-            backward_rows(dinp, part, dout, inp, mean, rstd, w, c, accumulate)
+            let saved = LnSaved {
+                inp,
+                stats: LnStats { mean, rstd },
+            };
+            backward_rows(dinp, part, dout, saved, w, accumulate)
         });
     // Fixed-order combine of the per-chunk partial sums.
+    let (dw, db) = (dp.w, dp.b);
     dw.fill(F::ZERO);
     db.fill(F::ZERO);
     for part in scratch.chunks_exact(2 * c) {
@@ -156,50 +157,30 @@ pub fn layernorm_backward<F: Float>(
     }
 }
 
-/// One chunk of rows of [`layernorm_backward`]: `dinp` rows and the chunk's `[dw | db]` partial
-/// sums in `part` [2C] (rows in order).
-#[allow(clippy::too_many_arguments)]
-fn backward_rows<F: Float>(
-    dinp: &mut [F],
-    part: &mut [F],
-    dout: &[F],
-    inp: &[F],
-    mean: &[F],
-    rstd: &[F],
-    w: &[F],
-    c: usize,
-    accumulate: bool,
-) {
-    dispatch_simd!(
-        ln_backward,
-        fn(
-            dinp: &mut [F],
-            part: &mut [F],
-            dout: &[F],
-            inp: &[F],
-            mean: &[F],
-            rstd: &[F],
-            w: &[F],
-            c: usize,
-            accumulate: bool,
-        ) -> (),
-        backward_rows_lanes(dinp, part, dout, inp, mean, rstd, w, c, accumulate)
-    )
+simd_fn! {
+    /// One chunk of rows of [`layernorm_backward`]: `dinp` rows and the chunk's `[dw | db]`
+    /// partial sums in `part` [2C] (rows in order).
+    fn backward_rows(
+        dinp: &mut [F],
+        part: &mut [F],
+        dout: &[F],
+        saved: LnSaved<F>,
+        w: &[F],
+        accumulate: bool,
+    ) = backward_rows_lanes;
 }
 
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn backward_rows_lanes<F: Float>(
     dinp: &mut [F],
     part: &mut [F],
     dout: &[F],
-    inp: &[F],
-    mean: &[F],
-    rstd: &[F],
+    saved: LnSaved<F>,
     w: &[F],
-    c: usize,
     accumulate: bool,
 ) {
+    let c = w.len();
+    let (inp, mean, rstd) = (saved.inp, saved.stats.mean, saved.stats.rstd);
     let inv_c = F::ONE / F::from_usize(c);
     let (pdw, pdb) = part.split_at_mut(c);
     pdw.fill(F::ZERO);

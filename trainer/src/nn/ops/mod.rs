@@ -35,6 +35,18 @@ macro_rules! dispatch_simd {
     }};
 }
 
+/// `fn $name<F: Float>(args)`: the kernel written in `$lanes` (an `#[inline(always)]` fn with the
+/// same arguments), run through [`dispatch_simd!`]. The arguments are listed once here instead of
+/// twice more in a hand-written wrapper and its dispatch.
+macro_rules! simd_fn {
+    ($(#[$attr:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) = $lanes:ident;) => {
+        $(#[$attr])*
+        fn $name<F: Float>($($arg: $ty),*) {
+            dispatch_simd!($name, fn($($arg: $ty),*) -> (), $lanes($($arg),*))
+        }
+    };
+}
+
 pub mod align_loss;
 pub mod attention;
 pub mod embedding;
@@ -45,6 +57,23 @@ pub mod linear;
 
 use std::fmt::Debug;
 use std::ops::{Add, AddAssign, Div, Mul, MulAssign, Neg, Sub, SubAssign};
+
+/// A layer's weight and bias — a LayerNorm's gain and shift, the LM head's `[V, C]` matrix and
+/// `[V]` bias — as the forward reads them (`S = &[F]`) or as the backward writes their gradients
+/// (`S = &mut [F]`).
+#[derive(Debug)]
+pub struct Affine<S> {
+    pub w: S,
+    pub b: S,
+}
+
+impl<F> Clone for Affine<&[F]> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<F> Copy for Affine<&[F]> {}
 
 /// The float types the kernels run in: `f32` for training, `f64` for gradient checks.
 pub trait Float:
