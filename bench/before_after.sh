@@ -5,8 +5,7 @@
 # Builds REV in a temporary worktree with its own target dir (both under $BA_WORK, default
 # /tmp/tinypoet-before-after; kept between runs so a second run only rebuilds what changed), builds
 # the current tree (its usual target dir), then runs the two release binaries alternately, ROUNDS
-# times (default 5; the order flips every round), from the current tree's root (so both decode the
-# same bundled model). Prints per benchmark the median of each binary and new/old. Wall times move
+# times (default 5; the order flips every round), each from its own tree (its bundled model). Prints per benchmark the median of each binary and new/old. Wall times move
 # with the machine's load; the instruction counts at the end do not: `perf stat` where the kernel
 # allows it, else callgrind on short single-thread runs (valgrind has no AVX-512, so those count
 # the AVX2 paths).
@@ -59,13 +58,17 @@ new="$work/tinypoet-new"
 log="$work/results.txt"
 : >"$log"
 
+# Each binary runs from its own tree, so it reads the bundled model in the blob format it knows
+# (the format gained sections over time; decoding speed does not depend on the weights' values).
+tree_of() { if [ "$1" = old ]; then echo "$src"; else echo "$root"; fi; }
+
 # One measurement: KEY BINARY ARGS...; appends "KEY which metric value" lines to the log.
 measure() {
   local key=$1 which=$2 bin=$3
   shift 3
   local t0 t1 out
   t0=$(date +%s.%N)
-  out=$(cd "$root" && "$bin" "$@")
+  out=$(cd "$(tree_of "$which")" && "$bin" "$@")
   t1=$(date +%s.%N)
   python3 - "$key" "$which" "$t0" "$t1" "$out" >>"$log" <<'EOF'
 import json, sys
@@ -104,14 +107,15 @@ for i in $(seq "$rounds"); do
   echo "   round $i/$rounds done" >&2
 done
 
-count_instructions() { # BINARY ARGS... -> instruction count on stdout (or nothing)
-  local bin=$1
-  shift
+count_instructions() { # WHICH BINARY ARGS... -> instruction count on stdout (or nothing)
+  local dir bin=$2
+  dir=$(tree_of "$1")
+  shift 2
   if perf stat -x, -e instructions:u true 2>&1 | grep -qE '^[0-9]+,'; then
-    (cd "$root" && perf stat -x, -e instructions:u "$bin" "$@" 2>&1 >/dev/null) \
+    (cd "$dir" && perf stat -x, -e instructions:u "$bin" "$@" 2>&1 >/dev/null) \
       | grep -E '^[0-9]+,' | tail -1 | cut -d, -f1
   elif command -v valgrind >/dev/null; then
-    (cd "$root" && valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$@" 2>&1 >/dev/null) \
+    (cd "$dir" && valgrind --tool=callgrind --callgrind-out-file=/dev/null "$bin" "$@" 2>&1 >/dev/null) \
       | sed -n 's/.*Collected : *\([0-9]*\).*/\1/p' | tail -1
   fi
 }
@@ -122,10 +126,10 @@ if [ "$COUNT" = 1 ]; then
     bin=$old
     [ "$which" = new ] && bin=$new
     # shellcheck disable=SC2086
-    n=$(count_instructions "$bin" $DECODE_SHORT || true)
+    n=$(count_instructions "$which" "$bin" $DECODE_SHORT || true)
     [ -n "$n" ] && echo "decode-short $which instructions $n" >>"$log"
     # shellcheck disable=SC2086
-    n=$(count_instructions "$bin" $TRAIN_SHORT || true)
+    n=$(count_instructions "$which" "$bin" $TRAIN_SHORT || true)
     [ -n "$n" ] && echo "train-short $which instructions $n" >>"$log"
   done
 fi

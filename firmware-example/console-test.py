@@ -3,13 +3,14 @@
 back, and check each one against `tinypoet generate` on the host (same blob, title, seed and
 settings); bad lines must get one `error:` line and leave the console working.
 
-    console-test.py [--rtt] TINYPOET_EXE BLOB ELF TRANSCRIPT -- QEMU COMMAND...
+    console-test.py [--rtt] [--kv int8] TINYPOET_EXE BLOB ELF TRANSCRIPT -- QEMU COMMAND...
 
 The QEMU command ends with `-kernel`; the ELF is appended. --rtt: the ELF is the RTT build
 (`--features rtt`); the lines go in and the answers come out through its RTT channels, which
-rttprobe.py reads and writes over QEMU's gdbstub as a debug probe would (a shorter session). The transcript (what the terminal
-showed, CR LF as LF) is written to TRANSCRIPT. Prints one `ok`/`FAIL` line per input line and
-exits 0 only if all pass.
+rttprobe.py reads and writes over QEMU's gdbstub as a debug probe would (a shorter session).
+--kv int8: the firmware's KV cache is int8 (`kv-int8`), so the host generates with
+`--kv int8`. The transcript (what the terminal showed, CR LF as LF) is written to TRANSCRIPT.
+Prints one `ok`/`FAIL` line per input line and exits 0 only if all pass.
 """
 import os
 import subprocess
@@ -48,7 +49,7 @@ FLAGS = {"seed": "--seed", "temp": "--temperature", "temperature": "--temperatur
          "acrostic": "--acrostic"}
 
 
-def host_poem(exe, blob, line):
+def host_poem(exe, blob, line, kv):
     """What the firmware must print for `line`, from tinypoet generate's stdout: with --title
     the CLI shows `TITLE\n` before the poem and the console does not; with raw=1 both show the
     prompt (the title, and a newline with a form). Both convert simplified input with the core's
@@ -60,6 +61,8 @@ def host_poem(exe, blob, line):
     raw = settings.pop("raw", "0") == "1"
     args = [exe, "generate", "--model", blob,
             "--seed", settings.pop("seed", "2024")]
+    if kv is not None:
+        args += ["--kv", kv]
     if settings.pop("rhyme", "0") == "1":
         args.append("--rhyme")
     for k, v in settings.items():
@@ -80,8 +83,15 @@ def host_poem(exe, blob, line):
 
 def main():
     args = sys.argv[1:]
-    rtt = args[0] == "--rtt"
-    if rtt:
+    rtt = False
+    kv = None
+    while args[0].startswith("--"):
+        if args[0] == "--rtt":
+            rtt = True
+        elif args[0] == "--kv":
+            kv = args.pop(1)
+        else:
+            raise SystemExit(f"unknown option {args[0]}")
         args = args[1:]
     exe, blob, elf, transcript_path = args[:4]
     assert args[4] == "--"
@@ -127,7 +137,7 @@ def main():
         if expected == "poem":
             i = answer.rfind("\n[")
             poem, status = answer[:i + 1], answer[i + 1:].strip()
-            want = host_poem(exe, blob, line)
+            want = host_poem(exe, blob, line, kv)
             ok = poem == want and status.startswith("[") and len(poem.strip()) > 0
             if status.startswith("[") and " characters" in status:
                 generated += int(status[1:status.index(" characters")])

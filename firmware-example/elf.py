@@ -225,6 +225,25 @@ def check_pico(elf):
         f"ok: boot2 at {base:#x} (256 bytes, CRC-32 {crc:#010x} ok); vector table at "
         f"{base + 0x100:#x} (SP {sp:#010x}, Reset {reset:#010x})"
     )
+    # The RP2040's budget: 2 MiB of flash from 0x10000000; 264 KiB of SRAM from 0x20000000
+    # (256 KiB striped + SRAM4/5), statics and the stack region together.
+    # End of the load image (.data's initial values included: its segment's physical address).
+    flash_end = max(p["paddr"] + p["filesz"] for p in elf.segments if p["type"] == 1 and p["filesz"] > 0)
+    ram = [s for s in alloc(elf) if s["addr"] >= 0x20000000]
+    statics = sum(s["size"] for s in ram)
+    ram_end = max(s["addr"] + s["size"] for s in ram)
+    stack_top, stack_bottom = elf.symbol("_stack_start"), elf.symbol("_stack_end")
+    stack = stack_top - stack_bottom
+    flash_used = flash_end - base
+    ram_used = statics + stack
+    if flash_used > 2 << 20:
+        fail(f"flash: {flash_used} bytes, more than the Pico's 2 MiB")
+    if ram_used > 264 << 10 or max(ram_end, stack_top) > 0x20042000:
+        fail(f"RAM: {statics} bytes of statics + {stack} of stack, more than the RP2040's 264 KiB")
+    print(
+        f"ok: budget: flash {flash_used} B ({flash_used / 1024:.1f} of 2048 KiB); RAM {statics} B "
+        f"statics + {stack} B stack = {ram_used / 1024:.1f} of 264 KiB"
+    )
 def load_image(elf):
     """(address, bytes) of every loaded segment with file data, by address: what a flasher
     writes (.data's initial values at their load address in flash)."""

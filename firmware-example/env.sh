@@ -115,6 +115,11 @@ FW_QEMU_CONSOLE=(qemu-system-arm -cpu cortex-m4 -machine mps2-an386 -display non
     -serial stdio -semihosting-config enable=on,target=native -icount shift=0,align=off,sleep=off
     -kernel)
 
+# The ARMv6-M console (thumbv6m-none-eabi) on the Cortex-M3 mps2-an385, the same way.
+FW_QEMU_CONSOLE_M0=(qemu-system-arm -cpu cortex-m3 -machine mps2-an385 -display none -monitor none
+    -serial stdio -semihosting-config enable=on,target=native -icount shift=0,align=off,sleep=off
+    -kernel)
+
 # fw_blob: print the path of the blob to embed.
 #   TINYPOET_BLOB if set; else the committed default model; else a blob from a
 #   short seeded training run on the real corpus, cached in target/ (made once).

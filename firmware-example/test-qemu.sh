@@ -13,9 +13,10 @@
 #      春夜喜雨, default sampler, stop at the end of the poem), the poem over semihosting.
 #   3. verse: the oneshot build with TINYPOET_FORM (七絕 acrostic=春夜喜雨 rhyme) against
 #      tinypoet generate --form 七絕 --acrostic 春夜喜雨 --rhyme.
-#   4. ARMv6-M: the oneshot build for thumbv6m-none-eabi (the RP2040's Cortex-M0+ code,
-#      soft float, int8 KV cache) on mps2-an385 (a Cortex-M3 running it), with the int8 blob,
-#      against `tinypoet generate --kv int8` on the host: the default poem and 200 characters.
+#   4. ARMv6-M: the builds for thumbv6m-none-eabi (the RP2040's Cortex-M0+ code, soft
+#      float, int8 KV cache) on mps2-an385 (a Cortex-M3 running it), with the int8 blob, against
+#      `tinypoet generate --kv int8` on the host: the console (the Pico's, over UART0) and the
+#      oneshot build (the default poem and 200 characters).
 # f16 blob: TINYPOET_BLOB, else models/tinypoet-tang.tpb, else a short training run
 # (make-test-blob.sh). int8 blob: TINYPOET_INT8_BLOB, else models/tinypoet-tang-int8.tpb
 # (TINYPOET_INT8_BLOB=none skips the int8 session).
@@ -47,7 +48,7 @@ HOST_KV=()
 QEMU_CMD=("${FW_QEMU[@]}")
 
 # Every case also bounds the firmware's stack high-water mark (printed when the run ends; the
-# stack region is 64 KiB): TINYPOET_STACK_LIMIT bytes, default 10 KiB.
+# stack region is 64 KiB, 32 KiB on ARMv6-M): TINYPOET_STACK_LIMIT bytes, default 10 KiB.
 STACK_LIMIT=${TINYPOET_STACK_LIMIT:-10240}
 
 # stack_within_limit NAME FILE: FILE (the run's output) reports a stack high-water mark of at
@@ -64,17 +65,22 @@ stack_within_limit() {
     echo "       stack high-water mark: $used bytes (limit $STACK_LIMIT)"
 }
 
-# console_case NAME  (blob: $BLOB): the console session of console-test.py
+# console_case NAME [console-test.py option...]  (blob: $BLOB; build: $CONSOLE_TARGET with
+# CONSOLE_FEATURES, run by CONSOLE_QEMU): the console session of console-test.py
+CONSOLE_TARGET=thumbv7em-none-eabihf
+CONSOLE_FEATURES=()
+CONSOLE_QEMU=("${FW_QEMU_CONSOLE[@]}")
 console_case() {
     local name=$1
-    fw_log "case $name: console session over UART0 ($BLOB)"
+    shift
+    fw_log "case $name: console session over UART0 ($BLOB, $CONSOLE_TARGET ${CONSOLE_FEATURES[*]})"
     (
         export TINYPOET_BLOB=$BLOB
-        fw_cargo build --release --target thumbv7em-none-eabihf >&2
+        fw_cargo build --release --target "$CONSOLE_TARGET" "${CONSOLE_FEATURES[@]}" >&2
     )
     local rc=0
-    python3 "$FW_DIR/console-test.py" "$TP" "$BLOB" "$(fw_elf thumbv7em-none-eabihf)" \
-        "$WORK/$name.transcript.txt" -- "${FW_QEMU_CONSOLE[@]}" | sed 's/^/       /' || rc=$?
+    python3 "$FW_DIR/console-test.py" "$@" "$TP" "$BLOB" "$(fw_elf "$CONSOLE_TARGET")" \
+        "$WORK/$name.transcript.txt" -- "${CONSOLE_QEMU[@]}" | sed 's/^/       /' || rc=$?
     if [ "$rc" != 0 ]; then
         echo "FAIL $name: see above; transcript $WORK/$name.transcript.txt"
         failed=$((failed + 1)); return
@@ -172,9 +178,13 @@ else
     fw_log "int8 blob: $BLOB"
     console_case int8-console
     # ARMv6-M: the same int8 blob, int8 KV cache on both sides (board-mps2-an385 implies
-    # oneshot and kv-int8)
+    # kv-int8): the console, then the oneshot build
+    CONSOLE_TARGET=thumbv6m-none-eabi
+    CONSOLE_FEATURES=(--no-default-features --features board-mps2-an385)
+    CONSOLE_QEMU=("${FW_QEMU_CONSOLE_M0[@]}")
+    console_case m0-int8-console --kv int8
     FW_TARGET=thumbv6m-none-eabi
-    FW_FEATURES=(--no-default-features --features board-mps2-an385)
+    FW_FEATURES=(--no-default-features --features board-mps2-an385,oneshot)
     HOST_KV=(--kv int8)
     QEMU_CMD=("${FW_QEMU_M0[@]}")
     run_case m0-int8-default 2024 256 0 1

@@ -45,6 +45,7 @@ export TINYPOET_CORPUS_TGZ
 
 step "formatting and lints"
 cargo fmt --all -- --check
+(cd firmware-example && cargo fmt -- --check) # its own workspace
 cargo clippy --workspace --all-targets --quiet -- -D warnings
 # The API docs build without a warning (broken or redundant intra-doc links included).
 RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet

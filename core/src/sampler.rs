@@ -210,7 +210,8 @@ impl Sampler {
             return Err(Error::NonFiniteLogits);
         }
         // 1. repetition penalty
-        if s.repetition_penalty != 1.0 && s.repetition_window > 0 {
+        let penalised = s.repetition_penalty != 1.0 && s.repetition_window > 0;
+        if penalised {
             let recent = &history[history.len().saturating_sub(s.repetition_window)..];
             apply_repetition_penalty(logits, scratch, recent, s.repetition_penalty);
         }
@@ -221,7 +222,7 @@ impl Sampler {
         // 3. temperature + softmax
         apply_temperature(logits, s.temperature);
         // a tiny temperature (or the penalty before it) can push a logit past f32::MAX
-        if has_overflow(logits) {
+        if (penalised || s.temperature != 1.0) && has_overflow(logits) {
             return Err(Error::InvalidSampler(
                 "logits / temperature overflow f32: raise the temperature",
             ));
@@ -283,8 +284,12 @@ fn sample_argmax(logits: &[f32]) -> Result<Token, Error> {
 }
 
 /// Whether a logit is NaN or `+inf` (no distribution to sample; `-inf` only masks an id).
+/// Branch-free, so that it vectorizes: it runs over all V logits for every character, and an
+/// early-exit scan cost ~5% of a character on the AVX-512 path (`|`, not `||`: no branch).
 fn has_overflow(logits: &[f32]) -> bool {
-    logits.iter().any(|&l| l.is_nan() || l == f32::INFINITY)
+    logits
+        .iter()
+        .fold(false, |bad, &l| bad | l.is_nan() | (l == f32::INFINITY))
 }
 
 /// `l = l / temperature` (skipped for 1, which would change nothing).

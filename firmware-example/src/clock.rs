@@ -15,7 +15,12 @@ use cortex_m_rt::exception;
 
 /// Instructions per SysTick tick on QEMU mps2 with `-icount shift=0`
 /// (1 ns per instruction, 25 MHz SysTick clock).
-#[cfg(any(feature = "board-mps2-an386", feature = "measure", feature = "oneshot"))]
+#[cfg(any(
+    feature = "board-mps2-an386",
+    feature = "board-mps2-an385",
+    feature = "measure",
+    feature = "oneshot"
+))]
 pub const INSTRUCTIONS_PER_TICK: u64 = 40;
 
 const RELOAD: u32 = 0x00FF_FFFF;

@@ -30,7 +30,7 @@ mod measure;
 #[cfg(all(feature = "rtt", not(any(feature = "measure", feature = "oneshot"))))]
 mod rtt;
 #[cfg(all(
-    feature = "board-mps2-an386",
+    any(feature = "board-mps2-an386", feature = "board-mps2-an385"),
     not(any(feature = "measure", feature = "oneshot", feature = "rtt"))
 ))]
 mod uart;
@@ -193,7 +193,7 @@ fn banner(model: &Model) {
 fn run() -> Result<(), FwError> {
     let mut slot = ModelSlot::new();
     let model = Model::load_in(&mut slot, blob::bytes())?;
-    let mut dec = Decoder::new(model, state_for(model.config())?, KvPrecision::F16)?;
+    let mut dec = Decoder::new(model, state_for(model.config())?, KV)?;
     let info = tinypoet_console::Info {
         board: boards::NAME,
         blob: blob::NAME,
@@ -225,10 +225,12 @@ fn run() -> Result<(), FwError> {
         PROMPT
     } else {
         let n = PROMPT.len();
-        let dst = line.get_mut(..n + 1).ok_or(tinypoet_core::Error::PromptTooLong {
-            needed: n + 1,
-            capacity: LINE,
-        })?;
+        let dst = line
+            .get_mut(..n + 1)
+            .ok_or(tinypoet_core::Error::PromptTooLong {
+                needed: n + 1,
+                capacity: LINE,
+            })?;
         dst[..n].copy_from_slice(PROMPT.as_bytes());
         dst[n] = b'\n';
         core::str::from_utf8(dst).map_err(|_| tinypoet_core::Error::EmptyInput)?
@@ -286,7 +288,8 @@ fn run() -> Result<(), FwError> {
 
 #[entry]
 fn main() -> ! {
-    #[cfg(feature = "board-pico")]
+    // The console's clocks (with the USB PLL) are rp2040-hal's, set up in `boards::pico`.
+    #[cfg(all(feature = "board-pico", any(feature = "measure", feature = "oneshot")))]
     boards::pico::init_clocks();
     console::init();
     let Some(p) = cortex_m::Peripherals::take() else {

@@ -11,8 +11,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use tinypoet_trainer::nn::params::ModelShape;
 use tinypoet_trainer::run::options::TrainOptions;
-use tinypoet_trainer::run::train_loop::{RunIo, Start};
-use tinypoet_trainer::stages::pretrain::{self, TrainData};
+use tinypoet_trainer::run::train_loop::RunIo;
+use tinypoet_trainer::stages::pretrain::{self, Start, TrainData};
 
 struct Counting;
 static ALLOCS: AtomicU64 = AtomicU64::new(0);
@@ -71,7 +71,7 @@ fn count(data: &TrainData, steps: u64) -> u64 {
         on_save: None,
     };
     let before = ALLOCS.load(Ordering::SeqCst);
-    pretrain::train(data, Start::Fresh(opts), &io).unwrap();
+    pretrain::train(data, Start::Fresh(opts), &io, None).unwrap();
     ALLOCS.load(Ordering::SeqCst) - before
 }
 

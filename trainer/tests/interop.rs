@@ -20,8 +20,7 @@ use tinypoet_trainer::nn::params::ModelShape;
 use tinypoet_trainer::nn::params::{Config, Params};
 use tinypoet_trainer::run::checkpoint::{self, imported_checkpoint};
 use tinypoet_trainer::run::options::TrainOptions;
-use tinypoet_trainer::run::train_loop::Start;
-use tinypoet_trainer::stages::pretrain;
+use tinypoet_trainer::stages::pretrain::{self, Start};
 
 mod loop_common;
 
@@ -693,7 +692,7 @@ fn resuming_an_imported_torch_init_equals_a_fresh_run() {
     let cfg = shape.config(vocab.len());
     let dir = tempfile::tempdir().unwrap();
     let io = |sub: &str| loop_common::run_io(&dir.path().join(sub), 1);
-    let fresh = pretrain::train(&data, Start::Fresh(fresh_opts), &io("fresh")).unwrap();
+    let fresh = pretrain::train(&data, Start::Fresh(fresh_opts), &io("fresh"), None).unwrap();
 
     let init = init_params(&cfg, 2024, InitScheme::Torch);
     let ckpt = imported_checkpoint(init.clone(), &vocab, &data.dataset_hash);
@@ -712,7 +711,7 @@ fn resuming_an_imported_torch_init_equals_a_fresh_run() {
         steps: Some(steps),
         checkpoint_every: Some(TrainOptions::default().checkpoint_every),
     };
-    let resumed = pretrain::train(&data, start, &io("resumed")).unwrap();
+    let resumed = pretrain::train(&data, start, &io("resumed"), None).unwrap();
 
     let a = checkpoint::load(&fresh.checkpoint_path).unwrap();
     let b = checkpoint::load(&resumed.checkpoint_path).unwrap();

@@ -6,8 +6,8 @@ use tinypoet_trainer::nn::params::ModelShape;
 use tinypoet_trainer::run::checkpoint::{self, Checkpoint};
 use tinypoet_trainer::run::metrics::MetricRow;
 use tinypoet_trainer::run::options::TrainOptions;
-use tinypoet_trainer::run::train_loop::{self, RunIo, Start};
-use tinypoet_trainer::stages::pretrain;
+use tinypoet_trainer::run::train_loop::{self, RunIo};
+use tinypoet_trainer::stages::pretrain::{self, Start};
 
 mod loop_common;
 use loop_common::{corpus_ids, run_io, train_data};
@@ -70,12 +70,19 @@ fn twenty_steps_equal_ten_plus_resume_plus_ten_bit_for_bit() {
     let (vocab, ids) = corpus_ids();
     let data = train_data(&vocab, &ids, &"00".repeat(32));
     let straight = tempfile::tempdir().unwrap();
-    let out = pretrain::train(&data, Start::Fresh(options(20)), &io(straight.path())).unwrap();
+    let out =
+        pretrain::train(&data, Start::Fresh(options(20)), &io(straight.path()), None).unwrap();
     assert_eq!(out.step, 20);
     let a = checkpoint::load(&out.checkpoint_path).unwrap();
 
     let split_dir = tempfile::tempdir().unwrap();
-    let first = pretrain::train(&data, Start::Fresh(options(10)), &io(split_dir.path())).unwrap();
+    let first = pretrain::train(
+        &data,
+        Start::Fresh(options(10)),
+        &io(split_dir.path()),
+        None,
+    )
+    .unwrap();
     assert_eq!(first.step, 10);
     let mid = checkpoint::load(&first.checkpoint_path).unwrap();
     assert_eq!(mid.meta.step, 10);
@@ -87,6 +94,7 @@ fn twenty_steps_equal_ten_plus_resume_plus_ten_bit_for_bit() {
             checkpoint_every: None,
         },
         &io(split_dir.path()),
+        None,
     )
     .unwrap();
     assert_eq!(second.step, 20);
@@ -133,8 +141,20 @@ fn the_thread_count_does_not_change_the_run() {
     let data = train_data(&vocab, &ids, &"00".repeat(32));
     let one = tempfile::tempdir().unwrap();
     let two = tempfile::tempdir().unwrap();
-    let a = pretrain::train(&data, Start::Fresh(options(12)), &run_io(one.path(), 1)).unwrap();
-    let b = pretrain::train(&data, Start::Fresh(options(12)), &run_io(two.path(), 3)).unwrap();
+    let a = pretrain::train(
+        &data,
+        Start::Fresh(options(12)),
+        &run_io(one.path(), 1),
+        None,
+    )
+    .unwrap();
+    let b = pretrain::train(
+        &data,
+        Start::Fresh(options(12)),
+        &run_io(two.path(), 3),
+        None,
+    )
+    .unwrap();
     assert_same_state(
         &checkpoint::load(&a.checkpoint_path).unwrap(),
         &checkpoint::load(&b.checkpoint_path).unwrap(),
@@ -153,7 +173,13 @@ fn interrupt_then_resume_is_bit_identical_with_warmup_cosine() {
         ..options(16)
     };
     let straight = tempfile::tempdir().unwrap();
-    let a = pretrain::train(&data, Start::Fresh(opts.clone()), &io(straight.path())).unwrap();
+    let a = pretrain::train(
+        &data,
+        Start::Fresh(opts.clone()),
+        &io(straight.path()),
+        None,
+    )
+    .unwrap();
 
     // A pre-set interrupt flag (what the Ctrl-C handler sets) stops after the first step, with a
     // checkpoint; resuming runs the rest of the same 16-step schedule.
@@ -166,6 +192,7 @@ fn interrupt_then_resume_is_bit_identical_with_warmup_cosine() {
             interrupt: Some(&flag),
             ..io(dir.path())
         },
+        None,
     )
     .unwrap();
     assert!(stopped.interrupted);
@@ -179,9 +206,38 @@ fn interrupt_then_resume_is_bit_identical_with_warmup_cosine() {
             checkpoint_every: None,
         },
         &io(dir.path()),
+        None,
     )
     .unwrap();
     assert_eq!(b.step, 16);
+    assert_same_state(
+        &checkpoint::load(&a.checkpoint_path).unwrap(),
+        &checkpoint::load(&b.checkpoint_path).unwrap(),
+    );
+}
+
+/// `--stop-after 7` (the shared loop's stop, as in the stages) saves at step 7 between two
+/// evaluations, with the train sums mid-interval, and resuming ends with the straight run's state.
+#[test]
+fn stop_after_then_resume_is_bit_identical() {
+    let (vocab, ids) = corpus_ids();
+    let data = train_data(&vocab, &ids, &"00".repeat(32));
+    let straight = tempfile::tempdir().unwrap();
+    let a = pretrain::train(&data, Start::Fresh(options(12)), &io(straight.path()), None).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let stopped =
+        pretrain::train(&data, Start::Fresh(options(12)), &io(dir.path()), Some(7)).unwrap();
+    assert!(stopped.interrupted);
+    assert_eq!(stopped.step, 7);
+    let mid = checkpoint::load(&stopped.checkpoint_path).unwrap();
+    assert_eq!((mid.meta.step, mid.meta.train_loss_count), (7, 2));
+    let start = Start::Resume {
+        checkpoint: Box::new(mid),
+        steps: None,
+        checkpoint_every: None,
+    };
+    let b = pretrain::train(&data, start, &io(dir.path()), None).unwrap();
+    assert_eq!((b.step, b.interrupted), (12, false));
     assert_same_state(
         &checkpoint::load(&a.checkpoint_path).unwrap(),
         &checkpoint::load(&b.checkpoint_path).unwrap(),

@@ -858,3 +858,38 @@ fn a_checkpoint_whose_parameter_count_wraps_around_is_refused() {
     }
     assert!(!out.exists() && !resumed.exists());
 }
+
+#[test]
+fn a_resume_without_out_continues_in_the_checkpoints_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = prepare(dir.path());
+    let run_dir = dir.path().join("my-run");
+    let o = run(&train_args(&data, &run_dir, &["--steps", "2"]));
+    assert!(o.status.success(), "{}", stderr(&o));
+    // No --out: the run goes on in my-run (both the file and the directory form), not in the
+    // default runs/tang of the working directory.
+    let ckpt = run_dir.join("checkpoint.ckpt");
+    for (resume, steps) in [(&ckpt, "3"), (&run_dir, "4")] {
+        let mut args = vec![
+            "train",
+            "--data",
+            data.to_str().unwrap(),
+            "--eval-interval",
+            "1",
+        ];
+        args.extend(tiny_flags());
+        args.extend(["--steps", steps, "--resume", resume.to_str().unwrap()]);
+        let o = Command::new(exe())
+            .args(&args)
+            .current_dir(dir.path())
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", stderr(&o));
+        let step = tinypoet_trainer::run::checkpoint::load(&ckpt)
+            .unwrap()
+            .meta
+            .step;
+        assert_eq!(step.to_string(), steps, "the resumed run saved elsewhere");
+        assert!(!dir.path().join("runs").exists(), "wrote into ./runs");
+    }
+}

@@ -13,7 +13,8 @@ use tinypoet_trainer::run::checkpoint::manifest_for;
 use tinypoet_trainer::run::checkpoint::{self, Checkpoint};
 use tinypoet_trainer::run::stage_record::{Parent, Stage, StageOptions, StageRow};
 use tinypoet_trainer::run::train_loop::RunIo;
-use tinypoet_trainer::stages::tune::{self as stages, StageStart, StartWeights};
+use tinypoet_trainer::stages::start::{load_start, StartWeights};
+use tinypoet_trainer::stages::tune::{self as stages, StageStart};
 
 const POEM_CHARS: &str = "春夜喜雨好知時節當乃發生隨風潛入細無聲野徑雲俱黑江船火獨明，。\n";
 
@@ -264,7 +265,7 @@ fn a_stage_starts_from_an_f16_blob() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("m.tpb");
     std::fs::write(&path, &bytes).unwrap();
-    let w = stages::load_start(&path).unwrap();
+    let w = load_start(&path).unwrap();
     assert_eq!(w.vocab, ds.vocab());
     assert_eq!(w.parent.kind, "blob");
     assert_eq!(w.parent.steps, 42);
@@ -276,6 +277,6 @@ fn a_stage_starts_from_an_f16_blob() {
     let int8 = export::int8_dtype_for(p.config()).unwrap();
     let q = export::blob_bytes_as(&p, ds.vocab(), &info, int8).unwrap();
     std::fs::write(&path, &q).unwrap();
-    let e = stages::load_start(&path).err().unwrap().to_string();
+    let e = load_start(&path).err().unwrap().to_string();
     assert!(e.contains("only from f16 weights"), "{e}");
 }

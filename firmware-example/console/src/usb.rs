@@ -1,12 +1,12 @@
 //! The console over USB CDC-ACM (a "virtual COM port": `/dev/ttyACM0` on Linux, `COMn` on
-//! Windows, `/dev/cu.usbmodem*` on macOS), for any `usb-device` bus: the RP2350's and the
-//! i.MX RT's drivers in the board builds, a simulated bus in the host test.
+//! Windows, `/dev/cu.usbmodem*` on macOS), for any `usb-device` bus: the RP2350's, the
+//! RP2040's and the i.MX RT's drivers in the board builds, a simulated bus in the host test.
 //!
 //! Device identity ([`Identity`], what `lsusb -v` shows): device class 0x02 (CDC) with one
 //! CDC-ACM function (a communications interface with an interrupt IN endpoint and a data
 //! interface with bulk IN/OUT endpoints of 64 bytes), full speed, bus-powered 100 mA, and the
 //! strings below. The VID:PID pairs are community IDs, not allocated to this project:
-//! * Pico 2: `16c0:27dd`, the shared ID for CDC-ACM devices of Van Ooijen Technische
+//! * Pico 2 and Pico: `16c0:27dd`, the shared ID for CDC-ACM devices of Van Ooijen Technische
 //!   Informatica (VOTI), the one the rp-hal USB serial examples use; the ID's terms ask that
 //!   the device be told apart by its manufacturer and product strings, which these are.
 //! * Teensy 4.1: `16c0:0483`, PJRC's "Teensyduino Serial" ID (PJRC's VID is VOTI's 0x16c0),
@@ -44,6 +44,15 @@ pub const PICO2: Identity = Identity {
     manufacturer: "tinypoet",
     product: "tinypoet console (Pico 2)",
     serial: "tinypoet-pico2",
+};
+
+/// Raspberry Pi Pico (RP2040): the Pico 2's shared ID, told apart by the product string.
+pub const PICO: Identity = Identity {
+    vid: 0x16c0,
+    pid: 0x27dd,
+    manufacturer: "tinypoet",
+    product: "tinypoet console (Pico)",
+    serial: "tinypoet-pico",
 };
 
 /// Teensy 4.1.

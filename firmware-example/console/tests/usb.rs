@@ -11,7 +11,7 @@ use std::fmt::Write;
 use std::sync::Mutex;
 
 use tinypoet_console::session::{run, End, Info, Meter, Unit};
-use tinypoet_console::usb::{device, Identity, UsbPort, PICO2, TEENSY41};
+use tinypoet_console::usb::{device, Identity, UsbPort, PICO, PICO2, TEENSY41};
 use tinypoet_console::Port;
 use usb_device::bus::{PollResult, UsbBus, UsbBusAllocator};
 use usb_device::endpoint::{EndpointAddress, EndpointType};
@@ -349,6 +349,14 @@ fn pico2_descriptors() {
     let text = enumerate(&PICO2);
     println!("{text}");
     assert!(text.contains("ID 16c0:27dd tinypoet tinypoet console (Pico 2)"));
+}
+
+#[test]
+fn pico_descriptors() {
+    let text = enumerate(&PICO);
+    println!("{text}");
+    assert!(text.contains("ID 16c0:27dd tinypoet tinypoet console (Pico)"));
+    assert!(text.contains(" tinypoet-pico\n"), "{text}");
 }
 
 #[test]

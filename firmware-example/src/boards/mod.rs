@@ -11,10 +11,10 @@ pub mod teensy41;
 /// Human-readable board name, for the banner.
 pub const NAME: &str = env!("TINYPOET_BOARD");
 
-/// The console on QEMU: UART0 (`-serial stdio`; RTT with `--features rtt`) until Ctrl-D,
-/// instruction counts per character.
+/// The console on QEMU (mps2-an386, and mps2-an385 for the ARMv6-M build): UART0
+/// (`-serial stdio`; RTT with `--features rtt`) until Ctrl-D, instruction counts per character.
 #[cfg(all(
-    feature = "board-mps2-an386",
+    any(feature = "board-mps2-an386", feature = "board-mps2-an385"),
     not(any(feature = "measure", feature = "oneshot"))
 ))]
 pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) {
@@ -34,7 +34,15 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
     port.flush();
 }
 
-#[cfg(all(feature = "board-pico2", not(any(feature = "measure", feature = "oneshot"))))]
+#[cfg(all(
+    feature = "board-pico",
+    not(any(feature = "measure", feature = "oneshot"))
+))]
+pub use pico::console;
+#[cfg(all(
+    feature = "board-pico2",
+    not(any(feature = "measure", feature = "oneshot"))
+))]
 pub use pico2::console;
 #[cfg(all(
     feature = "board-teensy41",

@@ -9,6 +9,7 @@ use crate::run::checkpoint;
 use crate::run::lock;
 use crate::run::stage_record::{Stage, StageOptions};
 use crate::run::train_loop::{self, RunIo};
+use crate::stages::start::load_start;
 use crate::stages::tune::{self as stages, StageStart};
 
 /// Arguments shared by both stages (the defaults are the reference's recipe of each).
@@ -37,7 +38,8 @@ pub struct StageArgs {
     /// Prepared dataset (from `tinypoet prepare`).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Output directory for the checkpoint, metrics and plot (default: `runs/<stage>`).
+    /// Output directory for the checkpoint, metrics and plot (default: `runs/<stage>`; with
+    /// --resume: the resumed checkpoint's directory).
     #[arg(long, short = 'o', value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// Continue a stage checkpoint (file or run directory); only --checkpoint-every,
@@ -103,10 +105,11 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
     let name = stage.name();
     let ds = crate::data::corpus::Dataset::load(&args.data)
         .with_context(|| format!("loading {}", args.data.display()))?;
-    let out = args
-        .out
-        .clone()
-        .unwrap_or_else(|| PathBuf::from(format!("runs/{name}")));
+    let out = match (&args.out, &args.resume) {
+        (Some(out), _) => out.clone(),
+        (None, Some(resume)) => train_loop::run_dir_of(resume),
+        (None, None) => PathBuf::from(format!("runs/{name}")),
+    };
     // Locked before the directory is read (the existing checkpoint) and held until the run ends.
     let (_run_lock, start) = lock::lock_then(&out, || -> anyhow::Result<StageStart> {
         Ok(match (&args.resume, &args.from) {
@@ -158,7 +161,7 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
                     );
                 }
                 let from = train_loop::resolve_checkpoint(from);
-                let weights = stages::load_start(&from)?;
+                let weights = load_start(&from)?;
                 StageStart::Fresh {
                     options: args.options(stage),
                     from: Box::new(weights),
@@ -202,8 +205,16 @@ pub fn run(args: StageArgs, stage: Stage) -> anyhow::Result<()> {
         outcome.updates,
         t0.elapsed().as_secs_f64(),
         outcome.checkpoint_path.display(),
-        last.map(|r| format!("; eval loss {:.4}", r.eval_loss))
-            .unwrap_or_default()
+        last.map(|r| if r.global_step == outcome.updates {
+            format!("; eval loss {:.4}", r.eval_loss)
+        } else {
+            // A stop between evaluations: say which state the loss is of.
+            format!(
+                "; eval loss {:.4} at the last evaluation (after {} updates)",
+                r.eval_loss, r.global_step
+            )
+        })
+        .unwrap_or_default()
     );
     Ok(())
 }

@@ -14,8 +14,8 @@ use crate::nn::params::ModelShape;
 use crate::run::checkpoint;
 use crate::run::lock;
 use crate::run::options::{Init, TrainOptions};
-use crate::run::train_loop::{self, RunIo, Start};
-use crate::stages::pretrain::{self, TrainData};
+use crate::run::train_loop::{self, RunIo};
+use crate::stages::pretrain::{self, Start, TrainData};
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
 pub enum ScheduleArg {
@@ -55,11 +55,12 @@ pub struct TrainArgs {
     /// Prepared dataset (from `tinypoet prepare`).
     #[arg(long, value_name = "FILE")]
     pub data: PathBuf,
-    /// Output directory for the checkpoint, metrics and plot.
-    #[arg(long, short = 'o', value_name = "DIR", default_value = "runs/tang")]
-    pub out: PathBuf,
+    /// Output directory for the checkpoint, metrics and plot (default: `runs/tang`; with
+    /// --resume: the resumed checkpoint's directory).
+    #[arg(long, short = 'o', value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// Continue from a checkpoint (file or run directory); only --steps, --checkpoint-every,
-    /// --threads and --out may change.
+    /// --stop-after, --threads and --out may change.
     #[arg(long, value_name = "CKPT")]
     pub resume: Option<PathBuf>,
     /// Total optimizer steps [default: 20000; with --resume: the checkpoint's].
@@ -125,6 +126,9 @@ pub struct TrainArgs {
     /// Feed-forward hidden width.
     #[arg(long, default_value_t = ModelShape::default().ffn_dim)]
     pub ffn: usize,
+    /// Stop (save a checkpoint, as on Ctrl-C) once the run has done this many steps.
+    #[arg(long, value_name = "STEPS")]
+    pub stop_after: Option<u64>,
     /// No progress bar.
     #[arg(long)]
     pub no_progress: bool,
@@ -201,7 +205,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         dataset_hash: ds.content_hash().to_string(),
     };
     // Locked before the directory is read (the existing checkpoint) and held until the run ends.
-    let (_run_lock, start) = lock::lock_then(&args.out, || -> anyhow::Result<Start> {
+    let out = match (&args.out, &args.resume) {
+        (Some(out), _) => out.clone(),
+        (None, Some(resume)) => train_loop::run_dir_of(resume),
+        (None, None) => PathBuf::from("runs/tang"),
+    };
+    let (_run_lock, start) = lock::lock_then(&out, || -> anyhow::Result<Start> {
         Ok(match &args.resume {
             Some(path) => {
                 let path = train_loop::resolve_checkpoint(path);
@@ -220,7 +229,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 if given != defaults && given != *stored {
                     bail!(
                     "with --resume the training options come from the checkpoint; only --steps, \
-                     --checkpoint-every, --threads and --out may be given"
+                     --checkpoint-every, --stop-after, --threads and --out may be given"
                 );
                 }
                 if let (Schedule::WarmupCosine { .. }, Some(s)) = (stored.schedule, args.steps) {
@@ -239,12 +248,12 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
                 }
             }
             None => {
-                let existing = args.out.join(train_loop::CHECKPOINT_FILE);
+                let existing = out.join(train_loop::CHECKPOINT_FILE);
                 if existing.exists() && !args.overwrite {
                     bail!(
                         "{} already holds a checkpoint: continue it with --resume {}, or pass \
                      --overwrite to start a new run there",
-                        args.out.display(),
+                        out.display(),
                         existing.display()
                     );
                 }
@@ -266,7 +275,7 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
     #[cfg(not(feature = "crash-test"))]
     let on_save = None;
     let io = RunIo {
-        out_dir: args.out.clone(),
+        out_dir: out.clone(),
         interrupt: Some(interrupt),
         threads: args.threads,
         progress: !args.no_progress,
@@ -286,10 +295,10 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         data.train.len(),
         data.eval.len(),
         crate::nn::params::ParamLayout::new(&cfg).num_params() as f64 / 1e6,
-        args.out.display()
+        out.display()
     );
     let t0 = std::time::Instant::now();
-    let outcome = pretrain::train(&data, start, &io)?;
+    let outcome = pretrain::train(&data, start, &io, args.stop_after)?;
     let last = outcome.metrics.last();
     crate::errln!(
         "{} at step {} in {:.1} s; checkpoint {}{}",
@@ -301,8 +310,16 @@ pub fn run(args: TrainArgs) -> anyhow::Result<()> {
         outcome.step,
         t0.elapsed().as_secs_f64(),
         outcome.checkpoint_path.display(),
-        last.map(|r| format!("; deterministic eval loss {:.4}", r.eval_loss))
-            .unwrap_or_default()
+        last.map(|r| if r.step == outcome.step {
+            format!("; deterministic eval loss {:.4}", r.eval_loss)
+        } else {
+            // A stop between evaluations: say which state the loss is of.
+            format!(
+                "; deterministic eval loss {:.4} at the last evaluation (step {})",
+                r.eval_loss, r.step
+            )
+        })
+        .unwrap_or_default()
     );
     Ok(())
 }

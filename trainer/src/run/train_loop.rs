@@ -1,129 +1,261 @@
-//! The one training loop every stage runs on (spec §4): schedule, clipping, checkpoint cadence,
-//! evaluation cadence, resume and the stop conditions. A stage ([`Objective`]) brings its batches,
-//! its loss and its evaluation; `stages/` holds them.
+//! The one training loop every stage runs on (spec §4): iteration order, the finite checks,
+//! checkpoint cadence, Ctrl-C and `--stop-after`, the progress bar, `metrics.jsonl` and resume.
+//! A stage ([`TrainStage`]: pretraining, finetune, align, in `stages/`) brings its batches, its
+//! loss, its evaluation and log lines, and its checkpoint record.
 //!
 //! Per iteration `i` (0-based; "step i" = after `i` updates), in the reference's order:
 //! 1. the stage fetches its batch, drawing from the run's torch-compatible MT19937 stream if it
-//!    samples ([`Objective::loss_and_grad`]);
+//!    samples ([`TrainStage::loss_and_grad`]);
 //! 2. forward and backward, in the same call (the gradient does not depend on what the
 //!    evaluation hook does, because evaluation only reads the parameters);
-//! 3. if `i % K == 0`: the stage's evaluation ([`Objective::evaluate`], which may draw from the
-//!    same stream after this iteration's batch, like the reference) and a sample from the prompt
-//!    generated through `tinypoet-core`, printed as `Step i, train loss X, evaluate loss Y` where X
-//!    is the mean train loss of the previous K iterations (0 at step 0) and Y the stage's eval
-//!    loss;
-//! 4. stop with an error if the loss or the gradient is not finite (nothing is saved from that
+//! 3. stop with an error if the loss or the gradient is not finite (nothing is saved from that
 //!    state, the last good checkpoint stays as it is); then, if a checkpoint of step i is due
-//!    (every `checkpoint_every` steps from the start, or Ctrl-C was pressed during the previous
-//!    step), write it (`save_checked`): its parameters' loss was just checked finite, and
-//!    their weights and moments are checked finite and within what a blob holds. The state saved
-//!    is the one before this iteration's batch (the stream as it was before the draws), so a
-//!    resume repeats iteration i exactly;
-//! 5. optional gradient clipping, then the AdamW update with the scheduled learning rate.
+//!    (every `checkpoint_every` steps from the start, or a stop was asked for during the
+//!    previous step), write it (`save_checked`): its parameters' loss was just checked
+//!    finite, and their weights and moments are checked finite and within what a blob holds.
+//!    The state saved is the one before this iteration's batch (the stream as it was before the
+//!    draws), so a resume repeats iteration i exactly;
+//! 4. if the stage's cadence says so ([`TrainStage::eval_due`]): its evaluation
+//!    ([`TrainStage::evaluate`], which may draw from the same stream after this iteration's
+//!    batch, like the reference) and a sample generated through `tinypoet-core`, printed in the
+//!    stage's format with the mean train loss of the iterations since the previous evaluation
+//!    (0 at the first); the sums restart after it, and where the stage says (a new epoch);
+//! 5. optional gradient clipping, then the AdamW update with the stage's learning rate.
 //!
 //! A checkpoint is therefore never written from parameters nobody has computed a loss of (an
 //! update with an absurd learning rate can leave inf or 1e30 weights whose loss is NaN). After
-//! Ctrl-C the loop finishes the update, computes the next loss, saves, and stops. At the end a
-//! final evaluation
-//! is logged for step `steps`; it draws from a *copy* of the stream (skipping the draws of the
-//! batch that iteration `steps` would fetch first, [`Objective::skip_batch`], so the row equals an
-//! in-loop evaluation at that step) and does not reset the train-loss accumulator; the final
-//! checkpoint is written only if that evaluation's loss is finite (and the weights pass the same
-//! checks). A run resumed from a checkpoint is bit-identical to one that never stopped (a resumed
-//! run drops logged rows at or after its start step and recomputes them).
+//! Ctrl-C (or once `--stop-after` updates are done) the loop finishes the update, computes the
+//! next loss, saves, and stops. At the end a final evaluation is logged for step `total`; it
+//! draws from a *copy* of the stream (skipping the draws of the batch that iteration `total`
+//! would fetch first, [`TrainStage::skip_batch`], so the row equals an in-loop evaluation at that
+//! step) and does not reset the train sums; the final checkpoint is written only if that
+//! evaluation's loss is finite (and the weights pass the same checks). A run resumed from a
+//! checkpoint is bit-identical to one that never stopped (a resumed run drops logged rows at or
+//! after its start step and recomputes them).
 //!
 //! The step itself allocates nothing: batch buffers, activations, gradients and moments are
-//! allocated once before the loop ([`Objective::begin`] sizes the stage's); evaluation and
-//! checkpoint steps may allocate.
+//! allocated once before the loop; evaluation and checkpoint steps may allocate.
 
 use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context};
+use anyhow::{anyhow, Context};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use serde::Serialize;
 
 use crate::io::fsx::WritePoint;
 use crate::nn::adamw::{clip_grad_norm, global_norm, AdamW, AdamWConfig};
-use crate::nn::init::{init_params, reference_init, InitScheme};
 use crate::nn::model::{ModelError, TrainModel};
 use crate::nn::mt19937::Mt19937;
-use crate::nn::params::{Config, ConfigRecord, Params};
+use crate::nn::params::{ConfigRecord, Params};
 use crate::run::checkpoint::{self, Checkpoint, CheckpointMeta};
 use crate::run::metrics::{MetricRow, MetricsLog};
-use crate::run::options::{Init, TrainOptions};
-use crate::run::plot;
-use crate::run::sample::sample_through_core;
+use crate::run::options::TrainOptions;
+use crate::run::stage_record::{Stage, StageState};
 
-/// What every stage's run is tied to: the vocabulary and the dataset it trains on (both are
-/// stored in the checkpoint and checked on resume).
-pub struct RunData<'a> {
-    /// Characters in id order.
-    pub vocab: &'a [char],
-    /// Hex content hash of the dataset.
-    pub dataset_hash: &'a str,
+/// One iteration's train numbers (`margin`: the alignment loss's mean margin, else 0).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StepLoss {
+    pub loss: f64,
+    pub margin: f64,
 }
 
-impl RunData<'_> {
-    fn encode(&self, text: &str) -> anyhow::Result<Vec<u16>> {
-        text.chars()
-            .map(|c| {
-                self.vocab
-                    .binary_search(&c)
-                    .map(|i| i as u16)
-                    .map_err(|_| anyhow::anyhow!("character {c:?} is not in the vocabulary"))
-            })
-            .collect()
+/// Sums of the train numbers since the last evaluation (the reference's `loss_sum`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct TrainSums {
+    pub loss: f64,
+    pub margin: f64,
+    pub count: u64,
+}
+
+impl TrainSums {
+    fn add(&mut self, l: StepLoss) {
+        self.loss += l.loss;
+        self.margin += l.margin;
+        self.count += 1;
+    }
+
+    /// Mean loss and margin (0 before any).
+    pub fn means(&self) -> (f64, f64) {
+        match self.count {
+            0 => (0.0, 0.0),
+            n => (self.loss / n as f64, self.margin / n as f64),
+        }
     }
 }
 
-/// The eval losses a stage reports at an evaluation step.
-#[derive(Clone, Copy, Debug)]
-pub struct EvalLosses {
-    /// The loss the bars use (logged as `eval_loss`).
-    pub eval_loss: f64,
-    /// The reference's own estimator (logged as `eval_loss_reference`).
-    pub eval_loss_reference: f64,
+/// The state every stage's run has: the weights being trained, the optimizer, the position,
+/// the stream, the train sums and the clock (a stage adds its own).
+pub struct RunState {
+    pub params: Params,
+    pub grads: Params,
+    pub adam: AdamW,
+    /// Completed updates (the next iteration to run).
+    pub step: u64,
+    /// The torch-compatible stream the batches and estimators draw from (a stage that draws
+    /// nothing leaves it alone and does not save it).
+    pub rng: Mt19937,
+    pub sums: TrainSums,
+    /// Training wall time so far, seconds (excluding evaluation).
+    pub wall_time_s: f64,
 }
 
-/// A training stage: its batches, its loss and its evaluation, over the shared loop.
-pub trait Objective: Send {
-    /// What the stage is called in the plot title ("pretraining").
-    fn name(&self) -> &'static str;
-    /// Check `opts` against the stage's data and size the stage's buffers; called once, before
-    /// the first iteration.
-    fn begin(&mut self, opts: &TrainOptions) -> anyhow::Result<()>;
-    /// Fetch the next batch (drawing from `rng` if the stage samples), run forward and backward:
-    /// the batch's mean loss, with its gradient written to `grads`. Must not allocate.
+impl RunState {
+    /// A fresh run from `params`: step 0, a fresh AdamW (moments and t zero).
+    pub fn fresh(params: Params, rng: Mt19937) -> RunState {
+        let n = params.data.len();
+        RunState {
+            grads: Params::zeros(params.config()),
+            adam: AdamW::new(n, AdamWConfig::default()),
+            params,
+            step: 0,
+            rng,
+            sums: TrainSums::default(),
+            wall_time_s: 0.0,
+        }
+    }
+
+    /// The state a checkpoint holds (its parameters already checked against `cfg` by the
+    /// caller; the stage restores its own part).
+    pub fn resumed(params: Params, ckpt_meta: &CheckpointMeta, m: Vec<f32>, v: Vec<f32>) -> Self {
+        let mut st = RunState::fresh(params, Mt19937::init_genrand(0));
+        st.adam.m = m;
+        st.adam.v = v;
+        st.adam.t = ckpt_meta.adam_t;
+        st.step = ckpt_meta.step;
+        st.sums = TrainSums {
+            loss: ckpt_meta.train_loss_acc,
+            margin: 0.0,
+            count: ckpt_meta.train_loss_count,
+        };
+        st.wall_time_s = ckpt_meta.wall_time_s;
+        st
+    }
+
+    /// This state as a checkpoint, with the stage's part.
+    pub fn checkpoint(&self, part: CheckpointPart) -> Checkpoint {
+        Checkpoint {
+            meta: CheckpointMeta {
+                step: self.step,
+                adam_t: self.adam.t,
+                n_params: self.params.data.len() as u64,
+                config: ConfigRecord::from(self.params.config()),
+                vocab: part.vocab.to_vec(),
+                dataset_hash: part.dataset_hash.to_string(),
+                rng_state: part.rng_state,
+                train_loss_acc: self.sums.loss,
+                train_loss_count: self.sums.count,
+                wall_time_s: self.wall_time_s,
+                options: part.options,
+                metrics: part.metrics,
+            },
+            stage: part.stage,
+            params: self.params.data.clone(),
+            adam_m: self.adam.m.clone(),
+            adam_v: self.adam.v.clone(),
+        }
+    }
+}
+
+/// What a stage adds to the loop's state in a checkpoint.
+pub struct CheckpointPart<'a> {
+    /// Characters in id order and the hex content hash of the dataset (checked on resume).
+    pub vocab: &'a [char],
+    pub dataset_hash: &'a str,
+    /// The stream's state (empty for a stage that draws nothing).
+    pub rng_state: Vec<u8>,
+    /// The pretraining options (a finetune or align stage keeps its parent's).
+    pub options: TrainOptions,
+    /// Pretraining's rows (a stage keeps its rows in its record).
+    pub metrics: Vec<MetricRow>,
+    /// The finetune or align record (none: pretraining).
+    pub stage: Option<StageState>,
+}
+
+/// The loop's fixed settings for a stage.
+pub struct Plan {
+    /// What the messages call the run ("training", "finetune", "align") and its updates
+    /// ("step", "update").
+    pub name: &'static str,
+    pub unit: &'static str,
+    /// The stage record its checkpoints carry (none: pretraining).
+    pub kind: Option<Stage>,
+    /// Updates of the whole run.
+    pub total_updates: u64,
+    /// Write a checkpoint every N steps (0: only on a stop and at the end).
+    pub checkpoint_every: u64,
+    pub grad_clip: Option<f32>,
+    /// Rows and columns of the model's batch buffers.
+    pub batch_rows: usize,
+    pub batch_seq: usize,
+    /// Write the periodic checkpoint of the starting step (unless the run directory holds it):
+    /// pretraining's initialisation is a state of its own; a stage's start is its parent's
+    /// weights with a fresh optimizer.
+    pub saves_start: bool,
+}
+
+/// Where an evaluation is taken and what the loop knows there.
+#[derive(Clone, Copy, Debug)]
+pub struct EvalPoint {
+    /// Updates done.
+    pub step: u64,
+    /// The final evaluation, after the last update (it leaves the train sums alone).
+    pub after_last_update: bool,
+    /// Mean train loss and margin since the previous evaluation.
+    pub train_loss: f64,
+    pub train_margin: f64,
+    /// The learning rate of this step's update (of the last update, for the final one).
+    pub lr: f32,
+    /// Global gradient norm of this step's batch (none for the final evaluation).
+    pub grad_norm: Option<f32>,
+    pub train_time_s: f64,
+}
+
+/// A training stage over the shared loop: its batches, loss, evaluation, log and checkpoint
+/// record.
+pub trait TrainStage {
+    /// One logged evaluation (a line of `metrics.jsonl`).
+    type Row: Serialize;
+    fn plan(&self) -> Plan;
+    /// The learning rate of update `step`.
+    fn lr_at(&self, step: u64) -> f32;
+    /// Where iteration `step` is, for messages ("step 12", "epoch 1 step 3").
+    fn position(&self, step: u64) -> String;
+    /// Whether iteration `step` evaluates (before its update).
+    fn eval_due(&self, step: u64) -> bool;
+    /// Fetch the next batch (drawing from `rng` if the stage samples) and run forward and
+    /// backward: the batch's loss, with its gradient written to `grads`. Must not allocate.
     fn loss_and_grad(
         &mut self,
         model: &mut TrainModel,
         params: &Params,
         grads: &mut Params,
         rng: &mut Mt19937,
-    ) -> Result<f32, ModelError>;
+    ) -> Result<StepLoss, ModelError>;
     /// Advance `rng` past the draws the next [`Self::loss_and_grad`] would take.
     fn skip_batch(&self, rng: &mut Mt19937);
-    /// The eval losses of `params` (may draw from `rng`, as the reference's estimator does).
+    /// After an update: move to the next batch; true if the train sums restart there.
+    fn advance(&mut self) -> bool;
+    /// The evaluation of `params` at `at` and its sample, as a row (may draw from `rng`).
     fn evaluate(
         &mut self,
         model: &mut TrainModel,
         params: &Params,
         rng: &mut Mt19937,
-    ) -> Result<EvalLosses, ModelError>;
-}
-
-/// How a run starts.
-pub enum Start {
-    Fresh(TrainOptions),
-    /// Continue a checkpoint; `steps`/`checkpoint_every` override the stored options when given
-    /// (nothing else may change, or the run would not be the same run).
-    Resume {
-        checkpoint: Box<Checkpoint>,
-        steps: Option<u64>,
-        checkpoint_every: Option<u64>,
-    },
+        at: &EvalPoint,
+    ) -> anyhow::Result<Self::Row>;
+    /// The row's eval loss (shown by the progress bar; the final one must be finite to save).
+    fn eval_loss(row: &Self::Row) -> f64;
+    /// Print the row's log lines (stdout).
+    fn print(&self, row: &Self::Row);
+    /// Every row so far (a resumed run's `metrics.jsonl` is rewritten from them).
+    fn rows(&self) -> &[Self::Row];
+    /// Keep `row` and redraw the loss plot at `plot_path`.
+    fn keep(&mut self, row: Self::Row, plot_path: &Path) -> anyhow::Result<()>;
+    /// The checkpoint of `st` with the stream `rng`.
+    fn checkpoint(&self, st: &RunState, rng: &Mt19937) -> Checkpoint;
 }
 
 /// Where a run writes and how it reports.
@@ -142,14 +274,14 @@ pub struct RunIo<'a> {
     pub on_save: Option<&'a (dyn Fn(WritePoint<'_>) + Sync)>,
 }
 
-/// What a run ended with.
+/// How the loop ended (the stage tells the user how to continue an interrupted run).
 #[derive(Debug)]
-pub struct RunOutcome {
+pub struct Finished {
     /// Completed updates.
     pub step: u64,
+    /// Stopped early (Ctrl-C or `--stop-after`), with a checkpoint to resume.
     pub interrupted: bool,
     pub checkpoint_path: PathBuf,
-    pub metrics: Vec<MetricRow>,
 }
 
 /// File names inside the output directory.
@@ -157,238 +289,85 @@ pub const CHECKPOINT_FILE: &str = "checkpoint.ckpt";
 pub const METRICS_FILE: &str = "metrics.jsonl";
 pub const PLOT_FILE: &str = "loss.svg";
 
-/// The mutable state of a run, everything a checkpoint holds.
-struct State {
-    cfg: Config,
-    opts: TrainOptions,
-    params: Params,
-    grads: Params,
-    adam: AdamW,
-    rng: Mt19937,
-    step: u64,
-    loss_acc: f64,
-    loss_count: u64,
-    wall_time_s: f64,
-    metrics: Vec<MetricRow>,
-}
-
-impl State {
-    fn fresh(data: &RunData, opts: TrainOptions) -> anyhow::Result<State> {
-        let cfg = opts.model.config(data.vocab.len());
-        // The batches continue the torch-compatible stream: after the reference's init draws
-        // (Torch), or from the seed (Fast, whose init draws from its own SplitMix64).
-        let (params, rng) = match opts.init {
-            Init::Torch => reference_init(&cfg, opts.seed),
-            Init::Fast => (
-                init_params(&cfg, opts.seed as u64, InitScheme::Fast),
-                Mt19937::init_genrand(opts.seed),
-            ),
-        };
-        let n = params.data.len();
-        Ok(State {
-            cfg,
-            grads: Params::zeros(&cfg),
-            adam: AdamW::new(n, AdamWConfig::default()),
-            params,
-            rng,
-            step: 0,
-            loss_acc: 0.0,
-            loss_count: 0,
-            wall_time_s: 0.0,
-            metrics: Vec::new(),
-            opts,
-        })
-    }
-
-    fn resume(
-        data: &RunData,
-        ckpt: Checkpoint,
-        steps: Option<u64>,
-        every: Option<u64>,
-    ) -> anyhow::Result<State> {
-        if let Some(st) = &ckpt.stage {
-            bail!(
-                "this is a {} checkpoint: continue it with `tinypoet {} --resume`",
-                st.options.stage.name(),
-                st.options.stage.name()
-            );
-        }
-        let meta = ckpt.meta;
-        if meta.dataset_hash != data.dataset_hash {
-            bail!(
-                "the checkpoint was trained on dataset {} but this dataset is {}",
-                short(&meta.dataset_hash),
-                short(data.dataset_hash)
-            );
-        }
-        if meta.vocab.as_slice() != data.vocab {
-            bail!("the checkpoint's vocabulary differs from the dataset's");
-        }
-        let mut opts = meta.options;
-        if let Some(s) = steps {
-            opts.steps = s;
-        }
-        if let Some(e) = every {
-            opts.checkpoint_every = e;
-        }
-        let cfg = opts.model.config(data.vocab.len());
-        if ConfigRecord::from(&cfg) != meta.config {
-            bail!("the checkpoint's model config does not match its options");
-        }
-        let params = Params::from_vec(&cfg, ckpt.params)
-            .context("checkpoint parameter count does not match its config")?;
-        let n = params.data.len();
-        let mut adam = AdamW::new(n, AdamWConfig::default());
-        adam.m = ckpt.adam_m;
-        adam.v = ckpt.adam_v;
-        adam.t = meta.adam_t;
-        let rng = Mt19937::from_bytes(&meta.rng_state).context("checkpoint RNG state")?;
-        // Rows at or after the start step are recomputed by this run (see the module docs).
-        let mut metrics = meta.metrics;
-        metrics.retain(|r| r.step < meta.step);
-        Ok(State {
-            cfg,
-            grads: Params::zeros(&cfg),
-            adam,
-            params,
-            rng,
-            step: meta.step,
-            loss_acc: meta.train_loss_acc,
-            loss_count: meta.train_loss_count,
-            wall_time_s: meta.wall_time_s,
-            metrics,
-            opts,
-        })
-    }
-
-    /// Mean of the train losses since the last evaluation (0 before any).
-    fn train_mean(&self) -> f64 {
-        if self.loss_count == 0 {
-            0.0
-        } else {
-            self.loss_acc / self.loss_count as f64
-        }
-    }
-
-    fn checkpoint(&self, data: &RunData) -> Checkpoint {
-        Checkpoint {
-            meta: CheckpointMeta {
-                step: self.step,
-                adam_t: self.adam.t,
-                n_params: self.params.data.len() as u64,
-                config: ConfigRecord::from(&self.cfg),
-                vocab: data.vocab.to_vec(),
-                dataset_hash: data.dataset_hash.to_string(),
-                rng_state: self.rng.to_bytes().to_vec(),
-                train_loss_acc: self.loss_acc,
-                train_loss_count: self.loss_count,
-                wall_time_s: self.wall_time_s,
-                options: self.opts.clone(),
-                metrics: self.metrics.clone(),
-            },
-            stage: None,
-            params: self.params.data.clone(),
-            adam_m: self.adam.m.clone(),
-            adam_v: self.adam.v.clone(),
-        }
-    }
-}
-
-fn short(hash: &str) -> &str {
-    &hash[..hash.len().min(12)]
-}
-
-/// Run (or continue) a training run of `objective` on `data`. See the module docs for the loop.
-pub fn run<O: Objective>(
-    data: &RunData,
-    objective: &mut O,
-    start: Start,
-    io: &RunIo,
-) -> anyhow::Result<RunOutcome> {
+/// Run `f` (a stage's setup and loop) on a pool of `threads` kernel threads.
+pub fn with_threads<T: Send>(
+    threads: usize,
+    f: impl FnOnce() -> anyhow::Result<T> + Send,
+) -> anyhow::Result<T> {
     let pool = rayon::ThreadPoolBuilder::new()
-        .num_threads(io.threads.max(1))
+        .num_threads(threads.max(1))
         .build()
         .context("building the thread pool")?;
-    pool.install(|| run_in_pool(data, objective, start, io))
+    pool.install(f)
 }
 
-fn run_in_pool<O: Objective>(
-    data: &RunData,
-    objective: &mut O,
-    start: Start,
+/// Run `stage` from `st` to its last update (or a stop). See the module docs for the loop.
+/// `stop_after`: stop as on Ctrl-C once the run has done this many updates in total.
+pub fn run<S: TrainStage>(
+    stage: &mut S,
+    mut st: RunState,
     io: &RunIo,
-) -> anyhow::Result<RunOutcome> {
-    let mut st = match start {
-        Start::Fresh(opts) => {
-            objective.begin(&opts)?;
-            State::fresh(data, opts)?
-        }
-        Start::Resume {
-            checkpoint,
-            steps,
-            checkpoint_every,
-        } => {
-            let st = State::resume(data, *checkpoint, steps, checkpoint_every)?;
-            objective.begin(&st.opts)?;
-            st
-        }
-    };
-    // Checked up front so a bad prompt fails before any training.
-    data.encode(&st.opts.sample_prompt)
-        .context("sample prompt")?;
-    let mut model = TrainModel::new(&st.cfg, st.opts.batch, st.opts.seq)?;
-    let log = Log::open(io, &st, objective.name())?;
+    stop_after: Option<u64>,
+) -> anyhow::Result<Finished> {
+    let plan = stage.plan();
+    let mut model = TrainModel::new(st.params.config(), plan.batch_rows, plan.batch_seq)?;
+    let log = Log::open(io, stage.rows(), plan.total_updates, st.step)?;
     let ckpt_path = io.out_dir.join(CHECKPOINT_FILE);
-    let prompt = st.opts.sample_prompt.clone();
-    let k = st.opts.eval_interval;
-    let schedule = st.opts.lr_schedule();
-    let mut last_good: Option<u64> = checkpoint::load(&ckpt_path).ok().map(|c| c.meta.step);
+    let mut last_good: Option<u64> = checkpoint::load(&ckpt_path)
+        .ok()
+        .filter(|c| c.stage.as_ref().map(|s| s.options.stage) == plan.kind)
+        .map(|c| c.meta.step);
     let mut last_msg = Instant::now() - Duration::from_secs(10);
     let mut last_eval = f64::NAN;
     let mut interrupted = false;
     // The stream before iteration i's draws: what a checkpoint of step i holds.
     let mut rng_at_step = st.rng.clone();
-    // The step the run starts at is already on disk (resume) or is the fresh initialisation.
+    // The step the run starts at is already on disk (resume), or is not saved (a stage's start).
     let start_step = st.step;
-    let resumed = last_good == Some(start_step);
+    let start_saved = last_good == Some(start_step) || !plan.saves_start;
     let kept = |last_good: Option<u64>| match last_good {
         Some(s) => format!(
-            "the last good checkpoint {} (step {s}) is kept",
-            ckpt_path.display()
+            "the last good checkpoint {} ({} {s}) is kept",
+            ckpt_path.display(),
+            plan.unit
         ),
         None => "no checkpoint had been written yet".to_string(),
     };
+    let stopped = |at: String, why: String, last_good: Option<u64>| {
+        log.pb.finish_and_clear();
+        anyhow!("{} stopped at {at}: {why}; {}", plan.name, kept(last_good))
+    };
     let mut stop_requested = false;
 
-    while st.step < st.opts.steps {
+    while st.step < plan.total_updates {
         let i = st.step;
         let t0 = Instant::now();
         rng_at_step.clone_from(&st.rng);
         // 1. batch, 2. forward + backward. A rejected batch changed nothing (the model checks
         // before any work).
-        let stopped = |why: String| {
-            log.pb.finish_and_clear();
-            anyhow::anyhow!("training stopped at step {i}: {why}; {}", kept(last_good))
-        };
-        let loss = objective
+        let loss = stage
             .loss_and_grad(&mut model, &st.params, &mut st.grads, &mut st.rng)
-            .map_err(|e| stopped(e.to_string()))?;
+            .map_err(|e| stopped(stage.position(i), e.to_string(), last_good))?;
         let grad_norm = global_norm(&st.grads.data);
         let train_time = t0.elapsed().as_secs_f64();
-        // 4 (checked before the evaluation so a broken state is never evaluated or saved).
-        if !loss.is_finite() {
-            return Err(stopped(format!("the loss is {loss}")));
+        // 3 (checked before the evaluation so a broken state is never evaluated or saved).
+        let broken = if !loss.loss.is_finite() {
+            Some(format!("the loss is {}", loss.loss))
+        } else if !grad_norm.is_finite() {
+            Some(format!("the gradient norm is {grad_norm}"))
+        } else {
+            None
+        };
+        if let Some(why) = broken {
+            return Err(stopped(stage.position(i), why, last_good));
         }
-        if !grad_norm.is_finite() {
-            return Err(stopped(format!("the gradient norm is {grad_norm}")));
-        }
-        // 4b. the checkpoint of step i, now that its loss is known to be finite
-        let periodic = st.opts.checkpoint_every > 0
-            && i % st.opts.checkpoint_every == 0
-            && !(resumed && i == start_step);
+        // 3b. the checkpoint of step i, now that its loss is known to be finite
+        let periodic = plan.checkpoint_every > 0
+            && i.is_multiple_of(plan.checkpoint_every)
+            && !(i == start_step && start_saved);
         if periodic || stop_requested {
-            if let Err(why) = save_checked(io, &st, &rng_at_step, data, &ckpt_path)? {
-                return Err(stopped(why));
+            if let Err(why) = save_checked(io, stage, &st, &rng_at_step, &ckpt_path)? {
+                return Err(stopped(stage.position(i), why, last_good));
             }
             last_good = Some(i);
         }
@@ -396,119 +375,124 @@ fn run_in_pool<O: Objective>(
             interrupted = true;
             break;
         }
-        // 3. evaluation hook (the train mean restarts after it)
-        if i % k == 0 {
-            let train_mean = st.train_mean();
-            st.loss_acc = 0.0;
-            st.loss_count = 0;
-            let (lr, norm) = (schedule.lr_at(i), Some(grad_norm as f64));
-            let row = evaluation(
-                &mut st, data, objective, &mut model, &prompt, i, train_mean, lr, norm, false,
-            )?;
-            last_eval = row.eval_loss;
-            log.record(&mut st, row)?;
+        // 4. evaluation hook (the train sums restart after it)
+        if stage.eval_due(i) {
+            let (train_loss, train_margin) = st.sums.means();
+            st.sums = TrainSums::default();
+            let at = EvalPoint {
+                step: i,
+                after_last_update: false,
+                train_loss,
+                train_margin,
+                lr: stage.lr_at(i),
+                grad_norm: Some(grad_norm),
+                train_time_s: st.wall_time_s,
+            };
+            let row = stage.evaluate(&mut model, &st.params, &mut st.rng, &at)?;
+            last_eval = S::eval_loss(&row);
+            log.record(stage, row)?;
         }
-        st.loss_acc += loss as f64;
-        st.loss_count += 1;
+        st.sums.add(loss);
         // 5. update
         let t1 = Instant::now();
-        if let Some(max) = st.opts.grad_clip {
+        if let Some(max) = plan.grad_clip {
             clip_grad_norm(&mut st.grads.data, max);
         }
         st.adam
-            .step(&mut st.params.data, &st.grads.data, schedule.lr_at(i));
+            .step(&mut st.params.data, &st.grads.data, stage.lr_at(i));
         st.step = i + 1;
         st.wall_time_s += train_time + t1.elapsed().as_secs_f64();
+        if stage.advance() {
+            st.sums = TrainSums::default();
+        }
 
         log.pb.inc(1);
         // (Formatting allocates: only for a visible bar, at most twice a second.)
         if !log.pb.is_hidden() && last_msg.elapsed() >= Duration::from_millis(500) {
             log.pb
-                .set_message(format!("loss {loss:.4}  eval {last_eval:.4}"));
+                .set_message(format!("loss {:.4}  eval {last_eval:.4}", loss.loss));
             last_msg = Instant::now();
         }
 
-        // Ctrl-C: the next iteration checks this update's loss, saves and stops.
-        stop_requested = io.interrupt.is_some_and(|f| f.load(Ordering::SeqCst));
+        // Ctrl-C or --stop-after: the next iteration checks this update's loss, saves and stops.
+        stop_requested = io.interrupt.is_some_and(|f| f.load(Ordering::SeqCst))
+            || stop_after.is_some_and(|n| st.step >= n && st.step < plan.total_updates);
     }
 
     if !interrupted {
-        // Final evaluation (a peek: copy of the stream, accumulator untouched).
-        let (step, train_mean) = (st.step, st.train_mean());
-        let lr = schedule.lr_at(step.saturating_sub(1));
-        let row = evaluation(
-            &mut st, data, objective, &mut model, &prompt, step, train_mean, lr, None, true,
-        )?;
-        let final_loss = row.eval_loss;
-        log.record(&mut st, row)?;
+        // Final evaluation (a peek: copy of the stream, sums untouched).
+        let step = st.step;
+        let (train_loss, train_margin) = st.sums.means();
+        let at = EvalPoint {
+            step,
+            after_last_update: true,
+            train_loss,
+            train_margin,
+            lr: stage.lr_at(step.saturating_sub(1)),
+            grad_norm: None,
+            train_time_s: st.wall_time_s,
+        };
+        // Skip the draws of the batch iteration `step` would fetch first, so the final row is
+        // exactly the one an in-loop evaluation at `step` gives (comparable with the reference).
+        let mut peek_rng = st.rng.clone();
+        stage.skip_batch(&mut peek_rng);
+        let row = stage.evaluate(&mut model, &st.params, &mut peek_rng, &at)?;
+        let final_loss = S::eval_loss(&row);
+        log.record(stage, row)?;
         let why = if final_loss.is_finite() {
-            save_checked(io, &st, &st.rng, data, &ckpt_path)?.err()
+            save_checked(io, stage, &st, &st.rng, &ckpt_path)?.err()
         } else {
             Some(format!(
                 "the final evaluation loss is {final_loss}; nothing is saved from these parameters"
             ))
         };
         if let Some(why) = why {
-            log.pb.finish_and_clear();
-            bail!(
-                "training stopped at step {step}: {why}; {}",
-                kept(last_good)
-            );
+            return Err(stopped(stage.position(step), why, last_good));
         }
     }
     log.pb.finish_and_clear();
-    if interrupted && io.print {
-        crate::errln!(
-            "interrupted: saved {} at step {}; continue with --resume {}",
-            ckpt_path.display(),
-            st.step,
-            ckpt_path.display()
-        );
-    }
-    Ok(RunOutcome {
+    Ok(Finished {
         step: st.step,
         interrupted,
         checkpoint_path: ckpt_path,
-        metrics: st.metrics,
     })
 }
 
-/// Where a run's evaluation rows go: stdout (the reference's log lines), `metrics.jsonl`, the
-/// state's metrics, and the loss plot; and the progress bar.
+/// Where a run's evaluation rows go: stdout (the stage's log lines), `metrics.jsonl`, the
+/// stage's rows and its loss plot; and the progress bar.
 struct Log<'a> {
     io: &'a RunIo<'a>,
     pb: ProgressBar,
     metrics: MetricsLog,
     plot_path: PathBuf,
-    plot_title: String,
 }
 
 impl<'a> Log<'a> {
-    /// Create the output directory and open the metrics log (keeping the state's earlier rows).
-    fn open(io: &'a RunIo<'a>, st: &State, stage: &str) -> anyhow::Result<Log<'a>> {
+    /// Create the output directory and open the metrics log (keeping the run's earlier rows).
+    fn open<R: Serialize>(
+        io: &'a RunIo<'a>,
+        rows: &[R],
+        total: u64,
+        pos: u64,
+    ) -> anyhow::Result<Log<'a>> {
         std::fs::create_dir_all(&io.out_dir)
             .with_context(|| format!("creating {}", io.out_dir.display()))?;
-        let o = &st.opts;
         Ok(Log {
             io,
-            metrics: MetricsLog::create(&io.out_dir.join(METRICS_FILE), &st.metrics)?,
+            metrics: MetricsLog::create(&io.out_dir.join(METRICS_FILE), rows)?,
             plot_path: io.out_dir.join(PLOT_FILE),
-            plot_title: format!(
-                "tinypoet {stage}: B={} T={} lr={} seed={}",
-                o.batch, o.seq, o.lr, o.seed
-            ),
-            pb: progress_bar(io, o.steps, st.step),
+            pb: progress_bar(io, total, pos),
         })
     }
 
-    /// Print `row`, append it to the metrics file, keep it in the state (in place of any row at
-    /// its step or later) and redraw the plot.
-    fn record(&self, st: &mut State, row: MetricRow) -> anyhow::Result<()> {
-        report(self.io, &self.pb, &row, &st.opts);
+    /// Print `row`, append it to the metrics file, and hand it to the stage (which keeps it and
+    /// redraws the plot).
+    fn record<S: TrainStage>(&self, stage: &mut S, row: S::Row) -> anyhow::Result<()> {
+        if self.io.print {
+            self.pb.suspend(|| stage.print(&row));
+        }
         self.metrics.append(&row)?;
-        st.metrics.retain(|r| r.step < row.step);
-        st.metrics.push(row);
-        plot::write_svg(&self.plot_path, &st.metrics, &self.plot_title)
+        stage.keep(row, &self.plot_path)
     }
 }
 
@@ -520,11 +504,11 @@ const MAX_SOUND_WEIGHT: f32 = 65504.0;
 /// checked that these parameters' loss is finite; here every weight must be finite and at most
 /// [`MAX_SOUND_WEIGHT`] in magnitude, and every AdamW moment finite (an inf moment resumes into
 /// NaN updates). `Ok(Err(why))`: nothing was written, the previous checkpoint is untouched.
-fn save_checked(
+fn save_checked<S: TrainStage>(
     io: &RunIo,
-    st: &State,
+    stage: &S,
+    st: &RunState,
     rng: &Mt19937,
-    data: &RunData,
     path: &Path,
 ) -> anyhow::Result<Result<(), String>> {
     let w = &st.params.data;
@@ -546,56 +530,8 @@ fn save_checked(
             )));
         }
     }
-    let mut ckpt = st.checkpoint(data);
-    ckpt.meta.rng_state = rng.to_bytes().to_vec();
-    save(io, path, &ckpt)?;
+    save(io, path, &stage.checkpoint(st, rng))?;
     Ok(Ok(()))
-}
-
-/// Both estimators and the sample. `peek`: use a copy of the stream (final evaluation).
-#[allow(clippy::too_many_arguments)]
-fn evaluation<O: Objective>(
-    st: &mut State,
-    data: &RunData,
-    objective: &mut O,
-    model: &mut TrainModel,
-    prompt: &str,
-    step: u64,
-    train_loss: f64,
-    lr: f32,
-    grad_norm: Option<f64>,
-    peek: bool,
-) -> anyhow::Result<MetricRow> {
-    let (b, t) = (st.opts.batch, st.opts.seq);
-    let mut peek_rng;
-    let rng = if peek {
-        // Skip the draws of the batch iteration `step` would fetch first, so the final row is
-        // exactly the one an in-loop evaluation at `step` gives (comparable with the reference).
-        peek_rng = st.rng.clone();
-        objective.skip_batch(&mut peek_rng);
-        &mut peek_rng
-    } else {
-        &mut st.rng
-    };
-    let losses = objective.evaluate(model, &st.params, rng)?;
-    let sample = sample_through_core(
-        &st.params,
-        data.vocab,
-        prompt,
-        st.opts.sample_len,
-        sample_seed(st.opts.seed, step),
-    )?;
-    Ok(MetricRow {
-        step,
-        train_loss,
-        eval_loss: losses.eval_loss,
-        eval_loss_reference: losses.eval_loss_reference,
-        lr: lr as f64,
-        grad_norm,
-        train_time_s: st.wall_time_s,
-        tokens: step * (b * t) as u64,
-        sample,
-    })
 }
 
 /// Seed of the sampler for the sample printed at `step` (its own stream: sampling never
@@ -604,28 +540,7 @@ pub fn sample_seed(seed: u32, step: u64) -> u64 {
     ((seed as u64) << 32) ^ step
 }
 
-fn report(io: &RunIo, pb: &ProgressBar, row: &MetricRow, opts: &TrainOptions) {
-    if !io.print {
-        return;
-    }
-    pb.suspend(|| {
-        crate::outln!(
-            "Step {}, train loss {:.4}, evaluate loss {:.4} (reference estimator {:.4})",
-            row.step,
-            row.train_loss,
-            row.eval_loss,
-            row.eval_loss_reference
-        );
-        crate::outln!(
-            "Generate first {} characters of poems starting with {}:",
-            opts.sample_len,
-            opts.sample_prompt
-        );
-        crate::outln!("{}", row.sample);
-    });
-}
-
-pub(crate) fn progress_bar(io: &RunIo, steps: u64, pos: u64) -> ProgressBar {
+fn progress_bar(io: &RunIo, steps: u64, pos: u64) -> ProgressBar {
     if !io.progress || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
@@ -646,14 +561,23 @@ pub(crate) fn progress_bar(io: &RunIo, steps: u64, pos: u64) -> ProgressBar {
 }
 
 /// Save a checkpoint atomically, through the run's save observer if it has one.
-pub(crate) fn save(
-    io: &RunIo,
-    path: &Path,
-    ckpt: &Checkpoint,
-) -> Result<(), checkpoint::CheckpointError> {
+fn save(io: &RunIo, path: &Path, ckpt: &Checkpoint) -> Result<(), checkpoint::CheckpointError> {
     match io.on_save {
         Some(observe) => checkpoint::save_atomic_observed(path, ckpt, observe),
         None => checkpoint::save_atomic(path, ckpt),
+    }
+}
+
+/// The run directory a `--resume` path belongs to (the directory itself, or the checkpoint
+/// file's directory): where a resumed run keeps writing when no `--out` is given, so that its
+/// checkpoint, metrics and plot continue the ones it resumed.
+pub fn run_dir_of(resume: &Path) -> PathBuf {
+    if resume.is_dir() {
+        return resume.to_path_buf();
+    }
+    match resume.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir.to_path_buf(),
+        _ => PathBuf::from("."),
     }
 }
 
