@@ -1,0 +1,1 @@
+TINYPOET«?O4
