@@ -34,6 +34,35 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
     port.flush();
 }
 
+/// The console over USB CDC-ACM on a board's bus, forever: the serial function and device of
+/// [`tinypoet_console::usb::device`] with identity `id`, one session after another (Ctrl-D ends
+/// one, the next starts with the greeting). Each USB board sets up its clocks and its bus, then
+/// calls this.
+#[cfg(all(
+    not(any(feature = "measure", feature = "oneshot")),
+    any(
+        feature = "board-pico",
+        feature = "board-teensy41",
+        all(feature = "board-pico2", not(feature = "rtt"))
+    )
+))]
+pub fn serve_usb<B: usb_device::bus::UsbBus>(
+    bus: &usb_device::bus::UsbBusAllocator<B>,
+    id: &tinypoet_console::usb::Identity,
+    dec: &mut tinypoet_core::Decoder,
+    meter: &tinypoet_console::Meter,
+    info: &tinypoet_console::Info,
+) -> ! {
+    let (serial, dev) = match tinypoet_console::usb::device(bus, id) {
+        Ok(d) => d,
+        Err(_) => crate::console::fail(format_args!("USB device descriptor rejected")),
+    };
+    let mut port = tinypoet_console::usb::UsbPort::new(serial, dev);
+    loop {
+        tinypoet_console::run(&mut port, dec, meter, info);
+    }
+}
+
 #[cfg(all(
     feature = "board-pico",
     not(any(feature = "measure", feature = "oneshot"))

@@ -22,7 +22,7 @@ pub static BOOT2: [u8; 256] = rp2040_boot2::BOOT_LOADER_W25Q080;
 #[cfg(not(any(feature = "measure", feature = "oneshot")))]
 pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) -> ! {
     use rp2040_hal as hal;
-    use tinypoet_console::usb::{device, UsbPort, PICO};
+    use tinypoet_console::usb::PICO;
     use usb_device::bus::UsbBusAllocator;
 
     /// The Pico's crystal.
@@ -51,14 +51,7 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
         true, // VBUS detect: the Pico routes VBUS to GPIO24, not to the USB controller
         &mut pac.RESETS,
     ));
-    let (serial, dev) = match device(&bus, &PICO) {
-        Ok(d) => d,
-        Err(_) => crate::console::fail(format_args!("USB device descriptor rejected")),
-    };
-    let mut port = UsbPort::new(serial, dev);
-    loop {
-        tinypoet_console::run(&mut port, dec, &METER, info);
-    }
+    super::serve_usb(&bus, &PICO, dec, &METER, info)
 }
 
 /// SysTick counts core cycles at the 125 MHz system clock of `init_clocks_and_plls`.

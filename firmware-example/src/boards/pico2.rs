@@ -71,7 +71,7 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
     }
     #[cfg(not(feature = "rtt"))]
     {
-        use tinypoet_console::usb::{device, UsbPort, PICO2};
+        use tinypoet_console::usb::PICO2;
         use usb_device::bus::UsbBusAllocator;
         let bus = UsbBusAllocator::new(hal::usb::UsbBus::new(
             pac.USB,
@@ -80,14 +80,7 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
             true, // VBUS detect: the Pico 2 does not route VBUS to the USB controller
             &mut pac.RESETS,
         ));
-        let (serial, dev) = match device(&bus, &PICO2) {
-            Ok(d) => d,
-            Err(_) => crate::console::fail(format_args!("USB device descriptor rejected")),
-        };
-        let mut port = UsbPort::new(serial, dev);
-        loop {
-            tinypoet_console::run(&mut port, dec, &METER, info);
-        }
+        super::serve_usb(&bus, &PICO2, dec, &METER, info)
     }
 }
 

@@ -97,7 +97,7 @@ pub static TEENSY41_FLEXSPI_CONFIGURATION_BLOCK: nor::ConfigurationBlock =
 pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) -> ! {
     use teensy4_bsp::board;
     use teensy4_bsp::usbd::{BusAdapter, EndpointMemory, EndpointState, Speed};
-    use tinypoet_console::usb::{device, UsbPort, TEENSY41};
+    use tinypoet_console::usb::TEENSY41;
     use usb_device::bus::UsbBusAllocator;
 
     /// Endpoint buffers (EP0 64 + 64 + bulk IN/OUT 64 each + interrupt 8, with room).
@@ -113,14 +113,7 @@ pub fn console(dec: &mut tinypoet_core::Decoder, info: &tinypoet_console::Info) 
         &EP_STATE,
         Speed::LowFull,
     ));
-    let (serial, dev) = match device(&bus, &TEENSY41) {
-        Ok(d) => d,
-        Err(_) => crate::console::fail(format_args!("USB device descriptor rejected")),
-    };
-    let mut port = UsbPort::new(serial, dev);
-    loop {
-        tinypoet_console::run(&mut port, dec, &METER, info);
-    }
+    super::serve_usb(&bus, &TEENSY41, dec, &METER, info)
 }
 
 /// SysTick counts core cycles at teensy4-bsp's 600 MHz ARM clock.
